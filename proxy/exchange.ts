@@ -1,0 +1,324 @@
+import type net from 'node:net'
+import type { Defect } from '../validators/defects.js'
+import type { RequestHead } from '../validators/request-parser.js'
+import { ResponseParser } from '../validators/response-parser.js'
+import { judge } from '../validators/verdict.js'
+import type { AccessLogRecord } from './access-log-record.js'
+import type { BackendPool, Instance } from './backend-pool.js'
+import { secondsBetween, type Clock } from './clock.js'
+import type { ClbProxyEvents, ExchangeOutcome } from './events.js'
+import { buildForwardedHead, hostWithoutPort } from './forwarded-head.js'
+import type { ResolvedOptions } from './options.js'
+import { SYNTHETIC_RESPONSES, type SyntheticStatus } from './synthetic-responses.js'
+
+/** Bytes of a backend response kept for diagnostics and captures. */
+export const CAPTURE_LIMIT_BYTES = 64 * 1024
+
+export interface ExchangeContext {
+  readonly options: ResolvedOptions
+  readonly pool: BackendPool
+  readonly clock: Clock
+  readonly events: ClbProxyEvents
+}
+
+/** What an exchange needs from the client connection that owns it. */
+export interface ClientSide {
+  readonly address: string
+  readonly port: number
+  readonly listenerAddress: string
+  readonly listenerPort: number
+  /** Writes to the client; false means wait for `onDrain`. */
+  write (bytes: Buffer): boolean
+  onDrain (resume: () => void): void
+  /** Aborts the client connection (a defect after the response was committed). */
+  abort (): void
+  /** The exchange is over; `keepOpen` says whether the client connection may carry another request. */
+  exchangeDone (keepOpen: boolean): void
+}
+
+export interface RequestInfo {
+  readonly head: RequestHead
+  readonly rawHead: Buffer
+  readonly receivedAtMicros: number
+}
+
+/**
+ * One request and its response, on the backend side. Stages (docs/lifecycle.md): pick instance
+ * (503) -> send (503 when the connection is refused) -> read and judge the response (502 for a
+ * malformed response, 504 for a close without a response or the idle timeout) -> commit or
+ * synthesize -> log.
+ */
+export class Exchange {
+  private instance: Instance | null = null
+  private socket: net.Socket | null = null
+  private connected = false
+  private readonly parser: ResponseParser
+  private readonly chunks: Buffer[] = []
+  private bufferedBytes = 0
+  private committed = false
+  private sentBodyBytes = 0
+  private done = false
+  private requestComplete = false
+  private requestBodyBytes = 0
+  private dispatchedAtMicros: number | null = null
+  private firstByteAtMicros: number | null = null
+  private respondedAtMicros: number | null = null
+  private readonly listeners: Array<[string, (...args: any[]) => void]> = []
+
+  constructor (private readonly context: ExchangeContext, private readonly client: ClientSide, private readonly request: RequestInfo) {
+    this.parser = new ResponseParser({ requestMethod: request.head.method, maxHeadBytes: context.options.maxHeadBytes })
+  }
+
+  /** Stage "pick instance" and "send": dispatches the head and any body bytes already received. */
+  start (initialBody: Buffer | null, requestComplete: boolean): void {
+    const instance = this.context.pool.pick()
+    if (instance === null) return this.synthesize(503, 'backend-unreachable')
+    this.instance = instance
+    instance.outstanding++
+    const { socket, reused } = instance.acquire()
+    this.socket = socket
+    this.connected = reused
+    const head = buildForwardedHead(this.request.head, {
+      clientAddress: this.client.address,
+      listenerPort: this.client.listenerPort,
+      listenerAddress: this.client.listenerAddress
+    })
+    this.listen(socket, 'data', (chunk: Buffer) => this.onBackendData(chunk))
+    this.listen(socket, 'end', () => this.onBackendClosed())
+    this.listen(socket, 'close', () => this.onBackendClosed())
+    this.listen(socket, 'timeout', () => this.onBackendIdle())
+    socket.setTimeout(this.context.options.idleTimeoutSeconds * 1000)
+    if (reused) {
+      this.dispatchedAtMicros = this.context.clock.nowMicros()
+    } else {
+      this.listen(socket, 'connect', () => {
+        this.connected = true
+        this.dispatchedAtMicros = this.context.clock.nowMicros()
+      })
+    }
+    socket.write(head)
+    if (initialBody !== null && initialBody.length > 0) this.sendBody(initialBody)
+    if (requestComplete) this.requestComplete = true
+  }
+
+  /** Request body bytes as they arrive from the client (forwarded as framed on the wire). */
+  sendBody (bytes: Buffer): boolean {
+    this.requestBodyBytes += bytes.length
+    if (this.done || this.socket === null) return true
+    return this.socket.write(bytes)
+  }
+
+  onRequestDrain (resume: () => void): void {
+    if (this.socket === null || this.done) resume()
+    else this.socket.once('drain', resume)
+  }
+
+  endOfRequest (): void {
+    this.requestComplete = true
+  }
+
+  /** The client went away before its answer was complete. */
+  clientGone (): void {
+    if (this.done) return
+    if (this.committed) return this.cut()
+    // CLB-HTTPERR 408 cause 2: "Connection to the client is closed (load balancer could not send a response)".
+    this.finish('client-closed', { elbStatus: 408, backendStatus: 'no-response', backendReached: false, keepBackend: false, keepClient: false })
+  }
+
+  private listen (socket: net.Socket, event: string, handler: (...args: any[]) => void): void {
+    socket.on(event, handler)
+    this.listeners.push([event, handler])
+  }
+
+  private onBackendData (chunk: Buffer): void {
+    if (this.done) return
+    const events = this.context.events
+    if (events.listenerCount('backend-read') > 0) events.emit('backend-read', { bytes: chunk.length })
+    if (this.firstByteAtMicros === null) this.firstByteAtMicros = this.context.clock.nowMicros()
+    const defectsBefore = this.parser.defects.length
+    this.parser.push(chunk)
+    if (this.committed) return this.streamCommitted(chunk, defectsBefore)
+    // Bounded: by maxHeadBytes until the head is complete, by responseBufferBytes after.
+    this.chunks.push(chunk)
+    this.bufferedBytes += chunk.length
+    if (this.parser.state === 'invalid') return this.reject()
+    if (this.parser.state === 'complete') return this.relayComplete()
+    // Commit rule (docs/lifecycle.md): past the buffer cap, the head and what arrived are sent and the rest streams.
+    if (this.parser.head !== null && this.bufferedBytes > this.context.options.responseBufferBytes) this.commit()
+  }
+
+  private onBackendClosed (): void {
+    if (this.done) return
+    if (!this.connected) {
+      // The connection was never established (refused, unreachable): no healthy instance answers.
+      return this.synthesize(503, 'backend-unreachable')
+    }
+    this.parser.finish()
+    if (this.committed) {
+      if (this.parser.state === 'complete') return this.finishCommitted()
+      return this.cut()
+    }
+    if (this.parser.state === 'complete') return this.relayComplete()
+    // CLB-HTTPERR 504 cause 2: "Registered instances closing the connection to Elastic Load Balancing."
+    if (this.parser.defects.some((d) => d.code === 'EMPTY_RESPONSE')) return this.synthesize(504, 'backend-closed')
+    this.reject()
+  }
+
+  private onBackendIdle (): void {
+    if (this.done) return
+    if (this.committed) return this.cut()
+    // CLB-HTTPERR 504 cause 1: the request "did not complete within the idle timeout period".
+    this.synthesize(504, 'backend-timeout')
+  }
+
+  /** The whole response is here and judged before the client sees a byte. */
+  private relayComplete (): void {
+    const verdict = judge(this.parser.defects, this.context.options.profile)
+    if (verdict.action === 'reject') return this.reject()
+    const head = this.parser.head as NonNullable<ResponseParser['head']>
+    const end = this.parser.messageEnd
+    this.respondedAtMicros = this.context.clock.nowMicros()
+    this.writeBuffered(end)
+    this.sentBodyBytes = end - head.end
+    this.finishRelayed()
+  }
+
+  private commit (): void {
+    const verdict = judge(this.parser.defects, this.context.options.profile)
+    if (verdict.action === 'reject') return this.reject()
+    this.committed = true
+    this.respondedAtMicros = this.context.clock.nowMicros()
+    const head = this.parser.head as NonNullable<ResponseParser['head']>
+    this.writeBuffered(this.bufferedBytes)
+    this.sentBodyBytes = this.bufferedBytes - head.end
+    this.chunks.length = 0
+  }
+
+  private streamCommitted (chunk: Buffer, defectsBefore: number): void {
+    const newDefects = this.parser.defects.slice(defectsBefore)
+    if (this.parser.state === 'invalid' || judge(newDefects, this.context.options.profile).action === 'reject') return this.cut()
+    const received = this.parser.bytesReceived
+    const part = this.parser.state === 'complete' ? chunk.subarray(0, chunk.length - (received - this.parser.messageEnd)) : chunk
+    this.sentBodyBytes += part.length
+    if (!this.client.write(part)) {
+      const socket = this.socket as net.Socket
+      socket.pause()
+      this.client.onDrain(() => socket.resume())
+    }
+    if (this.parser.state === 'complete') this.finishCommitted()
+  }
+
+  private writeBuffered (end: number): void {
+    let remaining = end
+    for (const chunk of this.chunks) {
+      if (remaining <= 0) break
+      this.client.write(chunk.length <= remaining ? chunk : chunk.subarray(0, remaining))
+      remaining -= chunk.length
+    }
+  }
+
+  private finishRelayed (): void {
+    const head = this.parser.head as NonNullable<ResponseParser['head']>
+    const keepBackend = head.reusable && this.requestComplete &&
+      !this.parser.defects.some((d) => d.code === 'EXTRA_BYTES_AFTER_RESPONSE' || d.code === 'BODY_NOT_ALLOWED')
+    // ELB-HOW: the load balancer honors the client's Connection header after proxying the response;
+    // a response that ends with the connection, or says close, ends the client connection too.
+    const keepClient = this.requestComplete && !this.request.head.closeAfter && head.framing.kind !== 'until-close' &&
+      head.reusable
+    this.finish('relayed', { elbStatus: head.statusCode, backendStatus: head.statusCode, backendReached: true, keepBackend, keepClient })
+  }
+
+  private finishCommitted (): void {
+    this.finishRelayed()
+  }
+
+  /** CLB's 502: the backend's response could not be parsed (KC-502). */
+  private reject (): void {
+    this.client.write(SYNTHETIC_RESPONSES[502])
+    this.respondedAtMicros = this.context.clock.nowMicros()
+    this.finish('rejected', {
+      elbStatus: 502,
+      backendStatus: 'rejected',
+      backendReached: true,
+      keepBackend: false,
+      keepClient: this.requestComplete && !this.request.head.closeAfter
+    })
+  }
+
+  /** A defect after the response was committed: the client connection is aborted, as CLB cannot take bytes back. */
+  private cut (): void {
+    const head = this.parser.head as NonNullable<ResponseParser['head']>
+    this.client.abort()
+    this.finish('cut', { elbStatus: head.statusCode, backendStatus: head.statusCode, backendReached: true, keepBackend: false, keepClient: false })
+  }
+
+  private synthesize (status: SyntheticStatus, outcome: ExchangeOutcome): void {
+    this.client.write(SYNTHETIC_RESPONSES[status])
+    this.finish(outcome, {
+      elbStatus: status,
+      backendStatus: 'no-response',
+      backendReached: false,
+      keepBackend: false,
+      keepClient: this.requestComplete && !this.request.head.closeAfter
+    })
+  }
+
+  private finish (outcome: ExchangeOutcome, how: {
+    elbStatus: number
+    backendStatus: AccessLogRecord['backendStatusCode']
+    backendReached: boolean
+    keepBackend: boolean
+    keepClient: boolean
+  }): void {
+    if (this.done) return
+    this.done = true
+    const socket = this.socket
+    if (socket !== null) {
+      for (const [event, handler] of this.listeners) socket.off(event, handler)
+      if (how.keepBackend && this.instance !== null) this.instance.release(socket)
+      else socket.destroy()
+    }
+    if (this.instance !== null) this.instance.outstanding--
+    const clock = this.context.clock
+    const head = this.request.head
+    // CLB-LOGS: backend:port and the three timings are "-" / -1 when the instance was not reached,
+    // closed the connection before a response, or did not respond before the idle timeout.
+    const reached = how.backendReached && this.instance !== null
+    const log: AccessLogRecord = {
+      receivedAtMicros: this.request.receivedAtMicros,
+      elbName: this.context.options.name,
+      clientAddress: this.client.address,
+      clientPort: this.client.port,
+      backend: reached ? { address: (this.instance as Instance).address.host, port: (this.instance as Instance).address.port } : null,
+      requestProcessingSeconds: reached ? secondsBetween(this.request.receivedAtMicros, this.dispatchedAtMicros) : null,
+      backendProcessingSeconds: reached ? secondsBetween(this.dispatchedAtMicros, this.firstByteAtMicros) : null,
+      responseProcessingSeconds: reached ? secondsBetween(this.firstByteAtMicros, this.respondedAtMicros ?? clock.nowMicros()) : null,
+      elbStatusCode: how.elbStatus,
+      backendStatusCode: how.backendStatus,
+      receivedBytes: this.requestBodyBytes,
+      sentBytes: outcome === 'relayed' || outcome === 'cut' ? Math.max(0, this.sentBodyBytes) : 0,
+      method: head.method,
+      scheme: 'http',
+      host: hostWithoutPort(head) ?? this.client.listenerAddress,
+      listenerPort: this.client.listenerPort,
+      target: head.target,
+      httpVersion: head.version,
+      userAgent: head.fields.find((f) => f.lowerName === 'user-agent')?.value ?? null,
+      sslCipher: null,
+      sslProtocol: null
+    }
+    const responseBytes = this.chunks.length === 0 ? null : Buffer.concat(this.chunks).subarray(0, CAPTURE_LIMIT_BYTES)
+    const verdict = judge(this.parser.defects, this.context.options.profile)
+    const defects: readonly Defect[] = this.parser.defects
+    this.context.events.emit('exchange', {
+      outcome,
+      elbGenerated: outcome !== 'relayed' && outcome !== 'cut',
+      log,
+      defects,
+      primaryDefect: outcome === 'rejected' ? verdict.primary : null,
+      responseBytes,
+      requestHead: this.request.rawHead
+    })
+    this.client.exchangeDone(how.keepClient)
+  }
+}

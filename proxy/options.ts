@@ -1,0 +1,75 @@
+/**
+ * The one options object. CLI flags and environment variables (proxy/cli.ts) and the
+ * library API (startClbProxy) both build this shape; `resolveOptions` fills defaults,
+ * validates every field and freezes the result before any socket opens.
+ */
+
+export type Profile = 'clb' | 'strict'
+
+export interface BackendAddress {
+  /** Host name or IP literal as given by the user (no brackets for IPv6). */
+  readonly host: string
+  readonly port: number
+}
+
+export interface ListenAddress {
+  readonly host: string
+  /** 0 asks the OS for a free port; the bound port is reported by the running proxy. */
+  readonly port: number
+}
+
+/** What a user may pass; every field is optional and falls back to CLB_DEFAULTS. */
+export interface ClbProxyOptions {
+  /** Where the front-end listener binds. CLI `--listen HOST:PORT`, env `CLB_LISTEN`. */
+  listen?: ListenAddress | string
+  /**
+   * Registered instances. CLI repeatable `--backend URL`, env `CLB_BACKENDS` (comma-separated).
+   * Empty: the CLI starts the built-in demo backend; the library requires at least one.
+   */
+  backends?: ReadonlyArray<BackendAddress | string>
+  /** Access-log destination: a file path, or '-' for stdout. CLI `--access-log`, env `CLB_ACCESS_LOG`. */
+  accessLog?: string | null
+  /** The `elb` field of each access-log line (CLB load balancer name rules). CLI `--name`, env `CLB_NAME`. */
+  name?: string
+  /** CLB ConnectionSettings.IdleTimeout, seconds, 1-4000. CLI `--idle-timeout`, env `CLB_IDLE_TIMEOUT`. */
+  idleTimeoutSeconds?: number
+  /** Response bytes held back before committing to the client (bytes). CLI `--response-buffer`, env `CLB_RESPONSE_BUFFER`. */
+  responseBufferBytes?: number
+  /** Largest response or request head (status/request line + headers) accepted (bytes). CLI `--max-head`, env `CLB_MAX_HEAD`. */
+  maxHeadBytes?: number
+  /** How undocumented response defects are judged. CLI `--profile`, env `CLB_PROFILE`. */
+  profile?: Profile
+  /** Seconds that SIGINT/SIGTERM (and close()) let in-flight exchanges finish before cutting them. */
+  drainTimeoutSeconds?: number
+}
+
+/** The validated, frozen form every module reads. */
+export interface ResolvedOptions {
+  readonly listen: ListenAddress
+  readonly backends: readonly BackendAddress[]
+  readonly accessLog: string | null
+  readonly name: string
+  readonly idleTimeoutSeconds: number
+  readonly responseBufferBytes: number
+  readonly maxHeadBytes: number
+  readonly profile: Profile
+  readonly drainTimeoutSeconds: number
+}
+
+export const CLB_DEFAULTS = Object.freeze({
+  listen: Object.freeze({ host: '127.0.0.1', port: 8080 }),
+  backends: Object.freeze([]) as readonly BackendAddress[],
+  accessLog: '-',
+  // CLB names: at most 32 alphanumerics or hyphens, not starting or ending with a hyphen.
+  name: 'clb-proxy',
+  // CLB-IDLE: "By default, Elastic Load Balancing sets the idle timeout ... to 60 seconds"; range 1-4000 s.
+  idleTimeoutSeconds: 60,
+  // Our choice (CLB's buffering is undocumented): hold up to 1 MiB so framing defects in
+  // ordinary responses are judged before the client sees a byte.
+  responseBufferBytes: 1024 * 1024,
+  // Our choice (CLB's limit is undocumented; ALB documents 32 KiB for response headers).
+  maxHeadBytes: 64 * 1024,
+  profile: 'clb' as Profile,
+  // Our choice: CLB's connection-draining default is 300 s, too long for a developer's Ctrl-C.
+  drainTimeoutSeconds: 5
+})

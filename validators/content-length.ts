@@ -1,0 +1,68 @@
+import { parseDecimal } from './bytes.js'
+import type { HeaderField } from './field-line.js'
+
+export type ContentLengthProblem = 'not-integer' | 'overflow' | 'different' | 'same-duplicate'
+
+export interface ContentLengthFinding {
+  readonly problem: ContentLengthProblem
+  readonly offset: number
+  readonly message: string
+}
+
+export interface ContentLengthResult {
+  /** The framing length, or null when absent or unusable. */
+  readonly length: number | null
+  readonly present: boolean
+  readonly findings: readonly ContentLengthFinding[]
+}
+
+/**
+ * Reads every Content-Length field (RFC 9110 section 8.6: Content-Length = 1*DIGIT). A list of
+ * identical values, or the same value repeated, MAY be replaced by one value; different values
+ * are an unrecoverable framing error (RFC 9112 section 6.3 rule 5).
+ */
+export function analyzeContentLength (fields: readonly HeaderField[]): ContentLengthResult {
+  const findings: ContentLengthFinding[] = []
+  let length: number | null = null
+  let count = 0
+  let present = false
+  for (const field of fields) {
+    if (field.lowerName !== 'content-length') continue
+    present = true
+    let itemOffset = field.valueOffset
+    for (const rawItem of field.value.split(',')) {
+      const leading = rawItem.length - rawItem.trimStart().length
+      const item = rawItem.trim()
+      const value = parseDecimal(item)
+      if (value === -1) {
+        findings.push({ problem: 'not-integer', offset: itemOffset + leading + firstNonDigit(item), message: `Content-Length value "${field.value}" is not an integer` })
+        return { length: null, present, findings }
+      }
+      if (value === -2) {
+        findings.push({ problem: 'overflow', offset: itemOffset + leading, message: `Content-Length value "${item}" is too large` })
+        return { length: null, present, findings }
+      }
+      count++
+      if (length === null) {
+        length = value
+      } else if (length !== value) {
+        findings.push({ problem: 'different', offset: itemOffset + leading, message: `Content-Length ${value} contradicts an earlier Content-Length ${length}` })
+        return { length: null, present, findings }
+      }
+      itemOffset += rawItem.length + 1
+    }
+  }
+  if (count > 1) {
+    const second = fields.filter((f) => f.lowerName === 'content-length')[1] ?? fields.find((f) => f.lowerName === 'content-length')
+    findings.push({ problem: 'same-duplicate', offset: second?.offset ?? 0, message: `Content-Length ${String(length)} is given ${count} times` })
+  }
+  return { length, present, findings }
+}
+
+function firstNonDigit (item: string): number {
+  for (let i = 0; i < item.length; i++) {
+    const c = item.charCodeAt(i)
+    if (c < 0x30 || c > 0x39) return i
+  }
+  return 0
+}

@@ -1,0 +1,85 @@
+import { CR, TCHAR, isWhitespace } from './bytes.js'
+
+/** A header field as received: name as sent, value with surrounding whitespace removed. */
+export interface HeaderField {
+  readonly name: string
+  /** ASCII-lower-cased name, for matching. */
+  readonly lowerName: string
+  readonly value: string
+  /** Absolute offset of the first byte of the field line. */
+  readonly offset: number
+  /** Absolute offset of the first byte of the value (after OWS). */
+  readonly valueOffset: number
+}
+
+export type FieldLineProblem = 'bare-cr' | 'no-colon' | 'name-whitespace' | 'name-empty' | 'name-invalid' | 'value-nul' | 'value-ctl'
+
+export interface FieldLineIssue {
+  readonly problem: FieldLineProblem
+  readonly offset: number
+}
+
+/**
+ * Parses one field line (RFC 9112 section 5: field-line = field-name ":" OWS field-value OWS).
+ * Reports every problem found to `report`; returns the field, or null when the line has no
+ * usable name and colon.
+ */
+export function parseFieldLine (buf: Buffer, start: number, end: number, offset: number,
+  report: (issue: FieldLineIssue) => void): HeaderField | null {
+  // A CR inside a line (the terminator is already excluded) is a bare CR (RFC 9112 section 2.2).
+  const cr = buf.indexOf(CR, start)
+  if (cr !== -1 && cr < end) report({ problem: 'bare-cr', offset: offset + (cr - start) })
+
+  let colon = -1
+  let nameInvalidAt = -1
+  for (let i = start; i < end; i++) {
+    const b = buf[i] as number
+    if (b === 0x3a) { colon = i; break }
+    if (TCHAR[b] === 0 && nameInvalidAt === -1) nameInvalidAt = i
+  }
+  if (colon === -1) {
+    report({ problem: 'no-colon', offset })
+    return null
+  }
+  if (colon === start) {
+    report({ problem: 'name-empty', offset })
+    return null
+  }
+  if (nameInvalidAt !== -1) {
+    // RFC 9112 section 5.1: "No whitespace is allowed between the field name and colon ...
+    // a server MUST reject ... and a proxy MUST remove any such whitespace from a response".
+    const trailingWhitespace = isWhitespace(buf[colon - 1])
+    report({ problem: trailingWhitespace ? 'name-whitespace' : 'name-invalid', offset: offset + (trailingWhitespace ? colon - 1 : nameInvalidAt) - start })
+  }
+  let valueStart = colon + 1
+  while (valueStart < end && isWhitespace(buf[valueStart])) valueStart++
+  let valueEnd = end
+  while (valueEnd > valueStart && isWhitespace(buf[valueEnd - 1])) valueEnd--
+  for (let i = valueStart; i < valueEnd; i++) {
+    const b = buf[i] as number
+    if (b === 0) report({ problem: 'value-nul', offset: offset + (i - start) })
+    else if ((b < 0x20 && b !== 0x09 && b !== CR) || b === 0x7f) report({ problem: 'value-ctl', offset: offset + (i - start) })
+  }
+  const name = buf.toString('latin1', start, colon)
+  return {
+    name,
+    lowerName: name.toLowerCase(),
+    value: buf.toString('latin1', valueStart, valueEnd),
+    offset,
+    valueOffset: offset + (valueStart - start)
+  }
+}
+
+/** Splits a comma-separated list value into trimmed items (RFC 9110 section 5.6.1), keeping empty ones. */
+export function listItems (value: string): string[] {
+  return value.split(',').map((item) => item.trim())
+}
+
+/** True when a `Connection` field lists `token` (case-insensitive). */
+export function hasConnectionToken (fields: readonly HeaderField[], token: string): boolean {
+  for (const field of fields) {
+    if (field.lowerName !== 'connection') continue
+    for (const item of listItems(field.value)) if (item.toLowerCase() === token) return true
+  }
+  return false
+}

@@ -1,0 +1,6 @@
+export { DEFECTS, DEFECT_CODES, defectAction, type Defect, type DefectCode, type DefectInfo, type DefectSource, type DefectAction } from './defects.js'
+export { ResponseParser, looksLikeFieldLine, type ResponseHead, type ResponseFraming, type ResponseParserState, type ResponseParserOptions } from './response-parser.js'
+export { RequestParser, MAX_METHOD_LENGTH, type RequestHead, type RequestFraming, type RequestParserState } from './request-parser.js'
+export { judge, type ResponseVerdict } from './verdict.js'
+export { escapeBytes } from './bytes.js'
+export type { HeaderField } from './field-line.js'

@@ -1,0 +1,235 @@
+import { TCHAR } from './bytes.js'
+import { ChunkedFramer } from './chunked-framer.js'
+import { analyzeContentLength } from './content-length.js'
+import type { Defect, DefectCode } from './defects.js'
+import { hasConnectionToken, listItems, parseFieldLine, type HeaderField } from './field-line.js'
+import { LineSplitter } from './line-splitter.js'
+
+export type RequestFraming =
+  | { readonly kind: 'none' }
+  | { readonly kind: 'content-length'; readonly length: number }
+  | { readonly kind: 'chunked' }
+
+export interface RequestHead {
+  readonly method: string
+  readonly target: string
+  /** 'HTTP/1.0' or 'HTTP/1.1' (other HTTP/1.x minor versions are read as HTTP/1.1). */
+  readonly version: string
+  readonly fields: readonly HeaderField[]
+  /** Offset just past the blank line that ends the head (leading empty lines included). */
+  readonly end: number
+  readonly framing: RequestFraming
+  /** The client asked to close the connection after this exchange (RFC 9112 section 9.3). */
+  readonly closeAfter: boolean
+  /** Both Transfer-Encoding and Content-Length: chunked wins and Content-Length is dropped. */
+  readonly contentLengthIgnored: boolean
+}
+
+export type RequestParserState = 'head' | 'body' | 'complete' | 'invalid'
+
+export interface RequestPushResult {
+  /** Bytes of the chunk that belong to this request; the rest starts the next (pipelined) request. */
+  readonly consumed: number
+  /** Index in the chunk where this request's body bytes start (equal to `consumed` when none). */
+  readonly bodyFrom: number
+}
+
+// CLB-HTTPERR: "The length of the method in the request header exceeds 127 characters" -> 405.
+export const MAX_METHOD_LENGTH = 127
+// RFC 9112 section 2.2: "a server that is expecting to receive and parse a request-line SHOULD
+// ignore at least one empty line (CRLF) received prior to the request-line".
+const MAX_LEADING_EMPTY_LINES = 4
+
+/**
+ * An incremental, pure HTTP/1.x request parser for one request. Feed client bytes with `push`
+ * until `state` is 'complete' or 'invalid'; leftover bytes start the next request.
+ */
+export class RequestParser {
+  state: RequestParserState = 'head'
+  head: RequestHead | null = null
+  readonly defects: Defect[] = []
+  /** Body bytes (as framed on the wire) consumed so far. */
+  bodyBytes = 0
+
+  private received = 0
+  private leadingEmptyLines = 0
+  private requestLine: { method: string; target: string; version: string } | null = null
+  private readonly fields: HeaderField[] = []
+  private readonly lines = new LineSplitter()
+  private remaining = 0
+  private chunked: ChunkedFramer | null = null
+
+  constructor (private readonly maxHeadBytes: number) {}
+
+  /** Bytes received so far for this request. */
+  get bytesReceived (): number {
+    return this.received
+  }
+
+  push (chunk: Buffer): RequestPushResult {
+    const chunkOffset = this.received
+    let i = 0
+    if (this.state === 'head') {
+      const next = this.lines.split(chunk, 0, chunkOffset, (buf, start, end, offset) => this.headLine(buf, start, end, offset))
+      if (next === -1) {
+        this.received += chunk.length
+        if (this.received > this.maxHeadBytes) this.fail('REQUEST_HEAD_TOO_LARGE', this.maxHeadBytes, `the request head is larger than ${this.maxHeadBytes} bytes`)
+        return { consumed: chunk.length, bodyFrom: chunk.length }
+      }
+      i = next
+      if (this.head !== null && this.head.end > this.maxHeadBytes) this.fail('REQUEST_HEAD_TOO_LARGE', this.maxHeadBytes, `the request head is larger than ${this.maxHeadBytes} bytes`)
+    }
+    const bodyFrom = i
+    if (this.currentState === 'body') i = this.readBody(chunk, i, chunkOffset)
+    else if (this.currentState === 'invalid') i = chunk.length
+    this.received += i
+    return { consumed: i, bodyFrom: Math.min(bodyFrom, i) }
+  }
+
+  private get currentState (): RequestParserState {
+    return this.state
+  }
+
+  private headLine (buf: Buffer, start: number, end: number, offset: number): boolean {
+    if (this.requestLine === null) {
+      if (start === end && this.leadingEmptyLines < MAX_LEADING_EMPTY_LINES) {
+        this.leadingEmptyLines++
+        return false
+      }
+      return !this.readRequestLine(buf, start, end, offset)
+    }
+    if (start === end) return this.endOfHead(offset + (end - start) + (buf[end] === 0x0d ? 2 : 1))
+    if (buf[start] === 0x20 || buf[start] === 0x09) {
+      // RFC 9112 section 5.2: obs-fold; a proxy MUST replace it with SP before forwarding (or reject).
+      const previous = this.fields.pop()
+      if (previous === undefined) return this.failLine('REQUEST_HEADER_INVALID', offset, 'whitespace before the first header line')
+      this.fields.push({ ...previous, value: `${previous.value} ${buf.toString('latin1', start, end).trim()}`.trim() })
+      return false
+    }
+    let invalid: { offset: number; message: string } | null = null
+    const field = parseFieldLine(buf, start, end, offset, (issue) => {
+      // Desync mitigation (CLB-DESYNC) rates NUL or CR in a header Severe: 400. A missing colon or
+      // whitespace before it cannot be forwarded safely (RFC 9112 section 5.1: MUST respond 400).
+      if (invalid !== null) return
+      if (issue.problem === 'bare-cr') invalid = { offset: issue.offset, message: 'CR not followed by LF in a request header' }
+      else if (issue.problem === 'value-nul') invalid = { offset: issue.offset, message: 'NUL byte in a request header' }
+      else if (issue.problem === 'no-colon' || issue.problem === 'name-empty') invalid = { offset: issue.offset, message: 'request header line has no name and colon' }
+      else if (issue.problem === 'name-whitespace') invalid = { offset: issue.offset, message: 'whitespace between a request header name and its colon' }
+    })
+    const problem = invalid as { offset: number; message: string } | null
+    if (problem !== null) return this.failLine('REQUEST_HEADER_INVALID', problem.offset, problem.message)
+    if (field !== null) this.fields.push(field)
+    return false
+  }
+
+  /** request-line = method SP request-target SP HTTP-version (RFC 9112 section 3). */
+  private readRequestLine (buf: Buffer, start: number, end: number, offset: number): boolean {
+    const firstSpace = buf.indexOf(0x20, start)
+    if (firstSpace === -1 || firstSpace >= end) return this.invalidLine(offset, 'the request line has no spaces')
+    if (firstSpace - start > MAX_METHOD_LENGTH) {
+      this.fail('REQUEST_METHOD_TOO_LONG', offset + MAX_METHOD_LENGTH, `the method is ${firstSpace - start} characters long; CLB allows 127`)
+      return false
+    }
+    for (let i = start; i < firstSpace; i++) {
+      // CLB-HTTPERR: "If the method field in the request is malformed, the load balancer responds with an HTTP 400".
+      if (TCHAR[buf[i] as number] === 0) return this.invalidLine(offset + (i - start), 'the method is not a token')
+    }
+    if (firstSpace === start) return this.invalidLine(offset, 'the request line starts with a space')
+    const lastSpace = buf.lastIndexOf(0x20, end - 1)
+    if (lastSpace === firstSpace) return this.invalidLine(offset + (firstSpace - start), 'the request line has no HTTP version')
+    for (let i = firstSpace + 1; i < lastSpace; i++) {
+      const b = buf[i] as number
+      // CLB-HTTPERR: "a request can't have spaces in the URL"; control bytes are Severe/Ambiguous in desync mitigation.
+      if (b <= 0x20 || b === 0x7f) return this.invalidLine(offset + (i - start), b === 0x20 ? 'space in the request-target' : 'control character in the request-target')
+    }
+    if (lastSpace === firstSpace + 1) return this.invalidLine(offset + (lastSpace - start), 'empty request-target')
+    const version = buf.toString('latin1', lastSpace + 1, end)
+    if (!/^HTTP\/1\.[0-9]$/.test(version)) return this.invalidLine(offset + (lastSpace + 1 - start), `unsupported HTTP version "${version}"`)
+    const method = buf.toString('latin1', start, firstSpace)
+    if (method === 'CONNECT') {
+      this.fail('REQUEST_CONNECT', offset, 'CONNECT is not supported by Elastic Load Balancing')
+      return false
+    }
+    this.requestLine = { method, target: buf.toString('latin1', firstSpace + 1, lastSpace), version: version === 'HTTP/1.0' ? version : 'HTTP/1.1' }
+    return true
+  }
+
+  private endOfHead (end: number): boolean {
+    const line = this.requestLine as { method: string; target: string; version: string }
+    const contentLength = analyzeContentLength(this.fields)
+    const bad = contentLength.findings.find((f) => f.problem !== 'same-duplicate')
+    if (bad !== undefined) return this.failLine('REQUEST_CL_INVALID', bad.offset, bad.message)
+    const transferEncodings = this.fields.filter((f) => f.lowerName === 'transfer-encoding')
+    let framing: RequestFraming = { kind: 'none' }
+    if (transferEncodings.length > 0) {
+      const codings = transferEncodings.flatMap((f) => listItems(f.value).map((item) => item.toLowerCase()))
+      // RFC 9112 section 6.3 rule 4: TE in a request without chunked as the final coding -> 400.
+      if (codings[codings.length - 1] !== 'chunked' || codings.indexOf('chunked') !== codings.length - 1) {
+        return this.failLine('REQUEST_TE_INVALID', (transferEncodings[0] as HeaderField).valueOffset, `Transfer-Encoding "${codings.join(', ')}" must end in a single chunked`)
+      }
+      framing = { kind: 'chunked' }
+    } else if (contentLength.length !== null && contentLength.length > 0) {
+      framing = { kind: 'content-length', length: contentLength.length }
+    }
+    const contentLengthIgnored = transferEncodings.length > 0 && contentLength.present
+    this.head = {
+      method: line.method,
+      target: line.target,
+      version: line.version,
+      fields: this.fields,
+      end,
+      framing,
+      closeAfter: hasConnectionToken(this.fields, 'close') || contentLengthIgnored ||
+        (line.version === 'HTTP/1.0' && !hasConnectionToken(this.fields, 'keep-alive')),
+      contentLengthIgnored
+    }
+    if (framing.kind === 'none') {
+      this.state = 'complete'
+    } else {
+      this.state = 'body'
+      if (framing.kind === 'content-length') this.remaining = framing.length
+      else this.chunked = new ChunkedFramer(this.maxHeadBytes)
+    }
+    return true
+  }
+
+  private readBody (chunk: Buffer, from: number, chunkOffset: number): number {
+    const framing = (this.head as RequestHead).framing
+    if (framing.kind === 'content-length') {
+      const take = Math.min(this.remaining, chunk.length - from)
+      this.remaining -= take
+      this.bodyBytes += take
+      if (this.remaining === 0) this.state = 'complete'
+      return from + take
+    }
+    const progress = (this.chunked as ChunkedFramer).feed(chunk, from, chunkOffset)
+    if (progress.error !== null) {
+      this.fail('REQUEST_CHUNK_INVALID', progress.error.offset, progress.error.message)
+      return chunk.length
+    }
+    const end = progress.end === -1 ? chunk.length : progress.end
+    this.bodyBytes += end - from
+    if (progress.end !== -1) this.state = 'complete'
+    return end
+  }
+
+  private invalidLine (offset: number, message: string): boolean {
+    this.fail('REQUEST_LINE_INVALID', offset, message)
+    return false
+  }
+
+  private failLine (code: DefectCode, offset: number, message: string): boolean {
+    this.fail(code, offset, message)
+    return true
+  }
+
+  private fail (code: DefectCode, offset: number, message: string): void {
+    this.defects.push({ code, offset, message })
+    this.state = 'invalid'
+  }
+
+  /** The parsed request line, even when the headers later failed (for the access log). */
+  get requestLineSeen (): { readonly method: string; readonly target: string; readonly version: string } | null {
+    return this.requestLine
+  }
+}

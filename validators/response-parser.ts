@@ -1,0 +1,393 @@
+import { TCHAR, isDigit, isWhitespace } from './bytes.js'
+import { ChunkedFramer } from './chunked-framer.js'
+import { analyzeContentLength } from './content-length.js'
+import type { Defect, DefectCode } from './defects.js'
+import { hasConnectionToken, listItems, parseFieldLine, type FieldLineProblem, type HeaderField } from './field-line.js'
+import { LineSplitter } from './line-splitter.js'
+
+export type ResponseFraming =
+  | { readonly kind: 'no-body' }
+  | { readonly kind: 'content-length'; readonly length: number }
+  | { readonly kind: 'chunked' }
+  | { readonly kind: 'until-close' }
+
+export interface ResponseHead {
+  /** e.g. 'HTTP/1.1' */
+  readonly version: string
+  readonly statusCode: number
+  readonly reason: string
+  readonly fields: readonly HeaderField[]
+  /** Absolute offset of the first byte of the final (non-1xx) status line. */
+  readonly start: number
+  /** Absolute offset just past the blank line that ends the final head. */
+  readonly end: number
+  readonly framing: ResponseFraming
+  /** Whether the backend connection may carry another exchange after this response. */
+  readonly reusable: boolean
+}
+
+/**
+ * - 'head': still reading a status line and headers;
+ * - 'body': the head is complete, the body is not;
+ * - 'complete': the message ended at `messageEnd`;
+ * - 'invalid': a defect made the message impossible to frame; parsing stopped.
+ */
+export type ResponseParserState = 'head' | 'body' | 'complete' | 'invalid'
+
+export interface ResponseParserOptions {
+  /** The request method: a response to HEAD has no body (RFC 9112 section 6.3 rule 1). */
+  readonly requestMethod: string
+  /** Largest head accepted, in bytes (HDR_TOO_LARGE beyond). */
+  readonly maxHeadBytes: number
+}
+
+const FIELD_PROBLEM_CODES: Record<FieldLineProblem, DefectCode> = {
+  'bare-cr': 'LINE_BARE_CR',
+  'no-colon': 'HDR_NO_COLON',
+  'name-whitespace': 'HDR_NAME_WHITESPACE',
+  'name-empty': 'HDR_NAME_INVALID',
+  'name-invalid': 'HDR_NAME_INVALID',
+  'value-nul': 'HDR_VALUE_NUL',
+  'value-ctl': 'HDR_VALUE_CTL'
+}
+
+const FIELD_PROBLEM_MESSAGES: Record<FieldLineProblem, string> = {
+  'bare-cr': 'CR not followed by LF',
+  'no-colon': 'header line has no colon',
+  'name-whitespace': 'whitespace between the header name and the colon',
+  'name-empty': 'header line has an empty name',
+  'name-invalid': 'header name has a character that is not a token character',
+  'value-nul': 'NUL byte in a header value',
+  'value-ctl': 'control character in a header value'
+}
+
+const HTTP_PREFIX = Buffer.from('HTTP/', 'latin1')
+
+// Enough to see one header-like line after a blank line; longer first lines are not header-like.
+const BLANK_LINE_PROBE_BYTES = 8 * 1024
+
+/**
+ * An incremental, pure HTTP/1.x response parser that records every defect with its byte offset.
+ * Feed the backend's bytes with `push`, and `finish` when the backend closed the connection.
+ * Offsets count from the first byte the backend sent for this exchange.
+ */
+export class ResponseParser {
+  state: ResponseParserState = 'head'
+  head: ResponseHead | null = null
+  /** Absolute offset just past the message, once complete. */
+  messageEnd = -1
+  /** Interim (1xx) responses seen before the final one. */
+  interimResponses = 0
+  readonly defects: Defect[] = []
+
+  private received = 0
+  private readonly lines = new LineSplitter()
+  private headStart = 0
+  private statusLine: { version: string; statusCode: number; reason: string } | null = null
+  private fields: HeaderField[] = []
+  private bodyRemaining = 0
+  private chunked: ChunkedFramer | null = null
+  private blankLineProbe: Buffer | null = null
+
+  constructor (private readonly options: ResponseParserOptions) {}
+
+  private get currentState (): ResponseParserState {
+    return this.state
+  }
+
+  /** Total bytes fed so far. */
+  get bytesReceived (): number {
+    return this.received
+  }
+
+  push (chunk: Buffer): void {
+    const chunkOffset = this.received
+    this.received += chunk.length
+    if (this.state === 'invalid' || this.state === 'complete') {
+      this.afterComplete(chunk, 0, chunkOffset)
+      return
+    }
+    let i = 0
+    while (i < chunk.length && this.state === 'head') i = this.readHead(chunk, i, chunkOffset)
+    if (this.blankLineProbe !== null) this.probeBlankLine(chunk, i)
+    // Read through a getter: TypeScript would otherwise keep the narrowing from the loop above.
+    if (this.currentState === 'body' && i < chunk.length) this.readBody(chunk, i, chunkOffset)
+    else if (this.currentState === 'complete') this.afterComplete(chunk, i, chunkOffset)
+    if (this.blankLineProbe !== null) this.checkBlankLine(this.currentState !== 'body')
+  }
+
+  /** The backend closed the connection (FIN or reset). */
+  finish (): void {
+    if (this.state === 'complete' || this.state === 'invalid') return
+    const at = this.received
+    if (at === 0) return this.fail('EMPTY_RESPONSE', 0, 'the connection closed before any response byte')
+    if (this.state === 'head') return this.fail('HEADERS_TRUNCATED', at, `the connection closed after ${at - this.headStart} bytes of an incomplete head`)
+    const framing = (this.head as ResponseHead).framing
+    if (framing.kind === 'content-length') {
+      return this.fail('BODY_SHORT_CL', at, `the connection closed ${this.bodyRemaining} bytes short of Content-Length ${framing.length}`)
+    }
+    if (framing.kind === 'chunked') return this.fail('CHUNKED_TRUNCATED', at, 'the connection closed before the last chunk')
+    this.complete(at)
+    if (this.blankLineProbe !== null) this.checkBlankLine(true)
+  }
+
+  private readHead (chunk: Buffer, from: number, chunkOffset: number): number {
+    if (this.statusLine === null && this.rejectsHttpPrefix(chunk, from, chunkOffset)) return chunk.length
+    const next = this.lines.split(chunk, from, chunkOffset, (buf, start, end, offset, bareLf) => {
+      if (bareLf) this.add('LINE_BARE_LF', offset + (end - start), 'line ends in LF without CR')
+      return this.headLine(buf, start, end, offset)
+    })
+    if (next === -1 && this.received - this.headStart > this.options.maxHeadBytes) this.headTooLarge()
+    return next === -1 ? chunk.length : next
+  }
+
+  /** Fails as soon as the first bytes of a status line cannot spell "HTTP/", whatever the chunking. */
+  private rejectsHttpPrefix (chunk: Buffer, from: number, chunkOffset: number): boolean {
+    for (let i = from; i < chunk.length; i++) {
+      const position = chunkOffset + i - this.headStart
+      if (position >= HTTP_PREFIX.length) return false
+      if (chunk[i] !== HTTP_PREFIX[position]) {
+        this.fail('STATUS_LINE_INVALID', chunkOffset + i, 'the response does not start with "HTTP/"')
+        return true
+      }
+    }
+    return false
+  }
+
+  private headTooLarge (): void {
+    this.fail('HDR_TOO_LARGE', this.headStart + this.options.maxHeadBytes, `the head is larger than ${this.options.maxHeadBytes} bytes`)
+  }
+
+  /** Handles one head line; returns true when the head ended or parsing stopped. */
+  private headLine (buf: Buffer, start: number, end: number, offset: number): boolean {
+    if (this.statusLine === null) return !this.readStatusLine(buf, start, end, offset)
+    if (start === end) return this.endOfHead(offset + 1 + (buf[end] === 0x0d ? 1 : 0))
+    if (isWhitespace(buf[start])) {
+      // RFC 9112 section 5.2: obs-fold; a proxy may replace it with SP before forwarding.
+      this.add('HDR_OBS_FOLD', offset, 'header value continued on a line starting with whitespace (obs-fold)')
+      const previous = this.fields.pop()
+      if (previous !== undefined) {
+        const continuation = buf.toString('latin1', start, end).trim()
+        this.fields.push({ ...previous, value: continuation.length > 0 ? `${previous.value} ${continuation}` : previous.value })
+      }
+      return false
+    }
+    const field = parseFieldLine(buf, start, end, offset, (issue) => {
+      this.add(FIELD_PROBLEM_CODES[issue.problem], issue.offset, FIELD_PROBLEM_MESSAGES[issue.problem])
+    })
+    if (field !== null) this.fields.push(field)
+    return false
+  }
+
+  /**
+   * status-line = HTTP-version SP status-code SP [ reason-phrase ] (RFC 9112 section 4);
+   * HTTP-version = "HTTP/" DIGIT "." DIGIT. A missing SP after the code is tolerated, as every
+   * peer does. Returns false when the line is unusable.
+   */
+  private readStatusLine (buf: Buffer, start: number, end: number, offset: number): boolean {
+    const invalid = (at: number, why: string): boolean => {
+      this.fail('STATUS_LINE_INVALID', offset + at, why)
+      return false
+    }
+    // Bytes past `end` are the line terminator, never a digit, so the fixed-position checks below stop there.
+    if (end - start < 5 || buf.toString('latin1', start, start + 5) !== 'HTTP/') return invalid(0, 'the response does not start with "HTTP/"')
+    if (!isDigit(buf[start + 5]) || buf[start + 6] !== 0x2e || !isDigit(buf[start + 7])) return invalid(5, 'the HTTP version is not DIGIT "." DIGIT')
+    if (buf[start + 8] !== 0x20) return invalid(8, 'no space after the HTTP version')
+    if (!isDigit(buf[start + 9]) || !isDigit(buf[start + 10]) || !isDigit(buf[start + 11])) return invalid(9, 'the status code is not three digits')
+    if (start + 12 < end && buf[start + 12] !== 0x20) return invalid(12, 'the status code is not three digits followed by a space')
+    const statusCode = Number(buf.toString('latin1', start + 9, start + 12))
+    if (statusCode < 100) return invalid(9, `status code ${statusCode} is below 100`)
+    for (let i = start + 13; i < end; i++) {
+      const b = buf[i] as number
+      if (b === 0x0d) { this.fail('LINE_BARE_CR', offset + (i - start), 'CR not followed by LF'); return false }
+      if ((b < 0x20 && b !== 0x09) || b === 0x7f) return invalid(i - start, 'control character in the reason phrase')
+    }
+    const version = buf.toString('latin1', start, start + 8)
+    if (version !== 'HTTP/1.1' && version !== 'HTTP/1.0') this.add('VERSION_UNSUPPORTED', offset + 5, `${version} on an HTTP/1 connection`)
+    this.statusLine = { version, statusCode, reason: buf.toString('latin1', Math.min(start + 13, end), end) }
+    return true
+  }
+
+  /** The blank line after the headers; `end` is the absolute offset just past it. */
+  private endOfHead (end: number): boolean {
+    const status = this.statusLine as { version: string; statusCode: number; reason: string }
+    const fields = this.fields
+    if (end - this.headStart > this.options.maxHeadBytes) {
+      this.headTooLarge()
+      return true
+    }
+    if (status.statusCode === 101) {
+      this.fail('STATUS_101_UNSUPPORTED', this.headStart + 9, 'CLB HTTP listeners do not relay protocol upgrades')
+      return true
+    }
+    if (status.statusCode < 200) {
+      // RFC 9110 section 15.2: a client MUST be able to parse one or more 1xx responses before the final one.
+      this.interimResponses++
+      this.statusLine = null
+      this.fields = []
+      this.headStart = end
+      return false
+    }
+    const framing = this.decideFraming(status.statusCode, fields)
+    if (framing === null) return true
+    const closeAfter = hasConnectionToken(fields, 'close') ||
+      (status.version === 'HTTP/1.0' && !hasConnectionToken(fields, 'keep-alive'))
+    const teAndCl = fields.some((f) => f.lowerName === 'transfer-encoding') && fields.some((f) => f.lowerName === 'content-length')
+    this.head = {
+      version: status.version,
+      statusCode: status.statusCode,
+      reason: status.reason,
+      fields,
+      start: this.headStart,
+      end,
+      framing,
+      // RFC 9112 section 9.3 (persistence); TE with CL: "the connection MUST be closed" after (section 6.3 rule 3).
+      reusable: !closeAfter && framing.kind !== 'until-close' && !teAndCl
+    }
+    this.state = 'body'
+    this.blankLineProbe = Buffer.alloc(0)
+    if (framing.kind === 'no-body' || (framing.kind === 'content-length' && framing.length === 0)) {
+      this.complete(end)
+    } else if (framing.kind === 'content-length') {
+      this.bodyRemaining = framing.length
+    } else if (framing.kind === 'chunked') {
+      this.chunked = new ChunkedFramer(this.options.maxHeadBytes)
+    }
+    return true
+  }
+
+  /** RFC 9112 section 6.3: how the length of this response body is determined. */
+  private decideFraming (statusCode: number, fields: readonly HeaderField[]): ResponseFraming | null {
+    const contentLength = analyzeContentLength(fields)
+    for (const finding of contentLength.findings) {
+      switch (finding.problem) {
+        case 'not-integer': this.fail('CL_NOT_INTEGER', finding.offset, finding.message); return null
+        case 'overflow': this.fail('CL_OVERFLOW', finding.offset, finding.message); return null
+        case 'different': this.fail('CL_DUP_DIFFERENT', finding.offset, finding.message); return null
+        case 'same-duplicate': this.add('CL_DUP_SAME', finding.offset, finding.message)
+      }
+    }
+    const transferEncodings = fields.filter((f) => f.lowerName === 'transfer-encoding')
+    const bodyForbidden = this.options.requestMethod === 'HEAD' || statusCode === 204 || statusCode === 304
+    if (statusCode === 204 && (transferEncodings.length > 0 || (contentLength.length ?? 0) > 0)) {
+      // RFC 9110 section 8.6: "A server MUST NOT send a Content-Length header field in any response with a status code of ... 204".
+      this.add('BODY_NOT_ALLOWED', (transferEncodings[0] ?? fields.find((f) => f.lowerName === 'content-length'))?.offset ?? 0,
+        'a 204 response announces a body')
+    }
+    if (bodyForbidden) return { kind: 'no-body' }
+    if (transferEncodings.length > 0) {
+      const codings = transferEncodings.flatMap((f) => listItems(f.value).map((item) => item.split(';')[0]?.trim().toLowerCase() ?? ''))
+      const first = transferEncodings[0] as HeaderField
+      if (contentLength.present) {
+        this.add('TE_AND_CL', first.offset, 'Transfer-Encoding and Content-Length are both present; Content-Length is ignored')
+      }
+      // RFC 9112 section 6.3 rule 4: chunked must be the final coding, else the body runs until close.
+      if (codings[codings.length - 1] === 'chunked') {
+        if (codings.indexOf('chunked') !== codings.length - 1) this.add('TE_UNSUPPORTED', first.valueOffset, 'chunked is applied more than once')
+        return { kind: 'chunked' }
+      }
+      this.add('TE_UNSUPPORTED', first.valueOffset, `Transfer-Encoding "${transferEncodings.map((f) => f.value).join(', ')}" does not end in chunked; the body is read until close`)
+      return { kind: 'until-close' }
+    }
+    if (contentLength.length !== null) return { kind: 'content-length', length: contentLength.length }
+    this.add('BODY_UNTIL_CLOSE', this.headStart, 'no Content-Length or Transfer-Encoding: the body runs until the connection closes')
+    return { kind: 'until-close' }
+  }
+
+  private readBody (chunk: Buffer, from: number, chunkOffset: number): void {
+    const framing = (this.head as ResponseHead).framing
+    if (framing.kind === 'content-length') {
+      const take = Math.min(this.bodyRemaining, chunk.length - from)
+      this.bodyRemaining -= take
+      if (this.bodyRemaining === 0) {
+        this.complete(chunkOffset + from + take)
+        this.afterComplete(chunk, from + take, chunkOffset)
+      }
+      return
+    }
+    if (framing.kind === 'chunked') {
+      const framer = this.chunked as ChunkedFramer
+      const progress = framer.feed(chunk, from, chunkOffset)
+      for (const lf of progress.bareLfOffsets) this.add('LINE_BARE_LF', lf, 'chunked framing line ends in LF without CR')
+      if (progress.error !== null) return this.fail('CHUNK_SIZE_INVALID', progress.error.offset, progress.error.message)
+      if (progress.end !== -1) {
+        this.complete(chunkOffset + progress.end)
+        this.afterComplete(chunk, progress.end, chunkOffset)
+      }
+    }
+  }
+
+  /**
+   * Bytes after a complete response, in the same read: more than Content-Length announced is the
+   * documented 502 cause; after other framings they are reported and the connection not reused.
+   */
+  private afterComplete (chunk: Buffer, from: number, chunkOffset: number): void {
+    if (from >= chunk.length || this.state !== 'complete') return
+    const head = this.head as ResponseHead
+    if (this.defects.some((d) => d.code === 'BODY_EXCEEDS_CL' || d.code === 'EXTRA_BYTES_AFTER_RESPONSE' || d.code === 'BODY_NOT_ALLOWED')) return
+    const at = chunkOffset + from
+    if (head.framing.kind === 'content-length') {
+      this.add('BODY_EXCEEDS_CL', at, `${chunk.length - from} bytes arrived after the ${head.framing.length} bytes of Content-Length`)
+    } else if (head.framing.kind === 'no-body') {
+      this.add('BODY_NOT_ALLOWED', at, `${chunk.length - from} bytes followed a response that has no body`)
+    } else {
+      this.add('EXTRA_BYTES_AFTER_RESPONSE', at, `${chunk.length - from} bytes followed the complete response`)
+    }
+  }
+
+  private probeBlankLine (chunk: Buffer, from: number): void {
+    if (this.blankLineProbe === null || this.blankLineProbe.length >= BLANK_LINE_PROBE_BYTES) return
+    const room = BLANK_LINE_PROBE_BYTES - this.blankLineProbe.length
+    this.blankLineProbe = Buffer.concat([this.blankLineProbe, chunk.subarray(from, from + room)])
+  }
+
+  /**
+   * KC-502: "A response containing more than one CRLF between each header" gets a 502. A blank
+   * line ends the head (RFC 9112 section 2.1), so the heuristic is: the first line after the
+   * blank line is itself a well-formed field line ending in CRLF. Decided as soon as the probe
+   * says yes or no, or when `final` and it is still undecided (then no).
+   */
+  private checkBlankLine (final: boolean): void {
+    const probe = this.blankLineProbe
+    if (probe === null) return
+    const verdict = looksLikeFieldLine(probe)
+    if (verdict === 'undecided' && !final) return
+    this.blankLineProbe = null
+    if (verdict === 'yes') {
+      const head = this.head as ResponseHead
+      const line = probe.toString('latin1', 0, Math.min(probe.indexOf(0x0d), 60))
+      this.add('HDR_BLANK_LINE', head.end, `header line "${line}" follows the blank line at offset ${head.end - 2} that ended the head`)
+    }
+  }
+
+  private complete (end: number): void {
+    this.state = 'complete'
+    this.messageEnd = end
+  }
+
+  private add (code: DefectCode, offset: number, message: string): void {
+    this.defects.push({ code, offset, message })
+  }
+
+  private fail (code: DefectCode, offset: number, message: string): void {
+    this.add(code, offset, message)
+    this.state = 'invalid'
+  }
+}
+
+/** 'yes' when `bytes` starts with token ":" *(VCHAR / SP / HT / obs-text) CRLF. */
+export function looksLikeFieldLine (bytes: Buffer): 'yes' | 'no' | 'undecided' {
+  let i = 0
+  while (i < bytes.length && TCHAR[bytes[i] as number] === 1) i++
+  if (i === bytes.length) return bytes.length >= BLANK_LINE_PROBE_BYTES ? 'no' : 'undecided'
+  if (i === 0 || bytes[i] !== 0x3a) return 'no'
+  for (i++; i < bytes.length; i++) {
+    const b = bytes[i] as number
+    if (b === 0x0d) {
+      if (i + 1 === bytes.length) return 'undecided'
+      return bytes[i + 1] === 0x0a ? 'yes' : 'no'
+    }
+    if ((b < 0x20 && b !== 0x09) || b === 0x7f) return 'no'
+  }
+  return bytes.length >= BLANK_LINE_PROBE_BYTES ? 'no' : 'undecided'
+}
