@@ -112,4 +112,4 @@ export async function startClbProxy (input: ClbProxyOptions, hooks: ClbProxyHook
   return proxy
 }
 
-export { formatAccessLogLine }
+

@@ -9,7 +9,7 @@ import { secondsBetween, type Clock } from './clock.js'
 import type { ClbProxyEvents, ExchangeOutcome } from './events.js'
 import { buildForwardedHead, hostWithoutPort } from './forwarded-head.js'
 import type { ResolvedOptions } from './options.js'
-import { SYNTHETIC_RESPONSES, type SyntheticStatus } from './synthetic-responses.js'
+import { SYNTHETIC_RESPONSES, keepsClientConnection, type SyntheticStatus } from './synthetic-responses.js'
 
 /** Bytes of a backend response kept for diagnostics and captures. */
 export const CAPTURE_LIMIT_BYTES = 64 * 1024
@@ -259,7 +259,7 @@ export class Exchange {
       backendStatus: 'no-response',
       backendReached: false,
       keepBackend: false,
-      keepClient: this.requestComplete && !this.request.head.closeAfter
+      keepClient: keepsClientConnection(status) && this.requestComplete && !this.request.head.closeAfter
     })
   }
 

@@ -1,0 +1,10 @@
+/** clb-proxy as a library: start a CLB-like proxy in-process (e.g. as a test fixture). */
+export { startClbProxy, type ClbProxy, type ClbProxyHooks } from './proxy/clb-proxy.js'
+export { CLB_DEFAULTS, type ClbProxyOptions, type ResolvedOptions, type BackendAddress, type ListenAddress, type Profile } from './proxy/options.js'
+export { resolveOptions, OptionError } from './proxy/resolve-options.js'
+export type { AccessLogRecord } from './proxy/access-log-record.js'
+export { formatAccessLogLine } from './proxy/access-log-format.js'
+export { SYNTHETIC_RESPONSES, type SyntheticStatus } from './proxy/synthetic-responses.js'
+export type { ExchangeRecord, ExchangeOutcome, ClbProxyEventMap } from './proxy/events.js'
+export { startDemoBackend, DEMO_ROUTES, type DemoBackend, type DemoRoute } from './proxy/demo-backend.js'
+export * from './validators/index.js'
