@@ -1,0 +1,447 @@
+/**
+ * Fills CLB_DEFAULTS into the user's options, validates every field and deep-freezes the
+ * result. Runs before any socket opens (startClbProxy calls it first; the CLI calls it
+ * before starting anything), so a bad option never leaves a half-started proxy behind.
+ *
+ * Every rule, its range and where the range comes from is tabled in docs/options.md.
+ */
+import { isIP } from 'node:net'
+import { inspect } from 'node:util'
+import {
+  CLB_DEFAULTS,
+  type BackendAddress,
+  type ClbProxyOptions,
+  type ListenAddress,
+  type Profile,
+  type ResolvedOptions
+} from './options.js'
+
+export type OptionField = keyof ClbProxyOptions
+
+const KIB = 1024
+const MIB = 1024 * KIB
+const GIB = 1024 * MIB
+
+/** Limits that are ours to pick (CLB documents none of them); docs/options.md gives the reasons. */
+export const OPTION_LIMITS = Object.freeze({
+  // CLB-IDLE / BOTO ConnectionSettings.IdleTimeout: "1-4000" seconds.
+  idleTimeoutSeconds: Object.freeze({ min: 1, max: 4000 }),
+  // Our choice: 0 commits every response as soon as its head is judged; 1 GiB caps memory per exchange.
+  responseBufferBytes: Object.freeze({ min: 0, max: GIB }),
+  // Our choice: below 1 KiB ordinary heads fail; above 1 MiB is no longer a "head" limit.
+  maxHeadBytes: Object.freeze({ min: KIB, max: MIB }),
+  // CLB-DRAIN: connection-draining Timeout is 1-3,600 s; we also allow 0 (cut in-flight exchanges at once).
+  drainTimeoutSeconds: Object.freeze({ min: 0, max: 3600 }),
+  // BOTO CreateAccessPointInput.LoadBalancerName: "a maximum of 32 characters".
+  nameLength: Object.freeze({ min: 1, max: 32 })
+})
+
+/**
+ * What each field must be, phrased to follow the field's name in a message. Shared with the
+ * CLI so a flag whose text does not even parse gets the same sentence as a value out of range.
+ */
+export const OPTION_RULES: Readonly<Record<OptionField, string>> = Object.freeze({
+  listen:
+    'must be HOST:PORT with a port from 0 to 65535 (IPv6 as [::1]:8080; port 0 picks a free port)',
+  backends: 'must be an http://HOST:PORT URL (port 1 to 65535, default 80, no path or query)',
+  accessLog: "must be a file path, '-' for stdout, or null for no access log",
+  name:
+    'must be 1 to 32 characters, only ASCII letters, digits or hyphens, not starting or ending with a hyphen (CLB load balancer name rules)',
+  idleTimeoutSeconds: "must be an integer from 1 to 4000 (CLB's range)",
+  responseBufferBytes: 'must be an integer from 0 to 1073741824 bytes (1 GiB)',
+  maxHeadBytes: 'must be an integer from 1024 to 1048576 bytes (1 KiB to 1 MiB)',
+  profile: "must be 'clb' or 'strict'",
+  drainTimeoutSeconds: 'must be a number of seconds from 0 to 3600'
+})
+
+const KNOWN_FIELDS = Object.freeze(Object.keys(OPTION_RULES) as OptionField[])
+
+/** How an offending value is shown after "got": strings and numbers in double quotes. */
+export function quoteValue(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value)
+  if (typeof value === 'number') return `"${String(value)}"`
+  if (typeof value === 'bigint') return `"${String(value)}n"`
+  return inspect(value, { depth: 2, breakLength: Infinity })
+}
+
+export interface OptionErrorInit {
+  /** The options-object field at fault; the CLI maps it to its flag or environment variable. */
+  readonly field: string
+  /** The offending value exactly as given. */
+  readonly value: unknown
+  /** What the field must be, e.g. "must be an integer from 1 to 4000 (CLB's range)". */
+  readonly rule: string
+  /** The name to print; defaults to `field` (e.g. `backends[1]` or `listen.port` for a part of a field). */
+  readonly label?: string
+  /** Replaces the computed `got "..."` part (used when the value's type itself is wrong). */
+  readonly got?: string
+  /** Replaces the whole computed message. */
+  readonly message?: string
+}
+
+/** A user's option is invalid. Thrown by resolveOptions, and by the CLI for flag text that does not parse. */
+export class OptionError extends Error {
+  readonly code = 'CLB_INVALID_OPTION'
+  readonly field: string
+  readonly value: unknown
+  readonly rule: string
+  readonly label: string
+  readonly got: string
+
+  constructor(init: OptionErrorInit) {
+    const label = init.label ?? init.field
+    const got = init.got ?? `got ${quoteValue(init.value)}`
+    super(init.message ?? `${label} ${init.rule}, ${got}`)
+    this.name = 'OptionError'
+    this.field = init.field
+    this.value = init.value
+    this.rule = init.rule
+    this.label = label
+    this.got = got
+  }
+
+  /** The same sentence with another name for the field (a CLI flag or an environment variable). */
+  describeAs(name: string): string {
+    return `${name} ${this.rule}, ${this.got}`
+  }
+}
+
+export interface ResolveOptionsSettings {
+  /**
+   * The library needs at least one backend (options.ts). The CLI validates before it starts its
+   * demo backend, so it passes false for that one check.
+   */
+  readonly requireBackends?: boolean
+}
+
+export function resolveOptions(input: ClbProxyOptions, settings: ResolveOptionsSettings = {}): ResolvedOptions {
+  if (typeof input !== 'object' || input === null || Array.isArray(input)) {
+    throw new OptionError({ field: 'options', value: input, rule: 'must be an object' })
+  }
+  rejectUnknownKeys(input as Record<string, unknown>, KNOWN_FIELDS, '')
+
+  const resolved: ResolvedOptions = {
+    listen: resolveListen(valueOrDefault(input.listen, CLB_DEFAULTS.listen)),
+    backends: resolveBackends(valueOrDefault(input.backends, CLB_DEFAULTS.backends), settings.requireBackends ?? true),
+    accessLog: resolveAccessLog(input.accessLog === undefined ? CLB_DEFAULTS.accessLog : input.accessLog),
+    name: resolveName(valueOrDefault(input.name, CLB_DEFAULTS.name)),
+    idleTimeoutSeconds: resolveInteger(
+      'idleTimeoutSeconds',
+      valueOrDefault(input.idleTimeoutSeconds, CLB_DEFAULTS.idleTimeoutSeconds),
+      OPTION_LIMITS.idleTimeoutSeconds
+    ),
+    responseBufferBytes: resolveInteger(
+      'responseBufferBytes',
+      valueOrDefault(input.responseBufferBytes, CLB_DEFAULTS.responseBufferBytes),
+      OPTION_LIMITS.responseBufferBytes
+    ),
+    maxHeadBytes: resolveInteger(
+      'maxHeadBytes',
+      valueOrDefault(input.maxHeadBytes, CLB_DEFAULTS.maxHeadBytes),
+      OPTION_LIMITS.maxHeadBytes
+    ),
+    profile: resolveProfile(valueOrDefault(input.profile, CLB_DEFAULTS.profile)),
+    drainTimeoutSeconds: resolveNumber(
+      'drainTimeoutSeconds',
+      valueOrDefault(input.drainTimeoutSeconds, CLB_DEFAULTS.drainTimeoutSeconds),
+      OPTION_LIMITS.drainTimeoutSeconds
+    )
+  }
+  return Object.freeze({
+    ...resolved,
+    listen: Object.freeze({ ...resolved.listen }),
+    backends: Object.freeze(resolved.backends.map((backend) => Object.freeze({ ...backend })))
+  })
+}
+
+/** A field set to `undefined` counts as absent, as with any JavaScript options bag. */
+function valueOrDefault<T>(value: T | undefined, fallback: T): T {
+  return value === undefined ? fallback : value
+}
+
+function rejectUnknownKeys(
+  object: Record<string, unknown>,
+  known: readonly string[],
+  prefix: string,
+  field?: OptionField
+): void {
+  const unknown = Object.keys(object).filter((key) => !known.includes(key))
+  const first = unknown[0]
+  if (first === undefined) return
+  const names = unknown.map((key) => JSON.stringify(prefix + key)).join(', ')
+  const expected = known.map((key) => prefix + key).join(', ')
+  throw new OptionError({
+    field: field ?? first,
+    value: object[first],
+    rule: 'is not an option',
+    label: prefix + first,
+    message: `unknown option${unknown.length > 1 ? 's' : ''} ${names} (expected one of: ${expected})`
+  })
+}
+
+// --- listen -----------------------------------------------------------------------------
+
+function resolveListen(value: ListenAddress | string): ListenAddress {
+  const rule = OPTION_RULES.listen
+  if (typeof value === 'string') {
+    const parsed = splitHostPort(value)
+    if (parsed === undefined) {
+      const hint = value.includes('://')
+        ? ' (without a scheme, e.g. 127.0.0.1:8080)'
+        : looksLikeBareIpv6(value)
+          ? ' (write IPv6 addresses in brackets, e.g. [::1]:8080)'
+          : ''
+      throw new OptionError({ field: 'listen', value, rule: rule + hint })
+    }
+    if (!isValidHost(parsed.host) || !isPortText(parsed.portText) || Number(parsed.portText) > 65535) {
+      throw new OptionError({ field: 'listen', value, rule })
+    }
+    return { host: parsed.host, port: Number(parsed.portText) }
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new OptionError({ field: 'listen', value, rule: 'must be a "HOST:PORT" string or a { host, port } object' })
+  }
+  rejectUnknownKeys(value as unknown as Record<string, unknown>, ['host', 'port'], 'listen.', 'listen')
+  return {
+    host: resolveObjectHost('listen', 'listen.host', value.host),
+    port: resolvePortNumber('listen', 'listen.port', value.port, 0)
+  }
+}
+
+function resolveObjectHost(field: OptionField, label: string, host: unknown): string {
+  if (typeof host !== 'string' || !isValidHost(host)) {
+    throw new OptionError({
+      field,
+      label,
+      value: host,
+      rule: 'must be a host name or an IP address (IPv6 without brackets)'
+    })
+  }
+  return host
+}
+
+function resolvePortNumber(field: OptionField, label: string, port: unknown, min: 0 | 1): number {
+  if (typeof port !== 'number' || !Number.isInteger(port) || port < min || port > 65535) {
+    throw new OptionError({
+      field,
+      label,
+      value: port,
+      rule: `must be an integer port from ${min} to 65535`,
+      got: gotWithType(port, 'number')
+    })
+  }
+  return port
+}
+
+// --- backends ---------------------------------------------------------------------------
+
+// An origin and nothing else: scheme, host (IPv6 in brackets), optional port, optional "/".
+const BACKEND_URL = /^([A-Za-z][A-Za-z0-9+.-]*):\/\/(\[[^\]]*\]|[^/:?#@[\]]*)(?::([^/?#]*))?(\/?)(.*)$/s
+
+function resolveBackends(value: ReadonlyArray<BackendAddress | string>, requireBackends: boolean): BackendAddress[] {
+  if (!Array.isArray(value)) {
+    throw new OptionError({
+      field: 'backends',
+      value,
+      rule: 'must be an array of http://HOST:PORT URLs or { host, port } objects'
+    })
+  }
+  if (requireBackends && value.length === 0) {
+    throw new OptionError({
+      field: 'backends',
+      value,
+      rule: 'must list at least one backend (http://HOST:PORT)'
+    })
+  }
+  return value.map((backend: unknown, index) => resolveBackend(backend, `backends[${index}]`))
+}
+
+function resolveBackend(value: unknown, label: string): BackendAddress {
+  if (typeof value === 'string') return parseBackendUrl(value, label)
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new OptionError({
+      field: 'backends',
+      label,
+      value,
+      rule: 'must be an http://HOST:PORT URL or a { host, port } object'
+    })
+  }
+  rejectUnknownKeys(value as Record<string, unknown>, ['host', 'port'], `${label}.`, 'backends')
+  const { host, port } = value as { host?: unknown; port?: unknown }
+  return {
+    host: resolveObjectHost('backends', `${label}.host`, host),
+    port: resolvePortNumber('backends', `${label}.port`, port, 1)
+  }
+}
+
+function parseBackendUrl(text: string, label: string): BackendAddress {
+  const rule = OPTION_RULES.backends
+  const match = BACKEND_URL.exec(text)
+  if (match === null) {
+    const hint = splitHostPort(text) === undefined ? '' : ` (did you mean "http://${text}"?)`
+    throw new OptionError({ field: 'backends', label, value: text, rule: rule + hint })
+  }
+  const [, scheme = '', bracketedOrHost = '', portText, , rest = ''] = match
+  const lowerScheme = scheme.toLowerCase()
+  if (lowerScheme === 'https') {
+    throw new OptionError({
+      field: 'backends',
+      label,
+      value: text,
+      rule: 'must use http: (https backends are not supported yet)'
+    })
+  }
+  if (lowerScheme !== 'http') {
+    throw new OptionError({ field: 'backends', label, value: text, rule })
+  }
+  if (/^[^/?#]*@/.test(text.slice(scheme.length + 3))) {
+    throw new OptionError({
+      field: 'backends',
+      label,
+      value: text,
+      rule: 'must be http://HOST:PORT without a user name or password'
+    })
+  }
+  if (rest !== '') {
+    throw new OptionError({
+      field: 'backends',
+      label,
+      value: text,
+      rule: 'must be http://HOST:PORT without a path, query or fragment (the request path is forwarded as the client sent it)'
+    })
+  }
+  const host = bracketedOrHost.startsWith('[') ? bracketedOrHost.slice(1, -1) : bracketedOrHost
+  const hostIsValid = bracketedOrHost.startsWith('[') ? isIP(host) === 6 : isValidHost(host) && isIP(host) !== 6
+  if (!hostIsValid) throw new OptionError({ field: 'backends', label, value: text, rule })
+  // RFC 3986 §3.2.3: an empty port (or none) means the scheme's default, 80 for http.
+  if (portText === undefined || portText === '') return { host, port: 80 }
+  if (!isPortText(portText) || Number(portText) < 1 || Number(portText) > 65535) {
+    throw new OptionError({ field: 'backends', label, value: text, rule })
+  }
+  return { host, port: Number(portText) }
+}
+
+// --- scalar fields ----------------------------------------------------------------------
+
+function resolveAccessLog(value: string | null): string | null {
+  if (value === null) return null
+  if (typeof value !== 'string' || value === '' || value.includes('\0')) {
+    throw new OptionError({ field: 'accessLog', value, rule: OPTION_RULES.accessLog })
+  }
+  return value
+}
+
+// BOTO CreateAccessPointInput.LoadBalancerName: "This name must be unique within your set of load
+// balancers for the region, must have a maximum of 32 characters, must contain only alphanumeric
+// characters or hyphens, and cannot begin or end with a hyphen." (spec §3.1)
+const LOAD_BALANCER_NAME = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,30}[A-Za-z0-9])?$/
+
+function resolveName(value: string): string {
+  if (typeof value !== 'string' || !LOAD_BALANCER_NAME.test(value)) {
+    throw new OptionError({ field: 'name', value, rule: OPTION_RULES.name, got: gotWithType(value, 'string') })
+  }
+  return value
+}
+
+function resolveProfile(value: Profile): Profile {
+  if (value !== 'clb' && value !== 'strict') {
+    throw new OptionError({ field: 'profile', value, rule: OPTION_RULES.profile })
+  }
+  return value
+}
+
+interface Range {
+  readonly min: number
+  readonly max: number
+}
+
+function resolveInteger(field: OptionField, value: number, range: Range): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < range.min || value > range.max) {
+    throw new OptionError({ field, value, rule: OPTION_RULES[field], got: gotWithType(value, 'number') })
+  }
+  return value
+}
+
+function resolveNumber(field: OptionField, value: number, range: Range): number {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < range.min || value > range.max) {
+    throw new OptionError({ field, value, rule: OPTION_RULES[field], got: gotWithType(value, 'number') })
+  }
+  return value
+}
+
+/** `got "60"` for a value of the expected type, `got the string "60"` when the type itself is wrong. */
+function gotWithType(value: unknown, expected: 'number' | 'string'): string {
+  if (typeof value === expected || value === null || value === undefined) return `got ${quoteValue(value)}`
+  return `got the ${typeof value} ${quoteValue(value)}`
+}
+
+// --- hosts and ports --------------------------------------------------------------------
+
+interface HostPortText {
+  readonly host: string
+  readonly portText: string
+}
+
+/** "host:port" or "[v6]:port" split at the last colon; undefined when the shape is wrong. */
+function splitHostPort(text: string): HostPortText | undefined {
+  const bracketed = /^\[([^\]]+)\]:([^:]*)$/.exec(text)
+  if (bracketed !== null) {
+    const [, host = '', portText = ''] = bracketed
+    return isIP(host) === 6 ? { host, portText } : undefined
+  }
+  const plain = /^([^:[\]]+):([^:]*)$/.exec(text)
+  if (plain === null) return undefined
+  const [, host = '', portText = ''] = plain
+  return { host, portText }
+}
+
+function looksLikeBareIpv6(text: string): boolean {
+  return isIP(text) === 6 || isIP(text.replace(/:[0-9]*$/, '')) === 6
+}
+
+function isPortText(text: string): boolean {
+  return /^[0-9]{1,5}$/.test(text)
+}
+
+// RFC 1123 §2.1 host names: labels of letters, digits and hyphens, at most 63 characters, not
+// starting or ending with a hyphen, 253 characters in all; the last label is not all-numeric (so
+// "999.1.1.1" is a bad IPv4 address, not a name). Underscores are accepted because container DNS
+// (e.g. Docker Compose service names) resolves them.
+const HOST_LABEL = /^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$/
+
+function isValidHost(host: string): boolean {
+  if (isIP(host) !== 0) return true
+  const name = host.endsWith('.') ? host.slice(0, -1) : host
+  if (name.length === 0 || name.length > 253) return false
+  const labels = name.split('.')
+  const last = labels[labels.length - 1] ?? ''
+  return labels.every((label) => HOST_LABEL.test(label)) && !/^[0-9]+$/.test(last)
+}
+
+// --- sizes for the CLI ------------------------------------------------------------------
+
+const SIZE_UNITS: Readonly<Record<string, number>> = Object.freeze({
+  '': 1,
+  b: 1,
+  k: KIB,
+  kib: KIB,
+  m: MIB,
+  mib: MIB,
+  g: GIB,
+  gib: GIB
+})
+
+/**
+ * A byte count as a person types it: `1048576`, `64k`, `64KiB`, `1m`, `1MiB`, `1g`. Every unit is
+ * binary (k = 1024, like nginx's size suffixes); `KB`/`MB` are refused because they are ambiguous
+ * between 1000 and 1024. Returns undefined for anything else, including fractions.
+ */
+export function parseByteSize(text: string): number | undefined {
+  const match = /^([0-9]+)\s*([A-Za-z]*)$/.exec(text)
+  if (match === null) return undefined
+  const [, digits = '', unit = ''] = match
+  const multiplier = SIZE_UNITS[unit.toLowerCase()]
+  if (multiplier === undefined) return undefined
+  const bytes = Number(digits) * multiplier
+  return Number.isSafeInteger(bytes) ? bytes : undefined
+}
