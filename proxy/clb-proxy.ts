@@ -52,7 +52,12 @@ export async function startClbProxy (input: ClbProxyOptions, hooks: ClbProxyHook
   if (hooks.accessLogStream !== undefined) accessLog = createAccessLogWriter({ stream: hooks.accessLogStream })
   else if (options.accessLog !== null) accessLog = createAccessLogWriter({ destination: options.accessLog })
   const writer = accessLog
-  if (writer !== null) events.on('exchange', (record) => writer.write(record.log))
+  if (writer !== null) {
+    events.on('exchange', (record) => {
+      // A line that cannot be written must not take the proxy down; say so on stderr instead.
+      try { writer.write(record.log) } catch (error) { logger.error({ err: error }, 'access-log line not written') }
+    })
+  }
   const unsubscribeDiagnostics = subscribeDiagnostics(events, logger)
   events.on('backend-idle-event', (event) => {
     logger.info(event, event.event === 'closed'
