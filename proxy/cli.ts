@@ -77,6 +77,14 @@ function secondsFromText(field: OptionField): (text: string) => number {
   }
 }
 
+/** A whole number such as `100`; anything else gets the field's own rule in the message. */
+function countFromText(field: OptionField): (text: string) => number {
+  return (text) => {
+    if (!/^[0-9]+$/.test(text)) throw new OptionError({ field, value: text, rule: OPTION_RULES[field] })
+    return Number(text)
+  }
+}
+
 function bytesFromText(field: OptionField): (text: string) => number {
   return (text) => {
     const bytes = parseByteSize(text)
@@ -181,6 +189,56 @@ export const OPTION_FLAGS: readonly OptionFlag[] = Object.freeze([
     summary: 'On SIGINT/SIGTERM, how long in-flight requests may finish before they are cut (0-3600).',
     defaultText: `${CLB_DEFAULTS.drainTimeoutSeconds} s`,
     fromText: secondsFromText('drainTimeoutSeconds')
+  },
+  {
+    field: 'captureDir',
+    flag: 'capture-dir',
+    env: 'CLB_CAPTURE_DIR',
+    valueName: 'PATH',
+    multiple: false,
+    summary: 'Directory where each rejected response is captured, one file each (see clb-proxy replay).',
+    defaultText: '<os temp dir>/clb-proxy-captures',
+    fromText: asIs
+  },
+  {
+    field: 'maxCaptures',
+    flag: 'max-captures',
+    env: 'CLB_MAX_CAPTURES',
+    valueName: 'COUNT',
+    multiple: false,
+    summary: 'Most capture files kept; the oldest are removed first (1-100000).',
+    defaultText: String(CLB_DEFAULTS.maxCaptures),
+    fromText: countFromText('maxCaptures')
+  },
+  {
+    field: 'captureBytes',
+    flag: 'capture-bytes',
+    env: 'CLB_CAPTURE_BYTES',
+    valueName: 'BYTES',
+    multiple: false,
+    summary: 'Bytes of a rejected response kept in its capture, 1 KiB to 16 MiB.',
+    defaultText: formatBytes(CLB_DEFAULTS.captureBytes),
+    fromText: bytesFromText('captureBytes')
+  },
+  {
+    field: 'keepaliveRace',
+    flag: 'keepalive-race',
+    env: 'CLB_KEEPALIVE_RACE',
+    valueName: 'detect|emulate',
+    multiple: false,
+    summary: 'An instance closing a kept-alive connection early: warn (detect), or also send 504 (emulate).',
+    defaultText: CLB_DEFAULTS.keepaliveRace,
+    fromText: asIs
+  },
+  {
+    field: 'admin',
+    flag: 'admin',
+    env: 'CLB_ADMIN',
+    valueName: 'HOST:PORT',
+    multiple: false,
+    summary: 'Admin HTTP listener: /metrics (CloudWatch names), /captures, /healthz.',
+    defaultText: 'none',
+    fromText: asIs
   }
 ] satisfies OptionFlag[])
 

@@ -4,7 +4,11 @@
  * validates every field and freezes the result before any socket opens.
  */
 
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+
 export type Profile = 'clb' | 'strict'
+export type KeepaliveRaceMode = 'detect' | 'emulate'
 
 export interface BackendAddress {
   /** Host name or IP literal as given by the user (no brackets for IPv6). */
@@ -41,6 +45,20 @@ export interface ClbProxyOptions {
   profile?: Profile
   /** Seconds that SIGINT/SIGTERM (and close()) let in-flight exchanges finish before cutting them. */
   drainTimeoutSeconds?: number
+  /** Where rejected responses are captured, one file each; null: no captures. CLI `--capture-dir`, env `CLB_CAPTURE_DIR`. */
+  captureDir?: string | null
+  /** Most capture files kept in captureDir (the oldest are removed). CLI `--max-captures`, env `CLB_MAX_CAPTURES`. */
+  maxCaptures?: number
+  /** Bytes of a rejected response kept in its capture. CLI `--capture-bytes`, env `CLB_CAPTURE_BYTES`. */
+  captureBytes?: number
+  /**
+   * What to do when an instance closes a kept-alive connection before the idle timeout: 'detect'
+   * warns; 'emulate' also answers the next request that would have reused it with CLB's 504.
+   * CLI `--keepalive-race`, env `CLB_KEEPALIVE_RACE`.
+   */
+  keepaliveRace?: KeepaliveRaceMode
+  /** Admin HTTP listener (metrics, captures, health); null: none. CLI `--admin HOST:PORT`, env `CLB_ADMIN`. */
+  admin?: ListenAddress | string | null
 }
 
 /** The validated, frozen form every module reads. */
@@ -54,6 +72,11 @@ export interface ResolvedOptions {
   readonly maxHeadBytes: number
   readonly profile: Profile
   readonly drainTimeoutSeconds: number
+  readonly captureDir: string | null
+  readonly maxCaptures: number
+  readonly captureBytes: number
+  readonly keepaliveRace: KeepaliveRaceMode
+  readonly admin: ListenAddress | null
 }
 
 export const CLB_DEFAULTS = Object.freeze({
@@ -71,5 +94,12 @@ export const CLB_DEFAULTS = Object.freeze({
   maxHeadBytes: 64 * 1024,
   profile: 'clb' as Profile,
   // Our choice: CLB's connection-draining default is 300 s, too long for a developer's Ctrl-C.
-  drainTimeoutSeconds: 5
+  drainTimeoutSeconds: 5,
+  // Our choice: captures go under the OS temp dir, bounded in count and size (after HAProxy's `show errors`).
+  captureDir: join(tmpdir(), 'clb-proxy-captures') as string | null,
+  maxCaptures: 100,
+  captureBytes: 64 * 1024,
+  // Our choice: detect and warn; emulating the race is opt-in because it adds 504s on purpose.
+  keepaliveRace: 'detect' as KeepaliveRaceMode,
+  admin: null as ListenAddress | null
 })

@@ -11,6 +11,7 @@ import {
   CLB_DEFAULTS,
   type BackendAddress,
   type ClbProxyOptions,
+  type KeepaliveRaceMode,
   type ListenAddress,
   type Profile,
   type ResolvedOptions
@@ -32,6 +33,10 @@ export const OPTION_LIMITS = Object.freeze({
   maxHeadBytes: Object.freeze({ min: KIB, max: MIB }),
   // CLB-DRAIN: connection-draining Timeout is 1-3,600 s; we also allow 0 (cut in-flight exchanges at once).
   drainTimeoutSeconds: Object.freeze({ min: 0, max: 3600 }),
+  // Our choice: enough to keep a session's failures, small enough to list at a glance.
+  maxCaptures: Object.freeze({ min: 1, max: 100000 }),
+  // Our choice: a head plus the start of a body; HAProxy's capture buffer is of the same order.
+  captureBytes: Object.freeze({ min: KIB, max: 16 * MIB }),
   // BOTO CreateAccessPointInput.LoadBalancerName: "a maximum of 32 characters".
   nameLength: Object.freeze({ min: 1, max: 32 })
 })
@@ -51,7 +56,12 @@ export const OPTION_RULES: Readonly<Record<OptionField, string>> = Object.freeze
   responseBufferBytes: 'must be an integer from 0 to 1073741824 bytes (1 GiB)',
   maxHeadBytes: 'must be an integer from 1024 to 1048576 bytes (1 KiB to 1 MiB)',
   profile: "must be 'clb' or 'strict'",
-  drainTimeoutSeconds: 'must be a number of seconds from 0 to 3600'
+  drainTimeoutSeconds: 'must be a number of seconds from 0 to 3600',
+  captureDir: 'must be a directory path, or null for no captures',
+  maxCaptures: 'must be an integer from 1 to 100000',
+  captureBytes: 'must be an integer from 1024 to 16777216 bytes (1 KiB to 16 MiB)',
+  keepaliveRace: "must be 'detect' or 'emulate'",
+  admin: 'must be HOST:PORT with a port from 0 to 65535, or null for no admin listener'
 })
 
 const KNOWN_FIELDS = Object.freeze(Object.keys(OPTION_RULES) as OptionField[])
@@ -145,11 +155,17 @@ export function resolveOptions(input: ClbProxyOptions, settings: ResolveOptionsS
       'drainTimeoutSeconds',
       valueOrDefault(input.drainTimeoutSeconds, CLB_DEFAULTS.drainTimeoutSeconds),
       OPTION_LIMITS.drainTimeoutSeconds
-    )
+    ),
+    captureDir: resolveCaptureDir(input.captureDir === undefined ? CLB_DEFAULTS.captureDir : input.captureDir),
+    maxCaptures: resolveInteger('maxCaptures', valueOrDefault(input.maxCaptures, CLB_DEFAULTS.maxCaptures), OPTION_LIMITS.maxCaptures),
+    captureBytes: resolveInteger('captureBytes', valueOrDefault(input.captureBytes, CLB_DEFAULTS.captureBytes), OPTION_LIMITS.captureBytes),
+    keepaliveRace: resolveKeepaliveRace(valueOrDefault(input.keepaliveRace, CLB_DEFAULTS.keepaliveRace)),
+    admin: input.admin === undefined || input.admin === null ? null : resolveListenField('admin', input.admin)
   }
   return Object.freeze({
     ...resolved,
     listen: Object.freeze({ ...resolved.listen }),
+    admin: resolved.admin === null ? null : Object.freeze({ ...resolved.admin }),
     backends: Object.freeze(resolved.backends.map((backend) => Object.freeze({ ...backend })))
   })
 }
@@ -182,7 +198,11 @@ function rejectUnknownKeys(
 // --- listen -----------------------------------------------------------------------------
 
 function resolveListen(value: ListenAddress | string): ListenAddress {
-  const rule = OPTION_RULES.listen
+  return resolveListenField('listen', value)
+}
+
+function resolveListenField(field: 'listen' | 'admin', value: ListenAddress | string): ListenAddress {
+  const rule = OPTION_RULES[field]
   if (typeof value === 'string') {
     const parsed = splitHostPort(value)
     if (parsed === undefined) {
@@ -191,20 +211,20 @@ function resolveListen(value: ListenAddress | string): ListenAddress {
         : looksLikeBareIpv6(value)
           ? ' (write IPv6 addresses in brackets, e.g. [::1]:8080)'
           : ''
-      throw new OptionError({ field: 'listen', value, rule: rule + hint })
+      throw new OptionError({ field, value, rule: rule + hint })
     }
     if (!isValidHost(parsed.host) || !isPortText(parsed.portText) || Number(parsed.portText) > 65535) {
-      throw new OptionError({ field: 'listen', value, rule })
+      throw new OptionError({ field, value, rule })
     }
     return { host: parsed.host, port: Number(parsed.portText) }
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new OptionError({ field: 'listen', value, rule: 'must be a "HOST:PORT" string or a { host, port } object' })
+    throw new OptionError({ field, value, rule: 'must be a "HOST:PORT" string or a { host, port } object' })
   }
-  rejectUnknownKeys(value as unknown as Record<string, unknown>, ['host', 'port'], 'listen.', 'listen')
+  rejectUnknownKeys(value as unknown as Record<string, unknown>, ['host', 'port'], `${field}.`, field)
   return {
-    host: resolveObjectHost('listen', 'listen.host', value.host),
-    port: resolvePortNumber('listen', 'listen.port', value.port, 0)
+    host: resolveObjectHost(field, `${field}.host`, value.host),
+    port: resolvePortNumber(field, `${field}.port`, value.port, 0)
   }
 }
 
@@ -339,6 +359,21 @@ const LOAD_BALANCER_NAME = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,30}[A-Za-z0-9])?$/
 function resolveName(value: string): string {
   if (typeof value !== 'string' || !LOAD_BALANCER_NAME.test(value)) {
     throw new OptionError({ field: 'name', value, rule: OPTION_RULES.name, got: gotWithType(value, 'string') })
+  }
+  return value
+}
+
+function resolveCaptureDir(value: string | null): string | null {
+  if (value === null) return null
+  if (typeof value !== 'string' || value.length === 0 || value.includes('\0')) {
+    throw new OptionError({ field: 'captureDir', value, rule: OPTION_RULES.captureDir, got: gotWithType(value, 'string') })
+  }
+  return value
+}
+
+function resolveKeepaliveRace(value: KeepaliveRaceMode): KeepaliveRaceMode {
+  if (value !== 'detect' && value !== 'emulate') {
+    throw new OptionError({ field: 'keepaliveRace', value, rule: OPTION_RULES.keepaliveRace })
   }
   return value
 }

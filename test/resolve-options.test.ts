@@ -1,9 +1,11 @@
 import t, { type Test } from 'tap'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { CLB_DEFAULTS, type ClbProxyOptions } from '../proxy/options.js'
 import { OptionError, parseByteSize, resolveOptions } from '../proxy/resolve-options.js'
 
 const BACKEND = 'http://127.0.0.1:3000'
-const KNOWN = 'listen, backends, accessLog, name, idleTimeoutSeconds, responseBufferBytes, maxHeadBytes, profile, drainTimeoutSeconds'
+const KNOWN = 'listen, backends, accessLog, name, idleTimeoutSeconds, responseBufferBytes, maxHeadBytes, profile, drainTimeoutSeconds, captureDir, maxCaptures, captureBytes, keepaliveRace, admin'
 
 interface Rejection {
   readonly input: unknown
@@ -64,7 +66,12 @@ t.test('defaults fill every field', async (t) => {
     responseBufferBytes: 1048576,
     maxHeadBytes: 65536,
     profile: 'clb',
-    drainTimeoutSeconds: 5
+    drainTimeoutSeconds: 5,
+    captureDir: join(tmpdir(), 'clb-proxy-captures'),
+    maxCaptures: 100,
+    captureBytes: 65536,
+    keepaliveRace: 'detect',
+    admin: null
   })
   const explicitUndefined = resolveOptions({
     backends: [BACKEND],
@@ -75,7 +82,12 @@ t.test('defaults fill every field', async (t) => {
     responseBufferBytes: undefined,
     maxHeadBytes: undefined,
     profile: undefined,
-    drainTimeoutSeconds: undefined
+    drainTimeoutSeconds: undefined,
+    captureDir: undefined,
+    maxCaptures: undefined,
+    captureBytes: undefined,
+    keepaliveRace: undefined,
+    admin: undefined
   })
   t.strictSame(explicitUndefined, resolveOptions({ backends: [BACKEND] }), 'a field set to undefined counts as absent')
   t.equal(explicitUndefined.idleTimeoutSeconds, CLB_DEFAULTS.idleTimeoutSeconds)
@@ -389,4 +401,43 @@ t.test('parseByteSize', async (t) => {
   for (const text of ['', '1.5m', '64KB', '1MB', '-1', 'k', '1 t', '0x10', '99999999999999999999g']) {
     t.equal(parseByteSize(text), undefined, `refuses ${JSON.stringify(text)}`)
   }
+})
+
+t.test('captureDir', async (t) => {
+  const rule = 'captureDir must be a directory path, or null for no captures'
+  acceptsField(t, 'captureDir', [
+    ['/tmp/captures', '/tmp/captures'],
+    [null, null]
+  ])
+  rejectsField(t, 'captureDir', [
+    ['', `${rule}, got ""`, '""'],
+    [42, `${rule}, got the number "42"`, "42"]
+  ])
+})
+
+t.test('maxCaptures and captureBytes', async (t) => {
+  acceptsField(t, 'maxCaptures', [[1, 1], [100000, 100000]])
+  rejectsField(t, 'maxCaptures', [
+    [0, 'maxCaptures must be an integer from 1 to 100000, got "0"'],
+    [1.5, 'maxCaptures must be an integer from 1 to 100000, got "1.5"']
+  ])
+  acceptsField(t, 'captureBytes', [[1024, 1024], [16777216, 16777216]])
+  rejectsField(t, 'captureBytes', [
+    [1023, 'captureBytes must be an integer from 1024 to 16777216 bytes (1 KiB to 16 MiB), got "1023"']
+  ])
+})
+
+t.test('keepaliveRace', async (t) => {
+  acceptsField(t, 'keepaliveRace', [['detect', 'detect'], ['emulate', 'emulate']])
+  rejectsField(t, 'keepaliveRace', [['always', "keepaliveRace must be 'detect' or 'emulate', got \"always\""]])
+})
+
+t.test('admin', async (t) => {
+  acceptsField(t, 'admin', [
+    ['127.0.0.1:0', { host: '127.0.0.1', port: 0 }],
+    [null, null]
+  ])
+  rejectsField(t, 'admin', [
+    ['127.0.0.1', 'admin must be HOST:PORT with a port from 0 to 65535, or null for no admin listener, got "127.0.0.1"']
+  ])
 })
