@@ -1,6 +1,28 @@
 import net from 'node:net'
-import type { BackendAddress } from './options.js'
+import type { Clock } from './clock.js'
+import type { BackendAddress, KeepaliveRaceMode } from './options.js'
 import type { ClbProxyEvents } from './events.js'
+
+/**
+ * Where a kept-alive connection was until the instance closed it early. In 'emulate' mode the
+ * next request that would have reused it gets CLB's 504, as on a real CLB when the close and
+ * the reuse cross (CLB-HTTPERR 504 cause 2).
+ */
+interface ClosedByInstance {
+  readonly closedAtMicros: number
+  readonly idleSeconds: number
+}
+
+export type Acquired =
+  | { readonly kind: 'socket'; readonly socket: net.Socket; readonly reused: boolean }
+  | { readonly kind: 'closed-by-instance'; readonly idleSeconds: number }
+
+export interface PoolSettings {
+  readonly idleTimeoutMs: number
+  readonly keepaliveRace: KeepaliveRaceMode
+  readonly clock: Clock
+  readonly events: ClbProxyEvents
+}
 
 /**
  * Registered instances and their kept-alive connections. CLB keeps backend connections open and
@@ -11,10 +33,11 @@ import type { ClbProxyEvents } from './events.js'
 export class Instance {
   outstanding = 0
   readonly label: string
-  private readonly idle: net.Socket[] = []
+  private readonly idle: Array<net.Socket | ClosedByInstance> = []
+  private readonly idleSince = new WeakMap<net.Socket, number>()
   private readonly open = new Set<net.Socket>()
 
-  constructor (readonly address: BackendAddress, private readonly idleTimeoutMs: number, private readonly events: ClbProxyEvents) {
+  constructor (readonly address: BackendAddress, private readonly settings: PoolSettings) {
     this.label = address.host.includes(':') ? `[${address.host}]:${address.port}` : `${address.host}:${address.port}`
   }
 
@@ -24,11 +47,18 @@ export class Instance {
   }
 
   /** A kept-alive connection if one is idle (most recently used first), else a new one. */
-  acquire (): { socket: net.Socket; reused: boolean } {
+  acquire (): Acquired {
     while (this.idle.length > 0) {
-      const socket = this.idle.pop() as net.Socket
+      const entry = this.idle.pop() as net.Socket | ClosedByInstance
+      if (!(entry instanceof net.Socket)) {
+        // CLB would itself have closed the connection once idle for the idle timeout.
+        const expired = this.settings.clock.nowMicros() - entry.closedAtMicros > this.settings.idleTimeoutMs * 1000
+        if (!expired) return { kind: 'closed-by-instance', idleSeconds: entry.idleSeconds }
+        continue
+      }
+      const socket = entry
       socket.removeAllListeners('data').removeAllListeners('end').removeAllListeners('timeout')
-      if (!socket.destroyed && socket.readyState === 'open') return { socket, reused: true }
+      if (!socket.destroyed && socket.readyState === 'open') return { kind: 'socket', socket, reused: true }
       socket.destroy()
     }
     const socket = net.connect({ host: this.address.host, port: this.address.port, noDelay: true })
@@ -36,7 +66,7 @@ export class Instance {
     socket.once('close', () => this.open.delete(socket))
     // An 'error' is always followed by 'close'; the exchange listens for both while it owns the socket.
     socket.on('error', () => {})
-    return { socket, reused: false }
+    return { kind: 'socket', socket, reused: false }
   }
 
   /** Returns a connection after a complete exchange that left it reusable. */
@@ -46,24 +76,43 @@ export class Instance {
       return
     }
     socket.removeAllListeners('data').removeAllListeners('end').removeAllListeners('timeout')
+    const { events, clock } = this.settings
+    this.idleSince.set(socket, clock.nowMicros())
     // CLB-IDLE: "If no data has been sent or received by the time that the idle timeout period
     // elapses, the load balancer closes the connection."
-    socket.setTimeout(this.idleTimeoutMs)
-    socket.on('timeout', () => this.discard(socket))
+    socket.setTimeout(this.settings.idleTimeoutMs)
+    socket.on('timeout', () => this.discard(socket, null))
     socket.on('data', (chunk: Buffer) => {
-      this.events.emit('backend-idle-event', { backend: this.label, event: 'extra-bytes', bytes: chunk.length })
-      this.discard(socket)
+      events.emit('backend-idle-event', { backend: this.label, event: 'extra-bytes', bytes: chunk.length, idleSeconds: this.idleSeconds(socket) })
+      this.discard(socket, null)
     })
-    socket.on('end', () => {
-      this.events.emit('backend-idle-event', { backend: this.label, event: 'closed', bytes: 0 })
-      this.discard(socket)
-    })
+    // 'end' is the instance's FIN; 'close' without it is a reset. Either way the instance closed a
+    // kept-alive connection before the idle timeout: the cause of CLB's intermittent 504s (CLB-IDLE,
+    // CLB-BACKEND: "The keep-alive timeout should be at least 60 seconds").
+    const closedByInstance = (): void => {
+      if (!this.idle.includes(socket)) return
+      const idleSeconds = this.idleSeconds(socket)
+      events.emit('backend-idle-event', { backend: this.label, event: 'closed', bytes: 0, idleSeconds })
+      const mark = this.settings.keepaliveRace === 'emulate' ? { closedAtMicros: clock.nowMicros(), idleSeconds } : null
+      this.discard(socket, mark)
+    }
+    socket.on('end', closedByInstance)
+    socket.on('close', closedByInstance)
     this.idle.push(socket)
   }
 
-  private discard (socket: net.Socket): void {
+  private idleSeconds (socket: net.Socket): number {
+    const since = this.idleSince.get(socket) ?? this.settings.clock.nowMicros()
+    return Math.max(0, this.settings.clock.nowMicros() - since) / 1e6
+  }
+
+  /** Drops an idle connection; `mark` keeps its place for the keep-alive race emulation. */
+  private discard (socket: net.Socket, mark: ClosedByInstance | null): void {
     const index = this.idle.indexOf(socket)
-    if (index !== -1) this.idle.splice(index, 1)
+    if (index !== -1) {
+      if (mark === null) this.idle.splice(index, 1)
+      else this.idle[index] = mark
+    }
     socket.destroy()
   }
 
@@ -77,8 +126,8 @@ export class BackendPool {
   readonly instances: readonly Instance[]
   private nextTieBreak = 0
 
-  constructor (backends: readonly BackendAddress[], idleTimeoutMs: number, events: ClbProxyEvents) {
-    this.instances = backends.map((address) => new Instance(address, idleTimeoutMs, events))
+  constructor (backends: readonly BackendAddress[], settings: PoolSettings) {
+    this.instances = backends.map((address) => new Instance(address, settings))
   }
 
   /** Least outstanding requests; ties go round robin so equal instances share the load. */

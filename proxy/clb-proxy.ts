@@ -43,7 +43,7 @@ export async function startClbProxy (input: ClbProxyOptions, hooks: ClbProxyHook
   const events = new ClbProxyEvents()
   const clock = hooks.clock ?? systemClock
   const logger = hooks.logger ?? defaultLogger()
-  const pool = new BackendPool(options.backends, options.idleTimeoutSeconds * 1000, events)
+  const pool = new BackendPool(options.backends, { idleTimeoutMs: options.idleTimeoutSeconds * 1000, keepaliveRace: options.keepaliveRace, clock, events })
   const context = { options, pool, clock, events }
   const connections = new Set<ClientConnection>()
   let whenAllClosed: (() => void) | null = null
@@ -60,9 +60,14 @@ export async function startClbProxy (input: ClbProxyOptions, hooks: ClbProxyHook
   }
   const unsubscribeDiagnostics = subscribeDiagnostics(events, logger)
   events.on('backend-idle-event', (event) => {
-    logger.info(event, event.event === 'closed'
-      ? `instance ${event.backend} closed an idle kept-alive connection`
-      : `instance ${event.backend} sent ${event.bytes} bytes on an idle kept-alive connection; connection closed`)
+    if (event.event === 'extra-bytes') {
+      logger.warn({ ...event, defect: 'EXTRA_BYTES_AFTER_RESPONSE' }, `instance ${event.backend} sent ${event.bytes} bytes on an idle kept-alive connection; connection closed`)
+      return
+    }
+    logger.warn({ ...event, idleTimeoutSeconds: options.idleTimeoutSeconds, keepaliveRace: options.keepaliveRace },
+      `instance ${event.backend} closed a kept-alive connection after ${event.idleSeconds.toFixed(3)} s idle, before the ` +
+      `${options.idleTimeoutSeconds} s idle timeout: on a real CLB a request reusing it gets a 504. Set the backend's ` +
+      'keep-alive timeout above the idle timeout' + (options.keepaliveRace === 'emulate' ? ' (emulated: the next request that would reuse it gets 504)' : ''))
   })
 
   // allowHalfOpen: a client may send its request and then FIN; it still gets its response.

@@ -55,6 +55,7 @@ export function subscribeDiagnostics (events: ClbProxyEvents, logger: Logger): (
 function describeOutcome (record: ExchangeRecord): string {
   switch (record.outcome) {
     case 'backend-closed': return 'the instance closed the connection without sending a response'
+    case 'keepalive-race': return 'emulated keep-alive race: this request would have reused a kept-alive connection that the instance had closed before the idle timeout'
     case 'backend-timeout': return 'the instance did not answer within the idle timeout'
     case 'backend-unreachable': return 'no instance could be connected to'
     case 'client-timeout': return 'the client did not finish its request within the idle timeout'

@@ -8,13 +8,15 @@ import type { AccessLogRecord } from './access-log-record.js'
  * - 'rejected': the backend's response was malformed; the client got CLB's 502;
  * - 'cut': a defect appeared after the response was committed; the client connection was aborted;
  * - 'backend-closed': the instance closed the connection without a response byte; 504;
+ * - 'keepalive-race': (keepaliveRace 'emulate') the request would have reused a kept-alive
+ *   connection the instance had closed before the idle timeout; 504, as on a real CLB;
  * - 'backend-timeout': no response within the idle timeout; 504;
  * - 'backend-unreachable': the instance could not be connected to; 503;
  * - 'bad-request': the client's request was malformed; 400 or 405;
  * - 'client-timeout': the client did not finish its request within the idle timeout; 408;
  * - 'client-closed': the client went away before a response could be sent; logged as 408.
  */
-export type ExchangeOutcome = 'relayed' | 'rejected' | 'cut' | 'backend-closed' | 'backend-timeout' |
+export type ExchangeOutcome = 'relayed' | 'rejected' | 'cut' | 'backend-closed' | 'keepalive-race' | 'backend-timeout' |
 'backend-unreachable' | 'bad-request' | 'client-timeout' | 'client-closed'
 
 export interface ExchangeRecord {
@@ -38,7 +40,7 @@ export interface ClbProxyEventMap {
   /** The proxy read `bytes` more bytes from a backend (for tests that deliver a response in pieces). */
   'backend-read': [{ readonly bytes: number }]
   /** A pooled backend connection carried bytes while idle, or closed; diagnostics only. */
-  'backend-idle-event': [{ readonly backend: string; readonly event: 'extra-bytes' | 'closed'; readonly bytes: number }]
+  'backend-idle-event': [{ readonly backend: string; readonly event: 'extra-bytes' | 'closed'; readonly bytes: number; readonly idleSeconds: number }]
 }
 
 export class ClbProxyEvents extends EventEmitter<ClbProxyEventMap> {}

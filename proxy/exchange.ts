@@ -75,7 +75,10 @@ export class Exchange {
     if (instance === null) return this.synthesize(503, 'backend-unreachable')
     this.instance = instance
     instance.outstanding++
-    const { socket, reused } = instance.acquire()
+    const acquired = instance.acquire()
+    // The keep-alive race, emulated (docs/clb-choices.md): CLB reuses a connection the instance just closed.
+    if (acquired.kind === 'closed-by-instance') return this.synthesize(504, 'keepalive-race')
+    const { socket, reused } = acquired
     this.socket = socket
     this.connected = reused
     const head = buildForwardedHead(this.request.head, {
