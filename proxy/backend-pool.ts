@@ -116,9 +116,14 @@ export class Instance {
     socket.destroy()
   }
 
-  destroyAll (): void {
-    for (const socket of this.open) socket.destroy()
+  /** Destroys every connection; resolves when each has emitted 'close'. */
+  async destroyAll (): Promise<void> {
     this.idle.length = 0
+    const closing = [...this.open].map((socket) => new Promise<void>((resolve) => {
+      socket.once('close', () => resolve())
+      socket.destroy()
+    }))
+    await Promise.all(closing)
   }
 }
 
@@ -147,7 +152,7 @@ export class BackendPool {
     return this.instances.reduce((sum, instance) => sum + instance.openConnections, 0)
   }
 
-  destroyAll (): void {
-    for (const instance of this.instances) instance.destroyAll()
+  async destroyAll (): Promise<void> {
+    await Promise.all(this.instances.map((instance) => instance.destroyAll()))
   }
 }
