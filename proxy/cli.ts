@@ -253,6 +253,8 @@ const PARSE_ARGS_OPTIONS = Object.freeze({
 export function helpText(): string {
   const lines = [
     'Usage: clb-proxy [options]',
+    '       clb-proxy check URL [options]     (clb-proxy check --help)',
+    '       clb-proxy replay FILE [options]   (clb-proxy replay --help)',
     '',
     'A local reverse proxy that behaves like an AWS Classic Load Balancer: it judges backend',
     "responses from their raw bytes, answers with CLB's own 502/503/504 responses and writes",
@@ -428,7 +430,15 @@ function describeForCli(error: OptionError, sources: ReadonlyMap<string, FieldSo
 
 // --- serving ----------------------------------------------------------------------------
 
+/** Subcommands, each in its own module, loaded only when used. */
+export const SUBCOMMANDS = Object.freeze({
+  check: 'Send one request straight to a backend and explain whether CLB would pass its response.',
+  replay: 'Start a backend that answers every request with the bytes of a capture file.'
+})
+
 export async function run(argv: string[], env: NodeJS.ProcessEnv, io: CliIo): Promise<number> {
+  if (argv[0] === 'check') return (await import('./check-command.js')).runCheck(argv.slice(1), env, io)
+  if (argv[0] === 'replay') return (await import('./replay-command.js')).runReplay(argv.slice(1), env, io)
   const commandLine = parseCommandLine(argv)
   switch (commandLine.kind) {
     case 'usage-error':
