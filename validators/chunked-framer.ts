@@ -62,20 +62,29 @@ export class ChunkedFramer {
       }
       // 'size' or 'trailer': line oriented.
       const next = this.lines.split(chunk, i, chunkOffset, (buf, start, end, offset, bareLf) => {
+        // A line longer than the limit fails at its byte number maxLineBytes, whether the line is
+        // whole here or still carried (below), so the offset does not depend on the chunking.
+        if (end - start > this.maxLineBytes) {
+          error = this.lineTooLong(offset)
+          return true
+        }
         if (bareLf) bareLfOffsets.push(offset + (end - start))
         error = this.state === 'size' ? this.sizeLine(buf, start, end, offset) : this.trailerLine(buf, start, end, offset)
         return true
       })
       if (next === -1) {
-        if (this.lines.carriedBytes > this.maxLineBytes) {
-          error = { offset: chunkOffset + chunk.length, message: `a chunk-size or trailer line is longer than ${this.maxLineBytes} bytes` }
-        }
+        // The carry may end with the CR of the terminator, which is not part of the line.
+        if (this.lines.carriedBytes > this.maxLineBytes + 1) error = this.lineTooLong(this.lines.carriedFrom)
         i = chunk.length
       } else {
         i = next
       }
     }
     return { end: this.state === 'done' && error === null ? i : -1, error, bareLfOffsets }
+  }
+
+  private lineTooLong (lineOffset: number): ChunkedError {
+    return { offset: lineOffset + this.maxLineBytes, message: `a chunk-size or trailer line is longer than ${this.maxLineBytes} bytes` }
   }
 
   private sizeLine (buf: Buffer, start: number, end: number, offset: number): ChunkedError | null {

@@ -21,6 +21,11 @@ export class LineSplitter {
     return this.carry === null ? 0 : this.carry.length
   }
 
+  /** Absolute offset of the first carried byte (meaningful while `carriedBytes > 0`). */
+  get carriedFrom (): number {
+    return this.carryOffset
+  }
+
   /**
    * Feeds `chunk[from..]`, whose first byte is at absolute offset `chunkOffset + from`.
    * Returns the index in `chunk` just after the line on which the handler stopped, or -1 when the

@@ -70,20 +70,31 @@ export class RequestParser {
     const chunkOffset = this.received
     let i = 0
     if (this.state === 'head') {
-      const next = this.lines.split(chunk, 0, chunkOffset, (buf, start, end, offset) => this.headLine(buf, start, end, offset))
+      const next = this.lines.split(chunk, 0, chunkOffset, (buf, start, end, offset, bareLf) => {
+        // The head is too large as soon as its byte at maxHeadBytes arrives, whether that byte ends a
+        // line here or waits in the splitter's carry (below): the same lines are judged whatever the chunking.
+        if (offset + (end - start) + (bareLf ? 0 : 1) >= this.maxHeadBytes) {
+          this.headTooLarge()
+          return true
+        }
+        return this.headLine(buf, start, end, offset)
+      })
       if (next === -1) {
         this.received += chunk.length
-        if (this.received > this.maxHeadBytes) this.fail('REQUEST_HEAD_TOO_LARGE', this.maxHeadBytes, `the request head is larger than ${this.maxHeadBytes} bytes`)
+        if (this.received > this.maxHeadBytes) this.headTooLarge()
         return { consumed: chunk.length, bodyFrom: chunk.length }
       }
       i = next
-      if (this.head !== null && this.head.end > this.maxHeadBytes) this.fail('REQUEST_HEAD_TOO_LARGE', this.maxHeadBytes, `the request head is larger than ${this.maxHeadBytes} bytes`)
     }
     const bodyFrom = i
     if (this.currentState === 'body') i = this.readBody(chunk, i, chunkOffset)
     else if (this.currentState === 'invalid') i = chunk.length
     this.received += i
     return { consumed: i, bodyFrom: Math.min(bodyFrom, i) }
+  }
+
+  private headTooLarge (): void {
+    this.fail('REQUEST_HEAD_TOO_LARGE', this.maxHeadBytes, `the request head is larger than ${this.maxHeadBytes} bytes`)
   }
 
   private get currentState (): RequestParserState {
