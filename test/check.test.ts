@@ -236,13 +236,13 @@ t.test('more body bytes than Content-Length: BODY_EXCEEDS_CL, marked at the firs
     '  00017  Content-Length: 5\\r\\n',
     '  00036  \\r\\n',
     '  00038  hello world',
-    '              ^ BODY_EXCEEDS_CL: 6 bytes arrived after the 5 bytes of Content-Length',
+    '              ^ BODY_EXCEEDS_CL: 6 more byte(s) arrived after the 5 bytes of Content-Length',
     '',
     'defects (profile clb):',
-    '  BODY_EXCEEDS_CL at offset 43, reject: 6 bytes arrived after the 5 bytes of Content-Length',
+    '  BODY_EXCEEDS_CL at offset 43, reject: 6 more byte(s) arrived after the 5 bytes of Content-Length',
     '    AWS lists this among the causes of ELB-generated 502s (KC-502)',
     '',
-    'CLB would answer 502 BAD_GATEWAY (ELB-generated): 6 bytes arrived after the 5 bytes of Content-Length',
+    'CLB would answer 502 BAD_GATEWAY (ELB-generated): 6 more byte(s) arrived after the 5 bytes of Content-Length',
     '',
     'keep-alive: not measured: CLB closes the backend connection after answering 502',
     ''
@@ -536,7 +536,7 @@ t.test('a defect past the first 64 KiB is still shown with its line and marker',
   t.equal(outcome.code, 1)
   const headLength = `HTTP/1.1 200 OK\r\nContent-Length: ${body.length - 10}\r\n\r\n`.length
   const offset = headLength + body.length - 10
-  t.ok(outcome.stdout.includes(`  BODY_EXCEEDS_CL at offset ${offset}, reject: 10 bytes arrived after the 69990 bytes of Content-Length\n`), outcome.stdout)
+  t.ok(outcome.stdout.includes(`  BODY_EXCEEDS_CL at offset ${offset}, reject: 10 more byte(s) arrived after the 69990 bytes of Content-Length\n`), outcome.stdout)
   const lines = outcome.stdout.split('\n')
   const marker = lines.findIndex((text) => text.includes('^ BODY_EXCEEDS_CL'))
   const dumped = lines[marker - 1] ?? ''

@@ -59,7 +59,7 @@ const registry = {
   HDR_NO_COLON: defect('response', 'peer-consensus', 'reject',
     'a header line has no colon'),
   HDR_NAME_WHITESPACE: defect('response', 'peer-consensus', 'reject',
-    'whitespace between a header name and its colon (RFC 9112 section 5.1: MUST reject)'),
+    'whitespace inside a header name or between it and its colon (RFC 9112 section 5.1: MUST reject)'),
   HDR_VALUE_NUL: defect('response', 'peer-consensus', 'reject',
     'a NUL byte in a header value'),
   HDR_TOO_LARGE: defect('response', 'peer-consensus', 'reject',

@@ -54,7 +54,7 @@ const FIELD_PROBLEM_CODES: Record<FieldLineProblem, DefectCode> = {
 const FIELD_PROBLEM_MESSAGES: Record<FieldLineProblem, string> = {
   'bare-cr': 'CR not followed by LF',
   'no-colon': 'header line has no colon',
-  'name-whitespace': 'whitespace between the header name and the colon',
+  'name-whitespace': 'whitespace inside the header name or before its colon',
   'name-empty': 'header line has an empty name',
   'name-invalid': 'header name has a character that is not a token character',
   'value-nul': 'NUL byte in a header value',
@@ -349,7 +349,7 @@ export class ResponseParser {
     if (this.defects.some((d) => d.code === 'BODY_EXCEEDS_CL' || d.code === 'EXTRA_BYTES_AFTER_RESPONSE' || d.code === 'BODY_NOT_ALLOWED')) return
     const at = chunkOffset + from
     if (head.framing.kind === 'content-length') {
-      this.add('BODY_EXCEEDS_CL', at, `${chunk.length - from} bytes arrived after the ${head.framing.length} bytes of Content-Length`)
+      this.add('BODY_EXCEEDS_CL', at, `${chunk.length - from} more byte(s) arrived after the ${head.framing.length} bytes of Content-Length`)
     } else if (head.framing.kind === 'no-body') {
       this.add('BODY_NOT_ALLOWED', at, `${chunk.length - from} bytes followed a response that has no body`)
     } else {
