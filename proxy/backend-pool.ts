@@ -35,6 +35,8 @@ export class Instance {
   readonly label: string
   private readonly idle: Array<net.Socket | ClosedByInstance> = []
   private readonly idleSince = new WeakMap<net.Socket, number>()
+  /** The 'close' listener release() adds, removed again when the connection is reused. */
+  private readonly closeWhileIdle = new WeakMap<net.Socket, () => void>()
   private readonly open = new Set<net.Socket>()
 
   constructor (readonly address: BackendAddress, private readonly settings: PoolSettings) {
@@ -58,6 +60,10 @@ export class Instance {
       }
       const socket = entry
       socket.removeAllListeners('data').removeAllListeners('end').removeAllListeners('timeout')
+      // Only the pool's idle listener: 'close' also carries the pool's own bookkeeping listener.
+      const onClose = this.closeWhileIdle.get(socket)
+      if (onClose !== undefined) socket.off('close', onClose)
+      this.closeWhileIdle.delete(socket)
       if (!socket.destroyed && socket.readyState === 'open') return { kind: 'socket', socket, reused: true }
       socket.destroy()
     }
@@ -98,6 +104,7 @@ export class Instance {
     }
     socket.on('end', closedByInstance)
     socket.on('close', closedByInstance)
+    this.closeWhileIdle.set(socket, closedByInstance)
     this.idle.push(socket)
   }
 

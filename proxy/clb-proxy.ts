@@ -6,6 +6,11 @@ import { createAccessLogWriter, type AccessLogWriter } from './access-log-writer
 import { BackendPool } from './backend-pool.js'
 import { ClientConnection } from './client-connection.js'
 import { systemClock, type Clock } from './clock.js'
+import { subscribeCaptures } from './captures.js'
+import type { CaptureSummary } from './captures.js'
+import { startAdminServer, type AdminServer } from './admin-server.js'
+import { ClbMetrics, subscribeMetrics, type MetricsSnapshot } from './metrics.js'
+import { DEFAULT_MAX_RECORDED_ENTRIES, Recorder, subscribeRecorder, type AccessLogEntry, type WaitForOptions } from './recorder.js'
 import { defaultLogger, subscribeDiagnostics } from './diagnostics.js'
 import { ClbProxyEvents, type ClbProxyEventMap } from './events.js'
 import type { ClbProxyOptions, ResolvedOptions } from './options.js'
@@ -18,6 +23,17 @@ export interface ClbProxyHooks {
   readonly clock?: Clock
   /** Access-log stream instead of `options.accessLog` (tests read lines from it). */
   readonly accessLogStream?: NodeJS.WritableStream
+  /**
+   * Access-log entries kept in memory for entries(), lines(), waitFor() and the admin /entries
+   * route: the last N (default DEFAULT_MAX_RECORDED_ENTRIES, 10 000); 0 keeps none.
+   */
+  readonly maxRecordedEntries?: number
+}
+
+/** The events `proxy.on()` / `proxy.off()` take: the lifecycle events plus 'request'. */
+export interface ClbProxyHandleEventMap extends ClbProxyEventMap {
+  /** One per request, after the client got its answer: the access-log entry. */
+  request: [AccessLogEntry]
 }
 
 export interface ClbProxy {
@@ -26,8 +42,23 @@ export interface ClbProxy {
   readonly address: { readonly host: string; readonly port: number }
   readonly options: ResolvedOptions
   readonly events: ClbProxyEvents
-  on<K extends keyof ClbProxyEventMap>(event: K, listener: (...args: ClbProxyEventMap[K]) => void): this
-  off<K extends keyof ClbProxyEventMap>(event: K, listener: (...args: ClbProxyEventMap[K]) => void): this
+  /** The admin listener's URL (options.admin) with the port actually bound; null when there is none. */
+  readonly adminUrl: string | null
+  on<K extends keyof ClbProxyHandleEventMap>(event: K, listener: (...args: ClbProxyHandleEventMap[K]) => void): this
+  off<K extends keyof ClbProxyHandleEventMap>(event: K, listener: (...args: ClbProxyHandleEventMap[K]) => void): this
+  /** The access-log entries since start, oldest first (the last maxRecordedEntries, 10 000 by default). */
+  entries (): readonly AccessLogEntry[]
+  /** The same entries' CLB access-log lines. */
+  lines (): string[]
+  /**
+   * The first entry, already kept or still to come, for which `predicate` is true. Rejects with a
+   * WaitForError after `timeoutMs` (default 10 000) or when the proxy closes without a match.
+   */
+  waitFor (predicate: (entry: AccessLogEntry) => boolean, options?: WaitForOptions): Promise<AccessLogEntry>
+  /** The capture files kept now, newest first (empty when captureDir is null). */
+  captures (): CaptureSummary[]
+  /** Counters named after CLB's CloudWatch metrics, cumulative since start. */
+  metrics (): MetricsSnapshot
   /** Sockets open right now: client connections and backend connections. */
   openSockets (): { readonly clients: number; readonly backends: number }
   /**
@@ -40,6 +71,8 @@ export interface ClbProxy {
 /** Starts a proxy. Options are validated in full before any socket opens (OptionError otherwise). */
 export async function startClbProxy (input: ClbProxyOptions, hooks: ClbProxyHooks = {}): Promise<ClbProxy> {
   const options = resolveOptions(input)
+  // Before any socket or file opens, like the options: a bad maxRecordedEntries throws a RangeError.
+  const recorder = new Recorder(hooks.maxRecordedEntries ?? DEFAULT_MAX_RECORDED_ENTRIES)
   const events = new ClbProxyEvents()
   const clock = hooks.clock ?? systemClock
   const logger = hooks.logger ?? defaultLogger()
@@ -59,6 +92,10 @@ export async function startClbProxy (input: ClbProxyOptions, hooks: ClbProxyHook
     })
   }
   const unsubscribeDiagnostics = subscribeDiagnostics(events, logger)
+  const captures = subscribeCaptures(events, options, logger)
+  const unsubscribeRecorder = subscribeRecorder(events, recorder)
+  const metrics = new ClbMetrics({ loadBalancerName: options.name, registeredInstances: options.backends.length, sinceMicros: clock.nowMicros() })
+  const unsubscribeMetrics = subscribeMetrics(events, metrics)
   events.on('backend-idle-event', (event) => {
     if (event.event === 'extra-bytes') {
       logger.warn({ ...event, defect: 'EXTRA_BYTES_AFTER_RESPONSE' }, `instance ${event.backend} sent ${event.bytes} bytes on an idle kept-alive connection; connection closed`)
@@ -83,6 +120,7 @@ export async function startClbProxy (input: ClbProxyOptions, hooks: ClbProxyHook
     await once(server, 'listening')
   } catch (error) {
     unsubscribeDiagnostics()
+    await captures.close()
     await writer?.close()
     throw error
   }
@@ -102,11 +140,38 @@ export async function startClbProxy (input: ClbProxyOptions, hooks: ClbProxyHook
       await Promise.race([drained, deadline])
       clearTimeout(timer)
       for (const connection of connections) connection.destroy()
+      // Each cut exchange finishes (and is logged) in its client connection's 'close' handler: wait
+      // for those before the backend connections go, or a backend close would be judged first.
+      await drained
     }
     await serverClosed
-    pool.destroyAll()
+    await pool.destroyAll()
     unsubscribeDiagnostics()
-    await writer?.close()
+    try {
+      await captures.close()
+      await writer?.close()
+    } finally {
+      // After the drain, so an exchange that finished during it could still satisfy a waitFor;
+      // in a finally, so a failed access-log flush still stops the admin listener and the waiters.
+      recorder.close()
+      unsubscribeRecorder()
+      unsubscribeMetrics()
+      await admin?.close()
+    }
+  }
+
+  let admin: AdminServer | null = null
+  if (options.admin !== null) {
+    try {
+      admin = await startAdminServer(options.admin, {
+        metrics: () => metrics.snapshot(),
+        entries: () => recorder.entries(),
+        captures: () => captures.list()
+      })
+    } catch (error) {
+      await close()
+      throw error
+    }
   }
 
   const proxy: ClbProxy = {
@@ -114,8 +179,22 @@ export async function startClbProxy (input: ClbProxyOptions, hooks: ClbProxyHook
     address,
     options,
     events,
-    on (event, listener) { events.on(event, listener as never); return proxy },
-    off (event, listener) { events.off(event, listener as never); return proxy },
+    adminUrl: admin?.url ?? null,
+    on (event, listener) {
+      if (event === 'request') recorder.on('entry', listener as never)
+      else events.on(event, listener as never)
+      return proxy
+    },
+    off (event, listener) {
+      if (event === 'request') recorder.off('entry', listener as never)
+      else events.off(event, listener as never)
+      return proxy
+    },
+    entries: () => recorder.entries(),
+    lines: () => recorder.lines(),
+    waitFor: (predicate, waitOptions) => recorder.waitFor(predicate, waitOptions),
+    captures: () => captures.list(),
+    metrics: () => metrics.snapshot(),
     openSockets: () => ({ clients: connections.size, backends: pool.openConnections }),
     close: () => (closing ??= close())
   }

@@ -157,7 +157,11 @@ export class ClientConnection implements ClientSide {
 
   private onEnd (): void {
     this.clientEnded = true
-    if (this.exchange !== null) return
+    if (this.exchange !== null) {
+      // A FIN before the request is complete: it never will be (CLB-HTTPERR 408).
+      if (this.parser.state !== 'complete') this.exchange.abandonRequest('client-closed')
+      return
+    }
     if (this.requestStartedAtMicros !== null && this.parser.state !== 'complete') {
       // CLB-HTTPERR 408: the client "failed to send a full request".
       return this.respondWithoutBackend(408, 'client-closed', [])
@@ -166,7 +170,11 @@ export class ClientConnection implements ClientSide {
   }
 
   private onIdle (): void {
-    if (this.exchange !== null) return
+    if (this.exchange !== null) {
+      // Mid-body: the client, not the instance, is the one that went quiet (CLB-HTTPERR 408).
+      if (this.parser.state !== 'complete') this.exchange.abandonRequest('client-timeout')
+      return
+    }
     if (this.requestStartedAtMicros !== null) return this.respondWithoutBackend(408, 'client-timeout', [])
     this.socket.end()
   }
@@ -176,7 +184,10 @@ export class ClientConnection implements ClientSide {
     this.closed = true
     const exchange = this.exchange
     this.exchange = null
-    exchange?.clientGone()
+    if (exchange !== null) exchange.clientGone()
+    // Reset in the middle of a request that never reached an instance: logged like a FIN there
+    // (CLB-HTTPERR 408 cause 2: "Connection to the client is closed"); nothing can be written.
+    else if (this.requestStartedAtMicros !== null && this.parser.state !== 'complete') this.respondWithoutBackend(408, 'client-closed', [])
     this.onClosed(this)
   }
 

@@ -11,9 +11,6 @@ import { buildForwardedHead, hostWithoutPort } from './forwarded-head.js'
 import type { ResolvedOptions } from './options.js'
 import { SYNTHETIC_RESPONSES, keepsClientConnection, type SyntheticStatus } from './synthetic-responses.js'
 
-/** Bytes of a backend response kept for diagnostics and captures. */
-export const CAPTURE_LIMIT_BYTES = 64 * 1024
-
 export interface ExchangeContext {
   readonly options: ResolvedOptions
   readonly pool: BackendPool
@@ -128,6 +125,18 @@ export class Exchange {
     this.finish('client-closed', { elbStatus: 408, backendStatus: 'no-response', backendReached: false, keepBackend: false, keepClient: false })
   }
 
+  /**
+   * The client will never complete its request: it half-closed mid-request, or sent nothing for the
+   * idle timeout. CLB-HTTPERR 408: the client "failed to send a full request" ("specified content
+   * size doesn't match the actual content size transmitted").
+   */
+  abandonRequest (outcome: 'client-closed' | 'client-timeout'): void {
+    if (this.done) return
+    if (this.committed) return this.cut()
+    this.client.write(SYNTHETIC_RESPONSES[408])
+    this.finish(outcome, { elbStatus: 408, backendStatus: 'no-response', backendReached: false, keepBackend: false, keepClient: false })
+  }
+
   private listen (socket: net.Socket, event: string, handler: (...args: any[]) => void): void {
     socket.on(event, handler)
     this.listeners.push([event, handler])
@@ -146,6 +155,9 @@ export class Exchange {
     this.bufferedBytes += chunk.length
     if (this.parser.state === 'invalid') return this.reject()
     if (this.parser.state === 'complete') return this.relayComplete()
+    // A defect that rejects is final (defects only accumulate): answer the 502 now instead of waiting
+    // for an end that may never come, e.g. a malformed head without framing on a kept-alive connection.
+    if (this.parser.defects.length > defectsBefore && judge(this.parser.defects, this.context.options.profile).action === 'reject') return this.reject()
     // Commit rule (docs/lifecycle.md): past the buffer cap, the head and what arrived are sent and the rest streams.
     if (this.parser.head !== null && this.bufferedBytes > this.context.options.responseBufferBytes) this.commit()
   }
@@ -170,6 +182,8 @@ export class Exchange {
   private onBackendIdle (): void {
     if (this.done) return
     if (this.committed) return this.cut()
+    // The request body is still incomplete: the client went quiet, not the instance (408, not 504).
+    if (!this.requestComplete) return this.abandonRequest('client-timeout')
     // CLB-HTTPERR 504 cause 1: the request "did not complete within the idle timeout period".
     this.synthesize(504, 'backend-timeout')
   }
@@ -310,7 +324,8 @@ export class Exchange {
       sslCipher: null,
       sslProtocol: null
     }
-    const responseBytes = this.chunks.length === 0 ? null : Buffer.concat(this.chunks).subarray(0, CAPTURE_LIMIT_BYTES)
+    // The first options.captureBytes bytes, copied out (not a view that would keep the whole buffer alive).
+    const responseBytes = this.chunks.length === 0 ? null : Buffer.concat(this.chunks, Math.min(this.bufferedBytes, this.context.options.captureBytes))
     const verdict = judge(this.parser.defects, this.context.options.profile)
     const defects: readonly Defect[] = this.parser.defects
     this.context.events.emit('exchange', {
