@@ -28,11 +28,16 @@ export function buildForwardedHead (head: RequestHead, context: ForwardingContex
   let text = `${head.method} ${head.target} ${head.version}\r\n`
   const forwardedFor: string[] = []
   let hasHost = false
+  let sentContentLength = false
   for (const field of head.fields) {
     const name = field.lowerName
     if (HOP_BY_HOP.has(name) || listed.has(name) || name === 'expect' ||
       name === 'x-forwarded-proto' || name === 'x-forwarded-port') continue
-    if (name === 'content-length' && head.contentLengthIgnored) continue
+    if (name === 'content-length') {
+      // RFC 9110 section 8.6: repeated identical values may be replaced by one; send exactly one.
+      if (head.contentLengthIgnored || sentContentLength) continue
+      sentContentLength = true
+    }
     if (name === 'x-forwarded-for') {
       if (field.value.length > 0) forwardedFor.push(field.value)
       continue

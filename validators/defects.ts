@@ -60,6 +60,8 @@ const registry = {
     'a header line has no colon'),
   HDR_NAME_WHITESPACE: defect('response', 'peer-consensus', 'reject',
     'whitespace inside a header name or between it and its colon (RFC 9112 section 5.1: MUST reject)'),
+  HDR_NAME_NUL: defect('response', 'peer-consensus', 'reject',
+    'a NUL byte in a header name (parsers that drop it would read another name, e.g. Transfer-Encoding)'),
   HDR_VALUE_NUL: defect('response', 'peer-consensus', 'reject',
     'a NUL byte in a header value'),
   HDR_TOO_LARGE: defect('response', 'peer-consensus', 'reject',

@@ -12,7 +12,7 @@ export interface HeaderField {
   readonly valueOffset: number
 }
 
-export type FieldLineProblem = 'bare-cr' | 'no-colon' | 'name-whitespace' | 'name-empty' | 'name-invalid' | 'value-nul' | 'value-ctl'
+export type FieldLineProblem = 'bare-cr' | 'no-colon' | 'name-whitespace' | 'name-empty' | 'name-nul' | 'name-invalid' | 'value-nul' | 'value-ctl'
 
 export interface FieldLineIssue {
   readonly problem: FieldLineProblem
@@ -33,11 +33,13 @@ export function parseFieldLine (buf: Buffer, start: number, end: number, offset:
   let colon = -1
   let nameInvalidAt = -1
   let nameWhitespaceAt = -1
+  let nameNulAt = -1
   for (let i = start; i < end; i++) {
     const b = buf[i] as number
     if (b === 0x3a) { colon = i; break }
     if (TCHAR[b] === 0 && nameInvalidAt === -1) nameInvalidAt = i
     if (isWhitespace(b) && nameWhitespaceAt === -1) nameWhitespaceAt = i
+    if (b === 0 && nameNulAt === -1) nameNulAt = i
   }
   if (colon === -1) {
     report({ problem: 'no-colon', offset })
@@ -47,7 +49,10 @@ export function parseFieldLine (buf: Buffer, start: number, end: number, offset:
     report({ problem: 'name-empty', offset })
     return null
   }
-  if (nameWhitespaceAt !== -1) {
+  if (nameNulAt !== -1) {
+    // A NUL hides a name from some parsers but not others (`\0Transfer-Encoding`): a smuggling vector.
+    report({ problem: 'name-nul', offset: offset + (nameNulAt - start) })
+  } else if (nameWhitespaceAt !== -1) {
     // RFC 9112 section 5.1: "No whitespace is allowed between the field name and colon ...
     // a server MUST reject ... and a proxy MUST remove any such whitespace from a response".
     // Whitespace inside a name is rejected by every strict peer as well (HAProxy, nginx, llhttp).

@@ -123,7 +123,7 @@ export class RequestParser {
       // whitespace before it cannot be forwarded safely (RFC 9112 section 5.1: MUST respond 400).
       if (invalid !== null) return
       if (issue.problem === 'bare-cr') invalid = { offset: issue.offset, message: 'CR not followed by LF in a request header' }
-      else if (issue.problem === 'value-nul') invalid = { offset: issue.offset, message: 'NUL byte in a request header' }
+      else if (issue.problem === 'value-nul' || issue.problem === 'name-nul') invalid = { offset: issue.offset, message: 'NUL byte in a request header' }
       else if (issue.problem === 'no-colon' || issue.problem === 'name-empty') invalid = { offset: issue.offset, message: 'request header line has no name and colon' }
       else if (issue.problem === 'name-whitespace') invalid = { offset: issue.offset, message: 'whitespace between a request header name and its colon' }
     })
@@ -170,6 +170,9 @@ export class RequestParser {
     const contentLength = analyzeContentLength(this.fields)
     const bad = contentLength.findings.find((f) => f.problem !== 'same-duplicate')
     if (bad !== undefined) return this.failLine('REQUEST_CL_INVALID', bad.offset, bad.message)
+    // Desync mitigation (CLB-DESYNC, HDG BadContentLength) rates a list such as "1000,1000" Severe: 400.
+    const list = this.fields.find((f) => f.lowerName === 'content-length' && f.value.includes(','))
+    if (list !== undefined) return this.failLine('REQUEST_CL_INVALID', list.valueOffset + list.value.indexOf(','), `Content-Length "${list.value}" is a list, not one integer`)
     const transferEncodings = this.fields.filter((f) => f.lowerName === 'transfer-encoding')
     let framing: RequestFraming = { kind: 'none' }
     if (transferEncodings.length > 0) {

@@ -46,6 +46,7 @@ const FIELD_PROBLEM_CODES: Record<FieldLineProblem, DefectCode> = {
   'no-colon': 'HDR_NO_COLON',
   'name-whitespace': 'HDR_NAME_WHITESPACE',
   'name-empty': 'HDR_NAME_INVALID',
+  'name-nul': 'HDR_NAME_NUL',
   'name-invalid': 'HDR_NAME_INVALID',
   'value-nul': 'HDR_VALUE_NUL',
   'value-ctl': 'HDR_VALUE_CTL'
@@ -56,6 +57,7 @@ const FIELD_PROBLEM_MESSAGES: Record<FieldLineProblem, string> = {
   'no-colon': 'header line has no colon',
   'name-whitespace': 'whitespace inside the header name or before its colon',
   'name-empty': 'header line has an empty name',
+  'name-nul': 'NUL byte in a header name',
   'name-invalid': 'header name has a character that is not a token character',
   'value-nul': 'NUL byte in a header value',
   'value-ctl': 'control character in a header value'
@@ -176,13 +178,17 @@ export class ResponseParser {
     if (this.statusLine === null) return !this.readStatusLine(buf, start, end, offset)
     if (start === end) return this.endOfHead(offset + 1 + (buf[end] === 0x0d ? 1 : 0))
     if (isWhitespace(buf[start])) {
+      const previous = this.fields.pop()
+      if (previous === undefined) {
+        // RFC 9112 section 2.2: whitespace between the start-line and the first header field; the
+        // bytes are relayed unchanged, and a client that trims it would read a different header.
+        this.add('HDR_NAME_WHITESPACE', offset, 'a line starting with whitespace between the status line and the first header')
+        return false
+      }
       // RFC 9112 section 5.2: obs-fold; a proxy may replace it with SP before forwarding.
       this.add('HDR_OBS_FOLD', offset, 'header value continued on a line starting with whitespace (obs-fold)')
-      const previous = this.fields.pop()
-      if (previous !== undefined) {
-        const continuation = buf.toString('latin1', start, end).trim()
-        this.fields.push({ ...previous, value: continuation.length > 0 ? `${previous.value} ${continuation}` : previous.value })
-      }
+      const continuation = buf.toString('latin1', start, end).trim()
+      this.fields.push({ ...previous, value: continuation.length > 0 ? `${previous.value} ${continuation}` : previous.value })
       return false
     }
     const field = parseFieldLine(buf, start, end, offset, (issue) => {

@@ -808,6 +808,19 @@ export const RESPONSE_CASES: readonly ResponseCase[] = [
     rule: 'RFC 9112 §5: field-line = field-name ":" OWS field-value OWS; HAProxy rejects even with accept-invalid-http-response'
   },
   {
+    name: 'nul-in-name',
+    // \0Transfer-Encoding: a parser that drops the NUL reads chunked framing; we frame by Content-Length.
+    bytes: 'HTTP/1.1 200 OK\r\n\x00Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\nhello',
+    endsWithClose: false,
+    expectedCodes: ['HDR_NAME_NUL'],
+    expectedOffsets: [17],
+    expectedState: 'complete',
+    expectedVerdict: 'reject',
+    expectedStrictVerdict: 'reject',
+    expectedPrimary: { code: 'HDR_NAME_NUL', offset: 17 },
+    rule: 'RFC 9110 section 5.1: field-name = token; a NUL-prefixed Transfer-Encoding is a desync vector (HDG BadHeader, Severe)'
+  },
+  {
     name: 'nul-in-value',
     bytes: 'HTTP/1.1 200 OK\r\nX-A: a\x00b\r\nContent-Length: 5\r\n\r\nhello',
     endsWithClose: false,
