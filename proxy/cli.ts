@@ -515,6 +515,7 @@ async function serve(options: ClbProxyOptions, resolved: ResolvedOptions, io: Cl
         ? backendsBanner(proxy, resolved)
         : demoBanner(proxy, demo.backend, demo.formatTryTable(proxy.url), resolved)
     )
+    if (proxy.adminUrl !== null) io.stderr.write(`clb-proxy: admin listener on ${proxy.adminUrl} (/metrics, /entries, /captures, /healthz)\n`)
     const signal = await stop.stopped
     stop.dispose() // a second Ctrl-C now gets Node's default: quit at once
     io.stderr.write(

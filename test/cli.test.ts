@@ -365,3 +365,24 @@ t.test('an access log that cannot be opened exits 1 with one line naming the fil
   })
   t.equal(listenCalls.args().length, 0, 'no server called listen()')
 })
+
+t.test('--admin starts the admin listener and prints its URL', async (t) => {
+  const backend = await listeningServer(t, (socket) => {
+    socket.once('data', () => socket.end('HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok'))
+  })
+  const stdout = new Sink()
+  const stderr = new Sink()
+  const signals = new EventEmitter()
+  const exited = run(
+    ['--listen', '127.0.0.1:0', '--backend', `http://127.0.0.1:${portOf(backend)}`, '--admin', '127.0.0.1:0', '--capture-dir', t.testdir()],
+    {},
+    { stdout, stderr, signals }
+  )
+  const [, adminUrl = '', adminPort = ''] = await stderr.waitFor(/^clb-proxy: admin listener on (http:\/\/127\.0\.0\.1:(\d+)) /m)
+  const health = await fetch(`${adminUrl}/healthz`)
+  t.equal(health.status, 200)
+  t.strictSame(await health.json(), { status: 'ok' })
+  signals.emit('SIGTERM')
+  t.equal(await exited, 0)
+  t.equal(await isListening('127.0.0.1', Number(adminPort)), false, 'the admin port is closed after the stop')
+})
