@@ -139,7 +139,7 @@ export async function startClbProxy (input: ClbProxyOptions, hooks: ClbProxyHook
       const deadline = new Promise<void>((resolve) => { timer = setTimeout(resolve, options.drainTimeoutSeconds * 1000) })
       await Promise.race([drained, deadline])
       clearTimeout(timer)
-      for (const connection of connections) connection.destroy()
+      for (const connection of connections) connection.closeAtDrainDeadline()
       // Each cut exchange finishes (and is logged) in its client connection's 'close' handler: wait
       // for those before the backend connections go, or a backend close would be judged first.
       await drained

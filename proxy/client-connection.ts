@@ -70,8 +70,17 @@ export class ClientConnection implements ClientSide {
     if (this.idle) this.socket.end()
   }
 
-  destroy (): void {
-    this.socket.destroy()
+  /** The drain deadline: an in-flight exchange gets CLB's 504 (or is cut); then the connection goes. */
+  closeAtDrainDeadline (): void {
+    const exchange = this.exchange
+    if (exchange === null || this.closed) {
+      this.socket.destroy()
+      return
+    }
+    // exchangeDone() ends the socket after the 504; destroy once it is flushed, so a client that
+    // never closes its side (allowHalfOpen) cannot hold the shutdown.
+    exchange.drainTimedOut()
+    if (!this.socket.destroyed) this.socket.end(() => this.socket.destroy())
   }
 
   exchangeDone (keepOpen: boolean): void {

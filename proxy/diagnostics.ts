@@ -58,6 +58,7 @@ function describeOutcome (record: ExchangeRecord): string {
     case 'keepalive-race': return 'emulated keep-alive race: this request would have reused a kept-alive connection that the instance had closed before the idle timeout'
     case 'backend-timeout': return 'the instance did not answer within the idle timeout'
     case 'backend-unreachable': return 'no instance could be connected to'
+    case 'drain-timeout': return 'the proxy was stopping and the drain timeout passed before the instance answered'
     case 'client-timeout': return 'the client did not finish its request within the idle timeout'
     case 'client-closed': return 'the client closed the connection before the response'
     case 'cut': return 'the response was aborted after it had started'

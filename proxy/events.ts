@@ -12,12 +12,13 @@ import type { AccessLogRecord } from './access-log-record.js'
  *   connection the instance had closed before the idle timeout; 504, as on a real CLB;
  * - 'backend-timeout': no response within the idle timeout; 504;
  * - 'backend-unreachable': the instance could not be connected to; 503;
+ * - 'drain-timeout': close() reached drainTimeoutSeconds with the response not yet committed; 504;
  * - 'bad-request': the client's request was malformed; 400 or 405;
  * - 'client-timeout': the client did not finish its request within the idle timeout; 408;
  * - 'client-closed': the client went away before a response could be sent; logged as 408.
  */
 export type ExchangeOutcome = 'relayed' | 'rejected' | 'cut' | 'backend-closed' | 'keepalive-race' | 'backend-timeout' |
-'backend-unreachable' | 'bad-request' | 'client-timeout' | 'client-closed'
+'backend-unreachable' | 'drain-timeout' | 'bad-request' | 'client-timeout' | 'client-closed'
 
 export interface ExchangeRecord {
   readonly outcome: ExchangeOutcome

@@ -126,6 +126,18 @@ export class Exchange {
   }
 
   /**
+   * Shutdown reached the drain deadline with this exchange in flight. CLB-DRAIN: at the timeout the
+   * load balancer "forcibly closes connections to the de-registering instance"; an in-flight request
+   * then gets CLB's 504 (observed with draining disabled, O-CTB). A committed response is cut.
+   */
+  drainTimedOut (): void {
+    if (this.done) return
+    if (this.committed) return this.cut()
+    this.client.write(SYNTHETIC_RESPONSES[504])
+    this.finish('drain-timeout', { elbStatus: 504, backendStatus: 'no-response', backendReached: false, keepBackend: false, keepClient: false })
+  }
+
+  /**
    * The client will never complete its request: it half-closed mid-request, or sent nothing for the
    * idle timeout. CLB-HTTPERR 408: the client "failed to send a full request" ("specified content
    * size doesn't match the actual content size transmitted").

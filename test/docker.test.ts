@@ -499,7 +499,7 @@ t.test('the runtime stage\'s command, from a clean production install, in front 
   const proxyPort = Number(proxyPortText)
   const fields = new RegExp(
     '^\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d\\.\\d{6}Z my-app-clb 127\\.0\\.0\\.1:\\d+ ' +
-    `127\\.0\\.0\\.1:${backendPort} \\d+\\.\\d{6} \\d+\\.\\d{6} \\d+\\.\\d{6} 200 200 0 ${Buffer.byteLength(response.body)} ` +
+    `127\\.0\\.0\\.1:${backendPort} \\d+(?:\\.\\d{1,6})? \\d+(?:\\.\\d{1,6})? \\d+(?:\\.\\d{1,6})? 200 200 0 ${Buffer.byteLength(response.body)} ` +
     `"GET http://127\\.0\\.0\\.1:${proxyPort}/hello HTTP/1\\.1" "clb-docker-test" - -\\n$`)
   t.match(logLine, fields, 'one CLB access-log line on stdout, with compose\'s CLB_NAME')
 
