@@ -38,6 +38,9 @@ export interface CliIo {
   readonly signals?: SignalSource
 }
 
+// Entries kept for the admin listener's /entries when the CLI runs with --admin.
+const CLI_RECORDED_ENTRIES_WITH_ADMIN = 1000
+
 const EXIT_OK = 0
 const EXIT_FAILURE = 1
 const EXIT_USAGE = 2
@@ -503,7 +506,10 @@ async function serve(options: ClbProxyOptions, resolved: ResolvedOptions, io: Cl
       // '-' means this run's stdout. For the real process the library writes to fd 1 itself
       // (buffered); an in-process caller's stream is handed over so the lines reach it.
       const accessLogStream = resolved.accessLog === '-' && io.stdout !== process.stdout ? io.stdout : undefined
-      proxy = await startClbProxy({ ...options, backends }, accessLogStream === undefined ? {} : { accessLogStream })
+      // Only the admin listener's /entries reads recorded entries; without it the CLI keeps none
+      // (the access log already has every line), so a long run holds no per-request memory.
+      const maxRecordedEntries = resolved.admin === null ? 0 : CLI_RECORDED_ENTRIES_WITH_ADMIN
+      proxy = await startClbProxy({ ...options, backends }, accessLogStream === undefined ? { maxRecordedEntries } : { accessLogStream, maxRecordedEntries })
     } catch (error) {
       if (error instanceof OptionError) return usageError(io, error.message)
       io.stderr.write(`clb-proxy: ${describeStartFailure(error, resolved)}\n`)
