@@ -27,23 +27,22 @@ const MICROS_PER_SECOND = 1_000_000
  * the kind of number the record type promises (negative, fractional or non-finite).
  */
 export function formatAccessLogLine(record: AccessLogRecord): string {
-  return [
-    formatTimestamp(record.receivedAtMicros),
-    encodeLogToken(record.elbName),
-    `${encodeLogToken(record.clientAddress)}:${formatCount('clientPort', record.clientPort)}`,
-    formatBackend(record.backend),
-    formatSeconds(record.requestProcessingSeconds),
-    formatSeconds(record.backendProcessingSeconds),
-    formatSeconds(record.responseProcessingSeconds),
-    record.elbStatusCode === null ? '-' : formatCount('elbStatusCode', record.elbStatusCode),
-    formatBackendStatusCode(record.backendStatusCode),
-    formatCount('receivedBytes', record.receivedBytes),
-    formatCount('sentBytes', record.sentBytes),
-    formatRequest(record),
-    formatUserAgent(record.userAgent),
-    formatSslCipher(record.sslCipher),
+  // One concatenation, no intermediate array: this runs once per request.
+  return formatTimestamp(record.receivedAtMicros) + ' ' +
+    encodeLogToken(record.elbName) + ' ' +
+    encodeLogToken(record.clientAddress) + ':' + formatCount('clientPort', record.clientPort) + ' ' +
+    formatBackend(record.backend) + ' ' +
+    formatSeconds(record.requestProcessingSeconds) + ' ' +
+    formatSeconds(record.backendProcessingSeconds) + ' ' +
+    formatSeconds(record.responseProcessingSeconds) + ' ' +
+    (record.elbStatusCode === null ? '-' : formatCount('elbStatusCode', record.elbStatusCode)) + ' ' +
+    formatBackendStatusCode(record.backendStatusCode) + ' ' +
+    formatCount('receivedBytes', record.receivedBytes) + ' ' +
+    formatCount('sentBytes', record.sentBytes) + ' ' +
+    formatRequest(record) + ' ' +
+    formatUserAgent(record.userAgent) + ' ' +
+    formatSslCipher(record.sslCipher) + ' ' +
     formatSslProtocol(record.sslProtocol)
-  ].join(' ')
 }
 
 /**
@@ -57,9 +56,16 @@ export function formatTimestamp(receivedAtMicros: number): string {
   const fractionMicros = receivedAtMicros % MICROS_PER_SECOND
   const wholeSeconds = (receivedAtMicros - fractionMicros) / MICROS_PER_SECOND
   // toISOString() gives 'YYYY-MM-DDTHH:MM:SS.000Z'; the safe-integer bound keeps the year at 4 digits (<= 2255).
-  const secondsPart = new Date(wholeSeconds * 1000).toISOString().slice(0, 19)
-  return `${secondsPart}.${String(fractionMicros).padStart(6, '0')}Z`
+  if (wholeSeconds !== lastWholeSeconds) {
+    lastWholeSeconds = wholeSeconds
+    lastSecondsPart = new Date(wholeSeconds * 1000).toISOString().slice(0, 19)
+  }
+  return `${lastSecondsPart}.${String(fractionMicros).padStart(6, '0')}Z`
 }
+
+// Most lines of a busy second share their date and time: format them once per second.
+let lastWholeSeconds = -1
+let lastSecondsPart = ''
 
 /**
  * A processing time in seconds as CLB prints it: at most 6 decimals, trailing zeros and a bare
@@ -77,7 +83,11 @@ export function formatSeconds(seconds: number | null): string {
     throw new RangeError(`access-log processing time must be a finite number of seconds >= 0, got ${String(seconds)} (a bug in clb-proxy)`)
   }
   // toFixed(6) always has a dot here; drop trailing zeros, then the dot if nothing follows it.
-  return seconds.toFixed(6).replace(/\.?0+$/, '')
+  const fixed = seconds.toFixed(6)
+  let end = fixed.length
+  while (fixed.charCodeAt(end - 1) === 0x30) end--
+  if (fixed.charCodeAt(end - 1) === 0x2e) end--
+  return end === fixed.length ? fixed : fixed.slice(0, end)
 }
 
 /** The same rule as formatSeconds for a duration already held in integer microseconds. */

@@ -86,7 +86,7 @@ export class Instance {
     this.idleSince.set(socket, clock.nowMicros())
     // CLB-IDLE: "If no data has been sent or received by the time that the idle timeout period
     // elapses, the load balancer closes the connection."
-    socket.setTimeout(this.settings.idleTimeoutMs)
+    // The exchange armed the socket's timer with the same idle timeout; it keeps running here.
     socket.on('timeout', () => this.discard(socket, null))
     socket.on('data', (chunk: Buffer) => {
       events.emit('backend-idle-event', { backend: this.label, event: 'extra-bytes', bytes: chunk.length, idleSeconds: this.idleSeconds(socket) })

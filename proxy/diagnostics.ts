@@ -24,6 +24,8 @@ export function excerptAround (bytes: Buffer, offset: number): { excerpt: string
  */
 export function subscribeDiagnostics (events: ClbProxyEvents, logger: Logger): () => void {
   const onExchange = (record: ExchangeRecord): void => {
+    // A clean relayed response says nothing: return before building anything (once per request).
+    if (!record.elbGenerated && record.defects.length === 0) return
     const request = `${record.log.method ?? '-'} ${record.log.target ?? '-'}`
     const base = { outcome: record.outcome, elbStatus: record.log.elbStatusCode, request, backend: record.log.backend === null ? null : `${record.log.backend.address}:${record.log.backend.port}` }
     const primary = record.primaryDefect

@@ -29,7 +29,10 @@ export interface ExchangeRecord {
   readonly defects: readonly Defect[]
   /** The defect that decided a rejection, null otherwise. */
   readonly primaryDefect: Defect | null
-  /** The first bytes the backend sent (bounded), for diagnostics and captures; null when none. */
+  /**
+   * The first bytes the backend sent (up to captureBytes), for diagnostics and captures; null when
+   * none arrived, and for a relayed response without any defect (not copied, to save the work).
+   */
   readonly responseBytes: Buffer | null
   /** The request head as the client sent it (bounded), null when nothing parseable arrived. */
   readonly requestHead: Buffer | null

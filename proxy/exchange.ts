@@ -87,7 +87,9 @@ export class Exchange {
     this.listen(socket, 'end', () => this.onBackendClosed())
     this.listen(socket, 'close', () => this.onBackendClosed())
     this.listen(socket, 'timeout', () => this.onBackendIdle())
-    socket.setTimeout(this.context.options.idleTimeoutSeconds * 1000)
+    // CLB-IDLE applies to backend connections too. A reused connection's timer is already armed
+    // (the pool keeps the same timeout); Node restarts it on every read and write.
+    if (!reused) socket.setTimeout(this.context.options.idleTimeoutSeconds * 1000)
     if (reused) {
       this.dispatchedAtMicros = this.context.clock.nowMicros()
     } else {
@@ -337,15 +339,17 @@ export class Exchange {
       sslProtocol: null
     }
     // The first options.captureBytes bytes, copied out (not a view that would keep the whole buffer alive).
-    const responseBytes = this.chunks.length === 0 ? null : Buffer.concat(this.chunks, Math.min(this.bufferedBytes, this.context.options.captureBytes))
-    const verdict = judge(this.parser.defects, this.context.options.profile)
+    // The response bytes matter to diagnostics and captures only when something was wrong; a clean
+    // relayed response is not copied (this runs once per request).
+    const clean = outcome === 'relayed' && this.parser.defects.length === 0
+    const responseBytes = clean || this.chunks.length === 0 ? null : Buffer.concat(this.chunks, Math.min(this.bufferedBytes, this.context.options.captureBytes))
     const defects: readonly Defect[] = this.parser.defects
     this.context.events.emit('exchange', {
       outcome,
       elbGenerated: outcome !== 'relayed' && outcome !== 'cut',
       log,
       defects,
-      primaryDefect: outcome === 'rejected' ? verdict.primary : null,
+      primaryDefect: outcome === 'rejected' ? judge(this.parser.defects, this.context.options.profile).primary : null,
       responseBytes,
       requestHead: this.request.rawHead
     })
