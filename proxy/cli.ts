@@ -543,7 +543,8 @@ async function serve(options: ClbProxyOptions, resolved: ResolvedOptions, io: Cl
   }
 }
 
-function listenForStop(signals: SignalSource): { stopped: Promise<StopSignal>; dispose(): void } {
+/** Resolves with the first SIGINT or SIGTERM; dispose() removes the listeners. Shared by the subcommands. */
+export function listenForStop(signals: SignalSource): { stopped: Promise<StopSignal>; dispose(): void } {
   let resolveStopped: (signal: StopSignal) => void = () => undefined
   const stopped = new Promise<StopSignal>((resolve) => {
     resolveStopped = resolve

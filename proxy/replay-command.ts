@@ -11,7 +11,7 @@ import { readFile } from 'node:fs/promises'
 import { parseArgs } from 'node:util'
 import { CaptureFormatError, parseCapture, type ParsedCapture } from './captures.js'
 // Type-only: cli.ts loads this module; a value import back would be a cycle.
-import type { CliIo, SignalSource, StopSignal } from './cli.js'
+import { listenForStop, type CliIo } from './cli.js'
 import { CLB_DEFAULTS } from './options.js'
 import { startReplayBackend, type ReplayBackend } from './replay.js'
 import { OptionError, quoteValue, resolveOptions } from './resolve-options.js'
@@ -181,18 +181,3 @@ function describeFsError (error: NodeJS.ErrnoException): string {
   return text === undefined ? error.message : `${text} (${error.code})`
 }
 
-function listenForStop (signals: SignalSource): { stopped: Promise<StopSignal>; dispose(): void } {
-  let resolveStopped: (signal: StopSignal) => void = () => undefined
-  const stopped = new Promise<StopSignal>((resolve) => { resolveStopped = resolve })
-  const onInterrupt = (): void => resolveStopped('SIGINT')
-  const onTerminate = (): void => resolveStopped('SIGTERM')
-  signals.once('SIGINT', onInterrupt)
-  signals.once('SIGTERM', onTerminate)
-  return {
-    stopped,
-    dispose () {
-      signals.removeListener('SIGINT', onInterrupt)
-      signals.removeListener('SIGTERM', onTerminate)
-    }
-  }
-}
