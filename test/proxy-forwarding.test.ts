@@ -4,6 +4,8 @@
  * proxy, a raw `net` backend recording the exact request bytes.
  */
 import t from 'tap'
+import { OPTION_LIMITS } from '../proxy/resolve-options.js'
+import { REQUEST_CASES, caseBytes, type RequestCase, type RequestClient } from './helpers/corpus-cases.js'
 import { ELB_NAME, FIXED_TIMESTAMP, startProxyFixture, type ProxyFixture } from './helpers/proxy-fixture.js'
 import { reply } from './helpers/raw-backend.js'
 
@@ -155,4 +157,61 @@ t.test('quotes and CR in client data cannot forge an access-log line (docs/acces
     logLine(withCr.clientPort, '- -1 -1 -1 400 0 0 0', `"GET http://127.0.0.1:${f.port}/cr HTTP/1.1"`, '"-"')
   ], 'two requests, two lines, every quote, backslash and CR encoded or absent')
   await f.close(t)
+})
+
+/** What the client receives for one request of a corpus case (test/fixtures/README.md, `client`). */
+const CLIENT_BYTES: Readonly<Record<RequestClient, string>> = {
+  'elb-400': BAD_REQUEST,
+  'elb-405': METHOD_NOT_ALLOWED,
+  // The backend's answer to every forwarded request in this test.
+  forwarded: OK
+}
+
+/** The `elb_status_code backend_status_code` pair of an access-log line (fields 8 and 9, CLB-LOGS). */
+function statusPair (line: string): string {
+  return line.split(' ').slice(7, 9).join(' ')
+}
+
+t.test('every case of the request table (test/fixtures/request-cases.yaml), whole, through real sockets: the client bytes and log pairs its data names', async (t) => {
+  // maxHeadBytes below the proxy's own minimum (OPTION_LIMITS) cannot be reproduced end to end.
+  const runnable = REQUEST_CASES.filter((c) => c.maxHeadBytes === undefined || c.maxHeadBytes >= OPTION_LIMITS.maxHeadBytes.min)
+  const groups = new Map<number | undefined, RequestCase[]>()
+  for (const c of runnable) groups.set(c.maxHeadBytes, [...(groups.get(c.maxHeadBytes) ?? []), c])
+  const observed: unknown[] = []
+  const expected: unknown[] = []
+  for (const [maxHeadBytes, cases] of groups) {
+    const f = await startProxyFixture(t, { proxy: maxHeadBytes === undefined ? {} : { maxHeadBytes } })
+    for (const c of cases) {
+      const forwardedCount = c.client.filter((outcome) => outcome === 'forwarded').length
+      for (let i = 0; i < forwardedCount; i++) f.replies.push(reply([OK]))
+      const requestsBefore = f.backend.requests.length
+      const linesBefore = f.logLines.length
+      const client = await f.connect()
+      client.write(caseBytes(c))
+      // One exchange per request the proxy answers; the bytes after a refused request are never read.
+      const response = await client.response(c.client.length)
+      if (!response.closedByProxy) {
+        client.end()
+        await client.whenClosed()
+      }
+      const refused = c.client.at(-1) !== 'forwarded'
+      observed.push({
+        name: c.name,
+        client: response.bytes.toString('latin1'),
+        logPairs: f.logLines.slice(linesBefore).map(statusPair),
+        requestsForwarded: f.backend.requests.length - requestsBefore,
+        closedByProxy: refused ? response.closedByProxy : 'not asserted'
+      })
+      expected.push({
+        name: c.name,
+        client: c.client.map((outcome) => CLIENT_BYTES[outcome]).join(''),
+        logPairs: c.log,
+        requestsForwarded: forwardedCount,
+        // CLB's 400 and 405 say "Connection: close" (proxy/synthetic-responses.ts).
+        closedByProxy: refused ? true : 'not asserted'
+      })
+    }
+    await f.close(t)
+  }
+  t.strictSame(observed, expected, `${runnable.length} of ${REQUEST_CASES.length} cases`)
 })
