@@ -64,7 +64,8 @@ async function filesUnder(folder: string, base: string): Promise<string[]> {
 const NOT_COPIED = new Set(['node_modules', '.git', 'dist', '.tap', 'coverage'])
 
 /** Everything a published package may hold (package.json "files", plus what npm always adds). */
-const ALLOWED_IN_PACKAGE = /^(package\.json|README\.md|LICENSE|dist\/(bin|proxy|validators)\/[\w.-]+\.(js|d\.ts|js\.map)|dist\/index\.(js|d\.ts))$/
+// No source maps: they would point at .ts sources that are not in the package.
+const ALLOWED_IN_PACKAGE = /^(package\.json|README\.md|LICENSE|dist\/(bin|proxy|validators)\/[\w.-]+\.(js|d\.ts)|dist\/index\.(js|d\.ts))$/
 
 t.test('npm pack, then install the tarball and use the bin, the ESM entry and the types', async (t) => {
   const root = await mkdtemp(join(tmpdir(), 'clb-package-test-'))
