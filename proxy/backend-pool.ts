@@ -13,8 +13,44 @@ interface ClosedByInstance {
   readonly idleSeconds: number
 }
 
+/** Who is told about a backend connection's events right now: its exchange, or the pool while idle. */
+export interface ConnectionUser {
+  onConnect (): void
+  onData (chunk: Buffer): void
+  /** The instance's FIN, or the connection closed (reset, or destroyed). */
+  onClosed (): void
+  onIdleTimeout (): void
+}
+
+/**
+ * A backend socket with listeners attached once, for its whole life, that forward to its current
+ * user: handing a kept-alive connection from one exchange to the next adds and removes no listener.
+ */
+export class BackendConnection {
+  user: ConnectionUser | null = null
+  /** When the connection went back to the pool (clock microseconds). */
+  idleSinceMicros = 0
+
+  constructor (readonly socket: net.Socket, onGone: (connection: BackendConnection) => void) {
+    socket.on('connect', () => this.user?.onConnect())
+    socket.on('data', (chunk: Buffer) => this.user?.onData(chunk))
+    socket.on('end', () => this.user?.onClosed())
+    socket.on('close', () => {
+      onGone(this)
+      this.user?.onClosed()
+    })
+    socket.on('timeout', () => this.user?.onIdleTimeout())
+    // An 'error' is always followed by 'close', which is where its user hears of it.
+    socket.on('error', () => {})
+  }
+
+  get reusable (): boolean {
+    return !this.socket.destroyed && this.socket.readyState === 'open'
+  }
+}
+
 export type Acquired =
-  | { readonly kind: 'socket'; readonly socket: net.Socket; readonly reused: boolean }
+  | { readonly kind: 'connection'; readonly connection: BackendConnection; readonly reused: boolean }
   | { readonly kind: 'closed-by-instance'; readonly idleSeconds: number }
 
 export interface PoolSettings {
@@ -33,11 +69,10 @@ export interface PoolSettings {
 export class Instance {
   outstanding = 0
   readonly label: string
-  private readonly idle: Array<net.Socket | ClosedByInstance> = []
-  private readonly idleSince = new WeakMap<net.Socket, number>()
-  /** The 'close' listener release() adds, removed again when the connection is reused. */
-  private readonly closeWhileIdle = new WeakMap<net.Socket, () => void>()
-  private readonly open = new Set<net.Socket>()
+  private readonly idle: Array<BackendConnection | ClosedByInstance> = []
+  /** The pool's own user of each connection, made once per connection (not per exchange). */
+  private readonly idleUsers = new WeakMap<BackendConnection, ConnectionUser>()
+  private readonly open = new Set<BackendConnection>()
 
   constructor (readonly address: BackendAddress, private readonly settings: PoolSettings) {
     this.label = address.host.includes(':') ? `[${address.host}]:${address.port}` : `${address.host}:${address.port}`
@@ -51,82 +86,84 @@ export class Instance {
   /** A kept-alive connection if one is idle (most recently used first), else a new one. */
   acquire (): Acquired {
     while (this.idle.length > 0) {
-      const entry = this.idle.pop() as net.Socket | ClosedByInstance
-      if (!(entry instanceof net.Socket)) {
+      const entry = this.idle.pop() as BackendConnection | ClosedByInstance
+      if (!(entry instanceof BackendConnection)) {
         // CLB would itself have closed the connection once idle for the idle timeout.
         const expired = this.settings.clock.nowMicros() - entry.closedAtMicros > this.settings.idleTimeoutMs * 1000
         if (!expired) return { kind: 'closed-by-instance', idleSeconds: entry.idleSeconds }
         continue
       }
-      const socket = entry
-      socket.removeAllListeners('data').removeAllListeners('end').removeAllListeners('timeout')
-      // Only the pool's idle listener: 'close' also carries the pool's own bookkeeping listener.
-      const onClose = this.closeWhileIdle.get(socket)
-      if (onClose !== undefined) socket.off('close', onClose)
-      this.closeWhileIdle.delete(socket)
-      if (!socket.destroyed && socket.readyState === 'open') return { kind: 'socket', socket, reused: true }
-      socket.destroy()
+      entry.user = null
+      if (entry.reusable) return { kind: 'connection', connection: entry, reused: true }
+      entry.socket.destroy()
     }
     const socket = net.connect({ host: this.address.host, port: this.address.port, noDelay: true })
-    this.open.add(socket)
-    socket.once('close', () => this.open.delete(socket))
-    // An 'error' is always followed by 'close'; the exchange listens for both while it owns the socket.
-    socket.on('error', () => {})
-    return { kind: 'socket', socket, reused: false }
+    // CLB-IDLE: "If no data has been sent or received by the time that the idle timeout period
+    // elapses, the load balancer closes the connection": one timer for the connection's life,
+    // restarted by Node on every read and write, whether an exchange or the pool holds it.
+    socket.setTimeout(this.settings.idleTimeoutMs)
+    const connection = new BackendConnection(socket, (gone) => this.open.delete(gone))
+    this.open.add(connection)
+    return { kind: 'connection', connection, reused: false }
   }
 
   /** Returns a connection after a complete exchange that left it reusable. */
-  release (socket: net.Socket): void {
-    if (socket.destroyed || socket.readyState !== 'open') {
-      socket.destroy()
+  release (connection: BackendConnection): void {
+    if (!connection.reusable) {
+      connection.user = null
+      connection.socket.destroy()
       return
     }
-    socket.removeAllListeners('data').removeAllListeners('end').removeAllListeners('timeout')
-    const { events, clock } = this.settings
-    this.idleSince.set(socket, clock.nowMicros())
-    // CLB-IDLE: "If no data has been sent or received by the time that the idle timeout period
-    // elapses, the load balancer closes the connection."
-    // The exchange armed the socket's timer with the same idle timeout; it keeps running here.
-    socket.on('timeout', () => this.discard(socket, null))
-    socket.on('data', (chunk: Buffer) => {
-      events.emit('backend-idle-event', { backend: this.label, event: 'extra-bytes', bytes: chunk.length, idleSeconds: this.idleSeconds(socket) })
-      this.discard(socket, null)
-    })
-    // 'end' is the instance's FIN; 'close' without it is a reset. Either way the instance closed a
-    // kept-alive connection before the idle timeout: the cause of CLB's intermittent 504s (CLB-IDLE,
-    // CLB-BACKEND: "The keep-alive timeout should be at least 60 seconds").
-    const closedByInstance = (): void => {
-      if (!this.idle.includes(socket)) return
-      const idleSeconds = this.idleSeconds(socket)
-      events.emit('backend-idle-event', { backend: this.label, event: 'closed', bytes: 0, idleSeconds })
-      const mark = this.settings.keepaliveRace === 'emulate' ? { closedAtMicros: clock.nowMicros(), idleSeconds } : null
-      this.discard(socket, mark)
-    }
-    socket.on('end', closedByInstance)
-    socket.on('close', closedByInstance)
-    this.closeWhileIdle.set(socket, closedByInstance)
-    this.idle.push(socket)
+    connection.idleSinceMicros = this.settings.clock.nowMicros()
+    connection.user = this.idleUserOf(connection)
+    this.idle.push(connection)
   }
 
-  private idleSeconds (socket: net.Socket): number {
-    const since = this.idleSince.get(socket) ?? this.settings.clock.nowMicros()
-    return Math.max(0, this.settings.clock.nowMicros() - since) / 1e6
+  private idleUserOf (connection: BackendConnection): ConnectionUser {
+    let user = this.idleUsers.get(connection)
+    if (user !== undefined) return user
+    const { events, clock } = this.settings
+    user = {
+      onConnect: () => {},
+      onIdleTimeout: () => this.discard(connection, null),
+      onData: (chunk) => {
+        events.emit('backend-idle-event', { backend: this.label, event: 'extra-bytes', bytes: chunk.length, idleSeconds: this.idleSeconds(connection) })
+        this.discard(connection, null)
+      },
+      // The instance's FIN, or a reset: it closed a kept-alive connection before the idle timeout,
+      // the cause of CLB's intermittent 504s (CLB-IDLE, CLB-BACKEND: "The keep-alive timeout
+      // should be at least 60 seconds").
+      onClosed: () => {
+        if (!this.idle.includes(connection)) return
+        const idleSeconds = this.idleSeconds(connection)
+        events.emit('backend-idle-event', { backend: this.label, event: 'closed', bytes: 0, idleSeconds })
+        const mark = this.settings.keepaliveRace === 'emulate' ? { closedAtMicros: clock.nowMicros(), idleSeconds } : null
+        this.discard(connection, mark)
+      }
+    }
+    this.idleUsers.set(connection, user)
+    return user
+  }
+
+  private idleSeconds (connection: BackendConnection): number {
+    return Math.max(0, this.settings.clock.nowMicros() - connection.idleSinceMicros) / 1e6
   }
 
   /** Drops an idle connection; `mark` keeps its place for the keep-alive race emulation. */
-  private discard (socket: net.Socket, mark: ClosedByInstance | null): void {
-    const index = this.idle.indexOf(socket)
+  private discard (connection: BackendConnection, mark: ClosedByInstance | null): void {
+    const index = this.idle.indexOf(connection)
     if (index !== -1) {
       if (mark === null) this.idle.splice(index, 1)
       else this.idle[index] = mark
     }
-    socket.destroy()
+    connection.user = null
+    connection.socket.destroy()
   }
 
   /** Destroys every connection; resolves when each has emitted 'close'. */
   async destroyAll (): Promise<void> {
     this.idle.length = 0
-    const closing = [...this.open].map((socket) => new Promise<void>((resolve) => {
+    const closing = [...this.open].map(({ socket }) => new Promise<void>((resolve) => {
       socket.once('close', () => resolve())
       socket.destroy()
     }))

@@ -4,7 +4,7 @@ import type { RequestHead } from '../validators/request-parser.js'
 import { ResponseParser } from '../validators/response-parser.js'
 import { judge } from '../validators/verdict.js'
 import type { AccessLogRecord } from './access-log-record.js'
-import type { BackendPool, Instance } from './backend-pool.js'
+import type { BackendConnection, BackendPool, ConnectionUser, Instance } from './backend-pool.js'
 import { secondsBetween, type Clock } from './clock.js'
 import type { ClbProxyEvents, ExchangeOutcome } from './events.js'
 import { buildForwardedHead, hostWithoutPort } from './forwarded-head.js'
@@ -45,8 +45,9 @@ export interface RequestInfo {
  * malformed response, 504 for a close without a response or the idle timeout) -> commit or
  * synthesize -> log.
  */
-export class Exchange {
+export class Exchange implements ConnectionUser {
   private instance: Instance | null = null
+  private connection: BackendConnection | null = null
   private socket: net.Socket | null = null
   private connected = false
   private readonly parser: ResponseParser
@@ -60,7 +61,6 @@ export class Exchange {
   private dispatchedAtMicros: number | null = null
   private firstByteAtMicros: number | null = null
   private respondedAtMicros: number | null = null
-  private readonly listeners: Array<[string, (...args: any[]) => void]> = []
 
   constructor (private readonly context: ExchangeContext, private readonly client: ClientSide, private readonly request: RequestInfo) {
     this.parser = new ResponseParser({ requestMethod: request.head.method, maxHeadBytes: context.options.maxHeadBytes })
@@ -75,7 +75,9 @@ export class Exchange {
     const acquired = instance.acquire()
     // The keep-alive race, emulated (docs/clb-choices.md): CLB reuses a connection the instance just closed.
     if (acquired.kind === 'closed-by-instance') return this.synthesize(504, 'keepalive-race')
-    const { socket, reused } = acquired
+    const { connection, reused } = acquired
+    const socket = connection.socket
+    this.connection = connection
     this.socket = socket
     this.connected = reused
     const head = buildForwardedHead(this.request.head, {
@@ -83,21 +85,8 @@ export class Exchange {
       listenerPort: this.client.listenerPort,
       listenerAddress: this.client.listenerAddress
     })
-    this.listen(socket, 'data', (chunk: Buffer) => this.onBackendData(chunk))
-    this.listen(socket, 'end', () => this.onBackendClosed())
-    this.listen(socket, 'close', () => this.onBackendClosed())
-    this.listen(socket, 'timeout', () => this.onBackendIdle())
-    // CLB-IDLE applies to backend connections too. A reused connection's timer is already armed
-    // (the pool keeps the same timeout); Node restarts it on every read and write.
-    if (!reused) socket.setTimeout(this.context.options.idleTimeoutSeconds * 1000)
-    if (reused) {
-      this.dispatchedAtMicros = this.context.clock.nowMicros()
-    } else {
-      this.listen(socket, 'connect', () => {
-        this.connected = true
-        this.dispatchedAtMicros = this.context.clock.nowMicros()
-      })
-    }
+    connection.user = this
+    if (reused) this.dispatchedAtMicros = this.context.clock.nowMicros()
     socket.write(head)
     if (initialBody !== null && initialBody.length > 0) this.sendBody(initialBody)
     if (requestComplete) this.requestComplete = true
@@ -151,9 +140,22 @@ export class Exchange {
     this.finish(outcome, { elbStatus: 408, backendStatus: 'no-response', backendReached: false, keepBackend: false, keepClient: false })
   }
 
-  private listen (socket: net.Socket, event: string, handler: (...args: any[]) => void): void {
-    socket.on(event, handler)
-    this.listeners.push([event, handler])
+  /** ConnectionUser: a new connection to the instance is established; the request goes out now. */
+  onConnect (): void {
+    this.connected = true
+    this.dispatchedAtMicros = this.context.clock.nowMicros()
+  }
+
+  onData (chunk: Buffer): void {
+    this.onBackendData(chunk)
+  }
+
+  onClosed (): void {
+    this.onBackendClosed()
+  }
+
+  onIdleTimeout (): void {
+    this.onBackendIdle()
   }
 
   private onBackendData (chunk: Buffer): void {
@@ -303,11 +305,11 @@ export class Exchange {
   }): void {
     if (this.done) return
     this.done = true
-    const socket = this.socket
-    if (socket !== null) {
-      for (const [event, handler] of this.listeners) socket.off(event, handler)
-      if (how.keepBackend && this.instance !== null) this.instance.release(socket)
-      else socket.destroy()
+    const connection = this.connection
+    if (connection !== null) {
+      connection.user = null
+      if (how.keepBackend && this.instance !== null) this.instance.release(connection)
+      else connection.socket.destroy()
     }
     if (this.instance !== null) this.instance.outstanding--
     const clock = this.context.clock
