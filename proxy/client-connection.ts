@@ -89,6 +89,10 @@ export class ClientConnection implements ClientSide {
     this.parser = new RequestParser(this.context.options.maxHeadBytes)
     this.headChunks = []
     if (!keepOpen || this.closing || this.clientEnded) {
+      // Pipelined bytes after this exchange are never read: the connection ends here. (This can
+      // run inside process(), when an exchange finishes synchronously, e.g. a 503.)
+      this.pending.length = 0
+      this.pendingBytes = 0
       this.socket.end()
       return
     }

@@ -76,3 +76,31 @@ t.test('emulate: the request that would have reused the closed connection gets C
   t.match(result.lines[1], new RegExp(`^2026-11-25T08:00:00\\.000000Z clb-proxy 127\\.0\\.0\\.1:\\d+ - -1 -1 -1 504 0 0 0 "GET http://app:${result.port}/a HTTP/1\\.1" "-" - -$`))
   t.strictSame(result.open, { clients: 0, backends: 0 })
 })
+
+t.test('a request answered at once with Connection: close ends the connection: pipelined requests behind it are not dispatched', async (t) => {
+  const backend = await earlyClosingBackend()
+  const lines: string[] = []
+  const accessLogStream = new Writable({ write (chunk, _encoding, done) { lines.push(...String(chunk).split('\n').filter(Boolean)); done() } })
+  const proxy = await startClbProxy(
+    { listen: '127.0.0.1:0', backends: [`http://127.0.0.1:${backend.port}`], keepaliveRace: 'emulate', captureDir: null },
+    { logger: pino({ level: 'silent' }), clock: { nowMicros: () => FROZEN_MICROS }, accessLogStream })
+  const closedWhileIdle = once(proxy.events, 'backend-idle-event')
+  await request(proxy.address.port)
+  await closedWhileIdle
+  // The first pipelined request meets the emulated race and is answered synchronously (504).
+  const answer = await new Promise<string>((resolve, reject) => {
+    const socket = net.connect(proxy.address.port, '127.0.0.1', () => socket.write(
+      'GET /first HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\nGET /second HTTP/1.1\r\nHost: app\r\n\r\n'))
+    const chunks: Buffer[] = []
+    socket.on('data', (chunk) => chunks.push(chunk))
+    socket.on('error', reject)
+    socket.on('close', () => resolve(Buffer.concat(chunks).toString('latin1')))
+  })
+  await proxy.close()
+  await backend.close()
+  t.equal(answer, 'HTTP/1.1 504 GATEWAY_TIMEOUT\r\nContent-Length: 0\r\nConnection: keep-alive\r\n\r\n', 'only the first request was answered')
+  t.equal(lines.length, 2, 'the warm-up request and /first; /second was never dispatched')
+  t.match(lines[1], /"GET http:\/\/app:\d+\/first HTTP\/1\.1"/)
+  t.equal(backend.connections(), 1, 'the instance saw no request for /second')
+  t.strictSame(proxy.openSockets(), { clients: 0, backends: 0 })
+})
