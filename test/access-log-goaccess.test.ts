@@ -5,6 +5,7 @@
  * Without goaccess installed this test fails on purpose: CI installs it (apt-get install goaccess).
  */
 import t, { type Test } from 'tap'
+import { SAMPLE_RECORD } from './helpers/records.js'
 import { execFile } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
@@ -78,29 +79,7 @@ function hitsByStatus(report: GoaccessReport): Record<string, number> {
   return counts
 }
 
-const base: AccessLogRecord = {
-  receivedAtMicros: 1_431_560_383_945_958,
-  elbName: 'clb-proxy',
-  clientAddress: '127.0.0.1',
-  clientPort: 50000,
-  backend: { address: '127.0.0.1', port: 8081 },
-  requestProcessingSeconds: 0.000073,
-  backendProcessingSeconds: 0.001048,
-  responseProcessingSeconds: 0.000057,
-  elbStatusCode: 200,
-  backendStatusCode: 200,
-  receivedBytes: 0,
-  sentBytes: 29,
-  method: 'GET',
-  scheme: 'http',
-  host: 'localhost',
-  listenerPort: 8080,
-  target: '/',
-  httpVersion: 'HTTP/1.1',
-  userAgent: 'curl/8.0.0',
-  sslCipher: null,
-  sslProtocol: null
-}
+const base: AccessLogRecord = SAMPLE_RECORD
 
 const namedRecords: ReadonlyArray<{ name: string; record: AccessLogRecord }> = [
   { name: '200 passed through', record: base },

@@ -1,4 +1,5 @@
 import t, { type Test } from 'tap'
+import { SAMPLE_RECORD } from './helpers/records.js'
 import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
@@ -8,29 +9,7 @@ import { formatAccessLogLine } from '../proxy/access-log-format.js'
 import type { AccessLogRecord } from '../proxy/access-log-record.js'
 import { AccessLogWriterClosedError, createAccessLogWriter } from '../proxy/access-log-writer.js'
 
-const baseRecord: AccessLogRecord = {
-  receivedAtMicros: 1_431_560_383_945_958,
-  elbName: 'clb-proxy',
-  clientAddress: '127.0.0.1',
-  clientPort: 50000,
-  backend: { address: '127.0.0.1', port: 8081 },
-  requestProcessingSeconds: 0.000073,
-  backendProcessingSeconds: 0.001048,
-  responseProcessingSeconds: 0.000057,
-  elbStatusCode: 200,
-  backendStatusCode: 200,
-  receivedBytes: 0,
-  sentBytes: 29,
-  method: 'GET',
-  scheme: 'http',
-  host: 'localhost',
-  listenerPort: 8080,
-  target: '/',
-  httpVersion: 'HTTP/1.1',
-  userAgent: 'curl/8.0.0',
-  sslCipher: null,
-  sslProtocol: null
-}
+const baseRecord: AccessLogRecord = SAMPLE_RECORD
 
 /** N distinct records: every line differs, so a lost, repeated or reordered line shows. */
 function records(count: number): AccessLogRecord[] {
