@@ -27,7 +27,10 @@ export interface ExchangeRecord {
   readonly log: AccessLogRecord
   /** Every defect found in the backend's response (or the client's request for 'bad-request'). */
   readonly defects: readonly Defect[]
-  /** The defect that decided a rejection, null otherwise. */
+  /**
+   * The defect behind an ELB-generated answer: the one that decided a rejection ('rejected'), or
+   * EMPTY_RESPONSE for the 504 of an instance that closed without a byte ('backend-closed'); null otherwise.
+   */
   readonly primaryDefect: Defect | null
   /**
    * The first bytes the backend sent (up to captureBytes), for diagnostics and captures; null when

@@ -296,6 +296,13 @@ export class Exchange implements ConnectionUser {
     })
   }
 
+  /** The defect behind an ELB-generated answer: the rejection's primary, or EMPTY_RESPONSE for the 504 it causes. */
+  private decidingDefect (outcome: ExchangeOutcome): Defect | null {
+    if (outcome === 'rejected') return judge(this.parser.defects, this.context.options.profile).primary
+    if (outcome === 'backend-closed') return this.parser.defects.find((d) => d.code === 'EMPTY_RESPONSE') ?? null
+    return null
+  }
+
   private finish (outcome: ExchangeOutcome, how: {
     elbStatus: number
     backendStatus: AccessLogRecord['backendStatusCode']
@@ -351,7 +358,7 @@ export class Exchange implements ConnectionUser {
       elbGenerated: outcome !== 'relayed' && outcome !== 'cut',
       log,
       defects,
-      primaryDefect: outcome === 'rejected' ? judge(this.parser.defects, this.context.options.profile).primary : null,
+      primaryDefect: this.decidingDefect(outcome),
       responseBytes,
       requestHead: this.request.rawHead
     })

@@ -268,6 +268,7 @@ t.test('the instance closes without a byte (FIN or RST) -> 504, logged - -1 -1 -
       client: response.bytes.toString('latin1'),
       closedByProxy: response.closedByProxy,
       outcome: response.records[0]?.outcome,
+      primary: response.records[0]?.primaryDefect?.code,
       log: f.logLines.at(-1),
       newBackendConnections: f.backend.accepted - acceptedBefore,
       backendReceived: f.backend.requests.at(-1)?.bytes.toString('latin1')
@@ -275,6 +276,7 @@ t.test('the instance closes without a byte (FIN or RST) -> 504, logged - -1 -1 -
       client: GATEWAY_TIMEOUT,
       closedByProxy: false,
       outcome: 'backend-closed',
+      primary: 'EMPTY_RESPONSE',
       log: logLine(f, response.clientPort, '- -1 -1 -1 504 0 0 0'),
       newBackendConnections: 1,
       backendReceived: forwarded(f)
@@ -411,9 +413,8 @@ t.test('every case of the response table through real sockets, whole, split at e
           client: clientBytesOf(c),
           logPair: c.log,
           log: logLine(f, response.clientPort, logMiddleOf(f, c), method),
-          // CLB's 504 for an instance that sent nothing is an exchange outcome ('backend-closed'),
-          // not a rejected response: the proxy names no deciding defect for it (proxy/events.ts).
-          primary: c.client === 'elb-502' ? c.expectedPrimary?.code ?? null : null
+          // CLB's 504 for an instance that sent nothing names EMPTY_RESPONSE (proxy/events.ts).
+          primary: c.client === 'relayed' ? null : c.expectedPrimary?.code ?? null
         })
       }
       t.strictSame(observed, expected, `${c.name}: ${chunkings.length} deliveries (whole, split at each head boundary, byte by byte)`)
