@@ -509,7 +509,15 @@ async function serve(options: ClbProxyOptions, resolved: ResolvedOptions, io: Cl
       // Only the admin listener's /entries reads recorded entries; without it the CLI keeps none
       // (the access log already has every line), so a long run holds no per-request memory.
       const maxRecordedEntries = resolved.admin === null ? 0 : CLI_RECORDED_ENTRIES_WITH_ADMIN
-      proxy = await startClbProxy({ ...options, backends }, accessLogStream === undefined ? { maxRecordedEntries } : { accessLogStream, maxRecordedEntries })
+      // Diagnostics: plain text for a person at a terminal, pino's JSON lines for pipes and files.
+      const logger = (io.stderr as { isTTY?: boolean }).isTTY === true
+        ? (await import('./diagnostics-text.js')).textLogger(io.stderr)
+        : undefined
+      proxy = await startClbProxy({ ...options, backends }, {
+        maxRecordedEntries,
+        ...(accessLogStream === undefined ? {} : { accessLogStream }),
+        ...(logger === undefined ? {} : { logger })
+      })
     } catch (error) {
       if (error instanceof OptionError) return usageError(io, error.message)
       io.stderr.write(`clb-proxy: ${describeStartFailure(error, resolved)}\n`)

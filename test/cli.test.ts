@@ -386,3 +386,25 @@ t.test('--admin starts the admin listener and prints its URL', async (t) => {
   t.equal(await exited, 0)
   t.equal(await isListening('127.0.0.1', Number(adminPort)), false, 'the admin port is closed after the stop')
 })
+
+t.test('on a terminal, diagnostics are plain text lines on stderr', async (t) => {
+  const backend = await listeningServer(t, (socket) => {
+    socket.once('data', () => socket.end('HTTP/1.1 200 OK\r\nContent-Length: abc\r\n\r\nhello'))
+  })
+  const stdout = new Sink()
+  const stderr = Object.assign(new Sink(), { isTTY: true })
+  const signals = new EventEmitter()
+  const exited = run(
+    ['--listen', '127.0.0.1:0', '--backend', `http://127.0.0.1:${portOf(backend)}`, '--capture-dir', t.testdir()],
+    {},
+    { stdout, stderr, signals }
+  )
+  const [, proxyUrl = ''] = await stderr.waitFor(/^clb-proxy: listening on (http:\/\/127\.0\.0\.1:\d+), /)
+  const response = await fetch(`${proxyUrl}/orders`)
+  t.equal(response.status, 502)
+  const [diagnostic = ''] = await stderr.waitFor(/^\d\d:\d\d:\d\d 502 GET \/orders from 127\.0\.0\.1:\d+: CL_NOT_INTEGER at byte 33 \(aws-documented\)\n {9}Content-Length value "abc" is not an integer\n {9}bytes 0-: HTTP\/1\.1 200 OK\\r\\nContent-Length: abc\\r\\n\\r\\nhello\n/m)
+  t.ok(diagnostic.length > 0, 'one text diagnostic with the defect, the reason and the bytes')
+  t.notMatch(stderr.text, /"level":/, 'no JSON lines on a terminal')
+  signals.emit('SIGTERM')
+  t.equal(await exited, 0)
+})
