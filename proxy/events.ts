@@ -3,7 +3,7 @@ import type { Defect } from '../validators/defects.js'
 import type { AccessLogRecord } from './access-log-record.js'
 
 /**
- * How an exchange ended, by stage (docs/lifecycle.md):
+ * How an exchange ended, by stage (docs/architecture.md):
  * - 'relayed': the backend's response went to the client unchanged;
  * - 'rejected': the backend's response was malformed; the client got CLB's 502;
  * - 'cut': a defect appeared after the response was committed; the client connection was aborted;

@@ -40,7 +40,7 @@ export interface RequestInfo {
 }
 
 /**
- * One request and its response, on the backend side. Stages (docs/lifecycle.md): pick instance
+ * One request and its response, on the backend side. Stages (docs/architecture.md): pick instance
  * (503) -> send (503 when the connection is refused) -> read and judge the response (502 for a
  * malformed response, 504 for a close without a response or the idle timeout) -> commit or
  * synthesize -> log.
@@ -146,19 +146,8 @@ export class Exchange implements ConnectionUser {
     this.dispatchedAtMicros = this.context.clock.nowMicros()
   }
 
+  /** ConnectionUser: response bytes from the instance. */
   onData (chunk: Buffer): void {
-    this.onBackendData(chunk)
-  }
-
-  onClosed (): void {
-    this.onBackendClosed()
-  }
-
-  onIdleTimeout (): void {
-    this.onBackendIdle()
-  }
-
-  private onBackendData (chunk: Buffer): void {
     if (this.done) return
     const events = this.context.events
     if (events.listenerCount('backend-read') > 0) events.emit('backend-read', { bytes: chunk.length })
@@ -174,11 +163,12 @@ export class Exchange implements ConnectionUser {
     // A defect that rejects is final (defects only accumulate): answer the 502 now instead of waiting
     // for an end that may never come, e.g. a malformed head without framing on a kept-alive connection.
     if (this.parser.defects.length > defectsBefore && judge(this.parser.defects, this.context.options.profile).action === 'reject') return this.reject()
-    // Commit rule (docs/lifecycle.md): past the buffer cap, the head and what arrived are sent and the rest streams.
+    // Commit rule (docs/architecture.md): past the buffer cap, the head and what arrived are sent and the rest streams.
     if (this.parser.head !== null && this.bufferedBytes > this.context.options.responseBufferBytes) this.commit()
   }
 
-  private onBackendClosed (): void {
+  /** ConnectionUser: the instance closed the connection (FIN or reset), or it never opened. */
+  onClosed (): void {
     if (this.done) return
     if (!this.connected) {
       // The connection was never established (refused, unreachable): no healthy instance answers.
@@ -186,7 +176,7 @@ export class Exchange implements ConnectionUser {
     }
     this.parser.finish()
     if (this.committed) {
-      if (this.parser.state === 'complete') return this.finishCommitted()
+      if (this.parser.state === 'complete') return this.finishRelayed()
       return this.cut()
     }
     if (this.parser.state === 'complete') return this.relayComplete()
@@ -195,7 +185,8 @@ export class Exchange implements ConnectionUser {
     this.reject()
   }
 
-  private onBackendIdle (): void {
+  /** ConnectionUser: nothing sent or received for the idle timeout (CLB-IDLE). */
+  onIdleTimeout (): void {
     if (this.done) return
     if (this.committed) return this.cut()
     // The request body is still incomplete: the client went quiet, not the instance (408, not 504).
@@ -238,7 +229,7 @@ export class Exchange implements ConnectionUser {
       socket.pause()
       this.client.onDrain(() => socket.resume())
     }
-    if (this.parser.state === 'complete') this.finishCommitted()
+    if (this.parser.state === 'complete') this.finishRelayed()
   }
 
   private writeBuffered (end: number): void {
@@ -259,10 +250,6 @@ export class Exchange implements ConnectionUser {
     const keepClient = this.requestComplete && !this.request.head.closeAfter && head.framing.kind !== 'until-close' &&
       head.reusable
     this.finish('relayed', { elbStatus: head.statusCode, backendStatus: head.statusCode, backendReached: true, keepBackend, keepClient })
-  }
-
-  private finishCommitted (): void {
-    this.finishRelayed()
   }
 
   /** CLB's 502: the backend's response could not be parsed (KC-502). */
