@@ -22,7 +22,7 @@ import {
   type CheckOptions,
   type CheckReport
 } from './check.js'
-import { OPTION_FLAGS, type CliIo, type OptionFlag } from './cli.js'
+import { OPTION_FLAGS, explainParseFailure, type CliIo, type OptionFlag } from './cli.js'
 import type { Profile } from './options.js'
 import { OptionError, quoteValue } from './resolve-options.js'
 
@@ -173,7 +173,7 @@ function parseCheckCommandLine (argv: readonly string[], env: NodeJS.ProcessEnv)
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code
     if (typeof code !== 'string' || !code.startsWith('ERR_PARSE_ARGS_')) throw error
-    throw new UsageError(explainParseFailure(argv) ?? (error as Error).message)
+    throw new UsageError(explainParseFailure(argv, PARSE_ARGS_OPTIONS, (flag) => VALUE_NAMES[flag] ?? 'VALUE', null) ?? (error as Error).message)
   }
   if (values.help === true) return { kind: 'help' }
   const [url, ...extra] = positionals
@@ -256,21 +256,3 @@ function describeForCli (error: OptionError, sources: ReadonlyMap<string, Source
   return `${source.name} ${error.rule}, got ${quoteValue(source.text)}`
 }
 
-/** Strict parseArgs says the command line is wrong; a lenient pass over its tokens says which argument. */
-function explainParseFailure (argv: readonly string[]): string | undefined {
-  const { tokens } = parseArgs({ args: [...argv], options: PARSE_ARGS_OPTIONS, strict: false, allowPositionals: true, tokens: true })
-  for (const token of tokens) {
-    if (token.kind !== 'option') continue
-    if (!Object.hasOwn(PARSE_ARGS_OPTIONS, token.name)) return `unknown option '${token.rawName}'`
-    const spec = PARSE_ARGS_OPTIONS[token.name as keyof typeof PARSE_ARGS_OPTIONS]
-    if (spec.type === 'boolean') {
-      if (token.value !== undefined) return `option '${token.rawName}' does not take a value`
-      continue
-    }
-    if (token.value === undefined) return `option '${token.rawName}' needs a value (${token.rawName} ${VALUE_NAMES[token.name] ?? 'VALUE'})`
-    if (token.inlineValue === false && token.value.length > 1 && token.value.startsWith('-')) {
-      return `option '${token.rawName}' needs a value, but the next argument ${quoteValue(token.value)} looks like an option (write ${token.rawName}=${token.value} if it is the value)`
-    }
-  }
-  return undefined
-}

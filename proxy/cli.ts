@@ -9,7 +9,7 @@
 import { readFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { parseArgs } from 'node:util'
+import { parseArgs, type ParseArgsConfig } from 'node:util'
 // Type-only: erased at runtime. The modules themselves are imported in serve().
 import type { ClbProxy } from './clb-proxy.js'
 import type { DemoBackend } from './demo-backend.js'
@@ -334,39 +334,51 @@ function parseCommandLine(argv: readonly string[]): CommandLine {
     if (typeof (error as NodeJS.ErrnoException).code !== 'string' || !(error as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS_')) {
       throw error
     }
-    return { kind: 'usage-error', message: explainParseFailure(argv) ?? (error as Error).message }
+    return { kind: 'usage-error', message: explainServeParseFailure(argv) ?? (error as Error).message }
   }
   if (values.help === true) return { kind: 'help' }
   if (values.version === true) return { kind: 'version' }
   return { kind: 'serve', values }
 }
 
+function explainServeParseFailure(argv: readonly string[]): string | undefined {
+  return explainParseFailure(
+    argv,
+    PARSE_ARGS_OPTIONS,
+    (flag) => OPTION_FLAGS.find((option) => option.flag === flag)?.valueName ?? 'VALUE',
+    (value) => `unexpected argument ${quoteValue(value)} (clb-proxy takes only options)`
+  )
+}
+
 /**
- * Strict parseArgs says that the command line is wrong; a lenient pass over its tokens says which
- * argument, in our words (Node's own messages vary between versions and suggest positionals,
- * which this command does not take).
+ * Strict parseArgs says that a command line is wrong; a lenient pass over its tokens says which
+ * argument, in our words (Node's own messages vary between versions and suggest positionals).
+ * Shared by the subcommands: `valueNameOf` names a flag's value, and `rejectPositional` (null when
+ * positionals are allowed) says what is wrong with one.
  */
-function explainParseFailure(argv: readonly string[]): string | undefined {
+export function explainParseFailure(
+  argv: readonly string[],
+  options: NonNullable<ParseArgsConfig['options']>,
+  valueNameOf: (flag: string) => string,
+  rejectPositional: ((value: string) => string) | null
+): string | undefined {
   const { tokens } = parseArgs({
     args: [...argv],
-    options: PARSE_ARGS_OPTIONS,
+    options,
     strict: false,
     allowPositionals: true,
     tokens: true
   })
   for (const token of tokens) {
-    if (token.kind === 'positional') {
-      return `unexpected argument ${quoteValue(token.value)} (clb-proxy takes only options)`
-    }
+    if (token.kind === 'positional' && rejectPositional !== null) return rejectPositional(token.value)
     if (token.kind !== 'option') continue
-    if (!Object.hasOwn(PARSE_ARGS_OPTIONS, token.name)) return `unknown option '${token.rawName}'`
-    const spec = PARSE_ARGS_OPTIONS[token.name as keyof typeof PARSE_ARGS_OPTIONS]
+    const spec = Object.hasOwn(options, token.name) ? options[token.name] : undefined
+    if (spec === undefined) return `unknown option '${token.rawName}'`
     if (spec.type === 'boolean') {
       if (token.value !== undefined) return `option '${token.rawName}' does not take a value`
       continue
     }
-    const valueName = OPTION_FLAGS.find((option) => option.flag === token.name)?.valueName ?? 'VALUE'
-    if (token.value === undefined) return `option '${token.rawName}' needs a value (${token.rawName} ${valueName})`
+    if (token.value === undefined) return `option '${token.rawName}' needs a value (${token.rawName} ${valueNameOf(token.name)})`
     if (token.inlineValue === false && token.value.length > 1 && token.value.startsWith('-')) {
       return `option '${token.rawName}' needs a value, but the next argument ${quoteValue(token.value)} looks like an option (write ${token.rawName}=${token.value} if it is the value)`
     }
