@@ -11,7 +11,7 @@
  */
 import net from 'node:net'
 import { escapeBytes, TCHAR } from '../validators/bytes.js'
-import { DEFECTS, type Defect, type DefectAction, type DefectCode, type DefectSource } from '../validators/defects.js'
+import { DEFECTS, defectAction, type Defect, type DefectAction, type DefectCode, type DefectSource } from '../validators/defects.js'
 import { hasConnectionToken } from '../validators/field-line.js'
 import { ResponseParser, type ResponseFraming, type ResponseHead } from '../validators/response-parser.js'
 import { judge } from '../validators/verdict.js'
@@ -448,7 +448,7 @@ class CheckRun {
   private judged (ending: CheckEnding): void {
     this.completedAtMicros = this.clock.nowMicros()
     const head = this.parser.head
-    const defects: CheckDefect[] = this.parser.defects.map((found) => ({ ...found, action: DEFECTS[found.code][this.options.profile] }))
+    const defects: CheckDefect[] = this.parser.defects.map((found) => ({ ...found, action: defectAction(found.code, this.options.profile) }))
     const verdict = decideVerdict(ending, defects, head, this.options, this.parser.bytesReceived)
     const notReusable = ending === 'complete' && verdict.action !== 'reject' ? whyNotReusable(head as ResponseHead, defects, this.options) : null
     const keepAlive: KeepAliveReport =
@@ -622,7 +622,7 @@ export function renderKeepAlivePart (report: CheckReport): string {
     case 'extra-bytes':
       return `keep-alive: the backend sent ${keepAlive.extraBytes} more bytes on the idle connection ` +
         `${formatSeconds(keepAlive.waitedSeconds)} s after the response (EXTRA_BYTES_AFTER_RESPONSE, ` +
-        `${DEFECTS.EXTRA_BYTES_AFTER_RESPONSE[report.profile]}): CLB does not reuse such a connection. ` +
+        `${defectAction('EXTRA_BYTES_AFTER_RESPONSE', report.profile)}): CLB does not reuse such a connection. ` +
         `They start: "${escapeBytes(keepAlive.extraExcerpt ?? Buffer.alloc(0))}"\n`
     case 'stayed-open':
       if (keepAlive.waitedSeconds >= idle) {

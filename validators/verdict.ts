@@ -1,4 +1,4 @@
-import { DEFECTS, type Defect } from './defects.js'
+import { DEFECTS, defectAction, type Defect } from './defects.js'
 
 export interface ResponseVerdict {
   /** 'reject': CLB would answer with its own 502 instead of relaying the response. */
@@ -14,7 +14,7 @@ export function judge (defects: readonly Defect[], profile: 'clb' | 'strict'): R
   let primary: Defect | null = null
   const warnings: Defect[] = []
   for (const found of defects) {
-    if (DEFECTS[found.code][profile] === 'warn') {
+    if (defectAction(found.code, profile) === 'warn') {
       warnings.push(found)
       continue
     }
