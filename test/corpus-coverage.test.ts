@@ -10,8 +10,7 @@ import { isDeepStrictEqual } from 'node:util'
 import t from 'tap'
 import { CLB_DEFAULTS } from '../proxy/options.js'
 import { OPTION_LIMITS } from '../proxy/resolve-options.js'
-import { DEFECTS, DEFECT_CODES, type Defect, type DefectDirection } from '../validators/defects.js'
-import { RequestParser, type RequestHead, type RequestParserState } from '../validators/request-parser.js'
+import { DEFECTS, DEFECT_CODES, type DefectDirection } from '../validators/defects.js'
 import {
   REQUEST_CASES,
   REQUEST_CASES_FILE,
@@ -23,7 +22,8 @@ import {
   readCorpus,
   type RequestCase
 } from './helpers/corpus-cases.js'
-import { everyByteAlone, splitAtEveryBoundary, wholeRead, type Chunking } from './helpers/split.js'
+import { everyByteAlone, splitAtEveryBoundary, wholeRead } from './helpers/split.js'
+import { feedStream } from './helpers/request-stream.js'
 
 /** The fields every file's cases share, for the checks that apply to both. */
 interface AnyCase {
@@ -110,49 +110,6 @@ t.test('request cases: one log pair per answered request, and it agrees with wha
 // --- Request cases through RequestParser ---
 
 /** One request of a client stream: everything that must not depend on the reads. */
-interface RequestOutcome {
-  readonly state: RequestParserState
-  readonly head: RequestHead | null
-  readonly defects: readonly Defect[]
-  /** Body bytes consumed; null for an invalid request (see `consumed`). */
-  readonly bodyBytes: number | null
-  /**
-   * Bytes of the stream that belong to this request; null for an invalid request, after which the
-   * parser swallows whatever read it is given (the proxy answers and closes).
-   */
-  readonly consumed: number | null
-}
-
-/**
- * Feeds a client stream the way proxy/client-connection.ts does: each read goes to the current
- * parser, the bytes it did not consume start the next request (pipelining), and the stream stops
- * at the first invalid request (the proxy answers 400 or 405 and closes).
- */
-function feedStream (chunking: Chunking, maxHeadBytes: number): RequestOutcome[] {
-  const outcomes: RequestOutcome[] = []
-  let parser = new RequestParser(maxHeadBytes)
-  let consumed = 0
-  const settle = (): void => {
-    const invalid = parser.state === 'invalid'
-    outcomes.push({ state: parser.state, head: parser.head, defects: parser.defects.map((d) => ({ ...d })), bodyBytes: invalid ? null : parser.bodyBytes, consumed: invalid ? null : consumed })
-  }
-  for (const piece of chunking.pieces) {
-    let rest = piece
-    while (rest.length > 0 && parser.state !== 'invalid') {
-      const result = parser.push(rest)
-      consumed += result.consumed
-      rest = rest.subarray(result.consumed)
-      if (parser.state === 'complete') {
-        settle()
-        parser = new RequestParser(maxHeadBytes)
-        consumed = 0
-      }
-    }
-    if (parser.state === 'invalid') break
-  }
-  if (parser.state !== 'complete' && parser.bytesReceived > 0) settle()
-  return outcomes
-}
 
 function maxHeadBytesOf (c: RequestCase): number {
   return c.maxHeadBytes ?? CLB_DEFAULTS.maxHeadBytes
