@@ -1,7 +1,6 @@
 import net from 'node:net'
 import { once } from 'node:events'
 import type { Logger } from 'pino'
-import { formatAccessLogLine } from './access-log-format.js'
 import { createAccessLogWriter, type AccessLogWriter } from './access-log-writer.js'
 import { BackendPool } from './backend-pool.js'
 import { ClientConnection } from './client-connection.js'
