@@ -12,6 +12,7 @@ import { Writable } from 'node:stream'
 import fc from 'fast-check'
 import { pino } from 'pino'
 import t, { type Test } from 'tap'
+import { rawExchange } from './helpers/raw-client.js'
 import {
   CaptureFormatError,
   captureFileName,
@@ -57,27 +58,6 @@ async function startRawBackend (t: Test, response: (request: number) => Buffer):
   return { port: (server.address() as net.AddressInfo).port, server }
 }
 
-/** Sends `request` and collects bytes until `expectedLength` arrived; then FIN and wait for the close. */
-async function rawExchange (port: number, request: string, expectedLength: number): Promise<{ received: Buffer, localPort: number }> {
-  const socket = net.connect(port, '127.0.0.1')
-  await once(socket, 'connect')
-  const localPort = socket.localPort as number
-  socket.write(request, 'latin1')
-  const chunks: Buffer[] = []
-  let received = 0
-  await new Promise<void>((resolve, reject) => {
-    socket.on('data', (chunk: Buffer) => {
-      chunks.push(chunk)
-      received += chunk.length
-      if (received >= expectedLength) resolve()
-    })
-    socket.on('end', () => resolve())
-    socket.on('error', reject)
-  })
-  socket.end()
-  await once(socket, 'close')
-  return { received: Buffer.concat(chunks), localPort }
-}
 
 async function connectionCount (server: net.Server): Promise<number> {
   return new Promise((resolve, reject) => server.getConnections((error, count) => (error ? reject(error) : resolve(count))))

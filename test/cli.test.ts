@@ -3,33 +3,10 @@ import { readFileSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import net from 'node:net'
 import { join } from 'node:path'
-import { Writable } from 'node:stream'
 import t, { type Test } from 'tap'
+import { Sink } from './helpers/sink.js'
 import { OPTION_FLAGS, helpText, run } from '../proxy/cli.js'
 
-/** A writable that keeps everything written to it, and says when new text arrived. */
-class Sink extends Writable {
-  text = ''
-  override _write(chunk: Buffer | string, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
-    this.text += chunk.toString()
-    this.emit('text')
-    callback()
-  }
-
-  /** Resolves with the first match of `pattern` in everything written so far or later. */
-  waitFor(pattern: RegExp): Promise<RegExpMatchArray> {
-    return new Promise((resolve) => {
-      const check = (): void => {
-        const match = this.text.match(pattern)
-        if (match === null) return
-        this.off('text', check)
-        resolve(match)
-      }
-      this.on('text', check)
-      check()
-    })
-  }
-}
 
 interface Outcome {
   readonly code: number

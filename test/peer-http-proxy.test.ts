@@ -16,6 +16,7 @@
  *    end() is an unhandled ERR_STREAM_WRITE_AFTER_END. That runs in a child process.
  */
 import t, { type Test } from 'tap'
+import { rawExchange } from './helpers/raw-client.js'
 import http from 'node:http'
 import net from 'node:net'
 import { once } from 'node:events'
@@ -81,26 +82,6 @@ async function startRawBackend (t: Test, response: string): Promise<{ readonly p
   return { port: (server.address() as net.AddressInfo).port, accepted: () => accepted }
 }
 
-/** Sends one raw request and collects every byte until the server closes or `expectedLength` arrived. */
-async function rawExchange (port: number, request: string, expectedLength: number): Promise<string> {
-  const socket = net.connect(port, '127.0.0.1')
-  socket.write(request, 'latin1')
-  const chunks: Buffer[] = []
-  let received = 0
-  await new Promise<void>((resolve, reject) => {
-    socket.on('data', (chunk: Buffer) => {
-      chunks.push(chunk)
-      received += chunk.length
-      if (received >= expectedLength) resolve()
-    })
-    socket.on('end', () => resolve())
-    socket.on('error', reject)
-  })
-  // Our FIN ends the kept-alive connection; anything the server still sends is collected too.
-  socket.end()
-  await once(socket, 'close')
-  return Buffer.concat(chunks).toString('latin1')
-}
 
 for (const peerCase of PEER_CASES) {
   t.test(`${peerCase.name}: http-proxy relays the 200 and sees only a generic late parser error`, async (t) => {
@@ -155,7 +136,7 @@ for (const peerCase of PEER_CASES) {
       defects: record.defects.map((d) => d.code).sort()
     }))
 
-    const received = await rawExchange(proxy.address.port, 'GET / HTTP/1.1\r\nHost: peer.test\r\n\r\n', CLB_502.length)
+    const received = (await rawExchange(proxy.address.port, 'GET / HTTP/1.1\r\nHost: peer.test\r\n\r\n', CLB_502.length)).received.toString('latin1')
 
     t.equal(received, CLB_502, 'exactly CLB\'s 502 bytes, nothing of the backend\'s response')
     t.same(exchanges, [{ outcome: 'rejected', primaryDefect: peerCase.clbPrimaryDefect, defects: peerCase.clbDefects }])
@@ -228,7 +209,7 @@ for (const peerCase of PEER_CASES) {
       child.on('close', () => reject(new Error(`child exited before listening; stderr:\n${stderr}`)))
     })
 
-    const received = await rawExchange(port, 'GET / HTTP/1.1\r\nHost: peer.test\r\nConnection: close\r\n\r\n', Infinity)
+    const received = (await rawExchange(port, 'GET / HTTP/1.1\r\nHost: peer.test\r\nConnection: close\r\n\r\n', Infinity)).received.toString('latin1')
     const [code, signal] = await exited
 
     // What the client got before the crash: the handler's 500 under the upstream's reason phrase

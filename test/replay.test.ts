@@ -8,9 +8,10 @@ import { EventEmitter, once } from 'node:events'
 import { readdir, readFile, writeFile } from 'node:fs/promises'
 import net from 'node:net'
 import { join } from 'node:path'
-import { Writable } from 'node:stream'
 import { pino } from 'pino'
 import t, { type Test } from 'tap'
+import { Sink } from './helpers/sink.js'
+import { rawExchange } from './helpers/raw-client.js'
 import { CaptureFormatError, formatDump, parseCapture } from '../proxy/captures.js'
 import { startClbProxy } from '../proxy/clb-proxy.js'
 import { run } from '../proxy/cli.js'
@@ -50,29 +51,6 @@ async function connectionCount (server: net.Server): Promise<number> {
   return new Promise((resolve, reject) => server.getConnections((error, count) => (error ? reject(error) : resolve(count))))
 }
 
-/**
- * Sends `request` and collects bytes until `expectedLength` arrived or the server ended; then
- * FIN and wait for the close. `ended` says whether the server ended first.
- */
-async function rawExchange (port: number, request: string, expectedLength: number): Promise<{ received: Buffer, ended: boolean }> {
-  const socket = net.connect(port, '127.0.0.1')
-  socket.write(request, 'latin1')
-  const chunks: Buffer[] = []
-  let received = 0
-  let ended = false
-  await new Promise<void>((resolve, reject) => {
-    socket.on('data', (chunk: Buffer) => {
-      chunks.push(chunk)
-      received += chunk.length
-      if (received >= expectedLength) resolve()
-    })
-    socket.on('end', () => { ended = true; resolve() })
-    socket.on('error', reject)
-  })
-  socket.end()
-  await once(socket, 'close')
-  return { received: Buffer.concat(chunks), ended }
-}
 
 /** Sends `request` and its FIN at once; collects every byte until the server ends too. */
 async function sendAndEnd (port: number, request: string): Promise<Buffer> {
@@ -247,9 +225,9 @@ t.test('the whole request is read first: a Content-Length or chunked body, not j
   t.strictSame(await sendAndEnd(replay.port, 'POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello'), bytes)
   t.equal(replay.requests, 1)
   const contentLength = await rawExchange(replay.port, 'POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello', Infinity)
-  t.strictSame(contentLength, { received: bytes, ended: true })
+  t.strictSame({ received: contentLength.received, ended: contentLength.ended }, { received: bytes, ended: true })
   const chunked = await rawExchange(replay.port, 'POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n', Infinity)
-  t.strictSame(chunked, { received: bytes, ended: true })
+  t.strictSame({ received: chunked.received, ended: chunked.ended }, { received: bytes, ended: true })
   t.equal(replay.requests, 3)
 })
 
@@ -279,28 +257,6 @@ t.test('startReplayBackend with a file that is missing or not a capture rejects 
 
 // --- clb-proxy replay FILE ------------------------------------------------------------------
 
-/** A writable that keeps everything written to it, and says when new text arrived. */
-class Sink extends Writable {
-  text = ''
-  override _write (chunk: Buffer | string, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
-    this.text += chunk.toString()
-    this.emit('text')
-    callback()
-  }
-
-  waitFor (pattern: RegExp): Promise<RegExpMatchArray> {
-    return new Promise((resolve) => {
-      const check = (): void => {
-        const match = this.text.match(pattern)
-        if (match === null) return
-        this.off('text', check)
-        resolve(match)
-      }
-      this.on('text', check)
-      check()
-    })
-  }
-}
 
 async function runCli (argv: string[]): Promise<{ code: number, stdout: string, stderr: string }> {
   const stdout = new Sink()
@@ -341,7 +297,7 @@ t.test('clb-proxy replay FILE serves the capture, prints the proxy and curl line
       ''
     ].join('\n'))
     const served = await rawExchange(Number(port), REQUEST, Infinity)
-    t.strictSame(served, { received: capture.responseBytes, ended: true })
+    t.strictSame({ received: served.received, ended: served.ended }, { received: capture.responseBytes, ended: true })
     signals.emit(signal)
     t.equal(await exit, 0, signal)
     t.ok(stdout.text.endsWith(`clb-proxy replay: ${signal} received; stopped after 1 request(s)\n`))
