@@ -224,6 +224,9 @@ export async function startProxyFixture (t: Test, options: FixtureOptions = {}):
     private recordsTaken = 0
 
     constructor (readonly socket: net.Socket, readonly port: number) {
+      // The OS reuses ephemeral ports: records of an earlier, closed connection that had this
+      // client port belong to it, not to this one.
+      this.recordsTaken = records.filter((r) => r.log.clientPort === port).length
       socket.on('data', (chunk: Buffer) => {
         this.received = Buffer.concat([this.received, chunk])
         notify()
