@@ -30,6 +30,8 @@ export class BackendConnection {
   user: ConnectionUser | null = null
   /** When the connection went back to the pool (clock microseconds). */
   idleSinceMicros = 0
+  /** The system error code that ended the connection (ECONNREFUSED, ENOTFOUND, ECONNRESET, ...), if any. */
+  lastError: string | null = null
 
   constructor (readonly socket: net.Socket, onGone: (connection: BackendConnection) => void) {
     socket.on('connect', () => this.user?.onConnect())
@@ -41,7 +43,7 @@ export class BackendConnection {
     })
     socket.on('timeout', () => this.user?.onIdleTimeout())
     // An 'error' is always followed by 'close', which is where its user hears of it.
-    socket.on('error', () => {})
+    socket.on('error', (error: NodeJS.ErrnoException) => { this.lastError = error.code ?? error.message })
   }
 
   get reusable (): boolean {

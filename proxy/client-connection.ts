@@ -237,6 +237,9 @@ export class ClientConnection implements ClientSide {
       elbGenerated: true,
       log,
       defects,
+      defectCounts: countDefects(defects),
+      instance: null,
+      backendError: null,
       primaryDefect: defects[0] ?? null,
       responseBytes: null,
       requestHead: this.headChunks.length > 0 ? Buffer.concat(this.headChunks) : null
@@ -246,6 +249,12 @@ export class ClientConnection implements ClientSide {
     this.pendingBytes = 0
     this.socket.end()
   }
+}
+
+function countDefects (defects: readonly Defect[]): Partial<Record<Defect['code'], number>> {
+  const counts: Partial<Record<Defect['code'], number>> = {}
+  for (const found of defects) counts[found.code] = (counts[found.code] ?? 0) + 1
+  return counts
 }
 
 function stateOf (parser: RequestParser): RequestParserState {

@@ -345,6 +345,9 @@ export class Exchange implements ConnectionUser {
       elbGenerated: outcome !== 'relayed' && outcome !== 'cut',
       log,
       defects,
+      defectCounts: this.parser.defectCounts,
+      instance: this.instance?.label ?? null,
+      backendError: this.connection?.lastError ?? null,
       primaryDefect: this.decidingDefect(outcome),
       responseBytes,
       requestHead: this.request.rawHead

@@ -49,13 +49,16 @@ const REJECTED: ExchangeRecord = {
   elbGenerated: true,
   log: { ...LOG, target: '/three', elbStatusCode: 502, backendStatusCode: 'rejected', sentBytes: 0 },
   defects: [{ code: 'CL_NOT_INTEGER', offset: 33, message: 'Content-Length value "2x" is not an integer' }],
+  defectCounts: { CL_NOT_INTEGER: 1 },
+  instance: '127.0.0.1:3000',
+  backendError: null,
   primaryDefect: { code: 'CL_NOT_INTEGER', offset: 33, message: 'Content-Length value "2x" is not an integer' },
   responseBytes: REJECTED_BYTES,
   requestHead: Buffer.from('GET /three HTTP/1.1\r\nHost: app\r\n\r\n', 'latin1')
 }
 const RECORDS: ExchangeRecord[] = [
-  { outcome: 'relayed', elbGenerated: false, log: LOG, defects: [], primaryDefect: null, responseBytes: null, requestHead: null },
-  { outcome: 'relayed', elbGenerated: false, log: { ...LOG, target: '/two' }, defects: [{ code: 'CL_DUP_SAME', offset: 40, message: 'Content-Length twice' }], primaryDefect: null, responseBytes: null, requestHead: null },
+  { outcome: 'relayed', elbGenerated: false, log: LOG, defects: [], defectCounts: {}, instance: null, backendError: null, primaryDefect: null, responseBytes: null, requestHead: null },
+  { outcome: 'relayed', elbGenerated: false, log: { ...LOG, target: '/two' }, defects: [{ code: 'CL_DUP_SAME', offset: 40, message: 'Content-Length twice' }], defectCounts: { CL_DUP_SAME: 1 }, instance: '127.0.0.1:3000', backendError: null, primaryDefect: null, responseBytes: null, requestHead: null },
   REJECTED
 ]
 

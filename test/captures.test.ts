@@ -105,6 +105,9 @@ function rejectedRecord (overrides: { micros?: number, response?: Buffer } = {})
       sslProtocol: null
     },
     defects: [defect],
+    defectCounts: { [defect.code]: 1 },
+    instance: '127.0.0.1:3000',
+    backendError: null,
     primaryDefect: defect,
     responseBytes: overrides.response ?? CL_NOT_INTEGER_RESPONSE,
     requestHead: Buffer.from('GET /cap HTTP/1.1\r\nHost: capture.test\r\n\r\n', 'latin1')

@@ -321,6 +321,9 @@ t.test("a throwing 'request' listener does not break the exchange that emitted i
       host: 'app', listenerPort: 80, target: '/', httpVersion: 'HTTP/1.1', userAgent: null, sslCipher: null, sslProtocol: null
     },
     defects: [],
+    defectCounts: {},
+    instance: null,
+    backendError: null,
     primaryDefect: null,
     responseBytes: null,
     requestHead: null

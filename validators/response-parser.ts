@@ -81,6 +81,8 @@ export class ResponseParser {
   /** Interim (1xx) responses seen before the final one. */
   interimResponses = 0
   readonly defects: Defect[] = []
+  /** How many times each code was found, including occurrences `defects` does not list. */
+  readonly defectCounts: Partial<Record<DefectCode, number>> = {}
 
   private received = 0
   private readonly lines = new LineSplitter()
@@ -394,6 +396,7 @@ export class ResponseParser {
   }
 
   private add (code: DefectCode, offset: number, message: string): void {
+    this.defectCounts[code] = (this.defectCounts[code] ?? 0) + 1
     this.defects.push({ code, offset, message })
   }
 
