@@ -15,7 +15,7 @@ import { DEFECTS, defectAction, type Defect, type DefectAction, type DefectCode,
 import { hasConnectionToken } from '../validators/field-line.js'
 import { ResponseParser, type ResponseFraming, type ResponseHead } from '../validators/response-parser.js'
 import { judge } from '../validators/verdict.js'
-import { readVersion } from './cli.js'
+import { readVersion } from './version.js'
 import { systemClock, type Clock } from './clock.js'
 import { CLB_DEFAULTS, type Profile } from './options.js'
 import { OPTION_LIMITS, OPTION_RULES, OptionError } from './resolve-options.js'

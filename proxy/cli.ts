@@ -6,9 +6,6 @@
  * Exit codes: 0 after --help, --version or a clean stop; 1 when the proxy could not start (or
  * stop) cleanly; 2 for a bad flag, flag value or environment value.
  */
-import { readFileSync } from 'node:fs'
-import { dirname, join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { parseArgs, type ParseArgsConfig } from 'node:util'
 // Type-only: erased at runtime. The modules themselves are imported in serve().
 import type { ClbProxy } from './clb-proxy.js'
@@ -22,6 +19,7 @@ import {
   resolveOptions,
   type OptionField
 } from './resolve-options.js'
+import { readVersion } from './version.js'
 
 export type StopSignal = 'SIGINT' | 'SIGTERM'
 
@@ -284,36 +282,6 @@ export function helpText(): string {
     ''
   )
   return lines.join('\n')
-}
-
-let cachedVersion: string | undefined
-
-/**
- * The version in our package.json, found by walking up from this module's own file: that is
- * `../` from proxy/cli.ts, `../../` from dist/proxy/cli.js, and the same inside node_modules.
- */
-export function readVersion(): string {
-  if (cachedVersion !== undefined) return cachedVersion
-  let directory = dirname(fileURLToPath(import.meta.url))
-  for (;;) {
-    const manifest = readPackageJson(join(directory, 'package.json'))
-    if (manifest?.name === 'clb-proxy' && typeof manifest.version === 'string') {
-      cachedVersion = manifest.version
-      return cachedVersion
-    }
-    const parent = dirname(directory)
-    if (parent === directory) throw new Error(`no clb-proxy package.json above ${fileURLToPath(import.meta.url)}`)
-    directory = parent
-  }
-}
-
-function readPackageJson(path: string): { name?: unknown; version?: unknown } | undefined {
-  try {
-    return JSON.parse(readFileSync(path, 'utf8')) as { name?: unknown; version?: unknown }
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined
-    throw error
-  }
 }
 
 // --- flags and environment --------------------------------------------------------------
