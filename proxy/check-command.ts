@@ -1,5 +1,5 @@
 /**
- * `clb-proxy check URL [options]`: the CLI adapter over proxy/check.ts. It turns flags (and the
+ * `clb-proxy check URL [options]`: the CLI adapter over proxy/check.ts and its parts. It turns flags (and the
  * CLB_PROFILE, CLB_IDLE_TIMEOUT and CLB_MAX_HEAD variables the proxy also reads) into
  * CheckOptions, validates them before any socket opens, prints the report, and maps the verdict
  * to an exit code.
@@ -8,20 +8,12 @@
  * answer with its own 502 or 504; 2 for a usage error or when the instance cannot be connected to.
  */
 import { parseArgs } from 'node:util'
-import {
-  CheckConnectionError,
-  CHECK_OPTION_RULES,
-  checkBackend,
-  checkReportJson,
-  isValidHeader,
-  renderKeepAlivePart,
-  renderKeepAliveWaitLine,
-  renderResponsePart,
-  resolveCheckOptions,
-  type CheckHeader,
-  type CheckOptions,
-  type CheckReport
-} from './check.js'
+import { checkBackend } from './check.js'
+import { checkReportJson } from './check-json.js'
+import { CHECK_OPTION_RULES, isValidHeader, resolveCheckOptions, type CheckHeader, type CheckOptions } from './check-options.js'
+import { CheckConnectionError } from './check-probe.js'
+import type { CheckReport } from './check-report.js'
+import { renderKeepAlivePart, renderKeepAliveWaitLine, renderResponsePart } from './check-text.js'
 import { OPTION_FLAGS, explainParseFailure, type CliIo, type OptionFlag } from './cli.js'
 import type { Profile } from './options.js'
 import { OptionError, quoteValue } from './resolve-options.js'
