@@ -162,6 +162,26 @@ export const OPTION_FLAGS: readonly OptionFlag[] = Object.freeze([
     fromText: bytesFromText('responseBufferBytes')
   },
   {
+    field: 'responseHoldMs',
+    flag: 'response-hold',
+    env: 'CLB_RESPONSE_HOLD',
+    valueName: 'MS',
+    multiple: false,
+    summary: 'How long an incomplete response is held and judged after its head before it streams, 0-10000 ms.',
+    defaultText: `${CLB_DEFAULTS.responseHoldMs} ms`,
+    fromText: countFromText('responseHoldMs')
+  },
+  {
+    field: 'lingerSeconds',
+    flag: 'linger',
+    env: 'CLB_LINGER',
+    valueName: 'SECONDS',
+    multiple: false,
+    summary: "After deciding to close a client connection, how long its further bytes are read and discarded (0-60).",
+    defaultText: `${CLB_DEFAULTS.lingerSeconds} s`,
+    fromText: secondsFromText('lingerSeconds')
+  },
+  {
     field: 'maxHeadBytes',
     flag: 'max-head',
     env: 'CLB_MAX_HEAD',

@@ -29,6 +29,13 @@ export class ClientConnection implements ClientSide {
   private closing = false
   private closed = false
   private clientEnded = false
+  /**
+   * The proxy decided to close: the answer is written and FIN sent; every further byte from the
+   * client is read and discarded, never parsed (RFC 9112 section 9.6: no request after a close is
+   * processed), until the client closes or lingerSeconds pass (a lingering close, as nginx does).
+   */
+  private lingering = false
+  private lingerTimer: NodeJS.Timeout | null = null
 
   constructor (private readonly socket: net.Socket, private readonly context: ExchangeContext, private readonly onClosed: (connection: ClientConnection) => void) {
     this.address = socket.remoteAddress ?? '-'
@@ -47,7 +54,7 @@ export class ClientConnection implements ClientSide {
 
   /** True while no request is in progress: safe to close on shutdown. */
   get idle (): boolean {
-    return this.exchange === null && this.requestStartedAtMicros === null && this.pendingBytes === 0
+    return this.exchange === null && this.requestStartedAtMicros === null && this.pendingBytes === 0 && !this.lingering
   }
 
   write (bytes: Buffer): boolean {
@@ -86,21 +93,44 @@ export class ClientConnection implements ClientSide {
   exchangeDone (keepOpen: boolean): void {
     this.exchange = null
     this.requestStartedAtMicros = null
-    this.parser = new RequestParser(this.context.options.maxHeadBytes)
-    this.headChunks = []
     if (!keepOpen || this.closing || this.clientEnded) {
-      // Pipelined bytes after this exchange are never read: the connection ends here. (This can
-      // run inside process(), when an exchange finishes synchronously, e.g. a 503.)
-      this.pending.length = 0
-      this.pendingBytes = 0
-      this.socket.end()
+      // Pipelined bytes after this exchange, and the rest of a request body the instance answered
+      // before reading, are never read as a request: the connection ends here. (This can run
+      // inside process(), when an exchange finishes synchronously, e.g. a 503.)
+      this.lingerAndClose()
       return
     }
+    this.parser = new RequestParser(this.context.options.maxHeadBytes)
+    this.headChunks = []
     if (this.socket.isPaused()) this.socket.resume()
     if (!this.processing) this.process()
   }
 
+  /**
+   * One decision, one close: FIN after the answer, then the client's further bytes are discarded
+   * until it closes its side or lingerSeconds pass, so it reads the answer instead of the reset a
+   * close with unread bytes would send (RFC 9112 section 9.6: a server "SHOULD NOT close the
+   * connection before reading" what the client is still sending; nginx's lingering_close).
+   */
+  private lingerAndClose (): void {
+    this.pending.length = 0
+    this.pendingBytes = 0
+    if (this.lingering) return
+    this.lingering = true
+    if (this.socket.isPaused()) this.socket.resume()
+    if (this.clientEnded || this.closed) {
+      this.socket.end()
+      return
+    }
+    this.socket.end()
+    this.lingerTimer = setTimeout(() => {
+      this.lingerTimer = null
+      this.socket.destroy()
+    }, this.context.options.lingerSeconds * 1000)
+  }
+
   private onData (chunk: Buffer): void {
+    if (this.lingering) return
     this.pending.push(chunk)
     this.pendingBytes += chunk.length
     if (!this.processing) this.process()
@@ -153,6 +183,10 @@ export class ClientConnection implements ClientSide {
     // Continue without testing the content length header, remove[s] the Expect header, and then
     // route[s] the request".
     if (head.fields.some((f) => f.lowerName === 'expect' && f.value.toLowerCase() === '100-continue')) this.write(CONTINUE_RESPONSE)
+    // CLB HTTP listeners do not pass protocol upgrades (clb-behavior.md section 5.10): the request
+    // is forwarded without Upgrade/Connection (forwarded-head.ts); observers say so once per path.
+    const upgrade = head.fields.find((f) => f.lowerName === 'upgrade')
+    if (upgrade !== undefined) this.context.events.emit('upgrade-dropped', { method: head.method, target: head.target, protocol: upgrade.value })
     const exchange = new Exchange(this.context, this, {
       head,
       rawHead: this.headChunks.length === 1 ? this.headChunks[0] as Buffer : Buffer.concat(this.headChunks),
@@ -170,6 +204,11 @@ export class ClientConnection implements ClientSide {
 
   private onEnd (): void {
     this.clientEnded = true
+    if (this.lingering) {
+      // The client has finished sending: our FIN is already queued after the answer.
+      this.socket.end()
+      return
+    }
     if (this.exchange !== null) {
       // A FIN before the request is complete: it never will be (CLB-HTTPERR 408).
       if (this.parser.state !== 'complete') this.exchange.abandonRequest('client-closed')
@@ -183,6 +222,10 @@ export class ClientConnection implements ClientSide {
   }
 
   private onIdle (): void {
+    if (this.lingering) {
+      this.socket.destroy()
+      return
+    }
     if (this.exchange !== null) {
       // Mid-body: the client, not the instance, is the one that went quiet (CLB-HTTPERR 408).
       if (this.parser.state !== 'complete') this.exchange.abandonRequest('client-timeout')
@@ -195,6 +238,7 @@ export class ClientConnection implements ClientSide {
   private onClose (): void {
     if (this.closed) return
     this.closed = true
+    if (this.lingerTimer !== null) clearTimeout(this.lingerTimer)
     const exchange = this.exchange
     this.exchange = null
     if (exchange !== null) exchange.clientGone()
@@ -245,9 +289,7 @@ export class ClientConnection implements ClientSide {
       requestHead: this.headChunks.length > 0 ? Buffer.concat(this.headChunks) : null
     })
     this.requestStartedAtMicros = null
-    this.pending.length = 0
-    this.pendingBytes = 0
-    this.socket.end()
+    this.lingerAndClose()
   }
 }
 

@@ -1,7 +1,7 @@
 import type net from 'node:net'
 import type { Defect } from '../validators/defects.js'
 import type { RequestHead } from '../validators/request-parser.js'
-import { ResponseParser } from '../validators/response-parser.js'
+import { ResponseParser, type ResponseHead } from '../validators/response-parser.js'
 import { judge } from '../validators/verdict.js'
 import type { AccessLogRecord } from './access-log-record.js'
 import type { BackendConnection, BackendPool, ConnectionUser, Instance } from './backend-pool.js'
@@ -61,6 +61,8 @@ export class Exchange implements ConnectionUser {
   private dispatchedAtMicros: number | null = null
   private firstByteAtMicros: number | null = null
   private respondedAtMicros: number | null = null
+  /** The streaming rule's timer: armed once, when a head is complete and its response is not. */
+  private holdTimer: NodeJS.Timeout | null = null
 
   constructor (private readonly context: ExchangeContext, private readonly client: ClientSide, private readonly request: RequestInfo) {
     this.parser = new ResponseParser({ requestMethod: request.head.method, maxHeadBytes: context.options.maxHeadBytes })
@@ -95,8 +97,10 @@ export class Exchange implements ConnectionUser {
   /** Request body bytes as they arrive from the client (forwarded as framed on the wire). */
   sendBody (bytes: Buffer): boolean {
     this.requestBodyBytes += bytes.length
-    if (this.done || this.socket === null) return true
-    return this.socket.write(bytes)
+    // Forwarding stops when the instance reset the connection (it answered early and closed):
+    // the bytes are counted as received and discarded; its answer is still read (BackendSocket).
+    if (this.done || this.connection === null || !this.connection.writable) return true
+    return (this.socket as net.Socket).write(bytes)
   }
 
   onRequestDrain (resume: () => void): void {
@@ -163,8 +167,18 @@ export class Exchange implements ConnectionUser {
     // A defect that rejects is final (defects only accumulate): answer the 502 now instead of waiting
     // for an end that may never come, e.g. a malformed head without framing on a kept-alive connection.
     if (this.parser.defects.length > defectsBefore && judge(this.parser.defects, this.context.options.profile).action === 'reject') return this.reject()
-    // Commit rule (docs/architecture.md): past the buffer cap, the head and what arrived are sent and the rest streams.
-    if (this.parser.head !== null && this.bufferedBytes > this.context.options.responseBufferBytes) this.commit()
+    const head = this.parser.head
+    if (head === null) return
+    // The commit rule (docs/architecture.md): an incomplete response is held and judged for at most
+    // responseHoldMs after its head, or up to responseBufferBytes; an event stream is never held.
+    if (this.bufferedBytes > this.context.options.responseBufferBytes || isEventStream(head)) return this.commit()
+    if (this.holdTimer === null) this.holdTimer = setTimeout(this.holdExpired, this.context.options.responseHoldMs)
+  }
+
+  /** The streaming rule: the response is still arriving responseHoldMs after its head; it streams from now. */
+  private readonly holdExpired = (): void => {
+    this.holdTimer = null
+    if (!this.done && !this.committed) this.commit()
   }
 
   /** ConnectionUser: the instance closed the connection (FIN or reset), or it never opened. */
@@ -299,6 +313,7 @@ export class Exchange implements ConnectionUser {
   }): void {
     if (this.done) return
     this.done = true
+    if (this.holdTimer !== null) clearTimeout(this.holdTimer)
     const connection = this.connection
     if (connection !== null) {
       connection.user = null
@@ -347,11 +362,20 @@ export class Exchange implements ConnectionUser {
       defects,
       defectCounts: this.parser.defectCounts,
       instance: this.instance?.label ?? null,
-      backendError: this.connection?.lastError ?? null,
+      backendError: connection === null ? null : connection.lastError ?? connection.socket.writeFailure?.code ?? null,
       primaryDefect: this.decidingDefect(outcome),
       responseBytes,
       requestHead: this.request.rawHead
     })
     this.client.exchangeDone(how.keepClient)
   }
+}
+
+/**
+ * A server-sent event stream (WHATWG HTML section 9.2: "text/event-stream") is sent over time by
+ * design: holding its first events back would break it, so it is committed as soon as its head is judged.
+ */
+function isEventStream (head: ResponseHead): boolean {
+  const contentType = head.fields.find((f) => f.lowerName === 'content-type')
+  return contentType !== undefined && contentType.value.trimStart().toLowerCase().startsWith('text/event-stream')
 }

@@ -39,6 +39,19 @@ export interface ClbProxyOptions {
   idleTimeoutSeconds?: number
   /** Response bytes held back before committing to the client (bytes). CLI `--response-buffer`, env `CLB_RESPONSE_BUFFER`. */
   responseBufferBytes?: number
+  /**
+   * Streaming rule (docs/architecture.md "The commit rule"): once a response head is complete, how
+   * long (ms) the rest of an incomplete response may be held back and judged before the head and
+   * what arrived are committed and the rest streams. CLI `--response-hold`, env `CLB_RESPONSE_HOLD`.
+   */
+  responseHoldMs?: number
+  /**
+   * After the proxy decides to close a client connection (a 400/408, an early response while the
+   * request body is still arriving, `Connection: close`), how long (seconds) it keeps reading and
+   * discarding the client's bytes so the client reads the answer instead of a reset (a lingering
+   * close, as nginx's lingering_time). CLI `--linger`, env `CLB_LINGER`.
+   */
+  lingerSeconds?: number
   /** Largest response or request head (status/request line + headers) accepted (bytes). CLI `--max-head`, env `CLB_MAX_HEAD`. */
   maxHeadBytes?: number
   /** How undocumented response defects are judged. CLI `--profile`, env `CLB_PROFILE`. */
@@ -69,6 +82,8 @@ export interface ResolvedOptions {
   readonly name: string
   readonly idleTimeoutSeconds: number
   readonly responseBufferBytes: number
+  readonly responseHoldMs: number
+  readonly lingerSeconds: number
   readonly maxHeadBytes: number
   readonly profile: Profile
   readonly drainTimeoutSeconds: number
@@ -90,6 +105,13 @@ export const CLB_DEFAULTS = Object.freeze({
   // Our choice (CLB's buffering is undocumented): hold up to 1 MiB so framing defects in
   // ordinary responses are judged before the client sees a byte.
   responseBufferBytes: 1024 * 1024,
+  // Our choice (CLB's buffering is undocumented): a response still arriving 50 ms after its head
+  // is a stream (SSE, streamed SSR, progress): commit it then so it flows; what arrives with the
+  // head, or within 50 ms of it, is judged before the client sees a byte.
+  responseHoldMs: 50,
+  // Our choice, after nginx's lingering close (lingering_timeout 5 s): the client reads the
+  // 400/408/early answer instead of a reset caused by the bytes it was still sending.
+  lingerSeconds: 5,
   // Our choice (CLB's limit is undocumented; ALB documents 32 KiB for response headers).
   maxHeadBytes: 64 * 1024,
   profile: 'clb' as Profile,

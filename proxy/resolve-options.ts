@@ -29,6 +29,11 @@ export const OPTION_LIMITS = Object.freeze({
   idleTimeoutSeconds: Object.freeze({ min: 1, max: 4000 }),
   // Our choice: 0 commits every response as soon as its head is judged; 1 GiB caps memory per exchange.
   responseBufferBytes: Object.freeze({ min: 0, max: GIB }),
+  // Our choice: 0 commits at the end of the read that completes the head; 10 s is longer than any hold
+  // worth having before a stream flows.
+  responseHoldMs: Object.freeze({ min: 0, max: 10000 }),
+  // Our choice: 0 closes at once (the client may then see a reset); 60 s bounds a lingering connection.
+  lingerSeconds: Object.freeze({ min: 0, max: 60 }),
   // Our choice: below 1 KiB ordinary heads fail; above 1 MiB is no longer a "head" limit.
   maxHeadBytes: Object.freeze({ min: KIB, max: MIB }),
   // CLB-DRAIN: connection-draining Timeout is 1-3,600 s; we also allow 0 (cut in-flight exchanges at once).
@@ -54,6 +59,8 @@ export const OPTION_RULES: Readonly<Record<OptionField, string>> = Object.freeze
     'must be 1 to 32 characters, only ASCII letters, digits or hyphens, not starting or ending with a hyphen (CLB load balancer name rules)',
   idleTimeoutSeconds: "must be an integer from 1 to 4000 (CLB's range)",
   responseBufferBytes: 'must be an integer from 0 to 1073741824 bytes (1 GiB)',
+  responseHoldMs: 'must be an integer number of milliseconds from 0 to 10000',
+  lingerSeconds: 'must be a number of seconds from 0 to 60',
   maxHeadBytes: 'must be an integer from 1024 to 1048576 bytes (1 KiB to 1 MiB)',
   profile: "must be 'clb' or 'strict'",
   drainTimeoutSeconds: 'must be a number of seconds from 0 to 3600',
@@ -144,6 +151,16 @@ export function resolveOptions(input: ClbProxyOptions, settings: ResolveOptionsS
       'responseBufferBytes',
       valueOrDefault(input.responseBufferBytes, CLB_DEFAULTS.responseBufferBytes),
       OPTION_LIMITS.responseBufferBytes
+    ),
+    responseHoldMs: resolveInteger(
+      'responseHoldMs',
+      valueOrDefault(input.responseHoldMs, CLB_DEFAULTS.responseHoldMs),
+      OPTION_LIMITS.responseHoldMs
+    ),
+    lingerSeconds: resolveNumber(
+      'lingerSeconds',
+      valueOrDefault(input.lingerSeconds, CLB_DEFAULTS.lingerSeconds),
+      OPTION_LIMITS.lingerSeconds
     ),
     maxHeadBytes: resolveInteger(
       'maxHeadBytes',

@@ -65,7 +65,8 @@ t.test('close() lets an in-flight response that completes within drainTimeoutSec
 
 t.test('close() cuts an in-flight exchange that does not finish by the drain deadline', async (t) => {
   t.test('nothing sent to the client yet (response still buffered): CLB\'s 504, then the connection closes', async (t) => {
-    const f = await startProxyFixture(t, { proxy: { drainTimeoutSeconds: 0.2 } })
+    // responseHoldMs above the drain deadline: the incomplete response is still held when it comes.
+    const f = await startProxyFixture(t, { proxy: { drainTimeoutSeconds: 0.2, responseHoldMs: 10000 } })
     f.replies.push(reply(['HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial']))
     const client = await f.connect()
     client.write(REQUEST)

@@ -5,7 +5,7 @@ import { CLB_DEFAULTS, type ClbProxyOptions } from '../proxy/options.js'
 import { OptionError, parseByteSize, resolveOptions } from '../proxy/resolve-options.js'
 
 const BACKEND = 'http://127.0.0.1:3000'
-const KNOWN = 'listen, backends, accessLog, name, idleTimeoutSeconds, responseBufferBytes, maxHeadBytes, profile, drainTimeoutSeconds, captureDir, maxCaptures, captureBytes, keepaliveRace, admin'
+const KNOWN = 'listen, backends, accessLog, name, idleTimeoutSeconds, responseBufferBytes, responseHoldMs, lingerSeconds, maxHeadBytes, profile, drainTimeoutSeconds, captureDir, maxCaptures, captureBytes, keepaliveRace, admin'
 
 interface Rejection {
   readonly input: unknown
@@ -64,6 +64,8 @@ t.test('defaults fill every field', async (t) => {
     name: 'clb-proxy',
     idleTimeoutSeconds: 60,
     responseBufferBytes: 1048576,
+    responseHoldMs: 50,
+    lingerSeconds: 5,
     maxHeadBytes: 65536,
     profile: 'clb',
     drainTimeoutSeconds: 5,
@@ -80,6 +82,8 @@ t.test('defaults fill every field', async (t) => {
     name: undefined,
     idleTimeoutSeconds: undefined,
     responseBufferBytes: undefined,
+    responseHoldMs: undefined,
+    lingerSeconds: undefined,
     maxHeadBytes: undefined,
     profile: undefined,
     drainTimeoutSeconds: undefined,
@@ -324,6 +328,32 @@ t.test('responseBufferBytes', async (t) => {
     [-1, `${rule}, got "-1"`],
     [1073741825, `${rule}, got "1073741825"`],
     [0.5, `${rule}, got "0.5"`]
+  ])
+})
+
+t.test('responseHoldMs', async (t) => {
+  const rule = 'responseHoldMs must be an integer number of milliseconds from 0 to 10000'
+  acceptsField(t, 'responseHoldMs', [
+    [0, 0],
+    [10000, 10000]
+  ])
+  rejectsField(t, 'responseHoldMs', [
+    [-1, `${rule}, got "-1"`],
+    [10001, `${rule}, got "10001"`],
+    [2.5, `${rule}, got "2.5"`]
+  ])
+})
+
+t.test('lingerSeconds', async (t) => {
+  const rule = 'lingerSeconds must be a number of seconds from 0 to 60'
+  acceptsField(t, 'lingerSeconds', [
+    [0, 0],
+    [0.25, 0.25],
+    [60, 60]
+  ])
+  rejectsField(t, 'lingerSeconds', [
+    [-1, `${rule}, got "-1"`],
+    [61, `${rule}, got "61"`]
   ])
 })
 
