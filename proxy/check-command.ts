@@ -44,6 +44,7 @@ const PARSE_ARGS_OPTIONS = Object.freeze({
   'max-head': { type: 'string' as const },
   'keepalive-wait': { type: 'string' as const },
   timeout: { type: 'string' as const },
+  'max-time': { type: 'string' as const },
   json: { type: 'boolean' as const },
   help: { type: 'boolean' as const, short: 'h' }
 })
@@ -57,7 +58,8 @@ const VALUE_NAMES: Readonly<Record<string, string>> = Object.freeze({
   'idle-timeout': 'SECONDS',
   'max-head': 'BYTES',
   'keepalive-wait': 'SECONDS',
-  timeout: 'SECONDS'
+  timeout: 'SECONDS',
+  'max-time': 'SECONDS'
 })
 
 export function checkHelpText (): string {
@@ -85,7 +87,7 @@ export function checkHelpText (): string {
     `      ${SHARED_FLAGS.profile.summary}`,
     `      env ${SHARED_FLAGS.profile.env}; default ${SHARED_FLAGS.profile.defaultText}`,
     '  --idle-timeout SECONDS',
-    "      CLB's idle timeout, 1-4000; the default for --timeout and --keepalive-wait.",
+    "      CLB's idle timeout, 1-4000; the default for --timeout, --max-time and --keepalive-wait.",
     `      env ${SHARED_FLAGS.idleTimeoutSeconds.env}; default ${SHARED_FLAGS.idleTimeoutSeconds.defaultText}`,
     '  --max-head BYTES',
     `      ${SHARED_FLAGS.maxHeadBytes.summary}`,
@@ -93,6 +95,10 @@ export function checkHelpText (): string {
     '  --timeout SECONDS',
     '      Give up on the response after this long without a byte (CLB answers 504). Default: the',
     '      idle timeout.',
+    '  --max-time SECONDS',
+    '      A response still arriving after this long (a stream: SSE, a chunked body that never',
+    '      ends) is judged on what arrived: reading stops at its first read after the deadline.',
+    '      Silence is judged by --timeout. Default: the idle timeout.',
     '  --keepalive-wait SECONDS',
     '      After a complete response, wait up to this long for the instance to close the idle',
     '      connection; 0 skips. Default: the idle timeout.',
@@ -201,6 +207,11 @@ function parseCheckCommandLine (argv: readonly string[], env: NodeJS.ProcessEnv)
       sources.set('timeoutSeconds', { name: '--timeout', text: timeout })
       options.timeoutSeconds = secondsFromText('timeoutSeconds', timeout)
     }
+    const maxTime = text('max-time')
+    if (maxTime !== undefined) {
+      sources.set('maxTimeSeconds', { name: '--max-time', text: maxTime })
+      options.maxTimeSeconds = secondsFromText('maxTimeSeconds', maxTime)
+    }
     const keepaliveWait = text('keepalive-wait')
     if (keepaliveWait !== undefined) {
       sources.set('keepaliveWaitSeconds', { name: '--keepalive-wait', text: keepaliveWait })
@@ -227,7 +238,7 @@ function sharedValue (row: OptionFlag, flagText: string | undefined, env: NodeJS
 }
 
 /** Decimal seconds such as `60` or `0.2`. */
-function secondsFromText (field: 'timeoutSeconds' | 'keepaliveWaitSeconds', text: string): number {
+function secondsFromText (field: 'timeoutSeconds' | 'maxTimeSeconds' | 'keepaliveWaitSeconds', text: string): number {
   if (!/^[0-9]+(?:\.[0-9]+)?$/.test(text)) throw new OptionError({ field, value: text, rule: CHECK_OPTION_RULES[field] })
   return Number(text)
 }

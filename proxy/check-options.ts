@@ -32,6 +32,12 @@ export interface CheckOptions {
   readonly timeoutSeconds?: number
   /** Seconds to wait for the instance to close the idle connection after the response; 0 skips. Default: the idle timeout. */
   readonly keepaliveWaitSeconds?: number
+  /**
+   * Seconds after the request was sent when reading a response that is still arriving stops, at
+   * its first read after that moment (a stream: SSE, a chunked body that never ends). It never
+   * cuts a silence short: silence is judged by `timeoutSeconds`. Default: the idle timeout.
+   */
+  readonly maxTimeSeconds?: number
   /** Largest response head accepted (HDR_TOO_LARGE beyond). Default CLB_DEFAULTS.maxHeadBytes. */
   readonly maxHeadBytes?: number
   /** Default `clb-proxy-check/<version>`. */
@@ -60,6 +66,7 @@ export interface ResolvedCheckOptions {
   readonly idleTimeoutSeconds: number
   readonly timeoutSeconds: number
   readonly keepaliveWaitSeconds: number
+  readonly maxTimeSeconds: number
   readonly maxHeadBytes: number
 }
 
@@ -72,7 +79,8 @@ export const CHECK_OPTION_RULES = Object.freeze({
   headers: "must be 'Name: value' with a token name and no CR, LF or NUL in the value",
   data: 'must be text',
   timeoutSeconds: `must be a number of seconds greater than 0 and at most ${MAX_WAIT_SECONDS}`,
-  keepaliveWaitSeconds: `must be a number of seconds from 0 to ${MAX_WAIT_SECONDS} (0 skips the keep-alive measurement)`
+  keepaliveWaitSeconds: `must be a number of seconds from 0 to ${MAX_WAIT_SECONDS} (0 skips the keep-alive measurement)`,
+  maxTimeSeconds: `must be a number of seconds greater than 0 and at most ${MAX_WAIT_SECONDS}`
 })
 
 /** Validates every field and builds the request before any socket opens; throws OptionError. */
@@ -96,6 +104,12 @@ export function resolveCheckOptions (input: CheckOptions): ResolvedCheckOptions 
   const keepaliveWaitSeconds = input.keepaliveWaitSeconds ?? idleTimeoutSeconds
   if (!isSeconds(keepaliveWaitSeconds)) {
     throw new OptionError({ field: 'keepaliveWaitSeconds', value: keepaliveWaitSeconds, rule: CHECK_OPTION_RULES.keepaliveWaitSeconds })
+  }
+  // One idle timeout of streaming by default: with --timeout at the idle timeout too, a stream
+  // that gets this far has sent a byte within every idle timeout for a whole one (CLB-IDLE).
+  const maxTimeSeconds = input.maxTimeSeconds ?? idleTimeoutSeconds
+  if (!isSeconds(maxTimeSeconds) || maxTimeSeconds === 0) {
+    throw new OptionError({ field: 'maxTimeSeconds', value: maxTimeSeconds, rule: CHECK_OPTION_RULES.maxTimeSeconds })
   }
   const maxHeadBytes = input.maxHeadBytes ?? CLB_DEFAULTS.maxHeadBytes
   const headRange = OPTION_LIMITS.maxHeadBytes
@@ -130,6 +144,7 @@ export function resolveCheckOptions (input: CheckOptions): ResolvedCheckOptions 
     idleTimeoutSeconds,
     timeoutSeconds,
     keepaliveWaitSeconds,
+    maxTimeSeconds,
     maxHeadBytes
   })
 }

@@ -47,7 +47,7 @@ export interface ProbeHooks {
 
 /**
  * Sends the request and reads the response until it is complete, invalid, the instance closes,
- * or nothing arrives for `timeoutSeconds`; then, after a complete reusable response, waits up to
+ * nothing arrives for `timeoutSeconds`, or bytes still arrive after `maxTimeSeconds`; then, after a complete reusable response, waits up to
  * `keepaliveWaitSeconds` for the instance to close the idle connection. Rejects with
  * CheckConnectionError when the instance cannot be connected to.
  */
@@ -96,6 +96,8 @@ class CheckRun {
   private report: CheckReport | null = null
   private completedAtMicros = 0
   private waitTimer: NodeJS.Timeout | null = null
+  private maxTimeTimer: NodeJS.Timeout | null = null
+  private maxTimePassed = false
 
   constructor (
     private readonly socket: net.Socket,
@@ -113,6 +115,9 @@ class CheckRun {
     socket.on('close', () => this.onClosed())
     socket.on('error', () => undefined)
     socket.write(buildCheckRequest(options))
+    // The deadline only marks the moment: the first read after it ends reading (onData), so a
+    // silence is never cut short and stays judged by the idle timer above (CLB-IDLE).
+    this.maxTimeTimer = setTimeout(() => { this.maxTimePassed = true }, options.maxTimeSeconds * 1000)
   }
 
   private onData (chunk: Buffer): void {
@@ -124,6 +129,7 @@ class CheckRun {
     this.keep(chunk, chunkStart, defectsBefore)
     if (this.parser.state === 'invalid') return this.judged('invalid')
     if (this.parser.state === 'complete') return this.judged('complete')
+    if (this.maxTimePassed) return this.judged('deadline')
   }
 
   private onTimeout (): void {
@@ -174,6 +180,7 @@ class CheckRun {
 
   private judged (ending: CheckEnding): void {
     this.completedAtMicros = this.hooks.clock.nowMicros()
+    this.stopMaxTimeTimer()
     this.report = judgeReading({
       ending,
       bytesReceived: this.parser.bytesReceived,
@@ -192,6 +199,11 @@ class CheckRun {
     }, waitSeconds * 1000)
   }
 
+  private stopMaxTimeTimer (): void {
+    if (this.maxTimeTimer !== null) clearTimeout(this.maxTimeTimer)
+    this.maxTimeTimer = null
+  }
+
   private secondsSinceResponse (): number {
     return Math.round(Math.max(0, this.hooks.clock.nowMicros() - this.completedAtMicros) / 1000) / 1000
   }
@@ -201,6 +213,7 @@ class CheckRun {
     const wasWaiting = this.phase === 'waiting'
     this.phase = 'finished'
     if (this.waitTimer !== null) clearTimeout(this.waitTimer)
+    this.stopMaxTimeTimer()
     this.socket.destroy()
     const report = withKeepAlive(this.report as CheckReport, keepAlive)
     if (!wasWaiting) this.hooks.onResponseJudged?.(report)

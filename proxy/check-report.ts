@@ -19,9 +19,11 @@ import type { CheckHeader, ResolvedCheckOptions } from './check-options.js'
  *   delimited by the connection closing);
  * - 'invalid': a defect made the bytes impossible to frame; reading stopped there;
  * - 'closed': the instance closed (FIN or reset) before the response was complete;
- * - 'timeout': nothing arrived for `timeoutSeconds` before the response was complete.
+ * - 'timeout': nothing arrived for `timeoutSeconds` before the response was complete;
+ * - 'deadline': the response was still arriving after `maxTimeSeconds` (a stream); reading
+ *   stopped at the first read after that moment.
  */
-export type CheckEnding = 'complete' | 'invalid' | 'closed' | 'timeout'
+export type CheckEnding = 'complete' | 'invalid' | 'closed' | 'timeout' | 'deadline'
 
 export interface CheckDefect extends Defect {
   /** What the profile does with it. */
@@ -86,6 +88,7 @@ export interface CheckReport {
   readonly idleTimeoutSeconds: number
   readonly timeoutSeconds: number
   readonly keepaliveWaitSeconds: number
+  readonly maxTimeSeconds: number
   readonly request: {
     readonly method: string
     readonly target: string
@@ -128,7 +131,9 @@ export function judgeReading (reading: ResponseReading, options: ResolvedCheckOp
   const notReusable = ending === 'complete' && verdict.action !== 'reject' ? whyNotReusable(head as ResponseHead, defects, options) : null
   const keepAlive: KeepAliveReport =
     ending !== 'complete' || verdict.action === 'reject'
-      ? notMeasured('not-reusable', verdict.status === null ? 'the response was not complete' : `CLB closes the backend connection after answering ${verdict.status}`)
+      ? notMeasured('not-reusable', verdict.status !== null
+        ? `CLB closes the backend connection after answering ${verdict.status}`
+        : ending === 'deadline' ? 'the response was still streaming when --max-time ran out' : 'the response was not complete')
       : notReusable !== null
         ? notMeasured('not-reusable', notReusable)
         : options.keepaliveWaitSeconds === 0
@@ -141,6 +146,7 @@ export function judgeReading (reading: ResponseReading, options: ResolvedCheckOp
     idleTimeoutSeconds: options.idleTimeoutSeconds,
     timeoutSeconds: options.timeoutSeconds,
     keepaliveWaitSeconds: options.keepaliveWaitSeconds,
+    maxTimeSeconds: options.maxTimeSeconds,
     request: {
       method: options.method,
       target: options.target,
@@ -224,8 +230,30 @@ function decideVerdict (ending: CheckEnding, defects: readonly CheckDefect[], he
     // KC-502: a response that "can't be parsed by your Classic Load Balancer".
     return { action: 'reject', status: 502, primary, summary: `CLB would answer ${syntheticStatus(502)} (ELB-generated): ${primary.message}` }
   }
+  if (head === null && ending === 'deadline') {
+    // CLB relays nothing before a complete head, and answers 504 once the instance is silent for
+    // the idle timeout (CLB-HTTPERR 504 cause 1); a head still trickling in is on its way there.
+    return {
+      action: 'reject',
+      status: 504,
+      primary: null,
+      summary: `CLB would answer ${syntheticStatus(504)} once the instance goes silent for the idle timeout (${options.idleTimeoutSeconds} s): ` +
+        `the response head was still incomplete after ${bytesReceived} bytes when --max-time ${formatSeconds(options.maxTimeSeconds)} s ran out`
+    }
+  }
   if (head === null) throw new Error(`bug: a ${ending} response with no head and no rejecting defect`)
   const status = head.statusCode
+  if (ending === 'deadline') {
+    // CLB-IDLE: "If no data has been sent or received by the time that the idle timeout period
+    // elapses, the load balancer closes the connection": a response that keeps arriving keeps it
+    // open and is streamed to the client. Only the bytes so far can be judged.
+    const streaming = `still streaming after ${bytesReceived} bytes when --max-time ${formatSeconds(options.maxTimeSeconds)} s ran out`
+    if (verdict.warnings.length > 0) {
+      const count = verdict.warnings.length === 1 ? '1 warning' : `${verdict.warnings.length} warnings`
+      return { action: 'warn', status: null, primary: null, summary: `passes with warnings so far: ${streaming}; CLB would stream the ${status} response to the client as it arrives (${count} above)` }
+    }
+    return { action: 'pass', status: null, primary: null, summary: `passes so far: ${streaming}; CLB would stream the ${status} response to the client as it arrives` }
+  }
   if (verdict.warnings.length > 0) {
     const count = verdict.warnings.length === 1 ? '1 warning' : `${verdict.warnings.length} warnings`
     return { action: 'warn', status: null, primary: null, summary: `passes with warnings: CLB would relay the ${status} response (${count} above)` }

@@ -100,6 +100,12 @@ function responseHeadline (report: CheckReport): string {
       return n === 0
         ? `< nothing from ${from} within ${formatSeconds(report.timeoutSeconds)} s`
         : `< ${n} bytes from ${from}, then nothing for ${formatSeconds(report.timeoutSeconds)} s; offsets count from the first byte`
+    case 'deadline': {
+      const maxTime = formatSeconds(report.maxTimeSeconds)
+      return report.head === null
+        ? `< ${n} bytes from ${from}: the head still incomplete when --max-time ${maxTime} s ran out; offsets count from the first byte`
+        : `< ${n} bytes from ${from}: still streaming when --max-time ${maxTime} s ran out (${describeFraming(report.head.framing)}); offsets count from its first byte`
+    }
   }
 }
 
@@ -139,6 +145,8 @@ const SOURCE_TEXT: Readonly<Record<DefectSource, string>> = Object.freeze({
 const SHOWN_HEAD_BYTES = 8 * 1024
 /** Context kept around a defect: at most this many bytes before it on its line, and after it. */
 const SHOWN_CONTEXT_BYTES = 512
+/** The start of the body of a response still streaming at --max-time (its first events), at most. */
+const SHOWN_STREAM_BYTES = 512
 /** HAProxy `show errors` wraps lines at 79 columns; the prefix `  00000  ` takes 9 of them. */
 const WRAP_COLUMNS = 79
 
@@ -187,13 +195,21 @@ function renderDump (report: CheckReport): string[] {
   return lines
 }
 
-/** The head (or what stands for it), plus each defect's line and the line after it. */
+/**
+ * The head (or what stands for it), plus each defect's line and the line after it; for a response
+ * still streaming at --max-time, the start of its body too, ending at a line end when one is near.
+ */
 function shownRanges (report: CheckReport): ByteRange[] {
   const prefix = report.captured.find((kept) => kept.start === 0)
   const ranges: ByteRange[] = []
   if (prefix !== undefined) {
     const headEnd = report.head?.end ?? guessHeadEnd(prefix.bytes)
     ranges.push({ start: 0, end: Math.min(headEnd, SHOWN_HEAD_BYTES, prefix.bytes.length) })
+    if (report.ending === 'deadline' && report.head !== null && headEnd <= SHOWN_HEAD_BYTES) {
+      const end = Math.min(headEnd + SHOWN_STREAM_BYTES, prefix.bytes.length)
+      const lastLf = end === prefix.bytes.length ? end - 1 : prefix.bytes.lastIndexOf(0x0a, end - 1)
+      ranges.push({ start: headEnd, end: lastLf >= headEnd ? lastLf + 1 : end })
+    }
   }
   for (const found of report.defects) {
     // A defect may sit just past the last byte (the connection closed there): its line is the last one.

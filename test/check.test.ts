@@ -562,6 +562,7 @@ function handReport (overrides: Partial<CheckReport>): CheckReport {
     idleTimeoutSeconds: 60,
     timeoutSeconds: 60,
     keepaliveWaitSeconds: 60,
+    maxTimeSeconds: 60,
     request: {
       method: 'GET',
       target: '/health',
