@@ -8,9 +8,9 @@
  * answer with its own 502 or 504; 2 for a usage error or when the instance cannot be connected to.
  */
 import { parseArgs } from 'node:util'
-import { checkBackend } from './check.js'
+import { checkBackend, type CheckOptions } from './check.js'
 import { checkReportJson } from './check-json.js'
-import { CHECK_OPTION_RULES, isValidHeader, resolveCheckOptions, type CheckHeader, type CheckOptions } from './check-options.js'
+import { CHECK_OPTION_RULES, isValidHeader, resolveCheckOptions, type CheckHeader } from './check-options.js'
 import { CheckConnectionError } from './check-probe.js'
 import type { CheckReport } from './check-report.js'
 import { renderKeepAlivePart, renderKeepAliveWaitLine, renderResponsePart } from './check-text.js'

@@ -4,10 +4,8 @@
  * freeze). A bad option throws OptionError naming the field.
  */
 import { TCHAR } from '../validators/bytes.js'
-import type { Clock } from './clock.js'
 import { CLB_DEFAULTS, type Profile } from './options.js'
 import { OPTION_LIMITS, OPTION_RULES, OptionError } from './resolve-options.js'
-import type { CheckReport } from './check-report.js'
 import { readVersion } from './version.js'
 
 export interface CheckHeader {
@@ -15,7 +13,8 @@ export interface CheckHeader {
   readonly value: string
 }
 
-export interface CheckOptions {
+/** What to send and how to judge it: every field is validated by resolveCheckOptions. */
+export interface CheckRequestOptions {
   /** The instance and the request target: `http://HOST[:PORT][/path][?query]`. Only http:. */
   readonly url: string
   /** Default 'GET'. */
@@ -42,14 +41,6 @@ export interface CheckOptions {
   readonly maxHeadBytes?: number
   /** Default `clb-proxy-check/<version>`. */
   readonly userAgent?: string
-  /** Measures how long the instance kept the idle connection open. Default: the system clock. */
-  readonly clock?: Clock
-  /**
-   * Called exactly once, when the response is judged and before any keep-alive wait, with the
-   * report so far: its keepAlive.outcome is 'waiting' when a wait follows, and final otherwise.
-   * The CLI prints the verdict from here so a user is not left staring at a silent terminal.
-   */
-  readonly onResponseJudged?: (report: CheckReport) => void
 }
 
 export interface ResolvedCheckOptions {
@@ -84,7 +75,7 @@ export const CHECK_OPTION_RULES = Object.freeze({
 })
 
 /** Validates every field and builds the request before any socket opens; throws OptionError. */
-export function resolveCheckOptions (input: CheckOptions): ResolvedCheckOptions {
+export function resolveCheckOptions (input: CheckRequestOptions): ResolvedCheckOptions {
   const location = resolveUrl(input.url)
   const method = input.method ?? 'GET'
   if (typeof method !== 'string' || method.length === 0 || !isToken(method)) {

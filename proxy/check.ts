@@ -8,8 +8,8 @@
  * - check-text.ts and check-json.ts: the report as text and as JSON (pure).
  * docs/check.md describes the output and the JSON shape.
  */
-import { systemClock } from './clock.js'
-import { resolveCheckOptions, type CheckOptions } from './check-options.js'
+import { systemClock, type Clock } from './clock.js'
+import { resolveCheckOptions, type CheckRequestOptions } from './check-options.js'
 import { probeBackend } from './check-probe.js'
 import type { CheckReport } from './check-report.js'
 
@@ -19,7 +19,7 @@ export {
   isValidHeader,
   resolveCheckOptions,
   type CheckHeader,
-  type CheckOptions,
+  type CheckRequestOptions,
   type ResolvedCheckOptions
 } from './check-options.js'
 export { CAPTURE_PREFIX_BYTES, CheckConnectionError } from './check-probe.js'
@@ -37,12 +37,24 @@ export {
 export { renderCheckReport, renderKeepAlivePart, renderKeepAliveWaitLine, renderResponsePart } from './check-text.js'
 export { checkReportJson, RAW_EXCERPT_BYTES, type CheckReportJson } from './check-json.js'
 
+/** The options of `checkBackend`: what to send and how to judge it, and two hooks. */
+export interface CheckOptions extends CheckRequestOptions {
+  /** Measures how long the instance kept the idle connection open. Default: the system clock. */
+  readonly clock?: Clock
+  /**
+   * Called exactly once, when the response is judged and before any keep-alive wait, with the
+   * report so far: its keepAlive.outcome is 'waiting' when a wait follows, and final otherwise.
+   * The CLI prints the verdict from here so a user is not left staring at a silent terminal.
+   */
+  readonly onResponseJudged?: (report: CheckReport) => void
+}
+
 /**
  * Sends one request to the instance and reads its response until it is complete, invalid, the
- * instance closes, or nothing arrives for `timeoutSeconds`; then, after a complete reusable
- * response, waits up to `keepaliveWaitSeconds` for the instance to close the idle connection.
- * Resolves with the report; rejects with OptionError (before any socket opens) or
- * CheckConnectionError.
+ * instance closes, nothing arrives for `timeoutSeconds`, or bytes still arrive after
+ * `maxTimeSeconds` (a stream); then, after a complete reusable response, waits up to
+ * `keepaliveWaitSeconds` for the instance to close the idle connection. Resolves with the
+ * report; rejects with OptionError (before any socket opens) or CheckConnectionError.
  */
 export async function checkBackend (input: CheckOptions): Promise<CheckReport> {
   const options = resolveCheckOptions(input)
