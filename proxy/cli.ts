@@ -167,7 +167,7 @@ export const OPTION_FLAGS: readonly OptionFlag[] = Object.freeze([
     env: 'CLB_RESPONSE_HOLD',
     valueName: 'MS',
     multiple: false,
-    summary: 'How long an incomplete response is held and judged after its head before it streams, 0-10000 ms.',
+    summary: 'How long an incomplete response is held and judged after its head, then it streams (0-10000).',
     defaultText: `${CLB_DEFAULTS.responseHoldMs} ms`,
     fromText: countFromText('responseHoldMs')
   },
@@ -177,7 +177,7 @@ export const OPTION_FLAGS: readonly OptionFlag[] = Object.freeze([
     env: 'CLB_LINGER',
     valueName: 'SECONDS',
     multiple: false,
-    summary: "After deciding to close a client connection, how long its further bytes are read and discarded (0-60).",
+    summary: 'After a decision to close, how long the client\'s further bytes are discarded (0-60).',
     defaultText: `${CLB_DEFAULTS.lingerSeconds} s`,
     fromText: secondsFromText('lingerSeconds')
   },
