@@ -10,7 +10,8 @@
  * queues the record and writes later with fs/promises, so nothing here blocks or throws into the
  * data path; a file that cannot be written is reported to the logger.
  */
-import { mkdir, open, readdir, unlink } from 'node:fs/promises'
+import { readdirSync, type Dirent } from 'node:fs'
+import { mkdir, open, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
 import { HEXDIG_VALUE, escapeBytes } from '../validators/bytes.js'
@@ -85,7 +86,7 @@ export class CaptureFormatError extends Error {
 
 /** The options a capture writer reads: where, how many, how large, and the flags that judge a response. */
 export type CaptureOptions = Pick<ResolvedOptions,
-'captureDir' | 'maxCaptures' | 'captureBytes' | 'profile' | 'idleTimeoutSeconds' | 'maxHeadBytes' | 'responseBufferBytes'>
+'captureDir' | 'maxCaptures' | 'captureBytes' | 'profile' | 'idleTimeoutSeconds' | 'maxHeadBytes' | 'responseBufferBytes' | 'responseHoldMs'>
 
 // --- the dump: offset-prefixed, escaped, one input line per output line ----------------------
 
@@ -193,6 +194,19 @@ const DEFECT_VALUE = /^([A-Za-z0-9_]+) @(\d+)(?:: ?(.*))?$/
  * The bytes of one dump line's escaped text. Escapes: `\r \n \t \\ \e` (HAProxy's ESC) and
  * `\xHH`; any other character stands for its UTF-8 bytes (ASCII for everything this module writes).
  */
+/**
+ * The bytes a header value such as `request:` stands for, in the escapes of the dump; null when
+ * the text has an escape that is not one (a hand-edited file).
+ */
+export function unescapeCaptureText (text: string): Buffer | null {
+  try {
+    return unescapeDumpText(text, 0)
+  } catch (error) {
+    if (error instanceof CaptureFormatError) return null
+    throw error
+  }
+}
+
 function unescapeDumpText (text: string, line: number): Buffer {
   // Fast path: printable ASCII without escapes is its own bytes.
   if (PLAIN_ASCII.test(text)) return Buffer.from(text, 'latin1')
@@ -360,9 +374,12 @@ function boundBytes (bytes: Buffer | null, limit: number): Buffer {
   return bytes.length > limit ? bytes.subarray(0, limit) : bytes
 }
 
-/** Header values are one line: control characters become `\xHH`, a backslash `\\`. */
+/**
+ * Header values are one line and reach terminals (`cat`, `less`): control characters and 8-bit
+ * bytes (C1 controls such as 0x9b, CSI, among them) become `\xHH`, a backslash `\\`.
+ */
 function oneLine (text: string): string {
-  return text.replace(/[\x00-\x1f\x7f\\]/g, (char) => escapeBytes(Buffer.from(char, 'latin1')))
+  return text.replace(/[\x00-\x1f\x7f-\xff\\]/g, (char) => escapeBytes(Buffer.from(char, 'latin1')))
 }
 
 function requestLine (record: ExchangeRecord): string {
@@ -380,12 +397,14 @@ function accessLogLine (record: ExchangeRecord): string {
 }
 
 /** The flags that decide how clb-proxy judges a response, where they differ from the defaults. */
-function judgingFlags (options: Pick<CaptureOptions, 'profile' | 'idleTimeoutSeconds' | 'maxHeadBytes' | 'responseBufferBytes'>): string[] {
+function judgingFlags (options: Pick<CaptureOptions, 'profile' | 'idleTimeoutSeconds' | 'maxHeadBytes' | 'responseBufferBytes' | 'responseHoldMs'>): string[] {
   const flags: string[] = []
   if (options.profile !== CLB_DEFAULTS.profile) flags.push('--profile', options.profile)
   if (options.idleTimeoutSeconds !== CLB_DEFAULTS.idleTimeoutSeconds) flags.push('--idle-timeout', String(options.idleTimeoutSeconds))
   if (options.maxHeadBytes !== CLB_DEFAULTS.maxHeadBytes) flags.push('--max-head', String(options.maxHeadBytes))
   if (options.responseBufferBytes !== CLB_DEFAULTS.responseBufferBytes) flags.push('--response-buffer', String(options.responseBufferBytes))
+  // How long an incomplete response is held before it streams: it decides between a 504 and a cut.
+  if (options.responseHoldMs !== CLB_DEFAULTS.responseHoldMs) flags.push('--response-hold', String(options.responseHoldMs))
   return flags
 }
 
@@ -426,10 +445,23 @@ function parseHeaderFields (text: string): Map<string, string[]> {
 // --- the writer: a subscriber of 'exchange' ----------------------------------------------------
 
 export interface CaptureStore {
-  /** Stops capturing and resolves once every queued capture is written (or failed and logged). */
+  /**
+   * Stops capturing and resolves once every queued capture is written or has failed (failures are
+   * reported on the logger). When the directory cannot be written, the captures still waiting
+   * are dropped instead of tried one by one: shutdown never waits on a directory that fails.
+   */
   close (): Promise<void>
   /** The capture files kept now, newest first. */
   list (): CaptureSummary[]
+  /**
+   * The file `record` is captured to, null when it is not captured (an outcome that is not
+   * captured, or the store is closed) or when the directory failed at the last attempt (reported
+   * on the logger). The writer decides the name synchronously, the first time it sees the record
+   * (from this call or from its own 'exchange' listener, whichever runs first), and writes the
+   * file afterwards: the file may not exist yet, and is not written if the directory fails from
+   * now on or the queue overflows (both reported on the logger).
+   */
+  fileFor (record: ExchangeRecord): string | null
 }
 
 interface KeptCapture {
@@ -437,10 +469,24 @@ interface KeptCapture {
   readonly summary: CaptureSummary
 }
 
+interface QueuedCapture {
+  readonly record: ExchangeRecord
+  /** The capture's number in this run (HAProxy's "event #"); its file is numbered base + sequence. */
+  readonly sequence: number
+  /** The path announced by fileFor(). */
+  readonly file: string
+}
+
 // Our choice: the header of a capture found at startup is read from its first 64 KiB.
 const HEADER_READ_BYTES = 64 * 1024
 // Our choice: a second proxy writing into the same directory may take a name first; try the next counter.
 const NAME_ATTEMPTS = 100
+
+/** Whether a record produces a capture (docs/captures.md, "What is captured"). */
+export function isCaptured (record: ExchangeRecord): boolean {
+  if (!CAPTURED_OUTCOMES.has(record.outcome)) return false
+  return record.outcome !== 'backend-timeout' || record.responseBytes !== null
+}
 
 /**
  * Writes one capture file per record whose outcome is in CAPTURED_OUTCOMES (a 'backend-timeout'
@@ -449,32 +495,61 @@ const NAME_ATTEMPTS = 100
  * files already in the directory at startup count as the oldest, and after each write the oldest
  * are deleted. Files whose names are not capture names are never touched. With `captureDir` null
  * nothing is subscribed.
+ *
+ * The directory is listed synchronously here (the names only; their headers are read later), so
+ * the number of the next capture, and with it the name of its file, is known as soon as a record
+ * arrives. A directory that cannot be created, listed or written is reported once per kind of
+ * error (the system error code), not once per capture, and again only after it worked in between.
  */
 export function subscribeCaptures (events: ClbProxyEvents, options: CaptureOptions, logger: Logger): CaptureStore {
   const directory = options.captureDir
-  if (directory === null) return { close: async () => undefined, list: () => [] }
+  if (directory === null) return { close: async () => undefined, list: () => [], fileFor: () => null }
   const kept: KeptCapture[] = []
-  // Each captured record gets the next sequence number when it is queued (HAProxy's "event #"):
-  // its file is numbered base + sequence, where base is the largest number found at startup.
-  const pending: Array<{ readonly record: ExchangeRecord; readonly sequence: number }> = []
+  const pending: QueuedCapture[] = []
+  const planned = new WeakMap<ExchangeRecord, string | null>()
   let sequence = 0
-  let base = 0
   let skipped = 0
   let running = false
+  let closed = false
   let worker: Promise<void> = Promise.resolve()
+  // Errors reported since the directory last worked, by code; captures lost meanwhile.
+  const reported = new Set<string>()
+  let notWritten = 0
+  let directoryFailing = false
 
-  // Never rejects: a directory that cannot be read at startup is logged, and captures start from nothing.
-  const adopted = adoptExisting(directory, logger).then((found) => {
-    kept.push(...found.kept)
-    base = found.largestCounter
-  }, (error: unknown) => { logger.error({ err: error, captureDir: directory }, 'capture directory not read') })
+  /** Reports a failure once per code until the next success; `lost` captures were not written. */
+  const reportFailure = (error: unknown, lost: number, what: string): void => {
+    notWritten += lost
+    directoryFailing = true
+    const code = (error as NodeJS.ErrnoException).code ?? (error as Error).message
+    if (reported.has(code)) return
+    reported.add(code)
+    logger.error({ notice: 'capture-not-written', err: error, captureDir: directory },
+      `${what}: ${directory} (${code}); the proxy keeps serving, and this is reported once per kind of error ` +
+      'until a capture is written again')
+  }
+  const reportSuccess = (): void => {
+    directoryFailing = false
+    if (reported.size === 0 && notWritten === 0) return
+    logger.info({ notice: 'capture-written-again', captureDir: directory, notWritten },
+      `captures are written to ${directory} again; ${notWritten} capture(s) were not written before`)
+    reported.clear()
+    notWritten = 0
+  }
 
-  const writeOne = async (record: ExchangeRecord, sequence: number): Promise<void> => {
-    const text = formatCapture(record, options)
+  const scan = scanDirectory(directory)
+  if (scan.error !== null) reportFailure(scan.error, 0, 'capture directory not readable')
+  let base = scan.largestCounter
+  // Never rejects: a header that cannot be read is summarized from nothing.
+  const adopted = summarizeExisting(directory, scan.names).then((found) => { kept.unshift(...found) })
+
+  const writeOne = async (queued: QueuedCapture): Promise<void> => {
+    // The directory first: one that cannot be used costs no formatting.
     await mkdir(directory, { recursive: true, mode: 0o700 })
+    const text = formatCapture(queued.record, options)
     let file: string | null = null
+    let candidate = queued.file
     for (let attempt = 0; attempt < NAME_ATTEMPTS && file === null; attempt++) {
-      const candidate = join(directory, captureFileName(record, base + sequence))
       try {
         const handle = await open(candidate, 'wx', 0o600)
         try { await handle.writeFile(text) } finally { await handle.close() }
@@ -482,9 +557,14 @@ export function subscribeCaptures (events: ClbProxyEvents, options: CaptureOptio
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error
         base++
+        candidate = join(directory, captureFileName(queued.record, base + queued.sequence))
       }
     }
     if (file === null) throw new Error(`${NAME_ATTEMPTS} capture file names in a row were taken in ${directory}`)
+    if (file !== queued.file) {
+      logger.warn({ notice: 'capture-renamed', file, announced: queued.file },
+        `capture written as ${file}: the name announced, ${queued.file}, was taken (another proxy writing to the same directory?)`)
+    }
     kept.push({ file, summary: summarizeCapture(file, parseHeaderFields(text)) })
     while (kept.length > options.maxCaptures) {
       const oldest = kept.shift() as KeptCapture
@@ -492,7 +572,7 @@ export function subscribeCaptures (events: ClbProxyEvents, options: CaptureOptio
         await unlink(oldest.file)
       } catch (error) {
         // Already gone (removed by hand or by another proxy sharing the directory): nothing to do.
-        if ((error as NodeJS.ErrnoException).code !== 'ENOENT') logger.error({ err: error, file: oldest.file }, 'old capture file not removed')
+        if ((error as NodeJS.ErrnoException).code !== 'ENOENT') reportFailure(error, 0, 'old capture file not removed')
       }
     }
   }
@@ -501,15 +581,23 @@ export function subscribeCaptures (events: ClbProxyEvents, options: CaptureOptio
     try {
       await adopted
       for (let next = pending.shift(); next !== undefined; next = pending.shift()) {
+        if (closed && directoryFailing) {
+          // Stopping, and the directory fails: the rest would fail alike, one by one. close() says how many.
+          notWritten += pending.length + 1
+          pending.length = 0
+          break
+        }
         try {
-          await writeOne(next.record, next.sequence)
+          await writeOne(next)
+          reportSuccess()
         } catch (error) {
-          logger.error({ err: error, captureDir: directory }, 'capture not written')
+          reportFailure(error, 1, 'capture not written')
         }
       }
       if (skipped > 0) {
-        logger.warn({ skipped, maxCaptures: options.maxCaptures },
-          `${skipped} capture(s) skipped: more than max-captures responses were waiting to be written, and only the newest are kept`)
+        logger.warn({ notice: 'captures-skipped', skipped, maxCaptures: options.maxCaptures },
+          `${skipped} capture(s) skipped: more than max-captures responses were waiting to be written, and only the newest ` +
+          'are kept (the diagnostics of the skipped ones name files that were not written)')
         skipped = 0
       }
     } finally {
@@ -517,20 +605,35 @@ export function subscribeCaptures (events: ClbProxyEvents, options: CaptureOptio
     }
   }
 
-  const onExchange = (record: ExchangeRecord): void => {
-    try {
-      if (!CAPTURED_OUTCOMES.has(record.outcome)) return
-      if (record.outcome === 'backend-timeout' && record.responseBytes === null) return
+  /** Queues a captured record once and returns the file announced for it (see fileFor). */
+  const plan = (record: ExchangeRecord): string | null => {
+    const known = planned.get(record)
+    if (known !== undefined) return known
+    let announced: string | null = null
+    if (!closed && isCaptured(record)) {
       // Only the newest maxCaptures survive anyway: an older record still waiting is dropped, not written then deleted.
       if (pending.length >= options.maxCaptures) {
         pending.shift()
         skipped++
       }
-      pending.push({ record, sequence: ++sequence })
+      sequence++
+      const file = join(directory, captureFileName(record, base + sequence))
+      pending.push({ record, sequence, file })
       if (!running) {
         running = true
         worker = drain()
       }
+      // While the directory fails, the file is still tried (the directory may be fixed meanwhile)
+      // but not announced: a diagnostic would name a file that most likely never appears.
+      if (!directoryFailing) announced = file
+    }
+    planned.set(record, announced)
+    return announced
+  }
+
+  const onExchange = (record: ExchangeRecord): void => {
+    try {
+      plan(record)
     } catch (error) {
       logger.error({ err: error }, 'capture not queued')
     }
@@ -540,35 +643,56 @@ export function subscribeCaptures (events: ClbProxyEvents, options: CaptureOptio
   let closing: Promise<void> | null = null
   return {
     close: () => (closing ??= (async () => {
+      closed = true
       events.off('exchange', onExchange)
       await adopted
       await worker
+      if (notWritten > 0) {
+        logger.warn({ notice: 'captures-not-written', captureDir: directory, notWritten },
+          `${notWritten} capture(s) were not written to ${directory}`)
+      }
     })()),
-    list: () => kept.map((capture) => capture.summary).reverse()
+    list: () => kept.map((capture) => capture.summary).reverse(),
+    fileFor: plan
   }
 }
 
-/** Capture files already in the directory, oldest first, and the largest number in their names. */
-async function adoptExisting (directory: string, logger: Logger): Promise<{ kept: KeptCapture[]; largestCounter: number }> {
-  let entries
+interface FoundCapture {
+  readonly name: string
+  readonly time: string
+  readonly counter: number
+}
+
+/**
+ * The capture file names already in the directory, oldest first, and the largest number among
+ * them; a missing directory is empty (it is created with the first capture). Synchronous: it runs
+ * once, when the proxy starts, so the name of every later capture is known when it is queued.
+ */
+function scanDirectory (directory: string): { names: FoundCapture[]; largestCounter: number; error: NodeJS.ErrnoException | null } {
+  let entries: Dirent[]
   try {
-    entries = await readdir(directory, { withFileTypes: true })
+    entries = readdirSync(directory, { withFileTypes: true })
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') logger.error({ err: error, captureDir: directory }, 'capture directory not readable')
-    return { kept: [], largestCounter: 0 }
+    const failure = error as NodeJS.ErrnoException
+    return { names: [], largestCounter: 0, error: failure.code === 'ENOENT' ? null : failure }
   }
-  const found: Array<{ name: string; time: string; counter: number }> = []
+  const names: FoundCapture[] = []
   for (const entry of entries) {
     const match = entry.isFile() ? CAPTURE_FILE_NAME.exec(entry.name) : null
-    if (match !== null) found.push({ name: entry.name, time: match[1] as string, counter: Number(match[4]) })
+    if (match !== null) names.push({ name: entry.name, time: match[1] as string, counter: Number(match[4]) })
   }
-  found.sort((a, b) => a.time < b.time ? -1 : a.time > b.time ? 1 : a.counter - b.counter)
+  names.sort((a, b) => a.time < b.time ? -1 : a.time > b.time ? 1 : a.counter - b.counter)
+  return { names, largestCounter: names.reduce((largest, entry) => Math.max(largest, entry.counter), 0), error: null }
+}
+
+/** The summaries of the capture files found at startup, read from their headers, oldest first. */
+async function summarizeExisting (directory: string, names: readonly FoundCapture[]): Promise<KeptCapture[]> {
   const kept: KeptCapture[] = []
-  for (const { name } of found) {
+  for (const { name } of names) {
     const file = join(directory, name)
     kept.push({ file, summary: summarizeCapture(file, parseHeaderFields(await readHead(file))) })
   }
-  return { kept, largestCounter: found.reduce((largest, entry) => Math.max(largest, entry.counter), 0) }
+  return kept
 }
 
 /** The first HEADER_READ_BYTES of a file as text; '' when it cannot be read (it is still counted and may be deleted). */

@@ -122,7 +122,8 @@ function writerOptions (captureDir: string | null, maxCaptures: number): Capture
     profile: CLB_DEFAULTS.profile,
     idleTimeoutSeconds: CLB_DEFAULTS.idleTimeoutSeconds,
     maxHeadBytes: CLB_DEFAULTS.maxHeadBytes,
-    responseBufferBytes: CLB_DEFAULTS.responseBufferBytes
+    responseBufferBytes: CLB_DEFAULTS.responseBufferBytes,
+    responseHoldMs: CLB_DEFAULTS.responseHoldMs
   }
 }
 
@@ -350,7 +351,7 @@ t.test('a response that stops mid-body until the idle timeout is captured to be 
   t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())))
   const captureDir = t.testdir()
   const proxy = await startClbProxy(
-    { listen: '127.0.0.1:0', backends: [`http://127.0.0.1:${(server.address() as net.AddressInfo).port}`], accessLog: null, captureDir, idleTimeoutSeconds: 1 },
+    { listen: '127.0.0.1:0', backends: [`http://127.0.0.1:${(server.address() as net.AddressInfo).port}`], accessLog: null, captureDir, idleTimeoutSeconds: 1, responseHoldMs: 10000 },
     { logger: silent, clock: frozenClock }
   )
   t.teardown(() => proxy.close())
@@ -365,7 +366,7 @@ t.test('a response that stops mid-body until the idle timeout is captured to be 
   t.equal(parsed.afterResponse, 'hold')
   t.strictSame(parsed.fields.get('outcome'), ['backend-timeout'])
   t.strictSame(parsed.fields.get('primary-defect'), ['-'])
-  t.strictSame(parsed.fields.get('proxy-options'), ['--idle-timeout 1'], 'the one non-default flag that decided the 504')
+  t.strictSame(parsed.fields.get('proxy-options'), ['--idle-timeout 1 --response-hold 10000'], 'the non-default flags that decided the 504')
   t.equal(await connectionCount(server), 0)
 })
 
@@ -423,16 +424,19 @@ t.test('bytes past captureBytes are not kept, and the header says the limit was 
   t.equal(captures.list()[0]?.responseBytes, 1024)
 })
 
-t.test('a directory that cannot be created is reported to the logger; nothing throws into the emitter', async (t) => {
+t.test('a directory that cannot be created is reported once, not per capture; nothing throws into the emitter', async (t) => {
   const parent = t.testdir({ 'a-file': 'not a directory' })
+  const captureDir = join(parent, 'a-file', 'captures')
   const { logger, lines } = recordingLogger()
   const events = new ClbProxyEvents()
-  const captures = subscribeCaptures(events, writerOptions(join(parent, 'a-file', 'captures'), 5), logger)
-  events.emit('exchange', rejectedRecord())
+  const captures = subscribeCaptures(events, writerOptions(captureDir, 5), logger)
+  events.emit('exchange', rejectedRecord({ micros: FROZEN_MICROS }))
+  events.emit('exchange', rejectedRecord({ micros: FROZEN_MICROS + 1 }))
+  events.emit('exchange', rejectedRecord({ micros: FROZEN_MICROS + 2 }))
   await captures.close()
   t.strictSame(lines.map((line) => [line.level, line.msg, (line.err as { code?: string } | undefined)?.code]), [
-    [50, 'capture directory not readable', 'ENOTDIR'],
-    [50, 'capture not written', 'ENOTDIR']
+    [50, `capture directory not readable: ${captureDir} (ENOTDIR); the proxy keeps serving, and this is reported once per kind of error until a capture is written again`, 'ENOTDIR'],
+    [40, `3 capture(s) were not written to ${captureDir}`, undefined]
   ])
   t.strictSame(captures.list(), [])
 })

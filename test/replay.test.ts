@@ -72,7 +72,7 @@ interface Observed {
  * One request through a fresh clb-proxy in front of `backendPort`; what the client got (the first
  * `expectedLength` bytes: the client connection is kept alive) and why.
  */
-async function throughProxy (t: Test, backendPort: number, expectedLength: number, options: { captureDir: string | null, idleTimeoutSeconds?: number }): Promise<Observed> {
+async function throughProxy (t: Test, backendPort: number, expectedLength: number, options: { captureDir: string | null, idleTimeoutSeconds?: number, responseHoldMs?: number }): Promise<Observed> {
   const proxy = await startClbProxy(
     { listen: '127.0.0.1:0', backends: [`http://127.0.0.1:${backendPort}`], accessLog: null, ...options },
     { logger: silent }
@@ -148,12 +148,12 @@ t.test('a backend that stops mid-response: the capture says hold, and the replay
   const captureDir = t.testdir()
   const expected = { clientBytes: SYNTHETIC_RESPONSES[504].toString('latin1'), outcome: 'backend-timeout', defects: [] }
   const length = expected.clientBytes.length
-  t.strictSame(await throughProxy(t, portOf(original), length, { captureDir, idleTimeoutSeconds: 1 }), expected, 'the original backend')
+  t.strictSame(await throughProxy(t, portOf(original), length, { captureDir, idleTimeoutSeconds: 1, responseHoldMs: 10000 }), expected, 'the original backend')
   const [file] = await readdir(captureDir)
   const replay = await startReplayBackend({ file: join(captureDir, file as string) })
   t.teardown(() => replay.close())
   t.equal(replay.afterResponse, 'hold')
-  t.strictSame(await throughProxy(t, replay.port, length, { captureDir: null, idleTimeoutSeconds: 1 }), expected, 'the replay backend')
+  t.strictSame(await throughProxy(t, replay.port, length, { captureDir: null, idleTimeoutSeconds: 1, responseHoldMs: 10000 }), expected, 'the replay backend')
   await replay.close()
   t.equal(replay.openConnections, 0)
 })
