@@ -80,9 +80,17 @@ export async function startClbProxy (input: ClbProxyOptions, hooks: ClbProxyHook
   const connections = new Set<ClientConnection>()
   let whenAllClosed: (() => void) | null = null
 
+  // Every observer below is a subscriber of the lifecycle events (docs/architecture.md); none is
+  // on the data path. A destination that fails while the proxy runs is reported on the
+  // diagnostics logger when it happens, once per kind of failure, and the proxy keeps serving.
+  const onAccessLogProblem: NonNullable<Parameters<typeof createAccessLogWriter>[0]['onProblem']> = (problem, message) => {
+    const details = problem.kind === 'write-error' ? { err: problem.error } : problem
+    if (problem.kind === 'written-again') logger.info({ notice: 'access-log', ...details }, message)
+    else logger.error({ notice: 'access-log', ...details }, message)
+  }
   let accessLog: AccessLogWriter | null = null
-  if (hooks.accessLogStream !== undefined) accessLog = createAccessLogWriter({ stream: hooks.accessLogStream })
-  else if (options.accessLog !== null) accessLog = createAccessLogWriter({ destination: options.accessLog })
+  if (hooks.accessLogStream !== undefined) accessLog = createAccessLogWriter({ stream: hooks.accessLogStream, onProblem: onAccessLogProblem })
+  else if (options.accessLog !== null) accessLog = createAccessLogWriter({ destination: options.accessLog, onProblem: onAccessLogProblem })
   const writer = accessLog
   if (writer !== null) {
     events.on('exchange', (record) => {
@@ -90,21 +98,13 @@ export async function startClbProxy (input: ClbProxyOptions, hooks: ClbProxyHook
       try { writer.write(record.log) } catch (error) { logger.error({ err: error }, 'access-log line not written') }
     })
   }
-  const unsubscribeDiagnostics = subscribeDiagnostics(events, logger)
+  // The capture writer decides each capture's file name when it first sees the record, so the
+  // diagnostic of the same record can name the file and its replay command (captureFileFor).
   const captures = subscribeCaptures(events, options, logger)
+  const unsubscribeDiagnostics = subscribeDiagnostics(events, logger, { ...options, captureFileFor: (record) => captures.fileFor(record) })
   const unsubscribeRecorder = subscribeRecorder(events, recorder)
   const metrics = new ClbMetrics({ loadBalancerName: options.name, registeredInstances: options.backends.length, sinceMicros: clock.nowMicros() })
   const unsubscribeMetrics = subscribeMetrics(events, metrics)
-  events.on('backend-idle-event', (event) => {
-    if (event.event === 'extra-bytes') {
-      logger.warn({ ...event, defect: 'EXTRA_BYTES_AFTER_RESPONSE' }, `instance ${event.backend} sent ${event.bytes} bytes on an idle kept-alive connection; connection closed`)
-      return
-    }
-    logger.warn({ ...event, idleTimeoutSeconds: options.idleTimeoutSeconds, keepaliveRace: options.keepaliveRace },
-      `instance ${event.backend} closed a kept-alive connection after ${event.idleSeconds.toFixed(3)} s idle, before the ` +
-      `${options.idleTimeoutSeconds} s idle timeout: on a real CLB a request reusing it gets a 504. Set the backend's ` +
-      'keep-alive timeout above the idle timeout' + (options.keepaliveRace === 'emulate' ? ' (emulated: the next request that would reuse it gets 504)' : ''))
-  })
 
   // allowHalfOpen: a client may send its request and then FIN; it still gets its response.
   const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
@@ -147,8 +147,11 @@ export async function startClbProxy (input: ClbProxyOptions, hooks: ClbProxyHook
     await pool.destroyAll()
     unsubscribeDiagnostics()
     try {
-      await captures.close()
-      await writer?.close()
+      // Independent of each other: a capture directory that fails must not keep the access log
+      // from being flushed, nor the other way round.
+      const [capturesClosed, accessLogClosed] = await Promise.allSettled([captures.close(), writer?.close()])
+      if (accessLogClosed.status === 'rejected') throw accessLogClosed.reason
+      if (capturesClosed.status === 'rejected') throw capturesClosed.reason
     } finally {
       // After the drain, so an exchange that finished during it could still satisfy a waitFor;
       // in a finally, so a failed access-log flush still stops the admin listener and the waiters.
