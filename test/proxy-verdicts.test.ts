@@ -163,7 +163,10 @@ function deliveries (bytes: Buffer, then: AfterPieces, requestMethod = 'GET', ma
 
 /** A fixture whose backend answers each request with the next reply the test queued. */
 async function scriptedFixture (t: Test, proxy: ClbProxyOptions = {}): Promise<{ f: ProxyFixture; queue: Reply[] }> {
-  const f = await startProxyFixture(t, { proxy })
+  // The verdicts must not depend on how slowly a busy machine delivers the pieces: a hold longer
+  // than any run keeps every piece within it (the streaming rule has tests of its own,
+  // test/proxy-streaming.test.ts).
+  const f = await startProxyFixture(t, { proxy: { responseHoldMs: 10000, ...proxy } })
   return { f, queue: f.replies }
 }
 
