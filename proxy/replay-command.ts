@@ -6,13 +6,21 @@
  * Output: the banner on stdout (this command has no access log), errors on stderr.
  * Exit codes, as for clb-proxy itself: 0 after a clean stop (SIGINT/SIGTERM) or --help; 1 when the
  * backend cannot listen; 2 for a bad argument or a capture file that cannot be read or parsed.
+ *
+ * A capture file can come from someone else (a ticket, a chat): everything read from it is
+ * foreign text. What the banner prints from it goes through terminalSafe() (no control byte or
+ * 8-bit byte reaches the terminal), and nothing from it is spliced into a suggested command line
+ * unless it is exactly what clb-proxy itself writes: the proxy-options line only when every word
+ * is one of our judging flags with a valid value, the method only when it is an HTTP token, the
+ * target only as a path, percent-encoded where a byte cannot be typed.
  */
 import { readFile } from 'node:fs/promises'
 import { parseArgs } from 'node:util'
-import { CaptureFormatError, parseCapture, type ParsedCapture } from './captures.js'
+import { CaptureFormatError, parseCapture, unescapeCaptureText, type ParsedCapture } from './captures.js'
+import { shellQuote, terminalSafe } from './diagnostics-escape.js'
 // Type-only: cli.ts loads this module; a value import back would be a cycle.
 import { listenForStop, type CliIo } from './cli.js'
-import { CLB_DEFAULTS } from './options.js'
+import { CLB_DEFAULTS, type ClbProxyOptions } from './options.js'
 import { startReplayBackend, type ReplayBackend } from './replay.js'
 import { OptionError, quoteValue, resolveOptions } from './resolve-options.js'
 
@@ -90,7 +98,7 @@ export async function runReplay (argv: string[], _env: NodeJS.ProcessEnv, io: Cl
     try {
       backend = await startReplayBackend({ bytes: capture.responseBytes, afterResponse: capture.afterResponse, ...listen })
     } catch (error) {
-      io.stderr.write(`clb-proxy replay: cannot listen on ${hostPort(listen)}: ${describeFsError(error as NodeJS.ErrnoException)}\n`)
+      io.stderr.write(`clb-proxy replay: cannot listen on ${hostPort(listen)}: ${terminalSafe(describeFsError(error as NodeJS.ErrnoException))}\n`)
       return EXIT_FAILURE
     }
     io.stdout.write(replayBanner(file, capture, backend))
@@ -115,51 +123,136 @@ function explainParseFailure (argv: readonly string[]): string | undefined {
   return undefined
 }
 
+/** Our choice: characters of a capture's field shown in the banner (a request line can be 1 MiB long). */
+const MAX_SHOWN_CHARS = 200
+
+/** Text read from a capture file (or its name), as it may be shown on a terminal: escaped and bounded. */
+function shown (text: string): string {
+  const cut = text.length > MAX_SHOWN_CHARS ? `${text.slice(0, MAX_SHOWN_CHARS)}...(${text.length - MAX_SHOWN_CHARS} more characters)` : text
+  return terminalSafe(cut)
+}
+
+/** The judging flags a capture's `proxy-options:` line may hold: exactly the ones formatCapture writes. */
+const JUDGING_FLAGS: Readonly<Record<string, (value: string) => ClbProxyOptions | null>> = Object.freeze({
+  '--profile': (value) => value === 'clb' || value === 'strict' ? { profile: value } : null,
+  '--idle-timeout': (value) => /^[0-9]{1,7}$/.test(value) ? { idleTimeoutSeconds: Number(value) } : null,
+  '--max-head': (value) => /^[0-9]{1,10}$/.test(value) ? { maxHeadBytes: Number(value) } : null,
+  '--response-buffer': (value) => /^[0-9]{1,10}$/.test(value) ? { responseBufferBytes: Number(value) } : null,
+  '--response-hold': (value) => /^[0-9]{1,5}$/.test(value) ? { responseHoldMs: Number(value) } : null
+})
+
+/**
+ * The flags of a `proxy-options:` line, when every word is one of our judging flags followed by a
+ * value in its range (each flag once); null when anything else is there: a hand-edited or hostile
+ * file must not get `--access-log /etc/...` or `--admin 0.0.0.0:80` offered as ours.
+ */
+export function judgingFlagsFrom (text: string): string[] | null {
+  const words = text.split(' ').filter((word) => word !== '')
+  if (words.length % 2 !== 0) return null
+  const seen = new Set<string>()
+  let options: ClbProxyOptions = {}
+  for (let index = 0; index < words.length; index += 2) {
+    const flag = words[index] as string
+    const parse = Object.hasOwn(JUDGING_FLAGS, flag) ? JUDGING_FLAGS[flag] : undefined
+    const parsed = parse?.(words[index + 1] as string) ?? null
+    if (parsed === null || seen.has(flag)) return null
+    seen.add(flag)
+    options = { ...options, ...parsed }
+  }
+  try {
+    resolveOptions(options, { requireBackends: false })
+  } catch (error) {
+    if (error instanceof OptionError) return null
+    throw error
+  }
+  return words
+}
+
 /** What is served, the clb-proxy line to put in front of it, and the curl line to send. */
 export function replayBanner (file: string, capture: ParsedCapture, backend: Pick<ReplayBackend, 'url'>): string {
   const field = (name: string): string | undefined => capture.fields.get(name)?.at(-1)
   const then = capture.afterResponse === 'close' ? 'then closes the connection' : 'then holds the connection open, silent'
   const proxyUrl = `http://${hostPort(CLB_DEFAULTS.listen)}`
-  const proxyCommand = ['clb-proxy', '--backend', backend.url, ...(field('proxy-options') ?? '').split(' ').filter((word) => word !== '')]
+  const proxyOptionsText = field('proxy-options') ?? ''
+  const proxyFlags = judgingFlagsFrom(proxyOptionsText)
+  const proxyCommand = ['clb-proxy', '--backend', backend.url, ...(proxyFlags ?? [])]
   const lines = [
-    `clb-proxy replay: ${backend.url} answers every request with the ${capture.responseBytes.length} response bytes of ${file}, ${then}`
+    `clb-proxy replay: ${backend.url} answers every request with the ${capture.responseBytes.length} response bytes of ${terminalSafe(file)}, ${then}`
   ]
   const request = field('request')
   const status = field('elb-status')
   if (request !== undefined || status !== undefined) {
     const why = field('primary-defect')
-    lines.push(`  captured: ${request ?? '-'} -> ${status ?? '-'}${why !== undefined && why !== '-' ? ` ${why}` : ''} (${field('outcome') ?? '-'})`)
+    lines.push(`  captured: ${shown(request ?? '-')} -> ${shown(status ?? '-')}${why !== undefined && why !== '-' ? ` ${shown(why)}` : ''} (${shown(field('outcome') ?? '-')})`)
   }
+  const curl = curlCommand(request, proxyUrl)
   lines.push(
     'Put clb-proxy in front of it:',
-    `  ${proxyCommand.map(shellQuote).join(' ')}`,
+    `  ${proxyCommand.map(shellQuote).join(' ')}`
+  )
+  if (proxyFlags === null) {
+    lines.push(`  (the capture's proxy-options line is not one clb-proxy writes, so none of it is used: ${shown(proxyOptionsText)})`)
+  }
+  lines.push(
     'Then send the captured request through it:',
-    `  ${curlCommand(request, proxyUrl).map(shellQuote).join(' ')}`,
+    `  ${curl.command.map(shellQuote).join(' ')}`,
+    ...curl.notes.map((note) => `  (${note})`),
     'Press Ctrl-C to stop.',
     ''
   )
   return lines.join('\n')
 }
 
-/** curl with the captured method and target; HEAD is `-I` (curl -X HEAD would wait for a body). */
-function curlCommand (request: string | undefined, proxyUrl: string): string[] {
-  const [method, target] = (request ?? '').split(' ')
-  const path = target !== undefined && target.startsWith('/') ? target : '/'
+/** RFC 9110 section 5.6.2: tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." / "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA. */
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
+/**
+ * Bytes a URL may hold as they are (RFC 3986 section 2: unreserved, reserved, and "%" of an
+ * existing percent-encoding); every other byte of a captured target is percent-encoded.
+ */
+const URL_BYTE = /^[A-Za-z0-9\-._~:/?#[\]@!$&'()*+,;=%]$/
+
+/**
+ * curl with the captured method and target; HEAD is `-I` (curl -X HEAD would wait for a body).
+ * The `request:` field is `METHOD target HTTP/x.y`, escaped: the method is used only when it is
+ * an HTTP token; the target only when it is a path, with the bytes a URL cannot hold as they are
+ * percent-encoded. `-g` keeps curl from reading [ ] { } as its URL globs, `--path-as-is` from
+ * removing dot segments.
+ */
+function curlCommand (request: string | undefined, proxyUrl: string): { command: string[]; notes: string[] } {
+  const words = (request ?? '').split(' ')
+  const method = words.length >= 3 ? words[0] as string : ''
+  const escapedTarget = words.length >= 3 ? words.slice(1, -1).join(' ') : ''
+  const notes: string[] = []
   const command = ['curl', '-v']
   if (method === 'HEAD') command.push('-I')
-  else if (method !== undefined && method !== '' && method !== '-' && method !== 'GET') command.push('-X', method)
+  else if (TOKEN.test(method) && method !== 'GET') command.push('-X', method)
+  else if (method !== 'GET' && method !== '' && method !== '-') notes.push(`the captured method is not an HTTP token, so curl sends GET: ${shown(method)}`)
+  const target = unescapeCaptureText(escapedTarget)
+  let path = '/'
+  if (target !== null && target[0] === 0x2f) {
+    path = ''
+    let encoded = false
+    for (const byte of target) {
+      const char = String.fromCharCode(byte)
+      if (byte < 0x80 && URL_BYTE.test(char)) path += char
+      else {
+        path += `%${byte.toString(16).toUpperCase().padStart(2, '0')}`
+        encoded = true
+      }
+    }
+    if (encoded) notes.push('bytes of the captured target that a URL cannot hold as they are were percent-encoded: the path is not byte for byte the captured one')
+    if (/[[\]{}]/.test(path)) command.push('-g')
+    if (/\/\.\.?(?:[/?#]|$)/.test(path)) command.push('--path-as-is')
+  } else if (escapedTarget !== '' && escapedTarget !== '-') {
+    notes.push(`the captured target is not a path, so curl requests /: ${shown(escapedTarget)}`)
+  }
   command.push(`${proxyUrl}${path}`)
-  return command
-}
-
-/** A word as a POSIX shell reads it back: bare when it is safe, else in single quotes. */
-function shellQuote (word: string): string {
-  if (/^[A-Za-z0-9_/.:=@%+,-]+$/.test(word)) return word
-  return `'${word.replaceAll("'", "'\\''")}'`
+  return { command, notes }
 }
 
 function usageError (io: CliIo, message: string): number {
-  io.stderr.write(`clb-proxy replay: ${message}\nTry 'clb-proxy replay --help'\n`)
+  // The message can quote the file's name or a line of its text.
+  io.stderr.write(`clb-proxy replay: ${terminalSafe(message)}\nTry 'clb-proxy replay --help'\n`)
   return EXIT_USAGE
 }
 

@@ -16,7 +16,7 @@ import { CaptureFormatError, formatDump, parseCapture } from '../proxy/captures.
 import { startClbProxy } from '../proxy/clb-proxy.js'
 import { run } from '../proxy/cli.js'
 import type { ExchangeRecord } from '../proxy/events.js'
-import { replayHelpText } from '../proxy/replay-command.js'
+import { judgingFlagsFrom, replayBanner, replayHelpText } from '../proxy/replay-command.js'
 import { startReplayBackend } from '../proxy/replay.js'
 import { SYNTHETIC_RESPONSES } from '../proxy/synthetic-responses.js'
 
@@ -343,6 +343,60 @@ t.test('the banner carries the flags that judged the response and a method other
   const bare = await banner('bare.capture')
   t.equal(bare[0], 'Put clb-proxy in front of it:', 'no captured line without header fields')
   t.equal(bare[3], '  curl -v http://127.0.0.1:8080/')
+})
+
+t.test('a hostile capture: nothing read from it reaches the terminal raw, and nothing in it is offered as our flags', async (t) => {
+  const file = '/tmp/shared/evil.capture'
+  const capture = parseCapture([
+    // A literal escape (\x1b as text, as formatCapture writes it) and raw ESC, BEL and 8-bit bytes.
+    'request: -o/tmp/pwned /a\\x1b[2J[1]{x}\x1b]0;x\x07\xff HTTP/1.1',
+    'elb-status: 502\x1b[31m',
+    'outcome: rejected\u009b',
+    'primary-defect: CL_NOT_INTEGER @33',
+    'proxy-options: --idle-timeout 5 --access-log /etc/passwd --admin 0.0.0.0:80',
+    '[response]',
+    '  00000  HTTP/1.1 200 OK\\r\\n',
+    ''
+  ].join('\n'))
+  t.equal(replayBanner(file, capture, { url: 'http://127.0.0.1:40123' }), [
+    'clb-proxy replay: http://127.0.0.1:40123 answers every request with the 17 response bytes of /tmp/shared/evil.capture, then closes the connection',
+    '  captured: -o/tmp/pwned /a\\x1b[2J[1]{x}\\x1b]0;x\\x07\\xff HTTP/1.1 -> 502\\x1b[31m CL_NOT_INTEGER @33 (rejected\\x9b)',
+    'Put clb-proxy in front of it:',
+    '  clb-proxy --backend http://127.0.0.1:40123',
+    "  (the capture's proxy-options line is not one clb-proxy writes, so none of it is used: --idle-timeout 5 --access-log /etc/passwd --admin 0.0.0.0:80)",
+    'Then send the captured request through it:',
+    "  curl -v -g 'http://127.0.0.1:8080/a%1B[2J[1]%7Bx%7D%1B]0;x%07%C3%BF'",
+    '  (the captured method is not an HTTP token, so curl sends GET: -o/tmp/pwned)',
+    '  (bytes of the captured target that a URL cannot hold as they are were percent-encoded: the path is not byte for byte the captured one)',
+    'Press Ctrl-C to stop.',
+    ''
+  ].join('\n'))
+  // A file name with control characters: escaped in the banner.
+  t.match(replayBanner('/tmp/\x1b[2Jx.capture', capture, { url: 'http://127.0.0.1:1' }), /bytes of \/tmp\/\\x1b\[2Jx\.capture, then/)
+  // A dot segment and an absolute-form target.
+  const dots = parseCapture('request: GET /a/../b HTTP/1.1\n[response]\n')
+  t.match(replayBanner(file, dots, { url: 'http://127.0.0.1:1' }), /\n {2}curl -v --path-as-is http:\/\/127\.0\.0\.1:8080\/a\/\.\.\/b\n/)
+  const absolute = parseCapture('request: GET http://other.test/x HTTP/1.1\n[response]\n')
+  t.match(replayBanner(file, absolute, { url: 'http://127.0.0.1:1' }),
+    /\n {2}curl -v http:\/\/127\.0\.0\.1:8080\/\n {2}\(the captured target is not a path, so curl requests \/: http:\/\/other\.test\/x\)\n/)
+})
+
+t.test('proxy-options: only our judging flags with values in range, each once, are kept', async (t) => {
+  t.strictSame(judgingFlagsFrom(''), [])
+  t.strictSame(judgingFlagsFrom('--profile strict --idle-timeout 5 --max-head 2048 --response-buffer 0 --response-hold 10000'),
+    ['--profile', 'strict', '--idle-timeout', '5', '--max-head', '2048', '--response-buffer', '0', '--response-hold', '10000'])
+  for (const hostile of ['--idle-timeout 0', '--idle-timeout 5 --idle-timeout 6', '--profile lax', '--idle-timeout', '--idle-timeout 5x',
+    '--idle-timeout 5 --access-log /etc/passwd', '--max-head 1', '--response-hold 99999', '--admin 0.0.0.0:80', '--idle-timeout=5', '-h 1']) {
+    t.equal(judgingFlagsFrom(hostile), null, hostile)
+  }
+})
+
+t.test('clb-proxy replay: an error quoting the file never writes its control bytes to the terminal', async (t) => {
+  const dir = t.testdir({ 'c1.capture': 'after-response: \u009b2J\n[response]\n' })
+  const stderr = new Sink()
+  t.equal(await run(['replay', join(dir, 'c1.capture')], {}, { stdout: new Sink(), stderr, signals: new EventEmitter() }), 2)
+  t.equal(stderr.text, `clb-proxy replay: "${join(dir, 'c1.capture')}" is not a capture file: line 1: after-response must be 'close' or 'hold', got "\\x9b2J"\n` +
+    "Try 'clb-proxy replay --help'\n")
 })
 
 t.test('clb-proxy replay: usage errors and unreadable files exit 2 and name the argument', async (t) => {
