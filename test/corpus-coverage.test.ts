@@ -180,7 +180,7 @@ t.test('the loader names every problem: file:line, case, field', async (t) => {
   const problemsOf = (source: string): readonly string[] => parseResponseCases(source, 'x.yaml').problems
   t.strictSame(problemsOf(responseWith('  log: "204 204"', '  log: "204 204"\n  expectedStatus: 204')),
     ['x.yaml:11: case "minimal": unknown key "expectedStatus" (known: name, bytes, requestMethod, maxHeadBytes, endsWithClose, endsWithReset, laterRead, ' +
-      'expectedCodes, expectedOffsets, expectedState, expectedVerdict, expectedStrictVerdict, expectedPrimary, client, log, peersRow, rule)'])
+      'expectedCodes, expectedOffsets, expectedCounts, expectedState, expectedVerdict, expectedStrictVerdict, expectedPrimary, client, log, peersRow, rule)'])
   t.strictSame(problemsOf(responseWith("  rule: 'RFC 9112 §6.3 rule 1'", null)), ['x.yaml:1: case "minimal": missing key "rule"'])
   t.strictSame(problemsOf(responseWith('  bytes: "HTTP/1.1 204 No Content\\r\\n\\r\\n"', "  bytes: 'HTTP/1.1 204 No Content\\r\\n\\r\\n'")),
     ['x.yaml:2: case "minimal": bytes must be a double-quoted string ("...") with escapes \\r \\n \\t \\xHH'], 'single quotes would keep \\r as two characters')
@@ -196,6 +196,10 @@ t.test('the loader names every problem: file:line, case, field', async (t) => {
     ['x.yaml:9: case "minimal": client must be one of elb-502, elb-504, relayed'])
   t.strictSame(problemsOf(responseWith('  log: "204 204"', '  log: "204"')),
     ['x.yaml:10: case "minimal": log must be "elb_status_code backend_status_code", e.g. "502 -", "504 0", "200 200"'])
+  t.strictSame(problemsOf(responseWith('  expectedOffsets: []', '  expectedOffsets: []\n  expectedCounts: { LINE_BARE_LF: 0 }')),
+    ['x.yaml:6: case "minimal": expectedCounts LINE_BARE_LF: must be a positive integer'])
+  t.strictSame(problemsOf(responseWith('  expectedOffsets: []', '  expectedOffsets: []\n  expectedCounts: { REQUEST_CONNECT: 1 }')),
+    ['x.yaml:6: case "minimal": expectedCounts REQUEST_CONNECT: REQUEST_CONNECT is a request code, not a response code'])
   t.strictSame(problemsOf(GOOD_RESPONSE + GOOD_RESPONSE.replace('  endsWithClose: false\n', '  endsWithClose: false\n  endsWithClose: true\n')).length, 1,
     'a key given twice is a YAML error')
   t.strictSame(problemsOf('name: not-a-list\n'), ['x.yaml: must be a YAML list of cases ("- name: ...")'])

@@ -3,7 +3,7 @@ import fc from 'fast-check'
 import t from 'tap'
 import { CLB_DEFAULTS } from '../proxy/options.js'
 import { DEFECTS, DEFECT_CODES, type DefectCode } from '../validators/defects.js'
-import { MAX_METHOD_LENGTH, type RequestFraming, type RequestParserState } from '../validators/request-parser.js'
+import { MAX_METHOD_LENGTH, RequestParser, type RequestFraming, type RequestParserState } from '../validators/request-parser.js'
 import { cutAt, everyByteAlone, splitAtEveryBoundary, wholeRead } from './helpers/split.js'
 import { feedStream, type RequestOutcome } from './helpers/request-stream.js'
 
@@ -347,6 +347,28 @@ t.test('every chunking of a request stream gives the same requests', async (t) =
     const differ = chunkings.filter((chunking) => !isDeepStrictEqual(feedStream(chunking, maxHeadBytes), whole)).map((chunking) => chunking.label)
     t.same(differ, [], `${c.name}: all ${chunkings.length} chunkings match one read`)
   }
+})
+
+t.test('defectCounts counts the request\'s defect, as ResponseParser.defectCounts does', async (t) => {
+  const valid = new RequestParser(1024)
+  valid.push(Buffer.from('GET / HTTP/1.1\r\nHost: a\r\n\r\n', 'latin1'))
+  t.equal(valid.state, 'complete')
+  t.strictSame(valid.defectCounts, {})
+  const invalid = new RequestParser(1024)
+  invalid.push(Buffer.from('GET / HTTP/1.1\r\nNoColon\r\n\r\n', 'latin1'))
+  t.strictSame(invalid.defects.map((d) => d.code), ['REQUEST_HEADER_INVALID'])
+  t.strictSame(invalid.defectCounts, { REQUEST_HEADER_INVALID: 1 }, 'the parser stops at the first defect: one code, once')
+})
+
+t.test('a chunked request body with 100,000 bare-LF chunk lines is framed without a defect per line', async (t) => {
+  // RFC 9112 section 2.2: a recipient MAY accept a bare LF; the request parser does, silently.
+  const bytes = Buffer.from(CHUNKED_POST + '1\nx\r\n'.repeat(100_000) + '0\r\n\r\n', 'latin1')
+  const parser = new RequestParser(1024)
+  for (let from = 0; from < bytes.length; from += 4096) parser.push(bytes.subarray(from, from + 4096))
+  t.equal(parser.state, 'complete')
+  t.equal(parser.bodyBytes, bytes.length - CHUNKED_POST.length)
+  t.strictSame(parser.defects, [])
+  t.strictSame(parser.defectCounts, {})
 })
 
 const REQUEST_RUNS = 2000

@@ -3,8 +3,8 @@ import { isDeepStrictEqual } from 'node:util'
 import fc from 'fast-check'
 import t from 'tap'
 import { CLB_DEFAULTS } from '../proxy/options.js'
-import { DEFECTS, DEFECT_CODES, type Defect } from '../validators/defects.js'
-import { ResponseParser, type ResponseHead, type ResponseParserState } from '../validators/response-parser.js'
+import { DEFECTS, DEFECT_CODES, type Defect, type DefectCode } from '../validators/defects.js'
+import { MAX_DEFECTS_PER_CODE, ResponseParser, type ResponseHead, type ResponseParserState } from '../validators/response-parser.js'
 import { judge, type ResponseVerdict } from '../validators/verdict.js'
 import { RESPONSE_CASES, caseBytes, type ResponseCase } from './helpers/corpus-cases.js'
 import { byteByByte, cutAt, splitAtEveryBoundary, wholeRead, type Chunking } from './helpers/split.js'
@@ -17,6 +17,7 @@ interface Outcome {
   readonly bytesReceived: number
   readonly head: ResponseHead | null
   readonly defects: readonly Defect[]
+  readonly defectCounts: Partial<Record<DefectCode, number>>
   readonly clb: ResponseVerdict
   readonly strict: ResponseVerdict
 }
@@ -38,9 +39,17 @@ function feed (chunking: Chunking, options: FeedOptions): Outcome {
     bytesReceived: parser.bytesReceived,
     head: parser.head,
     defects: parser.defects.map((d) => ({ ...d })),
+    defectCounts: { ...parser.defectCounts },
     clb: judge(parser.defects, 'clb'),
     strict: judge(parser.defects, 'strict')
   }
+}
+
+/** How many times each code occurs in a list. */
+function tally (codes: readonly DefectCode[]): Partial<Record<DefectCode, number>> {
+  const counts: Partial<Record<DefectCode, number>> = {}
+  for (const code of codes) counts[code] = (counts[code] ?? 0) + 1
+  return counts
 }
 
 function feedOptionsOf (responseCase: ResponseCase): FeedOptions {
@@ -99,6 +108,7 @@ t.test('each case read in one piece gives the expected defects and verdicts', as
     const outcome = feed(wholeRead(caseBytes(c)), feedOptionsOf(c))
     t.same(outcome.defects.map((d) => d.code), c.expectedCodes, `${c.name}: codes`)
     t.same(outcome.defects.map((d) => d.offset), c.expectedOffsets, `${c.name}: offsets`)
+    t.strictSame(outcome.defectCounts, c.expectedCounts ?? tally(c.expectedCodes), `${c.name}: defectCounts`)
     t.equal(outcome.state, c.expectedState, `${c.name}: state`)
     t.equal(outcome.clb.action, c.expectedVerdict, `${c.name}: clb verdict`)
     t.equal(outcome.strict.action, c.expectedStrictVerdict, `${c.name}: strict verdict`)
@@ -155,6 +165,48 @@ t.test('parsed heads carry what the proxy needs', async (t) => {
     { requestMethod: 'GET', maxHeadBytes: 1024, endsWithClose: false })
   t.same(teAndCl.head?.framing, { kind: 'chunked' }, 'Transfer-Encoding overrides Content-Length (RFC 9112 §6.3 rule 3)')
   t.equal(teAndCl.head?.reusable, false, 'and the connection is closed after (RFC 9112 §6.3 rule 3)')
+})
+
+// --- Bounded memory: repeated findings are counted, not listed one by one ---
+
+/** A chunked response whose `chunks` chunk-size lines end in a bare LF ("1\nx\r\n" each). */
+function bareLfChunkedResponse (chunks: number): Buffer {
+  return Buffer.concat([
+    Buffer.from('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n', 'latin1'),
+    Buffer.from('1\nx\r\n'.repeat(chunks), 'latin1'),
+    Buffer.from('0\r\n\r\n', 'latin1')
+  ])
+}
+
+/** Reads of `size` bytes. */
+function readsOf (bytes: Buffer, size: number): Chunking {
+  const pieces: Buffer[] = []
+  for (let from = 0; from < bytes.length; from += size) pieces.push(bytes.subarray(from, from + size))
+  return { label: `reads of ${size} bytes`, pieces }
+}
+
+t.test('100,000 bare-LF chunk lines: the first 3 are listed, all 100,000 are counted', async (t) => {
+  const bytes = bareLfChunkedResponse(100_000)
+  const options = { requestMethod: 'GET', maxHeadBytes: CLB_DEFAULTS.maxHeadBytes, endsWithClose: false }
+  // The head is 47 bytes; chunk k (from 0) is the 5 bytes at 47 + 5k and its bare LF is its second byte.
+  const expected = [48, 53, 58].map((offset) => ({ code: 'LINE_BARE_LF', offset, message: 'chunked framing line ends in LF without CR' }))
+  for (const chunking of [wholeRead(bytes), readsOf(bytes, 4096), readsOf(bytes, 5)]) {
+    const outcome = feed(chunking, options)
+    t.equal(outcome.state, 'complete', `${chunking.label}: the response is whole`)
+    t.strictSame(outcome.defects, expected, `${chunking.label}: ${MAX_DEFECTS_PER_CODE} listed, at the first offsets`)
+    t.strictSame(outcome.defectCounts, { LINE_BARE_LF: 100_000 }, `${chunking.label}: every occurrence counted`)
+    t.equal(outcome.clb.action, 'pass', `${chunking.label}: relayed with warnings (LINE_BARE_LF, peers split)`)
+  }
+})
+
+t.test('each code keeps its own first 3: a head with 500 control bytes and 40 obs-folds', async (t) => {
+  const head = 'HTTP/1.1 200 OK\r\nX-A: ' + '\x01'.repeat(500) + '\r\nX-B: b\r\n' + ' c\r\n'.repeat(40) + 'Content-Length: 0\r\n\r\n'
+  const outcome = feed(wholeRead(Buffer.from(head, 'latin1')), { requestMethod: 'GET', maxHeadBytes: CLB_DEFAULTS.maxHeadBytes, endsWithClose: false })
+  t.strictSame(outcome.defects.map((d) => `${d.code}@${d.offset}`), [
+    'HDR_VALUE_CTL@22', 'HDR_VALUE_CTL@23', 'HDR_VALUE_CTL@24',
+    'HDR_OBS_FOLD@532', 'HDR_OBS_FOLD@536', 'HDR_OBS_FOLD@540'
+  ])
+  t.strictSame(outcome.defectCounts, { HDR_VALUE_CTL: 500, HDR_OBS_FOLD: 40 })
 })
 
 // --- Properties (fast-check, fixed seeds so a failure replays exactly) ---

@@ -11,9 +11,16 @@ export interface ChunkedProgress {
   /** Index in the fed chunk just past the end of the message, or -1 while it continues. */
   readonly end: number
   readonly error: ChunkedError | null
-  /** Lines that ended in a bare LF (offsets of the LF). */
-  readonly bareLfOffsets: readonly number[]
 }
+
+/**
+ * Told the offset of each LF that ends a chunked framing line without CR, as it is found. A
+ * callback rather than a list in ChunkedProgress: a body can have one such line per chunk, and a
+ * list would grow with the body (the caller keeps the first few and a count).
+ */
+export type BareLfHandler = (lfOffset: number) => void
+
+function ignoreBareLf (): void {}
 
 // A chunk size above 2^53 cannot be a byte count we could ever relay.
 const MAX_CHUNK_SIZE_DIGITS = 13
@@ -29,14 +36,13 @@ export class ChunkedFramer {
   private sawCr = false
   private readonly lines = new LineSplitter()
 
-  constructor (private readonly maxLineBytes: number) {}
+  constructor (private readonly maxLineBytes: number, private readonly onBareLf: BareLfHandler = ignoreBareLf) {}
 
   get done (): boolean {
     return this.state === 'done'
   }
 
   feed (chunk: Buffer, from: number, chunkOffset: number): ChunkedProgress {
-    const bareLfOffsets: number[] = []
     let error: ChunkedError | null = null
     let i = from
     while (i < chunk.length && error === null && this.state !== 'done') {
@@ -52,7 +58,7 @@ export class ChunkedFramer {
         const b = chunk[i] as number
         if (!this.sawCr && b === CR) { this.sawCr = true; i++; continue }
         if (b === LF) {
-          if (!this.sawCr) bareLfOffsets.push(chunkOffset + i)
+          if (!this.sawCr) this.onBareLf(chunkOffset + i)
           this.state = 'size'
           i++
           continue
@@ -68,7 +74,7 @@ export class ChunkedFramer {
           error = this.lineTooLong(offset)
           return true
         }
-        if (bareLf) bareLfOffsets.push(offset + (end - start))
+        if (bareLf) this.onBareLf(offset + (end - start))
         error = this.state === 'size' ? this.sizeLine(buf, start, end, offset) : this.trailerLine(buf, start, end, offset)
         return true
       })
@@ -80,7 +86,7 @@ export class ChunkedFramer {
         i = next
       }
     }
-    return { end: this.state === 'done' && error === null ? i : -1, error, bareLfOffsets }
+    return { end: this.state === 'done' && error === null ? i : -1, error }
   }
 
   private lineTooLong (lineOffset: number): ChunkedError {

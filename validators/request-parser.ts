@@ -47,7 +47,10 @@ const MAX_LEADING_EMPTY_LINES = 4
 export class RequestParser {
   state: RequestParserState = 'head'
   head: RequestHead | null = null
+  /** The request's defect: the parser stops at the first one, so this holds at most one. */
   readonly defects: Defect[] = []
+  /** How many times each code was found (as ResponseParser.defectCounts; here at most one code, once). */
+  readonly defectCounts: Partial<Record<DefectCode, number>> = {}
   /** Body bytes (as framed on the wire) consumed so far. */
   bodyBytes = 0
 
@@ -202,6 +205,7 @@ export class RequestParser {
     } else {
       this.state = 'body'
       if (framing.kind === 'content-length') this.remaining = framing.length
+      // A bare LF ending a chunk line is accepted silently (RFC 9112 section 2.2: a recipient MAY).
       else this.chunked = new ChunkedFramer(this.maxHeadBytes)
     }
     return true
@@ -238,6 +242,7 @@ export class RequestParser {
   }
 
   private fail (code: DefectCode, offset: number, message: string): void {
+    this.defectCounts[code] = (this.defectCounts[code] ?? 0) + 1
     this.defects.push({ code, offset, message })
     this.state = 'invalid'
   }

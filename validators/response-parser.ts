@@ -65,6 +65,13 @@ const FIELD_PROBLEM_MESSAGES: Record<FieldLineProblem, string> = {
 
 const HTTP_PREFIX = Buffer.from('HTTP/', 'latin1')
 
+/**
+ * How many Defect objects of one code `defects` keeps: the first few offsets locate a repeated
+ * finding (one bare LF per chunk line, one control byte per value byte), `defectCounts` has the
+ * total. Without a bound, a 2 MB chunked body with bare-LF lines made 600 MiB of Defect objects.
+ */
+export const MAX_DEFECTS_PER_CODE = 3
+
 // Enough to see one header-like line after a blank line; longer first lines are not header-like.
 const BLANK_LINE_PROBE_BYTES = 8 * 1024
 
@@ -80,6 +87,7 @@ export class ResponseParser {
   messageEnd = -1
   /** Interim (1xx) responses seen before the final one. */
   interimResponses = 0
+  /** What was found, in the order found: at most MAX_DEFECTS_PER_CODE of each code. */
   readonly defects: Defect[] = []
   /** How many times each code was found, including occurrences `defects` does not list. */
   readonly defectCounts: Partial<Record<DefectCode, number>> = {}
@@ -279,7 +287,7 @@ export class ResponseParser {
     } else if (framing.kind === 'content-length') {
       this.bodyRemaining = framing.length
     } else if (framing.kind === 'chunked') {
-      this.chunked = new ChunkedFramer(this.options.maxHeadBytes)
+      this.chunked = new ChunkedFramer(this.options.maxHeadBytes, (lf) => this.add('LINE_BARE_LF', lf, 'chunked framing line ends in LF without CR'))
     }
     return true
   }
@@ -338,7 +346,6 @@ export class ResponseParser {
     if (framing.kind === 'chunked') {
       const framer = this.chunked as ChunkedFramer
       const progress = framer.feed(chunk, from, chunkOffset)
-      for (const lf of progress.bareLfOffsets) this.add('LINE_BARE_LF', lf, 'chunked framing line ends in LF without CR')
       if (progress.error !== null) return this.fail('CHUNK_SIZE_INVALID', progress.error.offset, progress.error.message)
       if (progress.end !== -1) {
         this.complete(chunkOffset + progress.end)
@@ -395,9 +402,11 @@ export class ResponseParser {
     this.messageEnd = end
   }
 
+  /** Counts every finding; lists only the first MAX_DEFECTS_PER_CODE of each code (bounded memory). */
   private add (code: DefectCode, offset: number, message: string): void {
-    this.defectCounts[code] = (this.defectCounts[code] ?? 0) + 1
-    this.defects.push({ code, offset, message })
+    const count = (this.defectCounts[code] ?? 0) + 1
+    this.defectCounts[code] = count
+    if (count <= MAX_DEFECTS_PER_CODE) this.defects.push({ code, offset, message })
   }
 
   private fail (code: DefectCode, offset: number, message: string): void {

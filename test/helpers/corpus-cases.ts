@@ -63,10 +63,18 @@ export interface ResponseCase {
   readonly endsWithReset?: boolean
   /** Bytes the backend sends in a later read, after the response was judged: not part of this exchange. */
   readonly laterRead?: string
-  /** Every defect the parser finds, in the order it finds them. */
+  /**
+   * Every defect the parser lists, in the order it finds them: at most MAX_DEFECTS_PER_CODE (3) of
+   * one code (validators/response-parser.ts).
+   */
   readonly expectedCodes: readonly DefectCode[]
   /** The offset of each defect in `expectedCodes`, same order. */
   readonly expectedOffsets: readonly number[]
+  /**
+   * ResponseParser.defectCounts: how many times each code was found, listed or not. Absent means
+   * each code of `expectedCodes` as many times as it is listed (nothing found beyond the list).
+   */
+  readonly expectedCounts?: Readonly<Partial<Record<DefectCode, number>>>
   /** ResponseParser.state once `bytes` (and the close, if any) were fed. */
   readonly expectedState: ResponseParserState
   /** judge(defects, 'clb').action: 'reject' means CLB's own 502 (or 504, see `client`). */
@@ -153,6 +161,16 @@ function listOf (item: Check, minLength = 0): Check {
   }
 }
 
+/** { CODE: N, ... }: response codes of the registry, each with a positive count. */
+const isCounts: Check = (value) => {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return 'must be a map { CODE: N, ... }'
+  for (const [code, count] of Object.entries(value)) {
+    const problem = isDefectCode('response')(code, null) ?? isPositiveInteger(count, null)
+    if (problem !== null) return `${code}: ${problem}`
+  }
+  return null
+}
+
 const isOffset: Check = (value) => Number.isSafeInteger(value) && (value as number) >= 0 ? null : 'must be a non-negative integer'
 
 const isLogPair: Check = (value) =>
@@ -226,6 +244,7 @@ function responseSchema (source: string): Schema {
     laterRead: optional(isBytes(source)),
     expectedCodes: required(listOf(isDefectCode('response'))),
     expectedOffsets: required(listOf(isOffset)),
+    expectedCounts: optional(isCounts),
     expectedState: required(oneOf(RESPONSE_STATES)),
     expectedVerdict: required(oneOf(VERDICTS)),
     expectedStrictVerdict: required(oneOf(VERDICTS)),
