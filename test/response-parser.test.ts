@@ -209,6 +209,42 @@ t.test('each code keeps its own first 3: a head with 500 control bytes and 40 ob
   t.strictSame(outcome.defectCounts, { HDR_VALUE_CTL: 500, HDR_OBS_FOLD: 40 })
 })
 
+// --- Interim responses count toward the head limit (RFC 9110 section 15.2) ---
+
+t.test('a long run of 100 Continue trips HDR_TOO_LARGE at maxHeadBytes, whatever the reads', async (t) => {
+  const interim = 'HTTP/1.1 100 Continue\r\n\r\n' // 25 bytes
+  const bytes = Buffer.from(interim.repeat(10_000) + 'HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n', 'latin1')
+  const options = { requestMethod: 'GET', maxHeadBytes: CLB_DEFAULTS.maxHeadBytes, endsWithClose: false }
+  const whole = feed(wholeRead(bytes), options)
+  // 2621 interim heads end at 65525; the next status line's LF would be byte 65547, past byte 65536.
+  t.equal(whole.state, 'invalid')
+  t.equal(whole.interimResponses, 2621)
+  t.strictSame(whole.defects, [{
+    code: 'HDR_TOO_LARGE',
+    offset: CLB_DEFAULTS.maxHeadBytes,
+    message: 'the response head is larger than 65536 bytes (2621 interim 1xx response(s) before it count toward the limit)'
+  }])
+  t.equal(whole.clb.primary?.code, 'HDR_TOO_LARGE', 'CLB\'s 502')
+  const chunkings = [readsOf(bytes, 4096), readsOf(bytes, 25), readsOf(bytes, 7), byteByByte(bytes.subarray(0, 70_000)),
+    cutAt(bytes, [65_525, 65_536, 65_537])]
+  t.strictSame(chunkingsThatDiffer(bytes, options, whole, chunkings.slice(0, 3).concat(chunkings.slice(4))), [], 'the same outcome in every chunking')
+  // Byte by byte over the first 70,000 bytes only (the rest is never read once the parser failed).
+  const trickled = feed(chunkings[3] as Chunking, options)
+  t.strictSame(trickled.defects, whole.defects, 'byte by byte: the same defect at the same offset')
+})
+
+t.test('the head limit runs from the first byte of the response: interim heads count', async (t) => {
+  const options = (maxHeadBytes: number): FeedOptions => ({ requestMethod: 'GET', maxHeadBytes, endsWithClose: false })
+  const interims = 'HTTP/1.1 100 Continue\r\n\r\n'.repeat(39) // 975 bytes
+  const fits = Buffer.from(interims + 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Pad: ab\r\n\r\nok', 'latin1') // a 1024-byte head
+  const tooLarge = Buffer.from(interims + 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Pad: abc\r\n\r\nok', 'latin1')
+  for (const [bytes, expected] of [[fits, []], [tooLarge, ['HDR_TOO_LARGE@1024']]] as const) {
+    const whole = feed(wholeRead(bytes), options(1024))
+    t.strictSame(whole.defects.map((d) => `${d.code}@${d.offset}`), expected, `a ${bytes.length - 2}-byte head against 1024`)
+    t.strictSame(chunkingsThatDiffer(bytes, options(1024), whole, [...splitAtEveryBoundary(bytes, 1026, whole.messageEnd), byteByByte(bytes, whole.messageEnd)]), [])
+  }
+})
+
 // --- Properties (fast-check, fixed seeds so a failure replays exactly) ---
 
 const ROBUSTNESS_RUNS = 3000

@@ -37,7 +37,10 @@ export type ResponseParserState = 'head' | 'body' | 'complete' | 'invalid'
 export interface ResponseParserOptions {
   /** The request method: a response to HEAD has no body (RFC 9112 section 6.3 rule 1). */
   readonly requestMethod: string
-  /** Largest head accepted, in bytes (HDR_TOO_LARGE beyond). */
+  /**
+   * Largest head accepted, in bytes (HDR_TOO_LARGE beyond), counted from the first byte of the
+   * response to the end of the final head: interim (1xx) responses count toward it.
+   */
   readonly maxHeadBytes: number
 }
 
@@ -64,6 +67,7 @@ const FIELD_PROBLEM_MESSAGES: Record<FieldLineProblem, string> = {
 }
 
 const HTTP_PREFIX = Buffer.from('HTTP/', 'latin1')
+const NOT_HTTP = 'the response does not start with "HTTP/"'
 
 /**
  * How many Defect objects of one code `defects` keeps: the first few offsets locate a repeated
@@ -94,8 +98,9 @@ export class ResponseParser {
 
   private received = 0
   private readonly lines = new LineSplitter()
-  private headStart = 0
-  private statusLine: { version: string; statusCode: number; reason: string } | null = null
+  /** Absolute offset where the current status line starts (or would start): after earlier interim heads. */
+  private statusLineStart = 0
+  private statusLine: StatusLine | null = null
   private fields: HeaderField[] = []
   private bodyRemaining = 0
   private chunked: ChunkedFramer | null = null
@@ -138,7 +143,7 @@ export class ResponseParser {
     if (this.state === 'complete' || this.state === 'invalid') return
     const at = this.received
     if (at === 0) return this.fail('EMPTY_RESPONSE', 0, 'the connection closed before any response byte')
-    if (this.state === 'head') return this.fail('HEADERS_TRUNCATED', at, `the connection closed after ${at - this.headStart} bytes of an incomplete head`)
+    if (this.state === 'head') return this.fail('HEADERS_TRUNCATED', at, `the connection closed after ${at - this.statusLineStart} bytes of an incomplete head`)
     const framing = (this.head as ResponseHead).framing
     if (framing.kind === 'content-length') {
       return this.fail('BODY_SHORT_CL', at, `the connection closed ${this.bodyRemaining} bytes short of Content-Length ${framing.length}`)
@@ -149,43 +154,71 @@ export class ResponseParser {
   }
 
   private readHead (chunk: Buffer, from: number, chunkOffset: number): number {
-    if (this.statusLine === null && this.rejectsHttpPrefix(chunk, from, chunkOffset)) return chunk.length
+    const maxHeadBytes = this.options.maxHeadBytes
     const next = this.lines.split(chunk, from, chunkOffset, (buf, start, end, offset, bareLf) => {
-      // The head is too large as soon as its byte at headStart + maxHeadBytes arrives, whether that
-      // byte ends a line here or waits in the splitter's carry (checked below): the same lines are
-      // judged whatever the chunking.
+      // Byte order, so that the verdict does not depend on where a read ends: a status line that
+      // cannot spell "HTTP/" fails at that byte (as it does while the line is still carried,
+      // checkCarriedLine), before its line end and before the head limit if that lies further on.
+      if (this.statusLine === null) {
+        const mismatch = httpPrefixMismatch(buf, start, end)
+        if (mismatch !== -1 && offset + mismatch < maxHeadBytes) {
+          this.fail('STATUS_LINE_INVALID', offset + mismatch, NOT_HTTP)
+          return true
+        }
+      }
+      // The head is too large as soon as its byte number maxHeadBytes (from the response's first
+      // byte) arrives, whether that byte ends a line here or waits in the splitter's carry
+      // (checkCarriedLine): the same lines are judged whatever the chunking.
       const lineLf = offset + (end - start) + (bareLf ? 0 : 1)
-      if (lineLf - this.headStart >= this.options.maxHeadBytes) {
+      if (lineLf >= maxHeadBytes) {
         this.headTooLarge()
         return true
       }
       if (bareLf) this.add('LINE_BARE_LF', lineLf, 'line ends in LF without CR')
       return this.headLine(buf, start, end, offset)
     })
-    if (next === -1 && this.received - this.headStart > this.options.maxHeadBytes) this.headTooLarge()
+    if (next === -1) this.checkCarriedLine()
     return next === -1 ? chunk.length : next
   }
 
-  /** Fails as soon as the first bytes of a status line cannot spell "HTTP/", whatever the chunking. */
-  private rejectsHttpPrefix (chunk: Buffer, from: number, chunkOffset: number): boolean {
-    for (let i = from; i < chunk.length; i++) {
-      const position = chunkOffset + i - this.headStart
-      if (position >= HTTP_PREFIX.length) return false
-      if (chunk[i] !== HTTP_PREFIX[position]) {
-        this.fail('STATUS_LINE_INVALID', chunkOffset + i, 'the response does not start with "HTTP/"')
-        return true
+  /**
+   * The incomplete line the splitter carries is judged as far as its bytes go: a status line whose
+   * first bytes cannot spell "HTTP/" fails at once (no waiting for a line end that may never come),
+   * and so does a head that reached maxHeadBytes. The same rules, at the same offsets, as for a
+   * whole line in readHead.
+   */
+  private checkCarriedLine (): void {
+    const carried = this.lines.carriedBytes
+    if (carried === 0) return
+    if (this.statusLine === null) {
+      const prefix = this.lines.carriedPrefix(HTTP_PREFIX.length)
+      const mismatch = httpPrefixMismatch(prefix, 0, prefix.length)
+      if (mismatch !== -1 && mismatch < prefix.length && this.lines.carriedFrom + mismatch < this.options.maxHeadBytes) {
+        this.fail('STATUS_LINE_INVALID', this.lines.carriedFrom + mismatch, NOT_HTTP)
+        return
       }
     }
-    return false
+    if (this.received > this.options.maxHeadBytes) this.headTooLarge()
   }
 
   private headTooLarge (): void {
-    this.fail('HDR_TOO_LARGE', this.headStart + this.options.maxHeadBytes, `the head is larger than ${this.options.maxHeadBytes} bytes`)
+    // RFC 9110 section 15.2: a client must parse any number of 1xx responses before the final
+    // one, but nothing obliges a recipient to hold an unbounded number: the limit runs from the
+    // first byte of the response, so a backend cannot grow the head without bound by repeating
+    // `100 Continue` (HAProxy and nginx stream interim responses through; this proxy holds the
+    // response until it is judged, docs/architecture.md "The commit rule").
+    const interim = this.interimResponses === 0
+      ? ''
+      : ` (${this.interimResponses} interim 1xx response(s) before it count toward the limit)`
+    this.fail('HDR_TOO_LARGE', this.options.maxHeadBytes, `the response head is larger than ${this.options.maxHeadBytes} bytes${interim}`)
   }
 
   /** Handles one head line; returns true when a head (interim or final) ended or parsing stopped. */
   private headLine (buf: Buffer, start: number, end: number, offset: number): boolean {
-    if (this.statusLine === null) return !this.readStatusLine(buf, start, end, offset)
+    if (this.statusLine === null) {
+      this.statusLineStart = offset
+      return !this.readStatusLine(buf, start, end, offset)
+    }
     if (start === end) return this.endOfHead(offset + 1 + (buf[end] === 0x0d ? 1 : 0))
     if (isWhitespace(buf[start])) {
       const previous = this.fields.pop()
@@ -210,19 +243,16 @@ export class ResponseParser {
 
   /**
    * status-line = HTTP-version SP status-code SP [ reason-phrase ] (RFC 9112 section 4);
-   * HTTP-version = "HTTP/" DIGIT "." DIGIT. A missing SP after the code is tolerated, as every
-   * peer does. Returns false when the line is unusable.
+   * HTTP-version = "HTTP/" DIGIT "." DIGIT. The line's "HTTP/" was checked in readHead. A missing SP
+   * after the code is tolerated, as every peer does. Returns false when the line is unusable.
    */
   private readStatusLine (buf: Buffer, start: number, end: number, offset: number): boolean {
     const invalid = (at: number, why: string): boolean => {
       this.fail('STATUS_LINE_INVALID', offset + at, why)
       return false
     }
-    // Every offset below is the first byte that breaks the grammar (as `rejectsHttpPrefix` and
-    // llhttp report it). Bytes past `end` are the line terminator, never a digit, so the
-    // fixed-position checks stop there.
-    const mismatch = httpPrefixMismatch(buf, start, end)
-    if (mismatch !== -1) return invalid(mismatch, 'the response does not start with "HTTP/"')
+    // Every offset below is the first byte that breaks the grammar (as llhttp reports it). Bytes
+    // past `end` are the line terminator, never a digit, so the fixed-position checks stop there.
     if (!isDigit(buf[start + 5])) return invalid(5, 'the HTTP version is not DIGIT "." DIGIT')
     if (buf[start + 6] !== 0x2e) return invalid(6, 'the HTTP version is not DIGIT "." DIGIT')
     if (!isDigit(buf[start + 7])) return invalid(7, 'the HTTP version is not DIGIT "." DIGIT')
@@ -238,28 +268,26 @@ export class ResponseParser {
     }
     const version = buf.toString('latin1', start, start + 8)
     if (version !== 'HTTP/1.1' && version !== 'HTTP/1.0') this.add('VERSION_UNSUPPORTED', offset + 5, `${version} on an HTTP/1 connection`)
-    this.statusLine = { version, statusCode, reason: buf.toString('latin1', Math.min(start + 13, end), end) }
+    this.statusLine = { version, statusCode, reason: buf.toString('latin1', Math.min(start + 13, end), end), codeOffset: offset + 9 }
     return true
   }
 
   /** The blank line after the headers; `end` is the absolute offset just past it. */
   private endOfHead (end: number): boolean {
-    const status = this.statusLine as { version: string; statusCode: number; reason: string }
+    // The head limit was checked on the blank line's LF (readHead), so `end` <= maxHeadBytes here.
+    const status = this.statusLine as StatusLine
     const fields = this.fields
-    if (end - this.headStart > this.options.maxHeadBytes) {
-      this.headTooLarge()
-      return true
-    }
     if (status.statusCode === 101) {
-      this.fail('STATUS_101_UNSUPPORTED', this.headStart + 9, 'CLB HTTP listeners do not relay protocol upgrades')
+      this.fail('STATUS_101_UNSUPPORTED', status.codeOffset, 'CLB HTTP listeners do not relay protocol upgrades')
       return true
     }
-    if (status.statusCode < 200) {
-      // RFC 9110 section 15.2: a client MUST be able to parse one or more 1xx responses before the final one.
+    if (status.statusCode >= 100 && status.statusCode < 200) {
+      // RFC 9110 section 15.2: a client MUST be able to parse one or more 1xx responses before the
+      // final one. They stay inside the head limit (headTooLarge).
       this.interimResponses++
       this.statusLine = null
       this.fields = []
-      this.headStart = end
+      this.statusLineStart = end
       // Stop the splitter: readHead starts over on the rest of the read, so the next status line's
       // "HTTP/" prefix is checked byte by byte, as when it starts a read.
       return true
@@ -274,7 +302,7 @@ export class ResponseParser {
       statusCode: status.statusCode,
       reason: status.reason,
       fields,
-      start: this.headStart,
+      start: this.statusLineStart,
       end,
       framing,
       // RFC 9112 section 9.3 (persistence); TE with CL: "the connection MUST be closed" after (section 6.3 rule 3).
@@ -413,6 +441,14 @@ export class ResponseParser {
     this.add(code, offset, message)
     this.state = 'invalid'
   }
+}
+
+interface StatusLine {
+  readonly version: string
+  readonly statusCode: number
+  readonly reason: string
+  /** Absolute offset of the first digit of the status code. */
+  readonly codeOffset: number
 }
 
 /** Index (from `start`) of the first byte of the line that cannot begin "HTTP/", or -1. */
