@@ -196,6 +196,9 @@ t.test('the loader names every problem: file:line, case, field', async (t) => {
     ['x.yaml:9: case "minimal": client must be one of elb-502, elb-504, relayed'])
   t.strictSame(problemsOf(responseWith('  log: "204 204"', '  log: "204"')),
     ['x.yaml:10: case "minimal": log must be "elb_status_code backend_status_code", e.g. "502 -", "504 0", "200 200"'])
+  t.strictSame(problemsOf(responseWith('  log: "204 204"', '  log: "1 2"')),
+    ['x.yaml:10: case "minimal": log must be "elb_status_code backend_status_code", e.g. "502 -", "504 0", "200 200"'],
+    'a status outside 100-599 is only the relayed status, printed twice')
   t.strictSame(problemsOf(responseWith('  expectedOffsets: []', '  expectedOffsets: []\n  expectedCounts: { LINE_BARE_LF: 0 }')),
     ['x.yaml:6: case "minimal": expectedCounts LINE_BARE_LF: must be a positive integer'])
   t.strictSame(problemsOf(responseWith('  expectedOffsets: []', '  expectedOffsets: []\n  expectedCounts: { REQUEST_CONNECT: 1 }')),

@@ -233,7 +233,7 @@ t.test('a long run of 100 Continue trips HDR_TOO_LARGE at maxHeadBytes, whatever
   t.strictSame(trickled.defects, whole.defects, 'byte by byte: the same defect at the same offset')
 })
 
-t.test('the head limit runs from the first byte of the response: interim heads count', async (t) => {
+t.test('the head limit runs from the first byte of the response: interim heads and empty lines count', async (t) => {
   const options = (maxHeadBytes: number): FeedOptions => ({ requestMethod: 'GET', maxHeadBytes, endsWithClose: false })
   const interims = 'HTTP/1.1 100 Continue\r\n\r\n'.repeat(39) // 975 bytes
   const fits = Buffer.from(interims + 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Pad: ab\r\n\r\nok', 'latin1') // a 1024-byte head
@@ -243,6 +243,72 @@ t.test('the head limit runs from the first byte of the response: interim heads c
     t.strictSame(whole.defects.map((d) => `${d.code}@${d.offset}`), expected, `a ${bytes.length - 2}-byte head against 1024`)
     t.strictSame(chunkingsThatDiffer(bytes, options(1024), whole, [...splitAtEveryBoundary(bytes, 1026, whole.messageEnd), byteByByte(bytes, whole.messageEnd)]), [])
   }
+  const emptyLines = Buffer.from('\r\n'.repeat(40_000) + 'HTTP/1.1 200 OK\r\n\r\n', 'latin1')
+  const outcome = feed(wholeRead(emptyLines), options(CLB_DEFAULTS.maxHeadBytes))
+  t.strictSame(outcome.defects.map((d) => `${d.code}@${d.offset}`),
+    ['EMPTY_LINE_BEFORE_STATUS@0', 'EMPTY_LINE_BEFORE_STATUS@2', 'EMPTY_LINE_BEFORE_STATUS@4', 'HDR_TOO_LARGE@65536'])
+  t.strictSame(outcome.defectCounts, { EMPTY_LINE_BEFORE_STATUS: 32_768, HDR_TOO_LARGE: 1 }, 'the 32,768 empty lines before byte 65536')
+})
+
+// --- Verdicts calibrated against HAProxy 2.6 and nginx 1.22 (docs/defects.md) ---
+
+interface CalibrationCase {
+  readonly bytes: string
+  readonly maxHeadBytes?: number
+  /** `CODE@offset`, in order. */
+  readonly defects: readonly string[]
+  readonly clb: 'pass' | 'reject'
+}
+
+const CALIBRATION: Record<string, CalibrationCase> = {
+  'three SP before the code': { bytes: 'HTTP/1.1   200 OK\r\nContent-Length: 0\r\n\r\n', defects: ['STATUS_LINE_EXTRA_SPACES@9'], clb: 'pass' },
+  'SP then HT before the code (HT is not SP)': { bytes: 'HTTP/1.1 \t200 OK\r\nContent-Length: 0\r\n\r\n', defects: ['STATUS_LINE_INVALID@9'], clb: 'reject' },
+  'only SP after the version': { bytes: 'HTTP/1.1    \r\nContent-Length: 0\r\n\r\n', defects: ['STATUS_LINE_INVALID@12'], clb: 'reject' },
+  'status 099': { bytes: 'HTTP/1.1 099 X\r\nContent-Length: 0\r\n\r\n', defects: ['STATUS_CODE_BELOW_100@9'], clb: 'pass' },
+  'status 100 is still interim': { bytes: 'HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n', defects: [], clb: 'pass' },
+  'extra SP and a status below 100, in byte order': { bytes: 'HTTP/1.2  001 \x7f\r\nContent-Length: 0\r\n\r\n', defects: ['VERSION_UNSUPPORTED@5', 'STATUS_LINE_EXTRA_SPACES@9', 'STATUS_CODE_BELOW_100@10', 'STATUS_REASON_CTL@14'], clb: 'pass' },
+  'DEL in the reason phrase': { bytes: 'HTTP/1.1 200 O\x7fK\r\nContent-Length: 0\r\n\r\n', defects: ['STATUS_REASON_CTL@14'], clb: 'pass' },
+  'control byte, then a bare CR in the reason phrase': { bytes: 'HTTP/1.1 200 \x01\rOK\r\nContent-Length: 0\r\n\r\n', defects: ['LINE_BARE_CR@14'], clb: 'reject' },
+  'a bare-LF empty line before the status line': { bytes: '\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n', defects: ['LINE_BARE_LF@0', 'EMPTY_LINE_BEFORE_STATUS@0'], clb: 'pass' },
+  'an empty line, then bytes that are not HTTP': { bytes: '\r\nXTTP/1.1 200 OK\r\n\r\n', defects: ['EMPTY_LINE_BEFORE_STATUS@0', 'STATUS_LINE_INVALID@2'], clb: 'reject' },
+  'an empty line, then a short line': { bytes: '\r\nHT\nX: 1\r\n\r\n', defects: ['EMPTY_LINE_BEFORE_STATUS@0', 'STATUS_LINE_INVALID@4'], clb: 'reject' },
+  'CR CR before the status line': { bytes: '\r\r\nHTTP/1.1 200 OK\r\n\r\n', defects: ['STATUS_LINE_INVALID@0'], clb: 'reject' },
+  // A status line that cannot spell "HTTP/" fails at that byte when it comes before byte maxHeadBytes...
+  'not HTTP, before the head limit': { bytes: 'HTTP/1.1 100 Continue\r\n\r\nHTX/1.1 200 OK\r\n\r\n', maxHeadBytes: 28, defects: ['STATUS_LINE_INVALID@27'], clb: 'reject' },
+  // ...and the head limit wins when it comes first.
+  'not HTTP, at the head limit': { bytes: 'HTTP/1.1 100 Continue\r\n\r\nHTX/1.1 200 OK\r\n\r\n', maxHeadBytes: 27, defects: ['HDR_TOO_LARGE@27'], clb: 'reject' },
+  'DEL in a header name': { bytes: 'HTTP/1.1 200 OK\r\nfoo\x7fbar: x\r\nContent-Length: 0\r\n\r\n', defects: ['HDR_NAME_CTL@20'], clb: 'reject' },
+  'a bare CR in a header name stays LINE_BARE_CR': { bytes: 'HTTP/1.1 200 OK\r\nfoo\rbar: x\r\nContent-Length: 0\r\n\r\n', defects: ['LINE_BARE_CR@20', 'HDR_NAME_INVALID@20'], clb: 'reject' },
+  'obs-text in a header name (nginx relays it)': { bytes: 'HTTP/1.1 200 OK\r\nfoo\xe9bar: x\r\nContent-Length: 0\r\n\r\n', defects: ['HDR_NAME_INVALID@20'], clb: 'pass' },
+  'NUL and a control byte in one name: NUL decides': { bytes: 'HTTP/1.1 200 OK\r\nf\x01o\x00: x\r\nContent-Length: 0\r\n\r\n', defects: ['HDR_NAME_NUL@20'], clb: 'reject' }
+}
+
+t.test('calibrated status-line and header-name verdicts, whole, split at every boundary and byte by byte', async (t) => {
+  for (const [name, c] of Object.entries(CALIBRATION)) {
+    const bytes = Buffer.from(c.bytes, 'latin1')
+    const options = { requestMethod: 'GET', maxHeadBytes: c.maxHeadBytes ?? CLB_DEFAULTS.maxHeadBytes, endsWithClose: false }
+    const whole = feed(wholeRead(bytes), options)
+    t.strictSame(whole.defects.map((d) => `${d.code}@${d.offset}`), c.defects, `${name}: defects`)
+    t.equal(whole.clb.action, c.clb, `${name}: clb verdict`)
+    t.strictSame(chunkingsThatDiffer(bytes, options, whole, [...splitAtEveryBoundary(bytes, bytes.length, whole.messageEnd), byteByByte(bytes, whole.messageEnd)]), [],
+      `${name}: every chunking agrees`)
+  }
+})
+
+t.test('a status code below 100 is a final response, framed by its Content-Length', async (t) => {
+  const outcome = feed(wholeRead(Buffer.from('HTTP/1.1 001 One\r\nContent-Length: 5\r\n\r\nhello', 'latin1')),
+    { requestMethod: 'GET', maxHeadBytes: CLB_DEFAULTS.maxHeadBytes, endsWithClose: false })
+  t.equal(outcome.interimResponses, 0, 'not read as a 1xx')
+  t.equal(outcome.head?.statusCode, 1)
+  t.same(outcome.head?.framing, { kind: 'content-length', length: 5 })
+  t.equal(outcome.messageEnd, 44)
+})
+
+t.test('the final head starts after the empty lines before it', async (t) => {
+  const outcome = feed(wholeRead(Buffer.from('\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n', 'latin1')),
+    { requestMethod: 'GET', maxHeadBytes: CLB_DEFAULTS.maxHeadBytes, endsWithClose: false })
+  t.equal(outcome.head?.start, 4)
+  t.equal(outcome.head?.end, 42)
 })
 
 // --- Properties (fast-check, fixed seeds so a failure replays exactly) ---
@@ -252,7 +318,7 @@ const GRAMMAR_RUNS = 400
 
 /** Bytes that drive the parser into its interesting states more often than uniform bytes do. */
 const INTERESTING_BYTE = fc.constantFrom(...'\r\n\r\n :;,0123456789abcdefABCDEFHTP/.\t\x00\x01\x7f\xff', 'HTTP/1.1 ', 'Content-Length: ', 'Transfer-Encoding: chunked')
-const RESPONSE_PREFIX = fc.constantFrom('', 'HTTP/1.1 200 OK\r\n', 'HTTP/1.1 100 Continue\r\n\r\n', 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n',
+const RESPONSE_PREFIX = fc.constantFrom('', '\r\n', 'HTTP/1.1 200 OK\r\n', 'HTTP/1.1 100 Continue\r\n\r\n', 'HTTP/1.1  001 \x00\r\n', 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n',
   'HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n', 'HTTP/1.1 204 No Content\r\n')
 const messyResponse = fc.oneof(
   fc.uint8Array({ maxLength: 200 }).map((bytes) => Buffer.from(bytes)),

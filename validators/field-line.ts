@@ -1,4 +1,4 @@
-import { CR, TCHAR, isWhitespace } from './bytes.js'
+import { CR, TCHAR, isControl, isWhitespace } from './bytes.js'
 
 /** A header field as received: name as sent, value with surrounding whitespace removed. */
 export interface HeaderField {
@@ -12,7 +12,7 @@ export interface HeaderField {
   readonly valueOffset: number
 }
 
-export type FieldLineProblem = 'bare-cr' | 'no-colon' | 'name-whitespace' | 'name-empty' | 'name-nul' | 'name-invalid' | 'value-nul' | 'value-ctl'
+export type FieldLineProblem = 'bare-cr' | 'no-colon' | 'name-whitespace' | 'name-empty' | 'name-nul' | 'name-ctl' | 'name-invalid' | 'value-nul' | 'value-ctl'
 
 export interface FieldLineIssue {
   readonly problem: FieldLineProblem
@@ -34,18 +34,23 @@ export function parseFieldLine (buf: Buffer, start: number, end: number, offset:
   let nameInvalidAt = -1
   let nameWhitespaceAt = -1
   let nameNulAt = -1
+  let nameControlAt = -1
   for (let i = start; i < end; i++) {
     const b = buf[i] as number
     if (b === 0x3a) { colon = i; break }
     if (TCHAR[b] === 0 && nameInvalidAt === -1) nameInvalidAt = i
     if (isWhitespace(b) && nameWhitespaceAt === -1) nameWhitespaceAt = i
     if (b === 0 && nameNulAt === -1) nameNulAt = i
+    // NUL and a bare CR have problems of their own; HT is whitespace (isControl excludes it).
+    if (b !== 0 && b !== CR && isControl(b) && nameControlAt === -1) nameControlAt = i
   }
   if (colon === -1) {
     report({ problem: 'no-colon', offset })
     return null
   }
   if (colon === start) {
+    // RFC 9110 section 5.1: field-name = token, at least one tchar. HAProxy ("error at position"
+    // of the colon), nginx ("upstream sent invalid header") and llhttp all reject it.
     report({ problem: 'name-empty', offset })
     return null
   }
@@ -57,6 +62,10 @@ export function parseFieldLine (buf: Buffer, start: number, end: number, offset:
     // a server MUST reject ... and a proxy MUST remove any such whitespace from a response".
     // Whitespace inside a name is rejected by every strict peer as well (HAProxy, nginx, llhttp).
     report({ problem: 'name-whitespace', offset: offset + (nameWhitespaceAt - start) })
+  } else if (nameControlAt !== -1) {
+    // A control byte is not a tchar (RFC 9110 section 5.6.2), and unlike other non-token bytes
+    // every strict peer rejects it: nginx (`ch <= 0x20 || ch == 0x7f`), HAProxy and llhttp.
+    report({ problem: 'name-ctl', offset: offset + (nameControlAt - start) })
   } else if (nameInvalidAt !== -1) {
     report({ problem: 'name-invalid', offset: offset + (nameInvalidAt - start) })
   }

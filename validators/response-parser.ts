@@ -1,4 +1,4 @@
-import { TCHAR, isDigit, isWhitespace } from './bytes.js'
+import { CR, TCHAR, isControl, isDigit, isWhitespace } from './bytes.js'
 import { ChunkedFramer } from './chunked-framer.js'
 import { analyzeContentLength } from './content-length.js'
 import type { Defect, DefectCode } from './defects.js'
@@ -17,7 +17,7 @@ export interface ResponseHead {
   readonly statusCode: number
   readonly reason: string
   readonly fields: readonly HeaderField[]
-  /** Absolute offset of the first byte of the final (non-1xx) status line. */
+  /** Absolute offset of the first byte of the final (non-1xx) status line (after any empty lines before it). */
   readonly start: number
   /** Absolute offset just past the blank line that ends the final head. */
   readonly end: number
@@ -39,7 +39,8 @@ export interface ResponseParserOptions {
   readonly requestMethod: string
   /**
    * Largest head accepted, in bytes (HDR_TOO_LARGE beyond), counted from the first byte of the
-   * response to the end of the final head: interim (1xx) responses count toward it.
+   * response to the end of the final head: interim (1xx) responses and empty lines before a
+   * status line count toward it.
    */
   readonly maxHeadBytes: number
 }
@@ -48,8 +49,9 @@ const FIELD_PROBLEM_CODES: Record<FieldLineProblem, DefectCode> = {
   'bare-cr': 'LINE_BARE_CR',
   'no-colon': 'HDR_NO_COLON',
   'name-whitespace': 'HDR_NAME_WHITESPACE',
-  'name-empty': 'HDR_NAME_INVALID',
+  'name-empty': 'HDR_NAME_EMPTY',
   'name-nul': 'HDR_NAME_NUL',
+  'name-ctl': 'HDR_NAME_CTL',
   'name-invalid': 'HDR_NAME_INVALID',
   'value-nul': 'HDR_VALUE_NUL',
   'value-ctl': 'HDR_VALUE_CTL'
@@ -61,6 +63,7 @@ const FIELD_PROBLEM_MESSAGES: Record<FieldLineProblem, string> = {
   'name-whitespace': 'whitespace inside the header name or before its colon',
   'name-empty': 'header line has an empty name',
   'name-nul': 'NUL byte in a header name',
+  'name-ctl': 'control character in a header name',
   'name-invalid': 'header name has a character that is not a token character',
   'value-nul': 'NUL byte in a header value',
   'value-ctl': 'control character in a header value'
@@ -98,7 +101,7 @@ export class ResponseParser {
 
   private received = 0
   private readonly lines = new LineSplitter()
-  /** Absolute offset where the current status line starts (or would start): after earlier interim heads. */
+  /** Absolute offset where the current status line starts (or would start): after earlier interim heads and empty lines. */
   private statusLineStart = 0
   private statusLine: StatusLine | null = null
   private fields: HeaderField[] = []
@@ -159,7 +162,7 @@ export class ResponseParser {
       // Byte order, so that the verdict does not depend on where a read ends: a status line that
       // cannot spell "HTTP/" fails at that byte (as it does while the line is still carried,
       // checkCarriedLine), before its line end and before the head limit if that lies further on.
-      if (this.statusLine === null) {
+      if (this.statusLine === null && start !== end) {
         const mismatch = httpPrefixMismatch(buf, start, end)
         if (mismatch !== -1 && offset + mismatch < maxHeadBytes) {
           this.fail('STATUS_LINE_INVALID', offset + mismatch, NOT_HTTP)
@@ -192,7 +195,8 @@ export class ResponseParser {
     if (carried === 0) return
     if (this.statusLine === null) {
       const prefix = this.lines.carriedPrefix(HTTP_PREFIX.length)
-      const mismatch = httpPrefixMismatch(prefix, 0, prefix.length)
+      // A lone CR may be the first half of the CRLF of an empty line.
+      const mismatch = prefix.length === 1 && prefix[0] === CR ? -1 : httpPrefixMismatch(prefix, 0, prefix.length)
       if (mismatch !== -1 && mismatch < prefix.length && this.lines.carriedFrom + mismatch < this.options.maxHeadBytes) {
         this.fail('STATUS_LINE_INVALID', this.lines.carriedFrom + mismatch, NOT_HTTP)
         return
@@ -216,6 +220,14 @@ export class ResponseParser {
   /** Handles one head line; returns true when a head (interim or final) ended or parsing stopped. */
   private headLine (buf: Buffer, start: number, end: number, offset: number): boolean {
     if (this.statusLine === null) {
+      if (start === end) {
+        // RFC 9112 section 2.2 lets a server ignore empty lines before a request-line; it says
+        // nothing of the kind for a status-line. HAProxy 2.6 and llhttp skip them, nginx 1.22
+        // cannot parse the status line and relays the bytes as HTTP/0.9: peers split, so warn.
+        this.add('EMPTY_LINE_BEFORE_STATUS', offset, 'an empty line before the status line')
+        this.statusLineStart = offset + 1 + (buf[end] === CR ? 1 : 0)
+        return false
+      }
       this.statusLineStart = offset
       return !this.readStatusLine(buf, start, end, offset)
     }
@@ -245,6 +257,8 @@ export class ResponseParser {
    * status-line = HTTP-version SP status-code SP [ reason-phrase ] (RFC 9112 section 4);
    * HTTP-version = "HTTP/" DIGIT "." DIGIT. The line's "HTTP/" was checked in readHead. A missing SP
    * after the code is tolerated, as every peer does. Returns false when the line is unusable.
+   * Tolerated with a warning, because HAProxy 2.6 and nginx 1.22 relay them (docs/defects.md):
+   * several SP before the code, a code below 100, a control byte in the reason phrase.
    */
   private readStatusLine (buf: Buffer, start: number, end: number, offset: number): boolean {
     const invalid = (at: number, why: string): boolean => {
@@ -252,23 +266,39 @@ export class ResponseParser {
       return false
     }
     // Every offset below is the first byte that breaks the grammar (as llhttp reports it). Bytes
-    // past `end` are the line terminator, never a digit, so the fixed-position checks stop there.
+    // past `end` are the line terminator, never a digit or SP, so the fixed-position checks stop there.
     if (!isDigit(buf[start + 5])) return invalid(5, 'the HTTP version is not DIGIT "." DIGIT')
     if (buf[start + 6] !== 0x2e) return invalid(6, 'the HTTP version is not DIGIT "." DIGIT')
     if (!isDigit(buf[start + 7])) return invalid(7, 'the HTTP version is not DIGIT "." DIGIT')
     if (buf[start + 8] !== 0x20) return invalid(8, 'no space after the HTTP version')
-    for (let k = 9; k < 12; k++) if (!isDigit(buf[start + k])) return invalid(k, 'the status code is not three digits')
-    if (start + 12 < end && buf[start + 12] !== 0x20) return invalid(12, 'the status code is not three digits followed by a space')
-    const statusCode = Number(buf.toString('latin1', start + 9, start + 12))
-    if (statusCode < 100) return invalid(9, `status code ${statusCode} is below 100`)
-    for (let i = start + 13; i < end; i++) {
+    // `HTTP/1.0  401 Unauthorized` (a real server's output): HAProxy and nginx skip the extra SP,
+    // llhttp rejects it ("Invalid status code" at the second SP).
+    let code = 9
+    while (start + code < end && buf[start + code] === 0x20) code++
+    for (let k = code; k < code + 3; k++) if (!isDigit(buf[start + k])) return invalid(k, 'the status code is not three digits')
+    const afterCode = code + 3
+    if (start + afterCode < end && buf[start + afterCode] !== 0x20) return invalid(afterCode, 'the status code is not three digits followed by a space')
+    const statusCode = Number(buf.toString('latin1', start + code, start + afterCode))
+    // reason-phrase = 1*( HTAB / SP / VCHAR / obs-text ). A CR is never allowed (RFC 9112 section
+    // 2.2, every peer rejects it); other control bytes, NUL included, are relayed by HAProxy,
+    // nginx and llhttp alike.
+    let reasonControlAt = -1
+    for (let i = start + afterCode + 1; i < end; i++) {
       const b = buf[i] as number
-      if (b === 0x0d) { this.fail('LINE_BARE_CR', offset + (i - start), 'CR not followed by LF'); return false }
-      if ((b < 0x20 && b !== 0x09) || b === 0x7f) return invalid(i - start, 'control character in the reason phrase')
+      if (b === CR) { this.fail('LINE_BARE_CR', offset + (i - start), 'CR not followed by LF'); return false }
+      if (reasonControlAt === -1 && isControl(b)) reasonControlAt = i
     }
     const version = buf.toString('latin1', start, start + 8)
+    // The warnings, in byte order.
     if (version !== 'HTTP/1.1' && version !== 'HTTP/1.0') this.add('VERSION_UNSUPPORTED', offset + 5, `${version} on an HTTP/1 connection`)
-    this.statusLine = { version, statusCode, reason: buf.toString('latin1', Math.min(start + 13, end), end), codeOffset: offset + 9 }
+    if (code > 9) this.add('STATUS_LINE_EXTRA_SPACES', offset + 9, `${code - 8} spaces between the HTTP version and the status code`)
+    if (statusCode < 100) {
+      // RFC 9110 section 15: "Values outside the range 100..599 are invalid"; a client "SHOULD
+      // process the response as if it had a 5xx (Server Error) status code": a final response.
+      this.add('STATUS_CODE_BELOW_100', offset + code, `status code ${buf.toString('latin1', start + code, start + afterCode)} is below 100; read as a final response`)
+    }
+    if (reasonControlAt !== -1) this.add('STATUS_REASON_CTL', offset + (reasonControlAt - start), 'control character in the reason phrase')
+    this.statusLine = { version, statusCode, reason: buf.toString('latin1', Math.min(start + afterCode + 1, end), end), codeOffset: offset + code }
     return true
   }
 

@@ -131,8 +131,10 @@ const RESPONSE_CLIENTS: readonly ResponseClient[] = ['elb-502', 'elb-504', 'rela
 const REQUEST_CLIENTS: readonly RequestClient[] = ['elb-400', 'elb-405', 'forwarded']
 // RFC 9110 section 9.1: method = token.
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
-// elb_status_code, then backend_status_code: a status, `-` (no response to log) or `0` (none received) (CLB-LOGS).
-const LOG_PAIR = /^[1-5][0-9][0-9] ([1-5][0-9][0-9]|-|0)$/
+// elb_status_code, then backend_status_code: a status, `-` (no response to log) or `0` (none received)
+// (CLB-LOGS); or, for a relayed response whose status code is outside 100-599 (docs/defects.md
+// STATUS_CODE_BELOW_100), that code twice as the log prints a number: `1 1` for `001`.
+const LOG_PAIR = /^(?:[1-5][0-9][0-9] (?:[1-5][0-9][0-9]|-|0)|([0-9]{1,3}) \1)$/
 
 const isText: Check = (value) => typeof value === 'string' ? null : 'must be a string'
 
