@@ -151,7 +151,8 @@ export function subscribeExchangeDiagnostics (events: ClbProxyEvents, logger: Lo
       return
     }
     if (record.outcome === 'cut') {
-      // The response was committed (past responseBufferBytes) when a rejecting defect arrived.
+      // The response was committed (past responseBufferBytes, or streaming after responseHoldMs) when a
+      // rejecting defect arrived, or the instance stopped before the end of it.
       const deciding = judge(record.defects, options.profile).primary
       const others = summarizeDefects(record.defects, record.defectCounts, deciding, true)
       logger.warn({
