@@ -170,8 +170,10 @@ export class Exchange implements ConnectionUser {
     const head = this.parser.head
     if (head === null) return
     // The commit rule (docs/architecture.md): an incomplete response is held and judged for at most
-    // responseHoldMs after its head, or up to responseBufferBytes; an event stream is never held.
-    if (this.bufferedBytes > this.context.options.responseBufferBytes || isEventStream(head)) return this.commit()
+    // responseHoldMs after its head, or up to responseBufferBytes; an event stream only until the
+    // line after its head has shown whether it is a header after a blank line (KC-502).
+    if (this.bufferedBytes > this.context.options.responseBufferBytes ||
+      (isEventStream(head) && !this.parser.decidingBlankLine)) return this.commit()
     if (this.holdTimer === null) this.holdTimer = setTimeout(this.holdExpired, this.context.options.responseHoldMs)
   }
 

@@ -115,6 +115,14 @@ export class ResponseParser {
     return this.state
   }
 
+  /**
+   * True while the line after the head is still being read to decide HDR_BLANK_LINE (KC-502's
+   * "more than one CRLF between each header"): a proxy that commits now could no longer answer 502.
+   */
+  get decidingBlankLine (): boolean {
+    return this.blankLineProbe !== null
+  }
+
   /** Total bytes fed so far. */
   get bytesReceived (): number {
     return this.received
@@ -450,6 +458,7 @@ export class ResponseParser {
     this.blankLineProbe = null
     if (verdict === 'yes') {
       const head = this.head as ResponseHead
+      if (isEventStreamField(head, probe)) return
       const line = probe.toString('latin1', 0, Math.min(probe.indexOf(0x0d), 60))
       this.add('HDR_BLANK_LINE', head.end, `header line "${line}" follows the blank line at offset ${head.end - 2} that ended the head`)
     }
@@ -487,6 +496,19 @@ function httpPrefixMismatch (buf: Buffer, start: number, end: number): number {
     if (start + k >= end || buf[start + k] !== HTTP_PREFIX[k]) return k
   }
   return -1
+}
+
+// WHATWG HTML section 9.2.6, "Interpreting an event stream": the field names an event stream uses.
+const EVENT_STREAM_FIELDS = new Set(['data', 'event', 'id', 'retry'])
+
+/**
+ * A server-sent event stream's body is made of `name: value` lines by design (WHATWG HTML section
+ * 9.2): its first line is not a header after a blank line, unless its name is not an event-stream field.
+ */
+function isEventStreamField (head: ResponseHead, probe: Buffer): boolean {
+  const contentType = head.fields.find((f) => f.lowerName === 'content-type')
+  if (contentType === undefined || !contentType.value.trimStart().toLowerCase().startsWith('text/event-stream')) return false
+  return EVENT_STREAM_FIELDS.has(probe.toString('latin1', 0, probe.indexOf(0x3a)))
 }
 
 /** 'yes' when `bytes` starts with token ":" *(VCHAR / SP / HT / obs-text) CRLF. */
