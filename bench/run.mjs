@@ -1,13 +1,19 @@
 #!/usr/bin/env node
 /**
  * clb-proxy beside http-proxy 1.18.1 and nginx, all in front of one backend, loaded by wrk one
- * after another in the same run. `npm run bench` builds first; bench/README.md explains every
+ * after another in the same run, on three routes: GET /small (64 B), GET /large (1 MiB) and
+ * POST /echo (4 KiB echoed back). `npm run bench` builds first; bench/README.md explains every
  * number. Plain JS, no build step: it starts the built CLI (dist/bin/clb-proxy.js).
  *
- * Per target: requests/s and latency percentiles (wrk's own latency distribution, through a Lua
- * done() hook), CPU time per request (utime+stime of the target's processes from /proc/<pid>/stat
- * before and after the measured run, divided by the requests wrk completed), peak RSS (VmHWM).
- * Results go to stdout as a table and to bench/results/<timestamp>.json.
+ * Per route and target: requests/s and latency percentiles (wrk's own latency distribution,
+ * through a Lua done() hook), CPU time per request (utime+stime of the target's processes from
+ * /proc/<pid>/stat before and after the measured run, divided by the requests wrk completed), peak
+ * RSS (VmHWM; every target is started fresh for each route). Then ratios of clb-proxy against
+ * nginx and http-proxy, and the issue's targets marked met or missed. Results go to stdout and to
+ * bench/results/<timestamp>.json.
+ *
+ * Where taskset exists and at least 2 CPUs are allowed, the target under load runs alone on the
+ * last CPU and wrk and the backend on the others.
  *
  * Every child (backend, proxies, nginx master and workers, wrk) is killed when this process exits,
  * whatever the reason; every wait is bounded.
@@ -15,77 +21,135 @@
 import { spawn, spawnSync } from 'node:child_process'
 import { once } from 'node:events'
 import fs from 'node:fs'
-import { SourceMap } from 'node:module'
+import http from 'node:http'
 import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
+import { ROUTES } from './backend.mjs'
+import { formatTop, readProfile, topFunctions } from './profile-top.mjs'
 
 const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url))
 const REPO_ROOT = path.dirname(BENCH_DIR)
 const RESULTS_DIR = path.join(BENCH_DIR, 'results')
 const CLB_CLI = path.join(REPO_ROOT, 'dist', 'bin', 'clb-proxy.js')
 const TARGET_NAMES = ['backend', 'clb-proxy', 'http-proxy', 'nginx']
-// The issue's goal: clb-proxy's CPU per request at most half of http-proxy's on small responses.
-const CPU_RATIO_GOAL = 0.5
+const ROUTE_NAMES = Object.keys(ROUTES)
+const NODE_TARGETS = ['clb-proxy', 'http-proxy']
+
+/**
+ * The issue's targets (issue 7, item 8), as ratios of clb-proxy to a peer measured in the same run.
+ * `routes: null` means every route that was run.
+ */
+const TARGETS = [
+  { metric: 'cpu', peer: 'nginx', limit: 2, routes: null, text: 'CPU/req <= 2x nginx' },
+  { metric: 'cpu', peer: 'http-proxy', limit: 0.4, routes: ['small'], text: 'CPU/req <= 0.4x http-proxy' },
+  { metric: 'p99', peer: 'nginx', limit: 2, routes: null, text: 'p99 <= 2x nginx' }
+]
 
 // Bounds on every wait (milliseconds).
 const START_TIMEOUT_MS = 15_000
 const STOP_TIMEOUT_MS = 10_000
 const WRK_GRACE_MS = 30_000
+const CHECK_TIMEOUT_MS = 10_000
 const CONNECT_POLL_MS = 50
 const CONNECT_POLL_ATTEMPTS = 200
 const NGINX_START_ATTEMPTS = 3
+// Start-up, the check request and shutdown per route and target, for the duration estimate.
+const OVERHEAD_SECONDS_PER_RUN = 1
 
 const USAGE = `Usage: npm run bench -- [options]   (or: node bench/run.mjs [options] after npm run build)
 
-  --duration SECONDS     measured wrk run per target (default 10)
-  --warmup SECONDS       unmeasured wrk run before each target's measured run (default 2)
-  --connections N        wrk connections (default 32)
-  --threads N            wrk threads (default 1; the machine this was written on has 2 cores)
-  --targets LIST         comma-separated subset of ${TARGET_NAMES.join(',')} (default: all)
-  --cpu-prof             run clb-proxy and http-proxy under node --cpu-prof and print their hot
-                         spots (profiling slows them: compare CPU numbers only from runs without it)
+Every option can also be set by the environment variable in brackets; an option wins over it.
+
+  --duration SECONDS     measured wrk run per route and target (BENCH_DURATION, default 10)
+  --warmup SECONDS       unmeasured wrk run before each measured run (BENCH_WARMUP, default 2)
+  --connections N        wrk connections (BENCH_CONNECTIONS, default 50)
+  --threads N            wrk threads (BENCH_THREADS, default 1)
+  --routes LIST          comma-separated subset of ${ROUTE_NAMES.join(',')} (BENCH_ROUTES, default: all)
+  --targets LIST         comma-separated subset of ${TARGET_NAMES.join(',')} (BENCH_TARGETS, default: all)
+  --pin / --no-pin       run the target alone on one CPU with taskset (BENCH_PIN=1|0, default: on
+                         when taskset exists and 2 or more CPUs are allowed)
+  --cpu-prof             run clb-proxy and http-proxy under node --cpu-prof, one profile per route,
+                         and print their top functions (BENCH_CPU_PROF=1; profiling slows them:
+                         compare CPU numbers only from runs without it)
+  --profile-top N        functions printed per profile (BENCH_PROFILE_TOP, default 12)
   -h, --help             this text
+
+Defaults take about 3 minutes: 3 routes x 4 targets x (2 s + 10 s) plus start-up.
 `
 
-// --- command line -----------------------------------------------------------------------
+// --- command line and environment ---------------------------------------------------------
 
-function parseCommandLine (argv) {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      duration: { type: 'string', default: '10' },
-      warmup: { type: 'string', default: '2' },
-      connections: { type: 'string', default: '32' },
-      threads: { type: 'string', default: '1' },
-      targets: { type: 'string', default: TARGET_NAMES.join(',') },
-      'cpu-prof': { type: 'boolean', default: false },
-      help: { type: 'boolean', short: 'h', default: false }
-    }
-  })
+function parseCommandLine (argv, env) {
+  let values
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        duration: { type: 'string' },
+        warmup: { type: 'string' },
+        connections: { type: 'string' },
+        threads: { type: 'string' },
+        routes: { type: 'string' },
+        targets: { type: 'string' },
+        pin: { type: 'boolean' },
+        'no-pin': { type: 'boolean' },
+        'cpu-prof': { type: 'boolean' },
+        'profile-top': { type: 'string' },
+        help: { type: 'boolean', short: 'h', default: false }
+      }
+    }))
+  } catch (error) {
+    usageError(error.message)
+  }
   if (values.help) {
     process.stdout.write(USAGE)
     process.exit(0)
   }
-  const integer = (flag, text, min) => {
+  // An option, else its environment variable, else the default; `source` names it in errors.
+  const pick = (flag, variable, fallback) => {
+    if (values[flag] !== undefined) return { text: values[flag], source: `--${flag}` }
+    if (env[variable] !== undefined && env[variable] !== '') return { text: env[variable], source: variable }
+    return { text: fallback, source: `--${flag}` }
+  }
+  const integer = (flag, variable, fallback, min) => {
+    const { text, source } = pick(flag, variable, fallback)
     const match = /^([0-9]+)s?$/.exec(text)
     const value = match === null ? NaN : Number(match[1])
-    if (!Number.isSafeInteger(value) || value < min) usageError(`--${flag} must be an integer >= ${min}, got '${text}'`)
+    if (!Number.isSafeInteger(value) || value < min) usageError(`${source} must be an integer >= ${min}, got '${text}'`)
     return value
   }
-  const targets = values.targets.split(',').map((name) => name.trim()).filter((name) => name !== '')
-  for (const name of targets) {
-    if (!TARGET_NAMES.includes(name)) usageError(`--targets: unknown target '${name}' (known: ${TARGET_NAMES.join(', ')})`)
+  const list = (flag, variable, known) => {
+    const { text, source } = pick(flag, variable, known.join(','))
+    const names = text.split(',').map((name) => name.trim()).filter((name) => name !== '')
+    for (const name of names) {
+      if (!known.includes(name)) usageError(`${source}: unknown name '${name}' (known: ${known.join(', ')})`)
+    }
+    if (names.length === 0) usageError(`${source} is empty`)
+    // In the canonical order, whatever order they were given in.
+    return known.filter((name) => names.includes(name))
   }
+  const flag = (variable) => {
+    const text = env[variable]
+    if (text === undefined || text === '') return undefined
+    if (text === '1' || text === 'true') return true
+    if (text === '0' || text === 'false') return false
+    usageError(`${variable} must be 1 or 0, got '${text}'`)
+  }
+  if (values.pin === true && values['no-pin'] === true) usageError('--pin and --no-pin contradict each other')
   const settings = {
-    durationSeconds: integer('duration', values.duration, 1),
-    warmupSeconds: integer('warmup', values.warmup, 0),
-    connections: integer('connections', values.connections, 1),
-    threads: integer('threads', values.threads, 1),
-    targets,
-    cpuProf: values['cpu-prof']
+    durationSeconds: integer('duration', 'BENCH_DURATION', '10', 1),
+    warmupSeconds: integer('warmup', 'BENCH_WARMUP', '2', 0),
+    connections: integer('connections', 'BENCH_CONNECTIONS', '50', 1),
+    threads: integer('threads', 'BENCH_THREADS', '1', 1),
+    routes: list('routes', 'BENCH_ROUTES', ROUTE_NAMES),
+    targets: list('targets', 'BENCH_TARGETS', TARGET_NAMES),
+    // null: decided by what the machine has (see cpuPlan).
+    pin: values.pin === true ? true : values['no-pin'] === true ? false : flag('BENCH_PIN') ?? null,
+    cpuProf: values['cpu-prof'] ?? flag('BENCH_CPU_PROF') ?? false,
+    profileTop: integer('profile-top', 'BENCH_PROFILE_TOP', '12', 1)
   }
   if (settings.threads > settings.connections) usageError('--threads must not exceed --connections (wrk needs a connection per thread)')
   return Object.freeze(settings)
@@ -94,6 +158,76 @@ function parseCommandLine (argv) {
 function usageError (message) {
   process.stderr.write(`bench: ${message}\n\n${USAGE}`)
   process.exit(2)
+}
+
+// --- CPUs: who runs where ---------------------------------------------------------------
+
+/** CPUs this process may run on (Cpus_allowed_list of /proc/self/status), e.g. [0, 1]. */
+function allowedCpus () {
+  const match = /^Cpus_allowed_list:\s*(\S+)$/m.exec(fs.readFileSync('/proc/self/status', 'utf8'))
+  if (match === null) return []
+  const cpus = []
+  for (const part of match[1].split(',')) {
+    const [from, to] = part.split('-').map(Number)
+    for (let cpu = from; cpu <= (to ?? from); cpu++) cpus.push(cpu)
+  }
+  return cpus
+}
+
+function hasTaskset () {
+  return spawnSync('taskset', ['--version'], { encoding: 'utf8' }).error === undefined
+}
+
+/**
+ * The target under load on the last allowed CPU, alone; wrk and the backend on the others. No
+ * pinning (everything where the scheduler puts it) without taskset, with one CPU, or when asked.
+ */
+function cpuPlan (settings) {
+  const cpus = allowedCpus()
+  const available = hasTaskset() && cpus.length >= 2
+  if (settings.pin === true && !available) {
+    throw new Error(`--pin needs taskset and at least 2 allowed CPUs (taskset ${hasTaskset() ? 'found' : 'missing'}, CPUs ${cpus.join(',') || '?'})`)
+  }
+  if (settings.pin === false || !available) {
+    const why = settings.pin === false ? 'pinning switched off' : !hasTaskset() ? 'taskset not found' : 'fewer than 2 CPUs allowed'
+    return { pinned: false, why, targetCpus: cpus, loadCpus: cpus }
+  }
+  return { pinned: true, why: null, targetCpus: cpus.slice(-1), loadCpus: cpus.slice(0, -1) }
+}
+
+/** `command args` wrapped in `taskset -c CPUS` when pinning (taskset execs: the pid stays the same). */
+function pinned (plan, role, command, args) {
+  if (!plan.pinned) return { command, args }
+  const cpus = role === 'target' ? plan.targetCpus : plan.loadCpus
+  return { command: 'taskset', args: ['-c', cpus.join(','), command, ...args] }
+}
+
+/** Per-CPU tick counters from /proc/stat (proc(5)): busy = all but idle and iowait; steal separately. */
+function cpuCounters () {
+  const counters = new Map()
+  for (const line of fs.readFileSync('/proc/stat', 'utf8').split('\n')) {
+    const match = /^cpu(\d+) (.*)$/.exec(line)
+    if (match === null) continue
+    const [user, nice, system, idle, iowait = 0, irq = 0, softirq = 0, steal = 0] = match[2].trim().split(/\s+/).map(Number)
+    counters.set(Number(match[1]), { busy: user + nice + system + irq + softirq, idle: idle + iowait, steal })
+  }
+  return counters
+}
+
+/** Busy and steal percentages of a set of CPUs between two cpuCounters() readings. */
+function cpuShare (before, after, cpus) {
+  let busy = 0
+  let all = 0
+  let steal = 0
+  for (const cpu of cpus) {
+    const a = before.get(cpu)
+    const b = after.get(cpu)
+    if (a === undefined || b === undefined) continue
+    busy += b.busy - a.busy
+    steal += b.steal - a.steal
+    all += (b.busy - a.busy) + (b.idle - a.idle) + (b.steal - a.steal)
+  }
+  return all > 0 ? { busyPercent: (busy / all) * 100, stealPercent: (steal / all) * 100 } : { busyPercent: null, stealPercent: null }
 }
 
 // --- child processes: tracked, bounded, always killed -----------------------------------
@@ -194,6 +328,7 @@ async function stopProcess (child, signal = 'SIGTERM') {
   const timer = setTimeout(() => child.kill('SIGKILL'), STOP_TIMEOUT_MS)
   await exited
   clearTimeout(timer)
+  children.delete(child)
 }
 
 // --- /proc ------------------------------------------------------------------------------
@@ -251,29 +386,39 @@ function childPidsOf (parentPid) {
 
 // --- the processes under test -----------------------------------------------------------
 
-async function startBackendProcess (logDir) {
-  const started = await startProcess({
-    name: 'backend',
-    command: process.execPath,
-    args: [path.join(BENCH_DIR, 'backend.mjs'), '--port', '0'],
-    logDir,
-    ready: /^listening (\d+)$/m
-  })
+/** The backend the proxies forward to (role 'load': beside wrk), or the baseline target (role 'target'). */
+async function startBackendProcess (plan, logDir, role, name) {
+  const { command, args } = pinned(plan, role, process.execPath, [path.join(BENCH_DIR, 'backend.mjs'), '--port', '0'])
+  const started = await startProcess({ name, command, args, logDir, ready: /^listening (\d+)$/m })
   return { ...started, port: Number(started.match[1]) }
 }
 
-function nodeArgs (settings, logDir, name) {
-  return settings.cpuProf ? ['--cpu-prof', '--cpu-prof-dir', path.join(logDir, `${name}-profile`)] : []
+function nodeArgs (settings, profileDir) {
+  return settings.cpuProf ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : []
 }
 
-async function startClbProxyTarget (settings, logDir, backendPort) {
+async function startBackendTarget (plan, logDir, route) {
+  const started = await startBackendProcess(plan, logDir, 'target', `backend-target-${route.name}`)
+  return {
+    name: 'backend',
+    port: started.port,
+    processes: [started.child],
+    pids: () => [started.pid],
+    stop: () => stopProcess(started.child)
+  }
+}
+
+async function startClbProxyTarget (settings, plan, logDir, route, backendPort) {
   if (!fs.existsSync(CLB_CLI)) throw new Error(`${CLB_CLI} is missing: run npm run build (npm run bench does)`)
-  const accessLog = path.join(logDir, 'clb-proxy-access.log')
+  const name = `clb-proxy-${route.name}`
+  const accessLog = path.join(logDir, `${name}-access.log`)
+  const profileDir = path.join(logDir, `${name}-profile`)
+  const { command, args } = pinned(plan, 'target', process.execPath, [...nodeArgs(settings, profileDir), CLB_CLI,
+    '--listen', '127.0.0.1:0', '--backend', `http://127.0.0.1:${backendPort}`, '--access-log', accessLog])
   const started = await startProcess({
-    name: 'clb-proxy',
-    command: process.execPath,
-    args: [...nodeArgs(settings, logDir, 'clb-proxy'), CLB_CLI,
-      '--listen', '127.0.0.1:0', '--backend', `http://127.0.0.1:${backendPort}`, '--access-log', accessLog],
+    name,
+    command,
+    args,
     logDir,
     // The CLI's banner on stderr: "clb-proxy: listening on http://127.0.0.1:PORT, forwarding to ..."
     ready: /listening on http:\/\/127\.0\.0\.1:(\d+)/
@@ -284,24 +429,23 @@ async function startClbProxyTarget (settings, logDir, backendPort) {
     processes: [started.child],
     pids: () => [started.pid],
     accessLog,
+    profileDir,
     stop: () => stopProcess(started.child)
   }
 }
 
-async function startHttpProxyTarget (settings, logDir, backendPort) {
-  const started = await startProcess({
-    name: 'http-proxy',
-    command: process.execPath,
-    args: [...nodeArgs(settings, logDir, 'http-proxy'), path.join(BENCH_DIR, 'http-proxy-server.mjs'),
-      '--target', `http://127.0.0.1:${backendPort}`],
-    logDir,
-    ready: /^listening (\d+)$/m
-  })
+async function startHttpProxyTarget (settings, plan, logDir, route, backendPort) {
+  const name = `http-proxy-${route.name}`
+  const profileDir = path.join(logDir, `${name}-profile`)
+  const { command, args } = pinned(plan, 'target', process.execPath, [...nodeArgs(settings, profileDir),
+    path.join(BENCH_DIR, 'http-proxy-server.mjs'), '--target', `http://127.0.0.1:${backendPort}`])
+  const started = await startProcess({ name, command, args, logDir, ready: /^listening (\d+)$/m })
   return {
     name: 'http-proxy',
     port: Number(started.match[1]),
     processes: [started.child],
     pids: () => [started.pid],
+    profileDir,
     stop: () => stopProcess(started.child)
   }
 }
@@ -344,7 +488,7 @@ http {
 
   upstream backend {
     server 127.0.0.1:${backendPort};
-    keepalive 32;
+    keepalive 64;
     # Like clb-proxy and http-proxy, never retire a kept-alive backend connection (default 1000).
     keepalive_requests 1000000;
   }
@@ -358,6 +502,10 @@ http {
       proxy_pass http://backend;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
+      # A response larger than the memory buffers is streamed, not spooled to a temp file (the
+      # default for a 1 MiB body when the client reads slower than the backend writes): the Node
+      # proxies do no disk I/O either.
+      proxy_max_temp_file_size 0;
     }
   }
 }
@@ -378,8 +526,8 @@ async function waitForPort (port, isAlive) {
   return false
 }
 
-async function startNginxTarget (logDir, backendPort) {
-  const dir = path.join(logDir, 'nginx')
+async function startNginxTarget (plan, logDir, route, backendPort) {
+  const dir = path.join(logDir, `nginx-${route.name}`)
   fs.mkdirSync(dir, { recursive: true })
   // Workers run as "nobody" when we are root; they must be able to reach their temp paths.
   fs.chmodSync(logDir, 0o755)
@@ -389,8 +537,8 @@ async function startNginxTarget (logDir, backendPort) {
     const port = await freePort()
     const configFile = path.join(dir, 'nginx.conf')
     fs.writeFileSync(configFile, nginxConfig(dir, port, backendPort))
-    const child = spawn('nginx', ['-p', dir, '-e', path.join(dir, 'nginx-error.log'), '-c', configFile],
-      { stdio: ['ignore', 'ignore', 'ignore'] })
+    const { command, args } = pinned(plan, 'target', 'nginx', ['-p', dir, '-e', path.join(dir, 'nginx-error.log'), '-c', configFile])
+    const child = spawn(command, args, { stdio: ['ignore', 'ignore', 'ignore'] })
     child.abortSignal = 'SIGTERM'
     children.add(child)
     child.on('error', () => undefined)
@@ -428,10 +576,64 @@ function readTail (file) {
   }
 }
 
+function startTarget (name, settings, plan, logDir, route, backendPort) {
+  switch (name) {
+    case 'backend': return startBackendTarget(plan, logDir, route)
+    case 'clb-proxy': return startClbProxyTarget(settings, plan, logDir, route, backendPort)
+    case 'http-proxy': return startHttpProxyTarget(settings, plan, logDir, route, backendPort)
+    case 'nginx': return startNginxTarget(plan, logDir, route, backendPort)
+  }
+  throw new Error(`unknown target ${name}`)
+}
+
+// --- the check request: one exchange per route and target, before any load --------------
+
+/** A request body distinct from anything the backend sends, so an echo proves itself. */
+function requestBodyOf (length) {
+  return Buffer.alloc(length, '0123456789ABCDEF', 'latin1')
+}
+
+/** One request on the route; throws unless the answer is 200 with exactly the expected body. */
+async function checkRoute (port, route, targetName) {
+  const body = route.requestBodyBytes > 0 ? requestBodyOf(route.requestBodyBytes) : null
+  const { status, received } = await new Promise((resolve, reject) => {
+    const request = http.request({
+      host: '127.0.0.1',
+      port,
+      method: route.method,
+      path: route.path,
+      agent: false,
+      headers: body === null ? {} : { 'Content-Type': 'application/octet-stream', 'Content-Length': body.length },
+      timeout: CHECK_TIMEOUT_MS
+    }, (response) => {
+      const parts = []
+      response.on('data', (part) => parts.push(part))
+      response.on('end', () => resolve({ status: response.statusCode, received: Buffer.concat(parts) }))
+      response.on('error', reject)
+    })
+    request.on('timeout', () => request.destroy(new Error(`no answer within ${CHECK_TIMEOUT_MS} ms`)))
+    request.on('error', reject)
+    request.end(body ?? undefined)
+  }).catch((error) => { throw new Error(`${targetName} ${route.label}: check request failed: ${error.message}`) })
+  if (status !== 200) throw new Error(`${targetName} ${route.label}: check request got status ${status}`)
+  if (received.length !== route.responseBodyBytes) {
+    throw new Error(`${targetName} ${route.label}: check request got ${received.length} body bytes, expected ${route.responseBodyBytes}`)
+  }
+  if (body !== null && !received.equals(body)) throw new Error(`${targetName} ${route.label}: the echoed body differs from the one sent`)
+}
+
 // --- wrk --------------------------------------------------------------------------------
 
-const WRK_DONE_SCRIPT = `-- Written by bench/run.mjs: prints wrk's summary and latency distribution as one JSON line.
-done = function(summary, latency, requests)
+/** A wrk script: the route's method and body, and a done() hook that prints wrk's summary as JSON. */
+function wrkScript (route) {
+  const request = route.requestBodyBytes === 0
+    ? ''
+    : `wrk.method = "${route.method}"
+wrk.body = string.rep("0123456789ABCDEF", ${route.requestBodyBytes / 16})
+wrk.headers["Content-Type"] = "application/octet-stream"
+`
+  return `-- Written by bench/run.mjs for ${route.label}.
+${request}done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
     'WRK_JSON {"requests":%d,"duration_us":%d,"bytes":%d,' ..
@@ -444,6 +646,7 @@ done = function(summary, latency, requests)
     latency:percentile(99), latency:percentile(99.9)))
 end
 `
+}
 
 function wrkVersion () {
   const result = spawnSync('wrk', ['-v'], { encoding: 'utf8' })
@@ -452,10 +655,11 @@ function wrkVersion () {
 }
 
 /** Runs wrk for `seconds` against url; resolves with the parsed summary and wrk's text output. */
-async function runWrk (url, seconds, settings, scriptFile) {
-  const args = ['-t', String(settings.threads), '-c', String(settings.connections), '-d', `${seconds}s`,
+async function runWrk (url, seconds, settings, plan, scriptFile) {
+  const wrkArgs = ['-t', String(settings.threads), '-c', String(settings.connections), '-d', `${seconds}s`,
     '--latency', '-s', scriptFile, url]
-  const child = spawn('wrk', args, { stdio: ['ignore', 'pipe', 'pipe'] })
+  const { command, args } = pinned(plan, 'load', 'wrk', wrkArgs)
+  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] })
   children.add(child)
   let stdout = ''
   let stderr = ''
@@ -465,7 +669,7 @@ async function runWrk (url, seconds, settings, scriptFile) {
   const [code, signal] = await once(child, 'close')
   clearTimeout(timer)
   children.delete(child)
-  if (code !== 0) throw new Error(`wrk ${args.join(' ')} failed (code ${code}, signal ${signal}):\n${stdout}${stderr}`)
+  if (code !== 0) throw new Error(`${command} ${args.join(' ')} failed (code ${code}, signal ${signal}):\n${stdout}${stderr}`)
   const line = stdout.split('\n').find((text) => text.startsWith('WRK_JSON '))
   if (line === undefined) throw new Error(`wrk printed no summary:\n${stdout}${stderr}`)
   const summary = JSON.parse(line.slice('WRK_JSON '.length))
@@ -474,37 +678,50 @@ async function runWrk (url, seconds, settings, scriptFile) {
 
 // --- measuring --------------------------------------------------------------------------
 
-async function measureTarget (target, backend, settings, scriptFile) {
-  const url = `http://127.0.0.1:${target.port}/`
-  process.stderr.write(`bench: ${target.name}: warm-up ${settings.warmupSeconds} s, then ${settings.durationSeconds} s measured (${url})\n`)
-  if (settings.warmupSeconds > 0) await runWrk(url, settings.warmupSeconds, settings, scriptFile)
+async function measureTarget (target, route, backend, settings, plan, scriptFile) {
+  const url = `http://127.0.0.1:${target.port}${route.path}`
+  process.stderr.write(`bench: ${route.label} ${target.name}: warm-up ${settings.warmupSeconds} s, then ${settings.durationSeconds} s measured (${url})\n`)
+  await checkRoute(target.port, route, target.name)
+  if (settings.warmupSeconds > 0) await runWrk(url, settings.warmupSeconds, settings, plan, scriptFile)
   const pids = target.pids()
   const ticksBefore = sumCpuTicks(pids)
   const backendTicksBefore = cpuTicks(backend.pid)
+  const countersBefore = cpuCounters()
   const startedAt = process.hrtime.bigint()
-  const { summary, text } = await runWrk(url, settings.durationSeconds, settings, scriptFile)
-  const wallSeconds = Number(process.hrtime.bigint() - startedAt) / 1e9
+  const { summary, text } = await runWrk(url, settings.durationSeconds, settings, plan, scriptFile)
+  const endedAt = process.hrtime.bigint()
+  const wallSeconds = Number(endedAt - startedAt) / 1e9
   const ticksAfter = sumCpuTicks(pids)
   const backendTicksAfter = cpuTicks(backend.pid)
+  const countersAfter = cpuCounters()
   const userSeconds = (ticksAfter.user - ticksBefore.user) / CLOCK_TICKS_PER_SECOND
   const systemSeconds = (ticksAfter.system - ticksBefore.system) / CLOCK_TICKS_PER_SECOND
   const cpuSeconds = userSeconds + systemSeconds
   const backendCpuSeconds = (backendTicksAfter.user + backendTicksAfter.system - backendTicksBefore.user - backendTicksBefore.system) /
     CLOCK_TICKS_PER_SECOND
   for (const processHandle of target.processes) {
-    if (!isRunning(processHandle)) throw new Error(`${target.name} died during its run`)
+    if (!isRunning(processHandle)) throw new Error(`${target.name} died during its ${route.label} run`)
   }
   const requests = summary.requests
   const socketErrors = summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout
+  const targetCores = cpuShare(countersBefore, countersAfter, plan.targetCpus)
+  const loadCores = cpuShare(countersBefore, countersAfter, plan.loadCpus)
+  const bytesPerResponse = requests > 0 ? summary.bytes / requests : null
   return {
+    route: route.name,
+    routeLabel: route.label,
     name: target.name,
     url,
     pids,
     requests,
     wrkDurationSeconds: summary.duration_us / 1e6,
+    // The measured run on the monotonic clock (what --cpu-prof timestamps use), for the profile window.
+    windowMicros: { from: Number(startedAt / 1000n), to: Number(endedAt / 1000n) },
     requestsPerSecond: requests / (summary.duration_us / 1e6),
     latencyMs: Object.fromEntries(Object.entries(summary.latency_us).map(([key, micros]) => [key, micros / 1000])),
-    // wrk counts a status >= 400 as a "Non-2xx or 3xx response"; the backend only ever answers 200.
+    bytesRead: summary.bytes,
+    bytesPerResponse,
+    // wrk counts a status >= 400 as a "Non-2xx or 3xx response"; the backend answers 200 on these routes.
     non2xxResponses: summary.errors.status,
     socketErrors: { connect: summary.errors.connect, read: summary.errors.read, write: summary.errors.write, timeout: summary.errors.timeout },
     socketErrorCount: socketErrors,
@@ -515,20 +732,43 @@ async function measureTarget (target, backend, settings, scriptFile) {
     cpuSystemMicrosPerRequest: requests > 0 ? (systemSeconds / requests) * 1e6 : null,
     cpuPercentOfOneCore: (cpuSeconds / wallSeconds) * 100,
     peakRssKiB: peakRssKiB(pids),
-    backendCpuMicrosPerRequest: requests > 0 ? (backendCpuSeconds / requests) * 1e6 : null,
+    // The baseline row has no backend behind it: the target is a backend of its own.
+    backendCpuMicrosPerRequest: requests > 0 && target.name !== 'backend' ? (backendCpuSeconds / requests) * 1e6 : null,
+    targetCpuBusyPercent: targetCores.busyPercent,
+    loadCpuBusyPercent: loadCores.busyPercent,
+    stealPercent: cpuShare(countersBefore, countersAfter, [...new Set([...plan.targetCpus, ...plan.loadCpus])]).stealPercent,
     wrkOutput: text
   }
+}
+
+/** The responses wrk read must be about the route's size: a proxy that truncates or pads shows here. */
+function sizeProblem (result, route) {
+  if (result.bytesPerResponse === null) return null
+  // Each response is its head (< 1 KiB) plus the body; responses still in flight at the end add a little.
+  const low = route.responseBodyBytes
+  const high = route.responseBodyBytes * 1.05 + 1024
+  if (result.bytesPerResponse >= low && result.bytesPerResponse <= high) return null
+  return `${result.name} ${route.label}: wrk read ${result.bytesPerResponse.toFixed(0)} bytes per response, expected ${low} to ${high.toFixed(0)}`
 }
 
 // --- reporting --------------------------------------------------------------------------
 
 function fixed (value, digits) {
-  return value === null || value === undefined ? '-' : value.toFixed(digits)
+  return value === null || value === undefined || Number.isNaN(value) ? '-' : value.toFixed(digits)
+}
+
+function markdownTable (header, rows, leftColumns = 1) {
+  const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column].length)))
+  const line = (cells) => '| ' + cells.map((cell, column) => column < leftColumns ? cell.padEnd(widths[column]) : cell.padStart(widths[column])).join(' | ') + ' |'
+  const rule = '|' + widths.map((width, column) => column < leftColumns ? '-'.repeat(width + 2) : '-'.repeat(width + 1) + ':').join('|') + '|'
+  return [line(header), rule, ...rows.map(line)].join('\n')
 }
 
 function formatTable (results) {
-  const header = ['target', 'req/s', 'p50 ms', 'p99 ms', 'CPU us/req', 'of it sys', 'CPU %core', 'peak RSS MiB', 'backend us/req', 'non-2xx', 'sock err']
+  const header = ['route', 'target', 'req/s', 'p50 ms', 'p99 ms', 'CPU us/req', 'of it sys', 'CPU %core', 'peak RSS MiB',
+    'backend us/req', 'load CPU %', 'non-2xx', 'sock err']
   const rows = results.map((r) => [
+    r.routeLabel,
     r.name,
     fixed(r.requestsPerSecond, 0),
     fixed(r.latencyMs.p50, 2),
@@ -538,40 +778,74 @@ function formatTable (results) {
     fixed(r.cpuPercentOfOneCore, 0),
     fixed(r.peakRssKiB / 1024, 1),
     fixed(r.backendCpuMicrosPerRequest, 1),
+    fixed(r.loadCpuBusyPercent, 0),
     String(r.non2xxResponses),
     String(r.socketErrorCount)
   ])
-  const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column].length)))
-  const line = (cells) => '| ' + cells.map((cell, column) => column === 0 ? cell.padEnd(widths[column]) : cell.padStart(widths[column])).join(' | ') + ' |'
-  const rule = '|' + widths.map((width, column) => column === 0 ? '-'.repeat(width + 2) : '-'.repeat(width + 1) + ':').join('|') + '|'
-  return [line(header), rule, ...rows.map(line)].join('\n')
+  return markdownTable(header, rows, 2)
 }
 
-function computeRatios (results) {
-  const reference = results.find((r) => r.name === 'http-proxy')
-  if (reference === undefined) return []
-  const ratio = (a, b) => (a === null || b === null || b === 0 ? null : a / b)
-  return results
-    .filter((r) => r.name === 'clb-proxy' || r.name === 'nginx')
-    .map((r) => ({
-      target: r.name,
-      relativeTo: 'http-proxy',
-      cpuPerRequest: ratio(r.cpuMicrosPerRequest, reference.cpuMicrosPerRequest),
-      requestsPerSecond: ratio(r.requestsPerSecond, reference.requestsPerSecond),
-      p99Latency: ratio(r.latencyMs.p99, reference.latencyMs.p99),
-      peakRss: ratio(r.peakRssKiB, reference.peakRssKiB)
-    }))
+const METRICS = {
+  cpu: { label: 'CPU/req', of: (r) => r.cpuMicrosPerRequest },
+  rps: { label: 'req/s', of: (r) => r.requestsPerSecond },
+  p99: { label: 'p99', of: (r) => r.latencyMs.p99 },
+  rss: { label: 'peak RSS', of: (r) => r.peakRssKiB }
+}
+
+/** clb-proxy / peer for every route, metric and peer measured. */
+function computeRatios (results, routes) {
+  const ratios = []
+  for (const route of routes) {
+    const clb = results.find((r) => r.route === route && r.name === 'clb-proxy')
+    if (clb === undefined) continue
+    for (const peer of ['nginx', 'http-proxy']) {
+      const reference = results.find((r) => r.route === route && r.name === peer)
+      if (reference === undefined) continue
+      const entry = { route, routeLabel: ROUTES[route].label, target: 'clb-proxy', relativeTo: peer }
+      for (const [key, metric] of Object.entries(METRICS)) {
+        const a = metric.of(clb)
+        const b = metric.of(reference)
+        entry[key] = a === null || b === null || b === 0 ? null : a / b
+      }
+      ratios.push(entry)
+    }
+  }
+  return ratios
 }
 
 function formatRatios (ratios) {
-  const lines = []
-  for (const r of ratios) {
-    lines.push(`CPU/req   ${r.target} / ${r.relativeTo} = ${fixed(r.cpuPerRequest, 2)}x`)
-    lines.push(`req/s     ${r.target} / ${r.relativeTo} = ${fixed(r.requestsPerSecond, 2)}x`)
-    lines.push(`p99       ${r.target} / ${r.relativeTo} = ${fixed(r.p99Latency, 2)}x`)
-    lines.push(`peak RSS  ${r.target} / ${r.relativeTo} = ${fixed(r.peakRss, 2)}x`)
+  const header = ['route', 'clb-proxy / peer', 'CPU/req', 'req/s', 'p99', 'peak RSS']
+  const rows = ratios.map((r) => [r.routeLabel, r.relativeTo, `${fixed(r.cpu, 2)}x`, `${fixed(r.rps, 2)}x`, `${fixed(r.p99, 2)}x`, `${fixed(r.rss, 2)}x`])
+  return markdownTable(header, rows, 2)
+}
+
+/** Each of the issue's targets for each route it applies to and that was measured with its peer. */
+function evaluateTargets (ratios, routes) {
+  const checks = []
+  for (const target of TARGETS) {
+    for (const route of target.routes ?? routes) {
+      if (!routes.includes(route)) continue
+      const ratio = ratios.find((r) => r.route === route && r.relativeTo === target.peer)?.[target.metric] ?? null
+      checks.push({
+        route,
+        routeLabel: ROUTES[route].label,
+        target: target.text,
+        metric: target.metric,
+        peer: target.peer,
+        limit: target.limit,
+        ratio,
+        met: ratio === null ? null : ratio <= target.limit
+      })
+    }
   }
-  return lines.join('\n')
+  return checks
+}
+
+function formatTargets (checks) {
+  const header = ['route', 'target', 'ratio', 'result']
+  const rows = checks.map((c) => [c.routeLabel, c.target, c.ratio === null ? '-' : `${fixed(c.ratio, 2)}x`,
+    c.met === null ? 'not measured' : c.met ? 'met' : 'MISSED'])
+  return markdownTable(header, rows, 2)
 }
 
 function countLines (file) {
@@ -585,131 +859,87 @@ function countLines (file) {
 
 // --- CPU profiles (--cpu-prof) ----------------------------------------------------------
 
-/** dist/*.js line -> TypeScript source line, through the .js.map files tsc writes next to dist. */
-const sourceMaps = new Map()
-function sourceLocation (url, lineNumber, columnNumber) {
-  if (!url.startsWith('file://')) return `${url}:${lineNumber + 1}`
-  const file = fileURLToPath(url)
-  const relative = path.relative(REPO_ROOT, file)
-  if (!relative.startsWith(`dist${path.sep}`)) return `${relative.startsWith('..') ? file : relative}:${lineNumber + 1}`
-  if (!sourceMaps.has(file)) {
-    let map = null
-    try { map = new SourceMap(JSON.parse(fs.readFileSync(`${file}.map`, 'utf8'))) } catch {}
-    sourceMaps.set(file, map)
-  }
-  const entry = sourceMaps.get(file)?.findEntry(lineNumber, columnNumber)
-  if (entry === undefined || entry.originalSource === undefined) return `${relative}:${lineNumber + 1}`
-  const source = path.relative(REPO_ROOT, path.resolve(path.dirname(file), entry.originalSource.replace(/^file:\/\//, '')))
-  return `${source}:${entry.originalLine + 1}`
-}
-
-/**
- * Top on-CPU frames of a .cpuprofile (V8 CPU profile JSON) by self time, as a share of the
- * samples that were not "(idle)" (the process idles while other targets run). A native frame
- * (socket write, fs write) is labelled with its nearest JavaScript caller outside node: internals
- * (or, when only node: internals called it, the nearest of those), so
- * "writeBuffer (native) <- start proxy/exchange.ts:73" names the function of ours that issued the
- * syscall. Locations are where a function starts (V8 profiles record no call sites).
- */
-function hotSpots (profileFile, limit = 15) {
-  const profile = JSON.parse(fs.readFileSync(profileFile, 'utf8'))
-  const byId = new Map(profile.nodes.map((node) => [node.id, node]))
-  const parentOf = new Map()
-  for (const node of profile.nodes) for (const child of node.children ?? []) parentOf.set(child, node.id)
-  const selfMicros = new Map()
-  for (let index = 0; index < profile.samples.length; index++) {
-    const id = profile.samples[index]
-    selfMicros.set(id, (selfMicros.get(id) ?? 0) + (profile.timeDeltas[index] ?? 0))
-  }
-  const describe = (node) => `${node.callFrame.functionName || '(anonymous)'} ${sourceLocation(node.callFrame.url, node.callFrame.lineNumber, node.callFrame.columnNumber)}`
-  // The nearest caller in our code or a dependency; failing that, the nearest node: internal.
-  const nearestCaller = (id) => {
-    let internal = null
-    for (let current = parentOf.get(id); current !== undefined; current = parentOf.get(current)) {
-      const url = byId.get(current).callFrame.url
-      if (url === '') continue
-      if (!url.startsWith('node:')) return describe(byId.get(current))
-      internal ??= describe(byId.get(current))
-    }
-    return internal
-  }
-  let busyMicros = 0
-  const byFrame = new Map()
-  for (const [id, micros] of selfMicros) {
-    const node = byId.get(id)
-    const name = node.callFrame.functionName
-    if (name === '(idle)') continue
-    busyMicros += micros
-    let key
-    if (node.callFrame.url !== '') key = describe(node)
-    else if (name.startsWith('(')) key = name // (program), (garbage collector)
-    else key = `${name} (native) <- ${nearestCaller(id) ?? '?'}`
-    byFrame.set(key, (byFrame.get(key) ?? 0) + micros)
-  }
+/** Copies a stopped target's profile into `destination` and prints its top functions over the measured window. */
+function reportProfile (target, result, destination, limit) {
+  if (target.profileDir === undefined || !fs.existsSync(target.profileDir)) return null
+  const files = fs.readdirSync(target.profileDir).filter((file) => file.endsWith('.cpuprofile'))
+  if (files.length === 0) return null
+  fs.mkdirSync(destination, { recursive: true })
+  const copy = path.join(destination, `${target.name}-${result.route}.cpuprofile`)
+  fs.copyFileSync(path.join(target.profileDir, files[0]), copy)
+  const window = { fromMicros: result.windowMicros.from, toMicros: result.windowMicros.to }
+  const summary = topFunctions(readProfile(copy), { window })
+  const relative = path.relative(REPO_ROOT, copy)
+  process.stdout.write(`\nTop functions of ${target.name} on ${result.routeLabel} (self time, share of ${summary.busySeconds.toFixed(1)} s on CPU ` +
+    `in the measured run; ${relative}; node bench/profile-top.mjs --window ${window.fromMicros}:${window.toMicros} ${relative}):\n` +
+    `${formatTop(summary, limit)}\n`)
   return {
-    busySeconds: busyMicros / 1e6,
-    frames: [...byFrame.entries()]
-      .sort((a, b) => b[1] - a[1])
-      .slice(0, limit)
-      .map(([frame, micros]) => ({ frame, selfPercentOfBusy: (micros / busyMicros) * 100 }))
+    profile: relative,
+    window,
+    busySeconds: summary.busySeconds,
+    top: summary.rows.slice(0, limit).map((row) => ({ function: row.key, selfPercent: row.selfPercent, totalPercent: row.totalPercent }))
   }
-}
-
-function reportProfiles (logDir, names, destination) {
-  const report = {}
-  for (const name of names) {
-    const dir = path.join(logDir, `${name}-profile`)
-    if (!fs.existsSync(dir)) continue
-    const files = fs.readdirSync(dir).filter((file) => file.endsWith('.cpuprofile'))
-    if (files.length === 0) continue
-    fs.mkdirSync(destination, { recursive: true })
-    const copy = path.join(destination, `${name}.cpuprofile`)
-    fs.copyFileSync(path.join(dir, files[0]), copy)
-    const spots = hotSpots(copy)
-    report[name] = { profile: path.relative(REPO_ROOT, copy), ...spots }
-    process.stdout.write(`\nHot spots of ${name} (self time, % of ${spots.busySeconds.toFixed(1)} s on CPU; ${path.relative(REPO_ROOT, copy)}):\n`)
-    for (const spot of spots.frames) process.stdout.write(`  ${spot.selfPercentOfBusy.toFixed(1).padStart(5)}%  ${spot.frame}\n`)
-  }
-  return report
 }
 
 // --- main -------------------------------------------------------------------------------
 
 async function main () {
-  const settings = parseCommandLine(process.argv.slice(2))
+  const settings = parseCommandLine(process.argv.slice(2), process.env)
   const wrk = wrkVersion()
   if (wrk === null) throw new Error('wrk is not installed (Debian: apt-get install -y wrk)')
   const nginx = nginxVersion()
+  const plan = cpuPlan(settings)
   const startedAt = new Date()
   const timestamp = startedAt.toISOString().replace(/[:.]/g, '-')
   const logDir = fs.mkdtempSync(path.join(os.tmpdir(), 'clb-bench-'))
   runDir = logDir
-  const scriptFile = path.join(logDir, 'wrk-done.lua')
-  fs.writeFileSync(scriptFile, WRK_DONE_SCRIPT)
   const notes = []
-  const wanted = new Set(settings.targets)
-  if (wanted.has('nginx') && nginx === null) {
-    wanted.delete('nginx')
+  const wanted = settings.targets.filter((name) => name !== 'nginx' || nginx !== null)
+  if (wanted.length < settings.targets.length) {
     notes.push('nginx is not installed: skipped (Debian: apt-get install -y nginx)')
     process.stderr.write(`bench: NOTE: ${notes.at(-1)}\n`)
   }
+  const placement = plan.pinned
+    ? `target alone on CPU ${plan.targetCpus.join(',')}, wrk and backend on CPU ${plan.loadCpus.join(',')} (taskset)`
+    : `not pinned (${plan.why})`
+  const estimate = settings.routes.length * wanted.length * (settings.warmupSeconds + settings.durationSeconds + OVERHEAD_SECONDS_PER_RUN)
+  process.stderr.write(`bench: ${settings.routes.length} routes x ${wanted.length} targets, about ${Math.ceil(estimate / 10) * 10} s; ${placement}\n`)
 
-  const backend = await startBackendProcess(logDir)
-  const targets = []
+  const uptimeBefore = os.loadavg()
+  const backend = await startBackendProcess(plan, logDir, 'load', 'backend')
   const results = []
+  const profiles = []
+  const problems = []
+  const accessLogLines = {}
+  const profileDestination = path.join(RESULTS_DIR, `${timestamp}-profiles`)
   let failure = null
   try {
-    if (wanted.has('backend')) {
-      targets.push({ name: 'backend', port: backend.port, processes: [backend.child], pids: () => [backend.pid], stop: async () => {} })
+    for (const routeName of settings.routes) {
+      const route = ROUTES[routeName]
+      const scriptFile = path.join(logDir, `wrk-${route.name}.lua`)
+      fs.writeFileSync(scriptFile, wrkScript(route))
+      for (const name of wanted) {
+        // Fresh per route: peak RSS is the route's, and one route's heap does not carry into the next.
+        const target = await startTarget(name, settings, plan, logDir, route, backend.port)
+        let result
+        try {
+          result = await measureTarget(target, route, backend, settings, plan, scriptFile)
+        } finally {
+          await target.stop()
+        }
+        results.push(result)
+        const problem = sizeProblem(result, route)
+        if (problem !== null) problems.push(problem)
+        if (target.accessLog !== undefined) accessLogLines[route.name] = countLines(target.accessLog)
+        if (settings.cpuProf && NODE_TARGETS.includes(name)) {
+          const report = reportProfile(target, result, profileDestination, settings.profileTop)
+          if (report !== null) profiles.push({ target: name, route: route.name, ...report })
+        }
+      }
     }
-    if (wanted.has('clb-proxy')) targets.push(await startClbProxyTarget(settings, logDir, backend.port))
-    if (wanted.has('http-proxy')) targets.push(await startHttpProxyTarget(settings, logDir, backend.port))
-    if (wanted.has('nginx')) targets.push(await startNginxTarget(logDir, backend.port))
-    for (const target of targets) results.push(await measureTarget(target, backend, settings, scriptFile))
   } catch (error) {
     failure = error
   } finally {
-    for (const target of targets) await target.stop()
     await stopProcess(backend.child)
   }
   if (failure !== null) {
@@ -717,37 +947,40 @@ async function main () {
     throw failure
   }
 
-  const clb = targets.find((target) => target.name === 'clb-proxy')
-  const accessLogLines = clb === undefined ? null : countLines(clb.accessLog)
-  const ratios = computeRatios(results)
-  const clbRatio = ratios.find((r) => r.target === 'clb-proxy')?.cpuPerRequest ?? null
-  const goal = clbRatio === null
-    ? { goal: `clb-proxy CPU/request <= ${CPU_RATIO_GOAL}x http-proxy's`, ratio: null, met: null }
-    : { goal: `clb-proxy CPU/request <= ${CPU_RATIO_GOAL}x http-proxy's`, ratio: clbRatio, met: clbRatio <= CPU_RATIO_GOAL }
-
+  const ratios = computeRatios(results, settings.routes)
+  const checks = wanted.includes('clb-proxy') ? evaluateTargets(ratios, settings.routes) : []
   const command = `node bench/run.mjs ${process.argv.slice(2).join(' ')}`.trim()
-  process.stdout.write(`\nclb-proxy benchmark, ${startedAt.toISOString()}: ${command}\n`)
+  const environmentSettings = Object.entries(process.env).filter(([key]) => key.startsWith('BENCH_')).map(([key, value]) => `${key}=${value}`)
+  process.stdout.write(`\nclb-proxy benchmark, ${startedAt.toISOString()}: ${[...environmentSettings, command].join(' ')}\n`)
   process.stdout.write(`wrk -t${settings.threads} -c${settings.connections} -d${settings.durationSeconds}s --latency (warm-up ${settings.warmupSeconds} s each), ` +
-    `${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? '?'}), node ${process.version}, ${wrk}, nginx ${nginx ?? 'not installed'}\n\n`)
+    `${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? '?'}), node ${process.version}, ${wrk}, nginx ${nginx ?? 'not installed'}\n`)
+  process.stdout.write(`CPU placement: ${placement}; load average at start ${uptimeBefore.map((n) => n.toFixed(2)).join(' ')}\n\n`)
   process.stdout.write(`${formatTable(results)}\n\n`)
   if (ratios.length > 0) process.stdout.write(`${formatRatios(ratios)}\n\n`)
-  if (goal.met !== null) {
-    process.stdout.write(`Issue goal (${goal.goal}): ${goal.met ? 'MET' : 'NOT MET'} (${fixed(goal.ratio, 2)}x)\n`)
+  if (checks.length > 0) {
+    const met = checks.filter((c) => c.met === true).length
+    const measured = checks.filter((c) => c.met !== null).length
+    const unmeasured = checks.length - measured
+    process.stdout.write(`Targets (issue 7, item 8), clb-proxy / peer in this run: ${met} of ${measured} met` +
+      `${unmeasured > 0 ? ` (${unmeasured} not measured: peer not in --targets)` : ''}\n${formatTargets(checks)}\n\n`)
   }
-  if (accessLogLines !== null) {
-    process.stdout.write(`clb-proxy access log: ${accessLogLines} lines (warm-up + measured requests, plus any in flight when wrk stopped)\n`)
+  for (const [route, lines] of Object.entries(accessLogLines)) {
+    process.stdout.write(`clb-proxy access log, ${ROUTES[route].label}: ${lines} lines (check request, warm-up and measured requests)\n`)
   }
+  const maxSteal = Math.max(0, ...results.map((r) => r.stealPercent ?? 0))
+  if (maxSteal >= 5) notes.push(`up to ${maxSteal.toFixed(0)}% of CPU time was stolen by the hypervisor during a run: numbers are noisier than usual`)
   for (const note of notes) process.stdout.write(`Note: ${note}\n`)
-
-  const profiles = settings.cpuProf ? reportProfiles(logDir, ['clb-proxy', 'http-proxy'], path.join(RESULTS_DIR, `${timestamp}-profiles`)) : null
-  if (settings.cpuProf) process.stdout.write('\n(--cpu-prof run: profiling overhead is included in the CPU numbers above)\n')
+  if (settings.cpuProf) process.stdout.write('\n(--cpu-prof run: profiling overhead is included in the Node proxies\' CPU numbers above)\n')
 
   fs.mkdirSync(RESULTS_DIR, { recursive: true })
   const resultFile = path.join(RESULTS_DIR, `${timestamp}.json`)
   fs.writeFileSync(resultFile, JSON.stringify({
     date: startedAt.toISOString(),
     command,
+    environmentSettings,
     settings,
+    cpuPlacement: { ...plan, description: placement },
+    loadAverageAtStart: uptimeBefore,
     environment: {
       node: process.version,
       wrk,
@@ -757,23 +990,24 @@ async function main () {
       clockTicksPerSecond: CLOCK_TICKS_PER_SECOND,
       platform: `${os.type()} ${os.release()}`
     },
+    routes: settings.routes.map((name) => ROUTES[name]),
     results,
     ratios,
-    goal,
+    targets: checks,
     clbAccessLogLines: accessLogLines,
-    profiles,
+    profiles: settings.cpuProf ? profiles : null,
+    problems,
     notes
   }, null, 2) + '\n')
   process.stdout.write(`\nResults: ${path.relative(process.cwd(), resultFile)}\n`)
 
   const failed = results.filter((r) => r.non2xxResponses > 0 || r.socketErrorCount > 0)
-  if (failed.length > 0) {
-    for (const r of failed) {
-      process.stderr.write(`\nbench: ERROR: ${r.name} returned ${r.non2xxResponses} non-2xx responses and ` +
-        `${r.socketErrorCount} socket errors ${JSON.stringify(r.socketErrors)}; logs kept in ${logDir}\n${r.wrkOutput}\n`)
-    }
-    return 1
+  for (const r of failed) {
+    process.stderr.write(`\nbench: ERROR: ${r.name} ${r.routeLabel} returned ${r.non2xxResponses} non-2xx responses and ` +
+      `${r.socketErrorCount} socket errors ${JSON.stringify(r.socketErrors)}; logs kept in ${logDir}\n${r.wrkOutput}\n`)
   }
+  for (const problem of problems) process.stderr.write(`\nbench: ERROR: ${problem}; logs kept in ${logDir}\n`)
+  if (failed.length > 0 || problems.length > 0) return 1
   fs.rmSync(logDir, { recursive: true, force: true })
   return 0
 }
