@@ -8,19 +8,19 @@
  * type, every defect code in validators/defects.ts and of the file's direction, every byte string
  * written as a YAML double-quoted scalar in printable ASCII with escapes. A file with a problem
  * fails the import of this module with the full list of problems (file:line, case, field), so no
- * suite runs on data it cannot trust. test/corpus-coverage.test.ts checks what spans cases
+ * suite runs on data it cannot trust. test/validators/corpus-coverage.test.ts checks what spans cases
  * (coverage of every defect code, unique names, a rule for each case).
  *
- * Response cases are run by test/response-parser.test.ts (whole, split at every head boundary,
- * byte by byte) and test/proxy-verdicts.test.ts (real sockets), which replay `bytes` from a raw
+ * Response cases are run by test/validators/response-parser.test.ts (whole, split at every head boundary,
+ * byte by byte) and test/proxy/data-path/proxy-verdicts.test.ts (real sockets), which replay `bytes` from a raw
  * `net` backend:
  * - write `bytes` in one write; then `laterRead` (if any) in a later one, after the proxy answered;
  * - end the backend socket after writing when `endsWithClose` (with an RST instead of a FIN when
  *   `endsWithReset`); otherwise keep it open;
  * - ask with `requestMethod` (GET when absent); a case whose `maxHeadBytes` is below the proxy
  *   option's minimum is parser-level only.
- * Request cases are run by test/corpus-coverage.test.ts (RequestParser: whole, split at every
- * boundary, byte by byte) and test/proxy-forwarding.test.ts (real sockets).
+ * Request cases are run by test/validators/corpus-coverage.test.ts (RequestParser: whole, split at every
+ * boundary, byte by byte) and test/proxy/data-path/proxy-forwarding.test.ts (real sockets).
  *
  * Offsets count from the first byte of the message (0-based), as in HAProxy's "error at position".
  */
@@ -34,12 +34,12 @@ export type Verdict = 'pass' | 'reject'
 
 /**
  * What the client receives for a response case: CLB's own 502 or 504 (exact bytes in
- * proxy/synthetic-responses.ts), or the backend's bytes up to the end of the framed message.
+ * proxy/data-path/synthetic-responses.ts), or the backend's bytes up to the end of the framed message.
  */
 export type ResponseClient = 'elb-502' | 'elb-504' | 'relayed'
 
 /**
- * What the client receives for one request: CLB's own 400 or 405 (proxy/synthetic-responses.ts),
+ * What the client receives for one request: CLB's own 400 or 405 (proxy/data-path/synthetic-responses.ts),
  * or the backend's response to the forwarded request.
  */
 export type RequestClient = 'elb-400' | 'elb-405' | 'forwarded'

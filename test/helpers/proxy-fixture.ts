@@ -18,9 +18,9 @@ import { Writable } from 'node:stream'
 import { setImmediate as setImmediatePromise } from 'node:timers/promises'
 import { pino } from 'pino'
 import type { Test } from 'tap'
-import { startClbProxy, type ClbProxy } from '../../proxy/clb-proxy.js'
-import type { ExchangeRecord } from '../../proxy/events.js'
-import type { ClbProxyOptions } from '../../proxy/options.js'
+import { startClbProxy, type ClbProxy } from '../../proxy/library/clb-proxy.js'
+import type { ExchangeRecord } from '../../proxy/core/events.js'
+import type { ClbProxyOptions } from '../../proxy/core/options.js'
 import { startRawBackend, type RawBackend, type ReceivedRequest, type Reply } from './raw-backend.js'
 
 /** The frozen clock: 2023-11-14T22:13:20.123456Z, in microseconds since the Unix epoch. */

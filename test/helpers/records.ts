@@ -1,9 +1,9 @@
-import type { AccessLogRecord } from '../../proxy/access-log-record.js'
+import type { AccessLogRecord } from '../../proxy/core/access-log-record.js'
 
 /**
  * One ordinary access-log record (a 200 relayed from an instance), for tests that need a record and
  * change a few fields with a spread. Tests that assert exact lines build their own from the AWS
- * examples (test/access-log-format.test.ts).
+ * examples (test/proxy/observers/access-log-format.test.ts).
  */
 export const SAMPLE_RECORD: AccessLogRecord = Object.freeze({
   receivedAtMicros: 1_431_560_383_945_958,

@@ -18,7 +18,7 @@ export interface RequestOutcome {
 }
 
 /**
- * Feeds a client byte stream the way proxy/client-connection.ts does: each read goes to the
+ * Feeds a client byte stream the way proxy/data-path/client-connection.ts does: each read goes to the
  * current parser; the bytes it did not consume start the next request (pipelining). Stops at the
  * first invalid request (the proxy answers 400/405 and closes).
  */

@@ -1,0 +1,121 @@
+/**
+ * The admin HTTP listener (options.admin): metrics with CloudWatch names, recent access-log
+ * entries, captures and a health check, as JSON. fastify serves it because this is the control
+ * plane: ordinary, well-formed HTTP between a developer's tools and the proxy. It never sits on the
+ * data path, which reads raw bytes (docs/architecture.md).
+ *
+ *   GET /healthz          200 {"status":"ok"}
+ *   GET /metrics          the MetricsSnapshot (proxy/observers/metrics.ts)
+ *   GET /entries?limit=N  the last N access-log entries (default 100), oldest first
+ *   GET /captures         the capture files kept now, newest first
+ *   GET /captures/:name   one capture file's text; only names /captures lists (no paths)
+ */
+import { readFile } from 'node:fs/promises'
+import { basename } from 'node:path'
+import type net from 'node:net'
+import Fastify, { type FastifyInstance } from 'fastify'
+import type { CaptureSummary } from '../observers/captures.js'
+import type { MetricsSnapshot } from '../observers/metrics.js'
+import type { ListenAddress } from '../core/options.js'
+import { DEFAULT_MAX_RECORDED_ENTRIES, type AccessLogEntry } from '../observers/recorder.js'
+
+/** What the admin routes read; the running proxy provides each. */
+export interface AdminSources {
+  readonly metrics: () => MetricsSnapshot
+  readonly entries: () => readonly AccessLogEntry[]
+  readonly captures: () => readonly CaptureSummary[]
+}
+
+/** /entries without ?limit= (our choice: a page a person can read). */
+export const ADMIN_ENTRIES_DEFAULT_LIMIT = 100
+
+/** A capture as /captures lists it: the summary plus the name and path to fetch its text. */
+export interface AdminCaptureSummary extends CaptureSummary {
+  /** The file name: the `:name` of GET /captures/:name. */
+  readonly name: string
+  /** e.g. '/captures/2026-11-25T08-30-40.212590Z-502-CL_NOT_INTEGER-7.capture' */
+  readonly path: string
+}
+
+export interface AdminServer {
+  /** e.g. http://127.0.0.1:9901, with the port actually bound. */
+  readonly url: string
+  /** The fastify instance (its `inject()` runs a request without a socket). */
+  readonly app: FastifyInstance
+  /** Stops listening and closes the admin connections. Idempotent. */
+  close (): Promise<void>
+}
+
+/** The admin routes on a fastify instance that is not listening yet (tests call `inject()` on it). */
+export function buildAdminApp (sources: AdminSources): FastifyInstance {
+  const app = Fastify({ logger: false })
+
+  app.get('/healthz', async () => ({ status: 'ok' }))
+
+  app.get('/metrics', async () => sources.metrics())
+
+  app.get<{ Querystring: { limit: number } }>('/entries', {
+    schema: {
+      querystring: {
+        type: 'object',
+        properties: { limit: { type: 'integer', minimum: 1, maximum: DEFAULT_MAX_RECORDED_ENTRIES, default: ADMIN_ENTRIES_DEFAULT_LIMIT } },
+        additionalProperties: false
+      }
+    }
+  }, async (request) => {
+    const all = sources.entries()
+    const recent = all.slice(Math.max(0, all.length - request.query.limit))
+    return { count: recent.length, entries: recent.map(entryAsJson) }
+  })
+
+  app.get('/captures', async () => ({ captures: sources.captures().map(captureAsJson) }))
+
+  app.get<{ Params: { name: string } }>('/captures/:name', async (request, reply) => {
+    // Only a name /captures lists is served, and it is looked up, never joined to a path:
+    // `..`, `/` or an encoded separator cannot reach another file.
+    const capture = sources.captures().find((summary) => basename(summary.file) === request.params.name)
+    if (capture === undefined) return await reply.code(404).send({ error: `no capture named ${JSON.stringify(request.params.name)}; GET /captures lists them` })
+    let text: string
+    try {
+      text = await readFile(capture.file, 'utf8')
+    } catch (error) {
+      // Removed since it was listed (max-captures rotation, or by hand).
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return await reply.code(404).send({ error: `capture ${JSON.stringify(request.params.name)} was removed` })
+      throw error
+    }
+    return await reply.type('text/plain; charset=utf-8').send(text)
+  })
+
+  return app
+}
+
+/** Builds the routes and listens on `address` (port 0: any free port). */
+export async function startAdminServer (address: ListenAddress, sources: AdminSources): Promise<AdminServer> {
+  const app = buildAdminApp(sources)
+  try {
+    await app.listen({ host: address.host, port: address.port })
+  } catch (error) {
+    await app.close()
+    throw error
+  }
+  const bound = app.server.address() as net.AddressInfo
+  const url = `http://${address.host.includes(':') ? `[${address.host}]` : address.host}:${bound.port}`
+  let closing: Promise<void> | null = null
+  return { url, app, close: () => (closing ??= app.close()) }
+}
+
+function entryAsJson (entry: AccessLogEntry): Record<string, unknown> {
+  return {
+    line: entry.line,
+    outcome: entry.outcome,
+    elbGenerated: entry.elbGenerated,
+    primaryDefect: entry.primaryDefect,
+    defects: entry.defects,
+    record: entry.record
+  }
+}
+
+function captureAsJson (summary: CaptureSummary): AdminCaptureSummary {
+  const name = basename(summary.file)
+  return { ...summary, name, path: `/captures/${encodeURIComponent(name)}` }
+}

@@ -1,0 +1,127 @@
+/**
+ * The one options object. CLI flags and environment variables (proxy/commands/cli.ts) and the
+ * library API (startClbProxy) both build this shape; `resolveOptions` fills defaults,
+ * validates every field and freezes the result before any socket opens.
+ */
+
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+
+export type Profile = 'clb' | 'strict'
+export type KeepaliveRaceMode = 'detect' | 'emulate'
+
+export interface BackendAddress {
+  /** Host name or IP literal as given by the user (no brackets for IPv6). */
+  readonly host: string
+  readonly port: number
+}
+
+export interface ListenAddress {
+  readonly host: string
+  /** 0 asks the OS for a free port; the bound port is reported by the running proxy. */
+  readonly port: number
+}
+
+/** What a user may pass; every field is optional and falls back to CLB_DEFAULTS. */
+export interface ClbProxyOptions {
+  /** Where the front-end listener binds. CLI `--listen HOST:PORT`, env `CLB_LISTEN`. */
+  listen?: ListenAddress | string
+  /**
+   * Registered instances. CLI repeatable `--backend URL`, env `CLB_BACKENDS` (comma-separated).
+   * Empty: the CLI starts the built-in demo backend; the library requires at least one.
+   */
+  backends?: ReadonlyArray<BackendAddress | string>
+  /** Access-log destination: a file path, or '-' for stdout. CLI `--access-log`, env `CLB_ACCESS_LOG`. */
+  accessLog?: string | null
+  /** The `elb` field of each access-log line (CLB load balancer name rules). CLI `--name`, env `CLB_NAME`. */
+  name?: string
+  /** CLB ConnectionSettings.IdleTimeout, seconds, 1-4000. CLI `--idle-timeout`, env `CLB_IDLE_TIMEOUT`. */
+  idleTimeoutSeconds?: number
+  /** Response bytes held back before committing to the client (bytes). CLI `--response-buffer`, env `CLB_RESPONSE_BUFFER`. */
+  responseBufferBytes?: number
+  /**
+   * Streaming rule (docs/architecture.md "The commit rule"): once a response head is complete, how
+   * long (ms) the rest of an incomplete response may be held back and judged before the head and
+   * what arrived are committed and the rest streams. CLI `--response-hold`, env `CLB_RESPONSE_HOLD`.
+   */
+  responseHoldMs?: number
+  /**
+   * After the proxy decides to close a client connection (a 400/408, an early response while the
+   * request body is still arriving, `Connection: close`), how long (seconds) it keeps reading and
+   * discarding the client's bytes so the client reads the answer instead of a reset (a lingering
+   * close, as nginx's lingering_time). CLI `--linger`, env `CLB_LINGER`.
+   */
+  lingerSeconds?: number
+  /** Largest response or request head (status/request line + headers) accepted (bytes). CLI `--max-head`, env `CLB_MAX_HEAD`. */
+  maxHeadBytes?: number
+  /** How undocumented response defects are judged. CLI `--profile`, env `CLB_PROFILE`. */
+  profile?: Profile
+  /** Seconds that SIGINT/SIGTERM (and close()) let in-flight exchanges finish before cutting them. */
+  drainTimeoutSeconds?: number
+  /** Where rejected responses are captured, one file each; null: no captures. CLI `--capture-dir`, env `CLB_CAPTURE_DIR`. */
+  captureDir?: string | null
+  /** Most capture files kept in captureDir (the oldest are removed). CLI `--max-captures`, env `CLB_MAX_CAPTURES`. */
+  maxCaptures?: number
+  /** Bytes of a rejected response kept in its capture. CLI `--capture-bytes`, env `CLB_CAPTURE_BYTES`. */
+  captureBytes?: number
+  /**
+   * What to do when an instance closes a kept-alive connection before the idle timeout: 'detect'
+   * warns; 'emulate' also answers the next request that would have reused it with CLB's 504.
+   * CLI `--keepalive-race`, env `CLB_KEEPALIVE_RACE`.
+   */
+  keepaliveRace?: KeepaliveRaceMode
+  /** Admin HTTP listener (metrics, captures, health); null: none. CLI `--admin HOST:PORT`, env `CLB_ADMIN`. */
+  admin?: ListenAddress | string | null
+}
+
+/** The validated, frozen form every module reads. */
+export interface ResolvedOptions {
+  readonly listen: ListenAddress
+  readonly backends: readonly BackendAddress[]
+  readonly accessLog: string | null
+  readonly name: string
+  readonly idleTimeoutSeconds: number
+  readonly responseBufferBytes: number
+  readonly responseHoldMs: number
+  readonly lingerSeconds: number
+  readonly maxHeadBytes: number
+  readonly profile: Profile
+  readonly drainTimeoutSeconds: number
+  readonly captureDir: string | null
+  readonly maxCaptures: number
+  readonly captureBytes: number
+  readonly keepaliveRace: KeepaliveRaceMode
+  readonly admin: ListenAddress | null
+}
+
+export const CLB_DEFAULTS = Object.freeze({
+  listen: Object.freeze({ host: '127.0.0.1', port: 8080 }),
+  backends: Object.freeze([]) as readonly BackendAddress[],
+  accessLog: '-',
+  // CLB names: at most 32 alphanumerics or hyphens, not starting or ending with a hyphen.
+  name: 'clb-proxy',
+  // CLB-IDLE: "By default, Elastic Load Balancing sets the idle timeout ... to 60 seconds"; range 1-4000 s.
+  idleTimeoutSeconds: 60,
+  // Our choice (CLB's buffering is undocumented): hold up to 1 MiB so framing defects in
+  // ordinary responses are judged before the client sees a byte.
+  responseBufferBytes: 1024 * 1024,
+  // Our choice (CLB's buffering is undocumented): a response still arriving 50 ms after its head
+  // is a stream (SSE, streamed SSR, progress): commit it then so it flows; what arrives with the
+  // head, or within 50 ms of it, is judged before the client sees a byte.
+  responseHoldMs: 50,
+  // Our choice, after nginx's lingering close (lingering_timeout 5 s): the client reads the
+  // 400/408/early answer instead of a reset caused by the bytes it was still sending.
+  lingerSeconds: 5,
+  // Our choice (CLB's limit is undocumented; ALB documents 32 KiB for response headers).
+  maxHeadBytes: 64 * 1024,
+  profile: 'clb' as Profile,
+  // Our choice: CLB's connection-draining default is 300 s, too long for a developer's Ctrl-C.
+  drainTimeoutSeconds: 5,
+  // Our choice: captures go under the OS temp dir, bounded in count and size (after HAProxy's `show errors`).
+  captureDir: join(tmpdir(), 'clb-proxy-captures') as string | null,
+  maxCaptures: 100,
+  captureBytes: 64 * 1024,
+  // Our choice: detect and warn; emulating the race is opt-in because it adds 504s on purpose.
+  keepaliveRace: 'detect' as KeepaliveRaceMode,
+  admin: null as ListenAddress | null
+})

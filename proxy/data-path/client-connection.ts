@@ -1,0 +1,304 @@
+import type net from 'node:net'
+import { RequestParser, type RequestHead, type RequestParserState } from '../../validators/request-parser.js'
+import type { Defect } from '../../validators/defects.js'
+import type { AccessLogRecord } from '../core/access-log-record.js'
+import { Exchange, type ClientSide, type ExchangeContext } from './exchange.js'
+import type { ExchangeOutcome } from '../core/events.js'
+import { hostWithoutPort } from './forwarded-head.js'
+import { CONTINUE_RESPONSE, SYNTHETIC_RESPONSES, type SyntheticStatus } from './synthetic-responses.js'
+
+/**
+ * One front-end connection: reads requests one after another (pipelining is supported on
+ * front-end connections, ELB-HOW), runs one Exchange at a time, and enforces the idle timeout
+ * (CLB-IDLE: "If no data has been sent or received by the time that the idle timeout period
+ * elapses, the load balancer closes the connection").
+ */
+export class ClientConnection implements ClientSide {
+  readonly address: string
+  readonly port: number
+  readonly listenerAddress: string
+  readonly listenerPort: number
+
+  private parser: RequestParser
+  private exchange: Exchange | null = null
+  private readonly pending: Buffer[] = []
+  private pendingBytes = 0
+  private headChunks: Buffer[] = []
+  private requestStartedAtMicros: number | null = null
+  private processing = false
+  private closing = false
+  private closed = false
+  private clientEnded = false
+  /**
+   * The proxy decided to close: the answer is written and FIN sent; every further byte from the
+   * client is read and discarded, never parsed (RFC 9112 section 9.6: no request after a close is
+   * processed), until the client closes or lingerSeconds pass (a lingering close, as nginx does).
+   */
+  private lingering = false
+  private lingerTimer: NodeJS.Timeout | null = null
+
+  constructor (private readonly socket: net.Socket, private readonly context: ExchangeContext, private readonly onClosed: (connection: ClientConnection) => void) {
+    this.address = socket.remoteAddress ?? '-'
+    this.port = socket.remotePort ?? 0
+    this.listenerAddress = socket.localAddress ?? '127.0.0.1'
+    this.listenerPort = socket.localPort ?? 0
+    this.parser = new RequestParser(context.options.maxHeadBytes)
+    socket.setNoDelay(true)
+    socket.setTimeout(context.options.idleTimeoutSeconds * 1000)
+    socket.on('data', (chunk: Buffer) => this.onData(chunk))
+    socket.on('end', () => this.onEnd())
+    socket.on('timeout', () => this.onIdle())
+    socket.on('error', () => {})
+    socket.on('close', () => this.onClose())
+  }
+
+  /** True while no request is in progress: safe to close on shutdown. */
+  get idle (): boolean {
+    return this.exchange === null && this.requestStartedAtMicros === null && this.pendingBytes === 0 && !this.lingering
+  }
+
+  write (bytes: Buffer): boolean {
+    if (this.closed || this.socket.destroyed) return true
+    return this.socket.write(bytes)
+  }
+
+  onDrain (resume: () => void): void {
+    if (this.closed) resume()
+    else this.socket.once('drain', resume)
+  }
+
+  abort (): void {
+    this.socket.destroy()
+  }
+
+  /** Shutdown: finish the current exchange, then close; close now when idle. */
+  closeWhenIdle (): void {
+    this.closing = true
+    if (this.idle) this.socket.end()
+  }
+
+  /** The drain deadline: an in-flight exchange gets CLB's 504 (or is cut); then the connection goes. */
+  closeAtDrainDeadline (): void {
+    const exchange = this.exchange
+    if (exchange === null || this.closed) {
+      this.socket.destroy()
+      return
+    }
+    // exchangeDone() ends the socket after the 504; destroy once it is flushed, so a client that
+    // never closes its side (allowHalfOpen) cannot hold the shutdown.
+    exchange.drainTimedOut()
+    if (!this.socket.destroyed) this.socket.end(() => this.socket.destroy())
+  }
+
+  exchangeDone (keepOpen: boolean): void {
+    this.exchange = null
+    this.requestStartedAtMicros = null
+    if (!keepOpen || this.closing || this.clientEnded) {
+      // Pipelined bytes after this exchange, and the rest of a request body the instance answered
+      // before reading, are never read as a request: the connection ends here. (This can run
+      // inside process(), when an exchange finishes synchronously, e.g. a 503.)
+      this.lingerAndClose()
+      return
+    }
+    this.parser = new RequestParser(this.context.options.maxHeadBytes)
+    this.headChunks = []
+    if (this.socket.isPaused()) this.socket.resume()
+    if (!this.processing) this.process()
+  }
+
+  /**
+   * One decision, one close: FIN after the answer, then the client's further bytes are discarded
+   * until it closes its side or lingerSeconds pass, so it reads the answer instead of the reset a
+   * close with unread bytes would send (RFC 9112 section 9.6: a server "SHOULD NOT close the
+   * connection before reading" what the client is still sending; nginx's lingering_close).
+   */
+  private lingerAndClose (): void {
+    this.pending.length = 0
+    this.pendingBytes = 0
+    if (this.lingering) return
+    this.lingering = true
+    if (this.socket.isPaused()) this.socket.resume()
+    if (this.clientEnded || this.closed) {
+      this.socket.end()
+      return
+    }
+    this.socket.end()
+    this.lingerTimer = setTimeout(() => {
+      this.lingerTimer = null
+      this.socket.destroy()
+    }, this.context.options.lingerSeconds * 1000)
+  }
+
+  private onData (chunk: Buffer): void {
+    if (this.lingering) return
+    this.pending.push(chunk)
+    this.pendingBytes += chunk.length
+    if (!this.processing) this.process()
+  }
+
+  /** Feeds queued client bytes to the current request; re-entrant calls are folded into the loop. */
+  private process (): void {
+    this.processing = true
+    try {
+      while (this.pending.length > 0 && !this.closed) {
+        const parser = this.parser
+        if (parser.state === 'complete') {
+          // A pipelined request waits until the current exchange is done; bound what we hold.
+          if (this.pendingBytes > this.context.options.maxHeadBytes) this.socket.pause()
+          return
+        }
+        const chunk = this.pending.shift() as Buffer
+        this.pendingBytes -= chunk.length
+        if (this.requestStartedAtMicros === null) this.requestStartedAtMicros = this.context.clock.nowMicros()
+        const wasHead = parser.state === 'head'
+        const { consumed, bodyFrom } = parser.push(chunk)
+        if (consumed < chunk.length) {
+          this.pending.unshift(chunk.subarray(consumed))
+          this.pendingBytes += chunk.length - consumed
+        }
+        // Re-read after push (a plain read would keep TypeScript's narrowing from before it).
+        const state = stateOf(parser)
+        if (state === 'invalid') return this.badRequest(parser.defects[0] as Defect)
+        if (wasHead) {
+          this.headChunks.push(bodyFrom < chunk.length || consumed < chunk.length ? chunk.subarray(0, bodyFrom) : chunk)
+          if (parser.head === null) continue
+          this.dispatch(parser.head, chunk.subarray(bodyFrom, consumed), state === 'complete')
+          continue
+        }
+        const exchange = this.exchange
+        if (exchange === null) continue
+        if (state === 'complete') exchange.endOfRequest()
+        if (!exchange.sendBody(chunk.subarray(0, consumed))) {
+          this.socket.pause()
+          exchange.onRequestDrain(() => { if (!this.closed) this.socket.resume() })
+        }
+      }
+    } finally {
+      this.processing = false
+    }
+  }
+
+  private dispatch (head: RequestHead, initialBody: Buffer, requestComplete: boolean): void {
+    // ELB-HOW: on an Expect header the load balancer responds "immediately with an HTTP 100
+    // Continue without testing the content length header, remove[s] the Expect header, and then
+    // route[s] the request".
+    if (head.fields.some((f) => f.lowerName === 'expect' && f.value.toLowerCase() === '100-continue')) this.write(CONTINUE_RESPONSE)
+    // CLB HTTP listeners do not pass protocol upgrades (clb-behavior.md section 5.10): the request
+    // is forwarded without Upgrade/Connection (forwarded-head.ts); observers say so once per path.
+    const upgrade = head.fields.find((f) => f.lowerName === 'upgrade')
+    if (upgrade !== undefined) this.context.events.emit('upgrade-dropped', { method: head.method, target: head.target, protocol: upgrade.value })
+    const exchange = new Exchange(this.context, this, {
+      head,
+      rawHead: this.headChunks.length === 1 ? this.headChunks[0] as Buffer : Buffer.concat(this.headChunks),
+      receivedAtMicros: this.requestStartedAtMicros ?? this.context.clock.nowMicros()
+    })
+    this.exchange = exchange
+    exchange.start(initialBody.length > 0 ? initialBody : null, requestComplete)
+  }
+
+  /** CLB-HTTPERR: 400 for a malformed request, 405 for a method longer than 127 characters. */
+  private badRequest (defect: Defect): void {
+    const status: SyntheticStatus = defect.code === 'REQUEST_METHOD_TOO_LONG' ? 405 : 400
+    this.respondWithoutBackend(status, 'bad-request', [defect])
+  }
+
+  private onEnd (): void {
+    this.clientEnded = true
+    if (this.lingering) {
+      // The client has finished sending: our FIN is already queued after the answer.
+      this.socket.end()
+      return
+    }
+    if (this.exchange !== null) {
+      // A FIN before the request is complete: it never will be (CLB-HTTPERR 408).
+      if (this.parser.state !== 'complete') this.exchange.abandonRequest('client-closed')
+      return
+    }
+    if (this.requestStartedAtMicros !== null && this.parser.state !== 'complete') {
+      // CLB-HTTPERR 408: the client "failed to send a full request".
+      return this.respondWithoutBackend(408, 'client-closed', [])
+    }
+    this.socket.end()
+  }
+
+  private onIdle (): void {
+    if (this.lingering) {
+      this.socket.destroy()
+      return
+    }
+    if (this.exchange !== null) {
+      // Mid-body: the client, not the instance, is the one that went quiet (CLB-HTTPERR 408).
+      if (this.parser.state !== 'complete') this.exchange.abandonRequest('client-timeout')
+      return
+    }
+    if (this.requestStartedAtMicros !== null) return this.respondWithoutBackend(408, 'client-timeout', [])
+    this.socket.end()
+  }
+
+  private onClose (): void {
+    if (this.closed) return
+    this.closed = true
+    if (this.lingerTimer !== null) clearTimeout(this.lingerTimer)
+    const exchange = this.exchange
+    this.exchange = null
+    if (exchange !== null) exchange.clientGone()
+    // Reset in the middle of a request that never reached an instance: logged like a FIN there
+    // (CLB-HTTPERR 408 cause 2: "Connection to the client is closed"); nothing can be written.
+    else if (this.requestStartedAtMicros !== null && this.parser.state !== 'complete') this.respondWithoutBackend(408, 'client-closed', [])
+    this.onClosed(this)
+  }
+
+  /** A status the load balancer answers without involving an instance; the connection then closes. */
+  private respondWithoutBackend (status: SyntheticStatus, outcome: ExchangeOutcome, defects: readonly Defect[]): void {
+    this.write(SYNTHETIC_RESPONSES[status])
+    const line = this.parser.requestLineSeen
+    const head = this.parser.head
+    const log: AccessLogRecord = {
+      receivedAtMicros: this.requestStartedAtMicros ?? this.context.clock.nowMicros(),
+      elbName: this.context.options.name,
+      clientAddress: this.address,
+      clientPort: this.port,
+      backend: null,
+      requestProcessingSeconds: null,
+      backendProcessingSeconds: null,
+      responseProcessingSeconds: null,
+      elbStatusCode: status,
+      backendStatusCode: 'no-response',
+      receivedBytes: this.parser.bodyBytes,
+      sentBytes: 0,
+      method: line?.method ?? null,
+      scheme: 'http',
+      host: hostWithoutPort(head) ?? this.listenerAddress,
+      listenerPort: this.listenerPort,
+      target: line?.target ?? null,
+      httpVersion: line?.version ?? null,
+      userAgent: head?.fields.find((f) => f.lowerName === 'user-agent')?.value ?? null,
+      sslCipher: null,
+      sslProtocol: null
+    }
+    this.context.events.emit('exchange', {
+      outcome,
+      elbGenerated: true,
+      log,
+      defects,
+      defectCounts: countDefects(defects),
+      instance: null,
+      backendError: null,
+      primaryDefect: defects[0] ?? null,
+      responseBytes: null,
+      requestHead: this.headChunks.length > 0 ? Buffer.concat(this.headChunks) : null
+    })
+    this.requestStartedAtMicros = null
+    this.lingerAndClose()
+  }
+}
+
+function countDefects (defects: readonly Defect[]): Partial<Record<Defect['code'], number>> {
+  const counts: Partial<Record<Defect['code'], number>> = {}
+  for (const found of defects) counts[found.code] = (counts[found.code] ?? 0) + 1
+  return counts
+}
+
+function stateOf (parser: RequestParser): RequestParserState {
+  return parser.state
+}

@@ -1,0 +1,383 @@
+import type net from 'node:net'
+import type { Defect } from '../../validators/defects.js'
+import type { RequestHead } from '../../validators/request-parser.js'
+import { ResponseParser, type ResponseHead } from '../../validators/response-parser.js'
+import { judge } from '../../validators/verdict.js'
+import type { AccessLogRecord } from '../core/access-log-record.js'
+import type { BackendConnection, BackendPool, ConnectionUser, Instance } from '../balancer/backend-pool.js'
+import { secondsBetween, type Clock } from '../core/clock.js'
+import type { ClbProxyEvents, ExchangeOutcome } from '../core/events.js'
+import { buildForwardedHead, hostWithoutPort } from './forwarded-head.js'
+import type { ResolvedOptions } from '../core/options.js'
+import { SYNTHETIC_RESPONSES, keepsClientConnection, type SyntheticStatus } from './synthetic-responses.js'
+
+export interface ExchangeContext {
+  readonly options: ResolvedOptions
+  readonly pool: BackendPool
+  readonly clock: Clock
+  readonly events: ClbProxyEvents
+}
+
+/** What an exchange needs from the client connection that owns it. */
+export interface ClientSide {
+  readonly address: string
+  readonly port: number
+  readonly listenerAddress: string
+  readonly listenerPort: number
+  /** Writes to the client; false means wait for `onDrain`. */
+  write (bytes: Buffer): boolean
+  onDrain (resume: () => void): void
+  /** Aborts the client connection (a defect after the response was committed). */
+  abort (): void
+  /** The exchange is over; `keepOpen` says whether the client connection may carry another request. */
+  exchangeDone (keepOpen: boolean): void
+}
+
+export interface RequestInfo {
+  readonly head: RequestHead
+  readonly rawHead: Buffer
+  readonly receivedAtMicros: number
+}
+
+/**
+ * One request and its response, on the backend side. Stages (docs/architecture.md): pick instance
+ * (503) -> send (503 when the connection is refused) -> read and judge the response (502 for a
+ * malformed response, 504 for a close without a response or the idle timeout) -> commit or
+ * synthesize -> log.
+ */
+export class Exchange implements ConnectionUser {
+  private instance: Instance | null = null
+  private connection: BackendConnection | null = null
+  private socket: net.Socket | null = null
+  private connected = false
+  private readonly parser: ResponseParser
+  private readonly chunks: Buffer[] = []
+  private bufferedBytes = 0
+  private committed = false
+  private sentBodyBytes = 0
+  private done = false
+  private requestComplete = false
+  private requestBodyBytes = 0
+  private dispatchedAtMicros: number | null = null
+  private firstByteAtMicros: number | null = null
+  private respondedAtMicros: number | null = null
+  /** The streaming rule's timer: armed once, when a head is complete and its response is not. */
+  private holdTimer: NodeJS.Timeout | null = null
+
+  constructor (private readonly context: ExchangeContext, private readonly client: ClientSide, private readonly request: RequestInfo) {
+    this.parser = new ResponseParser({ requestMethod: request.head.method, maxHeadBytes: context.options.maxHeadBytes })
+  }
+
+  /** Stage "pick instance" and "send": dispatches the head and any body bytes already received. */
+  start (initialBody: Buffer | null, requestComplete: boolean): void {
+    const instance = this.context.pool.pick()
+    if (instance === null) return this.synthesize(503, 'backend-unreachable')
+    this.instance = instance
+    instance.outstanding++
+    const acquired = instance.acquire()
+    // The keep-alive race, emulated (docs/clb-choices.md): CLB reuses a connection the instance just closed.
+    if (acquired.kind === 'closed-by-instance') return this.synthesize(504, 'keepalive-race')
+    const { connection, reused } = acquired
+    const socket = connection.socket
+    this.connection = connection
+    this.socket = socket
+    this.connected = reused
+    const head = buildForwardedHead(this.request.head, {
+      clientAddress: this.client.address,
+      listenerPort: this.client.listenerPort,
+      listenerAddress: this.client.listenerAddress
+    })
+    connection.user = this
+    if (reused) this.dispatchedAtMicros = this.context.clock.nowMicros()
+    socket.write(head)
+    if (initialBody !== null && initialBody.length > 0) this.sendBody(initialBody)
+    if (requestComplete) this.requestComplete = true
+  }
+
+  /** Request body bytes as they arrive from the client (forwarded as framed on the wire). */
+  sendBody (bytes: Buffer): boolean {
+    this.requestBodyBytes += bytes.length
+    // Forwarding stops when the instance reset the connection (it answered early and closed):
+    // the bytes are counted as received and discarded; its answer is still read (BackendSocket).
+    if (this.done || this.connection === null || !this.connection.writable) return true
+    return (this.socket as net.Socket).write(bytes)
+  }
+
+  onRequestDrain (resume: () => void): void {
+    if (this.socket === null || this.done) resume()
+    else this.socket.once('drain', resume)
+  }
+
+  endOfRequest (): void {
+    this.requestComplete = true
+  }
+
+  /** The client went away before its answer was complete. */
+  clientGone (): void {
+    if (this.done) return
+    if (this.committed) return this.cut()
+    // CLB-HTTPERR 408 cause 2: "Connection to the client is closed (load balancer could not send a response)".
+    this.finish('client-closed', { elbStatus: 408, backendStatus: 'no-response', backendReached: false, keepBackend: false, keepClient: false })
+  }
+
+  /**
+   * Shutdown reached the drain deadline with this exchange in flight. CLB-DRAIN: at the timeout the
+   * load balancer "forcibly closes connections to the de-registering instance"; an in-flight request
+   * then gets CLB's 504 (observed with draining disabled, O-CTB). A committed response is cut.
+   */
+  drainTimedOut (): void {
+    if (this.done) return
+    if (this.committed) return this.cut()
+    this.client.write(SYNTHETIC_RESPONSES[504])
+    this.finish('drain-timeout', { elbStatus: 504, backendStatus: 'no-response', backendReached: false, keepBackend: false, keepClient: false })
+  }
+
+  /**
+   * The client will never complete its request: it half-closed mid-request, or sent nothing for the
+   * idle timeout. CLB-HTTPERR 408: the client "failed to send a full request" ("specified content
+   * size doesn't match the actual content size transmitted").
+   */
+  abandonRequest (outcome: 'client-closed' | 'client-timeout'): void {
+    if (this.done) return
+    if (this.committed) return this.cut()
+    this.client.write(SYNTHETIC_RESPONSES[408])
+    this.finish(outcome, { elbStatus: 408, backendStatus: 'no-response', backendReached: false, keepBackend: false, keepClient: false })
+  }
+
+  /** ConnectionUser: a new connection to the instance is established; the request goes out now. */
+  onConnect (): void {
+    this.connected = true
+    this.dispatchedAtMicros = this.context.clock.nowMicros()
+  }
+
+  /** ConnectionUser: response bytes from the instance. */
+  onData (chunk: Buffer): void {
+    if (this.done) return
+    const events = this.context.events
+    if (events.listenerCount('backend-read') > 0) events.emit('backend-read', { bytes: chunk.length })
+    if (this.firstByteAtMicros === null) this.firstByteAtMicros = this.context.clock.nowMicros()
+    const defectsBefore = this.parser.defects.length
+    this.parser.push(chunk)
+    if (this.committed) return this.streamCommitted(chunk, defectsBefore)
+    // Bounded: by maxHeadBytes until the head is complete, by responseBufferBytes after.
+    this.chunks.push(chunk)
+    this.bufferedBytes += chunk.length
+    if (this.parser.state === 'invalid') return this.reject()
+    if (this.parser.state === 'complete') return this.relayComplete()
+    // A defect that rejects is final (defects only accumulate): answer the 502 now instead of waiting
+    // for an end that may never come, e.g. a malformed head without framing on a kept-alive connection.
+    if (this.parser.defects.length > defectsBefore && judge(this.parser.defects, this.context.options.profile).action === 'reject') return this.reject()
+    const head = this.parser.head
+    if (head === null) return
+    // The commit rule (docs/architecture.md): an incomplete response is held and judged for at most
+    // responseHoldMs after its head, or up to responseBufferBytes; an event stream only until the
+    // line after its head has shown whether it is a header after a blank line (KC-502).
+    if (this.bufferedBytes > this.context.options.responseBufferBytes ||
+      (isEventStream(head) && !this.parser.decidingBlankLine)) return this.commit()
+    if (this.holdTimer === null) this.holdTimer = setTimeout(this.holdExpired, this.context.options.responseHoldMs)
+  }
+
+  /** The streaming rule: the response is still arriving responseHoldMs after its head; it streams from now. */
+  private readonly holdExpired = (): void => {
+    this.holdTimer = null
+    if (!this.done && !this.committed) this.commit()
+  }
+
+  /** ConnectionUser: the instance closed the connection (FIN or reset), or it never opened. */
+  onClosed (): void {
+    if (this.done) return
+    if (!this.connected) {
+      // The connection was never established (refused, unreachable): no healthy instance answers.
+      return this.synthesize(503, 'backend-unreachable')
+    }
+    this.parser.finish()
+    if (this.committed) {
+      if (this.parser.state === 'complete') return this.finishRelayed()
+      return this.cut()
+    }
+    if (this.parser.state === 'complete') return this.relayComplete()
+    // CLB-HTTPERR 504 cause 2: "Registered instances closing the connection to Elastic Load Balancing."
+    if (this.parser.defects.some((d) => d.code === 'EMPTY_RESPONSE')) return this.synthesize(504, 'backend-closed')
+    this.reject()
+  }
+
+  /** ConnectionUser: nothing sent or received for the idle timeout (CLB-IDLE). */
+  onIdleTimeout (): void {
+    if (this.done) return
+    if (this.committed) return this.cut()
+    // The request body is still incomplete: the client went quiet, not the instance (408, not 504).
+    if (!this.requestComplete) return this.abandonRequest('client-timeout')
+    // CLB-HTTPERR 504 cause 1: the request "did not complete within the idle timeout period".
+    this.synthesize(504, 'backend-timeout')
+  }
+
+  /** The whole response is here and judged before the client sees a byte. */
+  private relayComplete (): void {
+    const verdict = judge(this.parser.defects, this.context.options.profile)
+    if (verdict.action === 'reject') return this.reject()
+    const head = this.parser.head as NonNullable<ResponseParser['head']>
+    const end = this.parser.messageEnd
+    this.respondedAtMicros = this.context.clock.nowMicros()
+    this.writeBuffered(end)
+    this.sentBodyBytes = end - head.end
+    this.finishRelayed()
+  }
+
+  private commit (): void {
+    const verdict = judge(this.parser.defects, this.context.options.profile)
+    if (verdict.action === 'reject') return this.reject()
+    this.committed = true
+    this.respondedAtMicros = this.context.clock.nowMicros()
+    const head = this.parser.head as NonNullable<ResponseParser['head']>
+    this.writeBuffered(this.bufferedBytes)
+    this.sentBodyBytes = this.bufferedBytes - head.end
+    this.chunks.length = 0
+  }
+
+  private streamCommitted (chunk: Buffer, defectsBefore: number): void {
+    const newDefects = this.parser.defects.slice(defectsBefore)
+    if (this.parser.state === 'invalid' || judge(newDefects, this.context.options.profile).action === 'reject') return this.cut()
+    const received = this.parser.bytesReceived
+    const part = this.parser.state === 'complete' ? chunk.subarray(0, chunk.length - (received - this.parser.messageEnd)) : chunk
+    this.sentBodyBytes += part.length
+    if (!this.client.write(part)) {
+      const socket = this.socket as net.Socket
+      socket.pause()
+      this.client.onDrain(() => socket.resume())
+    }
+    if (this.parser.state === 'complete') this.finishRelayed()
+  }
+
+  private writeBuffered (end: number): void {
+    let remaining = end
+    for (const chunk of this.chunks) {
+      if (remaining <= 0) break
+      this.client.write(chunk.length <= remaining ? chunk : chunk.subarray(0, remaining))
+      remaining -= chunk.length
+    }
+  }
+
+  private finishRelayed (): void {
+    const head = this.parser.head as NonNullable<ResponseParser['head']>
+    const keepBackend = head.reusable && this.requestComplete &&
+      !this.parser.defects.some((d) => d.code === 'EXTRA_BYTES_AFTER_RESPONSE' || d.code === 'BODY_NOT_ALLOWED')
+    // ELB-HOW: the load balancer honors the client's Connection header after proxying the response;
+    // a response that ends with the connection, or says close, ends the client connection too.
+    const keepClient = this.requestComplete && !this.request.head.closeAfter && head.framing.kind !== 'until-close' &&
+      head.reusable
+    this.finish('relayed', { elbStatus: head.statusCode, backendStatus: head.statusCode, backendReached: true, keepBackend, keepClient })
+  }
+
+  /** CLB's 502: the backend's response could not be parsed (KC-502). */
+  private reject (): void {
+    this.client.write(SYNTHETIC_RESPONSES[502])
+    this.respondedAtMicros = this.context.clock.nowMicros()
+    this.finish('rejected', {
+      elbStatus: 502,
+      backendStatus: 'rejected',
+      backendReached: true,
+      keepBackend: false,
+      keepClient: this.requestComplete && !this.request.head.closeAfter
+    })
+  }
+
+  /** A defect after the response was committed: the client connection is aborted, as CLB cannot take bytes back. */
+  private cut (): void {
+    const head = this.parser.head as NonNullable<ResponseParser['head']>
+    this.client.abort()
+    this.finish('cut', { elbStatus: head.statusCode, backendStatus: head.statusCode, backendReached: true, keepBackend: false, keepClient: false })
+  }
+
+  private synthesize (status: SyntheticStatus, outcome: ExchangeOutcome): void {
+    this.client.write(SYNTHETIC_RESPONSES[status])
+    this.finish(outcome, {
+      elbStatus: status,
+      backendStatus: 'no-response',
+      backendReached: false,
+      keepBackend: false,
+      keepClient: keepsClientConnection(status) && this.requestComplete && !this.request.head.closeAfter
+    })
+  }
+
+  /** The defect behind an ELB-generated answer: the rejection's primary, or EMPTY_RESPONSE for the 504 it causes. */
+  private decidingDefect (outcome: ExchangeOutcome): Defect | null {
+    if (outcome === 'rejected') return judge(this.parser.defects, this.context.options.profile).primary
+    if (outcome === 'backend-closed') return this.parser.defects.find((d) => d.code === 'EMPTY_RESPONSE') ?? null
+    return null
+  }
+
+  private finish (outcome: ExchangeOutcome, how: {
+    elbStatus: number
+    backendStatus: AccessLogRecord['backendStatusCode']
+    backendReached: boolean
+    keepBackend: boolean
+    keepClient: boolean
+  }): void {
+    if (this.done) return
+    this.done = true
+    if (this.holdTimer !== null) clearTimeout(this.holdTimer)
+    const connection = this.connection
+    if (connection !== null) {
+      connection.user = null
+      if (how.keepBackend && this.instance !== null) this.instance.release(connection)
+      else connection.socket.destroy()
+    }
+    if (this.instance !== null) this.instance.outstanding--
+    const clock = this.context.clock
+    const head = this.request.head
+    // CLB-LOGS: backend:port and the three timings are "-" / -1 when the instance was not reached,
+    // closed the connection before a response, or did not respond before the idle timeout.
+    const reached = how.backendReached && this.instance !== null
+    const log: AccessLogRecord = {
+      receivedAtMicros: this.request.receivedAtMicros,
+      elbName: this.context.options.name,
+      clientAddress: this.client.address,
+      clientPort: this.client.port,
+      backend: reached ? { address: (this.instance as Instance).address.host, port: (this.instance as Instance).address.port } : null,
+      requestProcessingSeconds: reached ? secondsBetween(this.request.receivedAtMicros, this.dispatchedAtMicros) : null,
+      backendProcessingSeconds: reached ? secondsBetween(this.dispatchedAtMicros, this.firstByteAtMicros) : null,
+      responseProcessingSeconds: reached ? secondsBetween(this.firstByteAtMicros, this.respondedAtMicros ?? clock.nowMicros()) : null,
+      elbStatusCode: how.elbStatus,
+      backendStatusCode: how.backendStatus,
+      receivedBytes: this.requestBodyBytes,
+      sentBytes: outcome === 'relayed' || outcome === 'cut' ? Math.max(0, this.sentBodyBytes) : 0,
+      method: head.method,
+      scheme: 'http',
+      host: hostWithoutPort(head) ?? this.client.listenerAddress,
+      listenerPort: this.client.listenerPort,
+      target: head.target,
+      httpVersion: head.version,
+      userAgent: head.fields.find((f) => f.lowerName === 'user-agent')?.value ?? null,
+      sslCipher: null,
+      sslProtocol: null
+    }
+    // The first options.captureBytes bytes, copied out (not a view that would keep the whole buffer alive).
+    // The response bytes matter to diagnostics and captures only when something was wrong; a clean
+    // relayed response is not copied (this runs once per request).
+    const clean = outcome === 'relayed' && this.parser.defects.length === 0
+    const responseBytes = clean || this.chunks.length === 0 ? null : Buffer.concat(this.chunks, Math.min(this.bufferedBytes, this.context.options.captureBytes))
+    const defects: readonly Defect[] = this.parser.defects
+    this.context.events.emit('exchange', {
+      outcome,
+      elbGenerated: outcome !== 'relayed' && outcome !== 'cut',
+      log,
+      defects,
+      defectCounts: this.parser.defectCounts,
+      instance: this.instance?.label ?? null,
+      backendError: connection === null ? null : connection.lastError ?? connection.socket.writeFailure?.code ?? null,
+      primaryDefect: this.decidingDefect(outcome),
+      responseBytes,
+      requestHead: this.request.rawHead
+    })
+    this.client.exchangeDone(how.keepClient)
+  }
+}
+
+/**
+ * A server-sent event stream (WHATWG HTML section 9.2: "text/event-stream") is sent over time by
+ * design: holding its first events back would break it, so it is committed as soon as its head is judged.
+ */
+function isEventStream (head: ResponseHead): boolean {
+  const contentType = head.fields.find((f) => f.lowerName === 'content-type')
+  return contentType !== undefined && contentType.value.trimStart().toLowerCase().startsWith('text/event-stream')
+}

@@ -1,0 +1,64 @@
+import type { RequestHead } from '../../validators/request-parser.js'
+
+// RFC 9110 section 7.6.1: a proxy MUST remove hop-by-hop fields (Connection and the fields it
+// lists, Keep-Alive, Proxy-Connection, TE, Transfer-Encoding's hop partners, Upgrade) before forwarding.
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'upgrade'])
+
+export interface ForwardingContext {
+  /** The TCP peer of the client connection. */
+  readonly clientAddress: string
+  /** The listener port the client connected to. */
+  readonly listenerPort: number
+  /** The listener's own address, used as Host for HTTP/1.0 requests that have none (ELB-HOW). */
+  readonly listenerAddress: string
+}
+
+/**
+ * The request head as CLB sends it to the instance (ELB-HOW, CLB-XFF): X-Forwarded-For gets the
+ * client address appended ("Otherwise, the load balancer appends the client IP address to the
+ * existing header"), X-Forwarded-Proto and X-Forwarded-Port are replaced, Expect is answered by
+ * the load balancer and removed, hop-by-hop fields are dropped, obs-fold is already unfolded.
+ */
+export function buildForwardedHead (head: RequestHead, context: ForwardingContext): Buffer {
+  const listed = new Set<string>()
+  for (const field of head.fields) {
+    if (field.lowerName !== 'connection') continue
+    for (const item of field.value.split(',')) listed.add(item.trim().toLowerCase())
+  }
+  let text = `${head.method} ${head.target} ${head.version}\r\n`
+  const forwardedFor: string[] = []
+  let hasHost = false
+  let sentContentLength = false
+  for (const field of head.fields) {
+    const name = field.lowerName
+    if (HOP_BY_HOP.has(name) || listed.has(name) || name === 'expect' ||
+      name === 'x-forwarded-proto' || name === 'x-forwarded-port') continue
+    if (name === 'content-length') {
+      // RFC 9110 section 8.6: repeated identical values may be replaced by one; send exactly one.
+      if (head.contentLengthIgnored || sentContentLength) continue
+      sentContentLength = true
+    }
+    if (name === 'x-forwarded-for') {
+      if (field.value.length > 0) forwardedFor.push(field.value)
+      continue
+    }
+    if (name === 'host') hasHost = true
+    text += `${field.name}: ${field.value}\r\n`
+  }
+  if (!hasHost) text += `Host: ${context.listenerAddress}\r\n`
+  forwardedFor.push(context.clientAddress)
+  text += `X-Forwarded-For: ${forwardedFor.join(', ')}\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Port: ${context.listenerPort}\r\n\r\n`
+  return Buffer.from(text, 'latin1')
+}
+
+/** The Host header without its port, for the access log's request field; null when absent. */
+export function hostWithoutPort (head: RequestHead | null): string | null {
+  const host = head?.fields.find((f) => f.lowerName === 'host')?.value
+  if (host === undefined || host.length === 0) return null
+  if (host.startsWith('[')) {
+    const close = host.indexOf(']')
+    return close === -1 ? host : host.slice(0, close + 1)
+  }
+  const colon = host.lastIndexOf(':')
+  return colon === -1 ? host : host.slice(0, colon)
+}

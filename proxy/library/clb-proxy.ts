@@ -1,0 +1,208 @@
+import net from 'node:net'
+import { once } from 'node:events'
+import type { Logger } from 'pino'
+import { createAccessLogWriter, type AccessLogWriter } from '../observers/access-log-writer.js'
+import { BackendPool } from '../balancer/backend-pool.js'
+import { ClientConnection } from '../data-path/client-connection.js'
+import { systemClock, type Clock } from '../core/clock.js'
+import { subscribeCaptures } from '../observers/captures.js'
+import type { CaptureSummary } from '../observers/captures.js'
+import type { AdminServer } from '../admin/admin-server.js'
+import { ClbMetrics, subscribeMetrics, type MetricsSnapshot } from '../observers/metrics.js'
+import { DEFAULT_MAX_RECORDED_ENTRIES, Recorder, subscribeRecorder, type AccessLogEntry, type WaitForOptions } from '../observers/recorder.js'
+import { defaultLogger, subscribeDiagnostics } from '../observers/diagnostics.js'
+import { ClbProxyEvents, type ClbProxyEventMap } from '../core/events.js'
+import type { ClbProxyOptions, ResolvedOptions } from '../core/options.js'
+import { resolveOptions } from '../core/resolve-options.js'
+
+export interface ClbProxyHooks {
+  /** Diagnostics destination (default: pino JSON on stderr). */
+  readonly logger?: Logger
+  /** Time source (default: the system clock); tests freeze it to assert exact log lines. */
+  readonly clock?: Clock
+  /** Access-log stream instead of `options.accessLog` (tests read lines from it). */
+  readonly accessLogStream?: NodeJS.WritableStream
+  /**
+   * Access-log entries kept in memory for entries(), lines(), waitFor() and the admin /entries
+   * route: the last N (default DEFAULT_MAX_RECORDED_ENTRIES, 10 000); 0 keeps none.
+   */
+  readonly maxRecordedEntries?: number
+}
+
+/** The events `proxy.on()` / `proxy.off()` take: the lifecycle events plus 'request'. */
+export interface ClbProxyHandleEventMap extends ClbProxyEventMap {
+  /** One per request, after the client got its answer: the access-log entry. */
+  request: [AccessLogEntry]
+}
+
+export interface ClbProxy {
+  /** e.g. http://127.0.0.1:8080, with the port actually bound. */
+  readonly url: string
+  readonly address: { readonly host: string; readonly port: number }
+  readonly options: ResolvedOptions
+  readonly events: ClbProxyEvents
+  /** The admin listener's URL (options.admin) with the port actually bound; null when there is none. */
+  readonly adminUrl: string | null
+  on<K extends keyof ClbProxyHandleEventMap>(event: K, listener: (...args: ClbProxyHandleEventMap[K]) => void): this
+  off<K extends keyof ClbProxyHandleEventMap>(event: K, listener: (...args: ClbProxyHandleEventMap[K]) => void): this
+  /** The access-log entries since start, oldest first (the last maxRecordedEntries, 10 000 by default). */
+  entries (): readonly AccessLogEntry[]
+  /** The same entries' CLB access-log lines. */
+  lines (): string[]
+  /**
+   * The first entry, already kept or still to come, for which `predicate` is true. Rejects with a
+   * WaitForError after `timeoutMs` (default 10 000) or when the proxy closes without a match.
+   */
+  waitFor (predicate: (entry: AccessLogEntry) => boolean, options?: WaitForOptions): Promise<AccessLogEntry>
+  /** The capture files kept now, newest first (empty when captureDir is null). */
+  captures (): CaptureSummary[]
+  /** Counters named after CLB's CloudWatch metrics, cumulative since start. */
+  metrics (): MetricsSnapshot
+  /** Sockets open right now: client connections and backend connections. */
+  openSockets (): { readonly clients: number; readonly backends: number }
+  /**
+   * Stops accepting, lets in-flight exchanges finish for up to drainTimeoutSeconds, cuts the rest,
+   * closes every backend connection and flushes the access log. Idempotent.
+   */
+  close (): Promise<void>
+}
+
+/** Starts a proxy. Options are validated in full before any socket opens (OptionError otherwise). */
+export async function startClbProxy (input: ClbProxyOptions, hooks: ClbProxyHooks = {}): Promise<ClbProxy> {
+  const options = resolveOptions(input)
+  // Before any socket or file opens, like the options: a bad maxRecordedEntries throws a RangeError.
+  const recorder = new Recorder(hooks.maxRecordedEntries ?? DEFAULT_MAX_RECORDED_ENTRIES)
+  const events = new ClbProxyEvents()
+  const clock = hooks.clock ?? systemClock
+  const logger = hooks.logger ?? defaultLogger()
+  const pool = new BackendPool(options.backends, { idleTimeoutMs: options.idleTimeoutSeconds * 1000, keepaliveRace: options.keepaliveRace, clock, events })
+  const context = { options, pool, clock, events }
+  const connections = new Set<ClientConnection>()
+  let whenAllClosed: (() => void) | null = null
+
+  // Every observer below is a subscriber of the lifecycle events (docs/architecture.md); none is
+  // on the data path. A destination that fails while the proxy runs is reported on the
+  // diagnostics logger when it happens, once per kind of failure, and the proxy keeps serving.
+  const onAccessLogProblem: NonNullable<Parameters<typeof createAccessLogWriter>[0]['onProblem']> = (problem, message) => {
+    const details = problem.kind === 'write-error' ? { err: problem.error } : problem
+    if (problem.kind === 'written-again') logger.info({ notice: 'access-log', ...details }, message)
+    else logger.error({ notice: 'access-log', ...details }, message)
+  }
+  let accessLog: AccessLogWriter | null = null
+  if (hooks.accessLogStream !== undefined) accessLog = createAccessLogWriter({ stream: hooks.accessLogStream, onProblem: onAccessLogProblem })
+  else if (options.accessLog !== null) accessLog = createAccessLogWriter({ destination: options.accessLog, onProblem: onAccessLogProblem })
+  const writer = accessLog
+  if (writer !== null) {
+    events.on('exchange', (record) => {
+      // A line that cannot be written must not take the proxy down; say so on stderr instead.
+      try { writer.write(record.log) } catch (error) { logger.error({ err: error }, 'access-log line not written') }
+    })
+  }
+  // The capture writer decides each capture's file name when it first sees the record, so the
+  // diagnostic of the same record can name the file and its replay command (captureFileFor).
+  const captures = subscribeCaptures(events, options, logger)
+  const unsubscribeDiagnostics = subscribeDiagnostics(events, logger, { ...options, captureFileFor: (record) => captures.fileFor(record) })
+  const unsubscribeRecorder = subscribeRecorder(events, recorder)
+  const metrics = new ClbMetrics({ loadBalancerName: options.name, registeredInstances: options.backends.length, sinceMicros: clock.nowMicros() })
+  const unsubscribeMetrics = subscribeMetrics(events, metrics)
+
+  // allowHalfOpen: a client may send its request and then FIN; it still gets its response.
+  const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
+    const connection = new ClientConnection(socket, context, (closed) => {
+      connections.delete(closed)
+      if (connections.size === 0) whenAllClosed?.()
+    })
+    connections.add(connection)
+  })
+  server.listen({ host: options.listen.host, port: options.listen.port })
+  try {
+    await once(server, 'listening')
+  } catch (error) {
+    unsubscribeDiagnostics()
+    await captures.close()
+    await writer?.close()
+    throw error
+  }
+  const bound = server.address() as net.AddressInfo
+  const host = options.listen.host
+  const address = { host, port: bound.port }
+  const url = `http://${host.includes(':') ? `[${host}]` : host}:${bound.port}`
+
+  let closing: Promise<void> | null = null
+  const close = async (): Promise<void> => {
+    const serverClosed = new Promise<void>((resolve) => server.close(() => resolve()))
+    for (const connection of connections) connection.closeWhenIdle()
+    if (connections.size > 0) {
+      const drained = new Promise<void>((resolve) => { whenAllClosed = resolve })
+      let timer: NodeJS.Timeout | undefined
+      const deadline = new Promise<void>((resolve) => { timer = setTimeout(resolve, options.drainTimeoutSeconds * 1000) })
+      await Promise.race([drained, deadline])
+      clearTimeout(timer)
+      for (const connection of connections) connection.closeAtDrainDeadline()
+      // Each cut exchange finishes (and is logged) in its client connection's 'close' handler: wait
+      // for those before the backend connections go, or a backend close would be judged first.
+      await drained
+    }
+    await serverClosed
+    await pool.destroyAll()
+    unsubscribeDiagnostics()
+    try {
+      // Independent of each other: a capture directory that fails must not keep the access log
+      // from being flushed, nor the other way round.
+      const [capturesClosed, accessLogClosed] = await Promise.allSettled([captures.close(), writer?.close()])
+      if (accessLogClosed.status === 'rejected') throw accessLogClosed.reason
+      if (capturesClosed.status === 'rejected') throw capturesClosed.reason
+    } finally {
+      // After the drain, so an exchange that finished during it could still satisfy a waitFor;
+      // in a finally, so a failed access-log flush still stops the admin listener and the waiters.
+      recorder.close()
+      unsubscribeRecorder()
+      unsubscribeMetrics()
+      await admin?.close()
+    }
+  }
+
+  let admin: AdminServer | null = null
+  if (options.admin !== null) {
+    try {
+      // Loaded only when asked for: fastify adds about 15 MiB to the resident set of every proxy.
+      const { startAdminServer } = await import('../admin/admin-server.js')
+      admin = await startAdminServer(options.admin, {
+        metrics: () => metrics.snapshot(),
+        entries: () => recorder.entries(),
+        captures: () => captures.list()
+      })
+    } catch (error) {
+      await close()
+      throw error
+    }
+  }
+
+  const proxy: ClbProxy = {
+    url,
+    address,
+    options,
+    events,
+    adminUrl: admin?.url ?? null,
+    on (event, listener) {
+      if (event === 'request') recorder.on('entry', listener as never)
+      else events.on(event, listener as never)
+      return proxy
+    },
+    off (event, listener) {
+      if (event === 'request') recorder.off('entry', listener as never)
+      else events.off(event, listener as never)
+      return proxy
+    },
+    entries: () => recorder.entries(),
+    lines: () => recorder.lines(),
+    waitFor: (predicate, waitOptions) => recorder.waitFor(predicate, waitOptions),
+    captures: () => captures.list(),
+    metrics: () => metrics.snapshot(),
+    openSockets: () => ({ clients: connections.size, backends: pool.openConnections }),
+    close: () => (closing ??= close())
+  }
+  return proxy
+}
+
+

@@ -1,0 +1,222 @@
+/**
+ * The CLB access-log line, as a pure function of one AccessLogRecord.
+ *
+ * CLB-LOGS entry syntax:
+ *   timestamp elb client:port backend:port request_processing_time backend_processing_time
+ *   response_processing_time elb_status_code backend_status_code received_bytes sent_bytes
+ *   "request" "user_agent" ssl_cipher ssl_protocol
+ *
+ * The sentinels CLB prints (`-`, `-1`, `0`) live here and nowhere else. Every line this module
+ * returns matches the Athena RegexSerDe pattern AWS publishes for CLB logs (docs/access-log.md
+ * quotes it; test/proxy/observers/access-log-format.test.ts proves it on hostile and random input). Choices made
+ * where CLB is undocumented are listed, with reasons, in docs/access-log.md.
+ */
+import type { AccessLogRecord } from '../core/access-log-record.js'
+
+/** CLB-LOGS, user_agent: "If the string is longer than 8 KB, it is truncated." We read 8 KB as 8192 bytes of the raw value. */
+export const USER_AGENT_MAX_BYTES = 8192
+
+/** CLB-LOGS, request field for TCP/SSL listeners: three dashes each followed by a space. We also use it when the request line could not be parsed. */
+export const UNPARSED_REQUEST_FIELD = '"- - - "'
+
+const MICROS_PER_SECOND = 1_000_000
+
+/**
+ * Formats one record as one CLB access-log line, without the trailing newline.
+ * Throws a RangeError (a bug in the caller, never a client's doing) when a numeric field is not
+ * the kind of number the record type promises (negative, fractional or non-finite).
+ */
+export function formatAccessLogLine(record: AccessLogRecord): string {
+  // One concatenation, no intermediate array: this runs once per request.
+  return formatTimestamp(record.receivedAtMicros) + ' ' +
+    encodeLogToken(record.elbName) + ' ' +
+    encodeLogToken(record.clientAddress) + ':' + formatCount('clientPort', record.clientPort) + ' ' +
+    formatBackend(record.backend) + ' ' +
+    formatSeconds(record.requestProcessingSeconds) + ' ' +
+    formatSeconds(record.backendProcessingSeconds) + ' ' +
+    formatSeconds(record.responseProcessingSeconds) + ' ' +
+    (record.elbStatusCode === null ? '-' : formatCount('elbStatusCode', record.elbStatusCode)) + ' ' +
+    formatBackendStatusCode(record.backendStatusCode) + ' ' +
+    formatCount('receivedBytes', record.receivedBytes) + ' ' +
+    formatCount('sentBytes', record.sentBytes) + ' ' +
+    formatRequest(record) + ' ' +
+    formatUserAgent(record.userAgent) + ' ' +
+    formatSslCipher(record.sslCipher) + ' ' +
+    formatSslProtocol(record.sslProtocol)
+}
+
+/**
+ * `YYYY-MM-DDTHH:MM:SS.ffffffZ` in UTC (CLB-LOGS: "in ISO 8601 format"; six fractional digits in
+ * every AWS example). Integer arithmetic only, so the microseconds are never rounded.
+ */
+export function formatTimestamp(receivedAtMicros: number): string {
+  if (!Number.isSafeInteger(receivedAtMicros) || receivedAtMicros < 0) {
+    throw new RangeError(`access-log receivedAtMicros must be a non-negative safe integer, got ${String(receivedAtMicros)} (a bug in clb-proxy)`)
+  }
+  const fractionMicros = receivedAtMicros % MICROS_PER_SECOND
+  const wholeSeconds = (receivedAtMicros - fractionMicros) / MICROS_PER_SECOND
+  // toISOString() gives 'YYYY-MM-DDTHH:MM:SS.000Z'; the safe-integer bound keeps the year at 4 digits (<= 2255).
+  if (wholeSeconds !== lastWholeSeconds) {
+    lastWholeSeconds = wholeSeconds
+    lastSecondsPart = new Date(wholeSeconds * 1000).toISOString().slice(0, 19)
+  }
+  return `${lastSecondsPart}.${String(fractionMicros).padStart(6, '0')}Z`
+}
+
+// Most lines of a busy second share their date and time: format them once per second.
+let lastWholeSeconds = -1
+let lastSecondsPart = ''
+
+/**
+ * A processing time in seconds as CLB prints it: at most 6 decimals, trailing zeros and a bare
+ * trailing dot dropped (`0.00004`, `1.5`, zero is `0`); null (the request was not dispatched) is `-1`.
+ *
+ * Rounding is to the nearest microsecond of the exact binary value, ties away from zero:
+ * Number.prototype.toFixed works on the exact mathematical value of the double (ECMA-262
+ * Number.prototype.toFixed: "Let n be an integer for which n / 10^f - x is as close to zero as
+ * possible. If there are two such n, pick the larger n."), unlike Math.round(x * 1e6), whose
+ * multiplication rounds first.
+ */
+export function formatSeconds(seconds: number | null): string {
+  if (seconds === null) return '-1'
+  if (!(seconds >= 0 && seconds < 1e21)) {
+    throw new RangeError(`access-log processing time must be a finite number of seconds >= 0, got ${String(seconds)} (a bug in clb-proxy)`)
+  }
+  // toFixed(6) always has a dot here; drop trailing zeros, then the dot if nothing follows it.
+  const fixed = seconds.toFixed(6)
+  let end = fixed.length
+  while (fixed.charCodeAt(end - 1) === 0x30) end--
+  if (fixed.charCodeAt(end - 1) === 0x2e) end--
+  return end === fixed.length ? fixed : fixed.slice(0, end)
+}
+
+/** The same rule as formatSeconds for a duration already held in integer microseconds. */
+export function formatMicrosAsSeconds(micros: number): string {
+  if (!Number.isSafeInteger(micros) || micros < 0) {
+    throw new RangeError(`access-log duration must be a non-negative safe integer of microseconds, got ${String(micros)} (a bug in clb-proxy)`)
+  }
+  const fraction = micros % MICROS_PER_SECOND
+  const whole = (micros - fraction) / MICROS_PER_SECOND
+  if (fraction === 0) return String(whole)
+  return `${whole}.${String(fraction).padStart(6, '0').replace(/0+$/, '')}`
+}
+
+/**
+ * Makes a value safe as an unquoted, space-delimited field or as one of the three tokens of the
+ * quoted request field: every byte that is a control character (0x00-0x1F, 0x7F), a space, a
+ * double quote, a backslash or >= 0x80 becomes `%HH` (upper-case hex). The backslash is encoded
+ * because log readers that honour `\"` escapes (GoAccess, logstash QUOTEDSTRING) would otherwise
+ * take a field ending in `\` as running on past its closing quote. Each char code 0-255 is one byte
+ * (latin1, how the proxy reads header bytes); a char above 0xFF is encoded as its UTF-8 bytes.
+ * `%` itself is kept, so a URL the client percent-encoded is logged as sent (CLB-LOGS: "The load
+ * balancer preserves the URL sent by the client, as is"). An empty value is logged as `-`.
+ */
+export function encodeLogToken(value: string): string {
+  if (value === '') return '-'
+  if (TOKEN_SAFE.test(value)) return value
+  return percentEncodeBytes(toLogBytes(value), isUnsafeInToken)
+}
+
+/**
+ * The user_agent field, quotes included. Null (no User-Agent header) is `"-"`. The raw value is
+ * cut to USER_AGENT_MAX_BYTES bytes first, then every control byte, `"`, `\` and byte >= 0x80 is
+ * `%HH`-encoded; spaces stay (the field is quoted, and Athena reads it as `"[^"]*"`).
+ */
+export function formatUserAgent(userAgent: string | null): string {
+  if (userAgent === null) return '"-"'
+  if (userAgent.length <= USER_AGENT_MAX_BYTES && QUOTED_SAFE.test(userAgent)) return `"${userAgent}"`
+  const bytes = toLogBytes(userAgent)
+  const kept = bytes.length > USER_AGENT_MAX_BYTES ? bytes.subarray(0, USER_AGENT_MAX_BYTES) : bytes
+  return `"${percentEncodeBytes(kept, isUnsafeInQuotes)}"`
+}
+
+/**
+ * The request field, quotes included: `METHOD scheme://host:port target HTTP/x.y` with no space
+ * between port and target (CLB-LOGS: "HTTP Method + Protocol://Host header:port + Path + HTTP
+ * version"). An absolute-form target (RFC 9112 §3.2.2) already names scheme and host, so it is
+ * logged as sent. Any part null (the request line could not be parsed) gives `"- - - "`.
+ */
+export function formatRequest(record: Pick<AccessLogRecord, 'method' | 'scheme' | 'host' | 'listenerPort' | 'target' | 'httpVersion'>): string {
+  const { method, target, httpVersion } = record
+  if (method === null || target === null || httpVersion === null) return UNPARSED_REQUEST_FIELD
+  const url = ABSOLUTE_FORM.test(target)
+    ? target
+    : `${record.scheme}://${record.host}:${formatCount('listenerPort', record.listenerPort)}${target}`
+  return `"${encodeLogToken(method)} ${encodeLogToken(url)} ${encodeLogToken(httpVersion)}"`
+}
+
+function formatBackend(backend: AccessLogRecord['backend']): string {
+  // CLB-LOGS backend:port: "If the load balancer can't send the request to a registered instance,
+  // or if the instance closes the connection before a response can be sent, this value is set to -."
+  if (backend === null) return '-'
+  return `${encodeLogToken(backend.address)}:${formatCount('backend.port', backend.port)}`
+}
+
+function formatBackendStatusCode(code: AccessLogRecord['backendStatusCode']): string {
+  // `0` when no backend response exists: real CLB 503/504/408 lines show `503 0`, `504 0`.
+  if (code === 'no-response') return '0'
+  // `-` when the backend answered but the load balancer rejected the response: our choice (docs/access-log.md).
+  if (code === 'rejected') return '-'
+  return formatCount('backendStatusCode', code)
+}
+
+/**
+ * Athena reads ssl_cipher as `[A-Z0-9-]+` (OpenSSL names such as ECDHE-RSA-AES128-GCM-SHA256).
+ * CLB-LOGS: without a successful TLS negotiation "the value is set to -". Any other character
+ * (e.g. the `_` of TLS 1.3 names, which CLB does not negotiate) becomes `-` so the line still loads.
+ */
+function formatSslCipher(cipher: string | null): string {
+  if (cipher === null || cipher === '') return '-'
+  return cipher.replace(/[^A-Z0-9-]/g, '-')
+}
+
+/** Athena reads ssl_protocol as `[A-Za-z0-9.-]*` (e.g. TLSv1.2); other characters become `-`. */
+function formatSslProtocol(protocol: string | null): string {
+  if (protocol === null || protocol === '') return '-'
+  return protocol.replace(/[^A-Za-z0-9.-]/g, '-')
+}
+
+function formatCount(field: string, value: number): string {
+  if (!Number.isSafeInteger(value) || value < 0) {
+    throw new RangeError(`access-log ${field} must be a non-negative safe integer, got ${String(value)} (a bug in clb-proxy)`)
+  }
+  return String(value)
+}
+
+/** RFC 9112 §3.2.2 absolute-form; the scheme is case-insensitive (RFC 3986 §3.1). */
+const ABSOLUTE_FORM = /^https?:\/\//i
+/** Printable ASCII except space, `"` and `\`: needs no encoding outside quotes. */
+const TOKEN_SAFE = /^[\x21\x23-\x5B\x5D-\x7E]*$/
+/** Printable ASCII including space, except `"` and `\`: needs no encoding inside quotes. */
+const QUOTED_SAFE = /^[\x20\x21\x23-\x5B\x5D-\x7E]*$/
+
+function isUnsafeInToken(byte: number): boolean {
+  return byte <= 0x20 || byte === 0x22 || byte === 0x5c || byte >= 0x7f
+}
+
+function isUnsafeInQuotes(byte: number): boolean {
+  return byte < 0x20 || byte === 0x22 || byte === 0x5c || byte >= 0x7f
+}
+
+const HEX = '0123456789ABCDEF'
+
+function percentEncodeBytes(bytes: Uint8Array, isUnsafe: (byte: number) => boolean): string {
+  let out = ''
+  for (const byte of bytes) {
+    out += isUnsafe(byte) ? `%${HEX[byte >> 4]}${HEX[byte & 0x0f]}` : String.fromCharCode(byte)
+  }
+  return out
+}
+
+/** One byte per char code 0-255 (latin1); a code point above 0xFF contributes its UTF-8 bytes (a lone surrogate, U+FFFD's). */
+function toLogBytes(value: string): Uint8Array {
+  let widest = 0
+  for (let i = 0; i < value.length; i++) widest = Math.max(widest, value.charCodeAt(i))
+  if (widest <= 0xff) return Buffer.from(value, 'latin1')
+  const parts: Buffer[] = []
+  for (const char of value) {
+    const codePoint = char.codePointAt(0) ?? 0
+    parts.push(codePoint <= 0xff ? Buffer.from([codePoint]) : Buffer.from(char, 'utf8'))
+  }
+  return Buffer.concat(parts)
+}

@@ -1,0 +1,294 @@
+/**
+ * Writes access-log lines to a file, stdout or a caller's stream. It subscribes to nothing: the
+ * proxy (or a test) calls write() with each finished record. Formatting is
+ * proxy/observers/access-log-format.ts; this module only adds the newline, buffers and flushes.
+ *
+ * Files and stdout go through pino.destination (SonicBoom): asynchronous, buffered writes and an
+ * end() that writes out every buffered line before it closes the file (it never closes fd 1 or 2,
+ * SonicBoom's actualClose skips them). pino also registers the stream so a process that exits
+ * without close() still flushes synchronously on 'exit'.
+ *
+ * A log that cannot be written (ENOSPC, EIO, EDQUOT; a file whose folder was removed) never stops
+ * the proxy: `onProblem` hears of it when it happens, once per kind of failure, and again only
+ * after the log was written in between. Lines that cannot be written wait in memory, up to
+ * MAX_WAITING_BYTES, and are written if the destination recovers (a disk that was full); past that
+ * bound they are dropped and counted.
+ */
+import fs from 'node:fs'
+import path from 'node:path'
+import pino from 'pino'
+import { formatAccessLogLine } from './access-log-format.js'
+import type { AccessLogRecord } from '../core/access-log-record.js'
+
+export type AccessLogWriterOptions = (
+  /** A file path (opened at once for appending; missing directories are created) or '-' for stdout. */
+  | { readonly destination: string }
+  /** A stream the caller owns: written to, waited on by close(), never ended. */
+  | { readonly stream: NodeJS.WritableStream }
+) & {
+  /**
+   * Told when lines cannot be written, once per kind of problem, with the sentence
+   * describeAccessLogProblem words it in (for the diagnostics logger).
+   */
+  readonly onProblem?: (problem: AccessLogProblem, message: string) => void
+}
+
+/**
+ * What can go wrong while the proxy runs (an open error is thrown by createAccessLogWriter):
+ * - 'write-error': a write failed with this error; reported once per error code;
+ * - 'lines-dropped': lines waiting for a failing destination passed MAX_WAITING_BYTES; from now
+ *   on new lines are dropped (and counted) until a write succeeds;
+ * - 'written-again': a write succeeded after a failure; `droppedLines` were lost meanwhile;
+ * - 'file-removed': the log file was deleted (or its folder removed) while open: the lines still
+ *   go to the deleted file, which nothing can read once the proxy stops.
+ */
+export type AccessLogProblem =
+  | { readonly kind: 'write-error'; readonly error: NodeJS.ErrnoException }
+  | { readonly kind: 'lines-dropped'; readonly maxWaitingBytes: number }
+  | { readonly kind: 'written-again'; readonly droppedLines: number }
+  | { readonly kind: 'file-removed'; readonly file: string }
+
+/** Our choice: 8 MiB of lines (tens of thousands of requests) wait for a destination that fails. */
+export const MAX_WAITING_BYTES = 8 * 1024 * 1024
+/** Our choice: how often an open log file is checked for having been deleted (one fstat). */
+const REMOVAL_CHECK_MS = 1000
+
+/** One sentence for the diagnostics logger: what happened to the access log `where`, and what the proxy does about it. */
+export function describeAccessLogProblem (problem: AccessLogProblem, where: string): string {
+  switch (problem.kind) {
+    case 'write-error':
+      return `access log ${where} cannot be written (${problem.error.code ?? problem.error.message}): the proxy keeps serving; ` +
+        `lines wait in memory (up to ${MAX_WAITING_BYTES / (1024 * 1024)} MiB) and are written if the destination recovers. ` +
+        'Reported once per kind of error'
+    case 'lines-dropped':
+      return `access log ${where}: ${problem.maxWaitingBytes / (1024 * 1024)} MiB of lines are waiting for a destination that fails; ` +
+        'new lines are dropped (and counted) until a write succeeds'
+    case 'written-again':
+      return `access log ${where} is written again${problem.droppedLines > 0 ? `; ${problem.droppedLines} line(s) were dropped meanwhile` : ''}`
+    case 'file-removed':
+      return `access log ${where} was deleted (or its folder removed) while the proxy writes to it: the lines go to the ` +
+        'deleted file and are lost when the proxy stops. Restart the proxy to create the file again'
+  }
+}
+
+export interface AccessLogWriter {
+  /** Formats the record and queues the line plus '\n'. Throws once close() was called (a bug in the caller). */
+  write(record: AccessLogRecord): void
+  /**
+   * Resolves when every line written so far has reached the destination and the file this writer
+   * opened is closed (stdout and caller streams stay open). Rejects with the first write or open
+   * error. Calling it again returns the same promise.
+   */
+  close(): Promise<void>
+}
+
+/** Thrown by write() after close(): the caller logged a request after shutting the log down. */
+export class AccessLogWriterClosedError extends Error {
+  readonly code = 'ERR_ACCESS_LOG_WRITER_CLOSED'
+  constructor() {
+    super('access-log writer is closed; write() after close() is a bug in the caller')
+    this.name = 'AccessLogWriterClosedError'
+  }
+}
+
+/** Throws the fs error (EACCES, EISDIR, ...) at once when a destination file cannot be created or opened. */
+export function createAccessLogWriter(options: AccessLogWriterOptions): AccessLogWriter {
+  const where = 'stream' in options ? '(stream)' : options.destination === '-' ? 'stdout' : options.destination
+  const report = options.onProblem
+  const onProblem = (problem: AccessLogProblem): void => report?.(problem, describeAccessLogProblem(problem, where))
+  return 'stream' in options ? createStreamWriter(options.stream, onProblem) : createDestinationWriter(options.destination, onProblem)
+}
+
+/** The error codes already reported since the last successful write: each kind is reported once. */
+class FailureEpisode {
+  private readonly reportedCodes = new Set<string>()
+  droppedLines = 0
+  dropReported = false
+
+  get failing(): boolean {
+    return this.reportedCodes.size > 0
+  }
+
+  /** True the first time this code is seen in the episode. */
+  isNew(error: NodeJS.ErrnoException): boolean {
+    const code = error.code ?? error.message
+    if (this.reportedCodes.has(code)) return false
+    this.reportedCodes.add(code)
+    return true
+  }
+
+  end(): void {
+    this.reportedCodes.clear()
+    this.droppedLines = 0
+    this.dropReported = false
+  }
+}
+
+type SonicBoom = ReturnType<typeof pino.destination>
+
+function createDestinationWriter(destination: string, onProblem: (problem: AccessLogProblem) => void): AccessLogWriter {
+  const fd = destination === '-' ? 1 : openForAppend(destination)
+  // maxLength: SonicBoom keeps the lines a failing write could not take and retries them with the
+  // next write; past this bound it drops new lines instead of growing without limit ('drop').
+  const sonic: SonicBoom = pino.destination({ dest: fd, sync: false, maxLength: MAX_WAITING_BYTES })
+  let firstError: Error | null = null
+  const episode = new FailureEpisode()
+  // Without a listener an 'error' (ENOSPC, EPIPE on stdout) would be thrown from the event
+  // emitter and take the proxy down; it is reported once per kind when it happens, and by close().
+  // (pino's own listener turns the stream into a no-op after EPIPE, and re-emits other errors,
+  // so the first one arrives twice: once per kind covers that too.)
+  sonic.on('error', (error: NodeJS.ErrnoException) => {
+    firstError ??= error
+    if (episode.isNew(error)) onProblem({ kind: 'write-error', error })
+  })
+  sonic.on('write', () => {
+    if (!episode.failing) return
+    // The lines that waited were written: nothing is lost unless some were dropped.
+    if (episode.droppedLines === 0) firstError = null
+    onProblem({ kind: 'written-again', droppedLines: episode.droppedLines })
+    episode.end()
+  })
+  sonic.on('drop', (data: string) => {
+    episode.droppedLines += countLines(data)
+    if (episode.dropReported) return
+    episode.dropReported = true
+    onProblem({ kind: 'lines-dropped', maxWaitingBytes: MAX_WAITING_BYTES })
+  })
+  // A deleted file keeps taking writes through its open fd: nothing fails, the lines just vanish
+  // with the proxy. An fstat now and then tells (link count 0). stdout is not a file of ours.
+  let removalReported = false
+  const reportIfRemoved = (stats: fs.Stats): void => {
+    if (removalReported || stats.nlink > 0) return
+    removalReported = true
+    onProblem({ kind: 'file-removed', file: destination })
+  }
+  const removalCheck = destination === '-'
+    ? null
+    : setInterval(() => {
+      fs.fstat(fd, (error, stats) => { if (error === null) reportIfRemoved(stats) })
+    }, REMOVAL_CHECK_MS).unref()
+  let closing: Promise<void> | null = null
+  // Lines finished in one turn of the event loop go out in one write: under load many exchanges
+  // finish per turn, and a write per line would cost a system call per request. No line waits
+  // longer than the current turn.
+  let batch = ''
+  let flushScheduled = false
+  const flushBatch = (): void => {
+    flushScheduled = false
+    if (batch.length === 0) return
+    const lines = batch
+    batch = ''
+    sonic.write(lines)
+  }
+
+  return {
+    write(record) {
+      if (closing !== null) throw new AccessLogWriterClosedError()
+      batch += `${formatAccessLogLine(record)}\n`
+      if (!flushScheduled) {
+        flushScheduled = true
+        setImmediate(flushBatch)
+      }
+    },
+    close() {
+      if (closing !== null) return closing
+      flushBatch()
+      if (removalCheck !== null) {
+        clearInterval(removalCheck)
+        // A last look before the fd closes, so a removal between two checks is still reported.
+        try { reportIfRemoved(fs.fstatSync(fd)) } catch { /* the fd is SonicBoom's to report on */ }
+      }
+      closing = new Promise<void>((resolve, reject) => {
+        const finish = (): void => {
+          sonic.removeListener('close', finish)
+          sonic.removeListener('error', finish)
+          if (firstError === null) return resolve()
+          const failure = firstError
+          if (isDestroyed(sonic)) return reject(failure)
+          // Drop what cannot be written, release the fd (never fd 1) and leave pino's exit hook
+          // nothing to flush; settle once the fd is closed.
+          sonic.destroy()
+          // After EPIPE pino has made destroy() a no-op: nothing to wait for.
+          if (!isDestroyed(sonic)) return reject(failure)
+          sonic.once('close', () => reject(failure))
+          sonic.once('error', () => reject(failure))
+        }
+        // After EPIPE pino has made end() and destroy() no-ops: nothing more can be written or
+        // waited for. After any other error, end() still tries the lines that wait (a disk that
+        // was full may have room now); if it fails again, 'error' settles this.
+        if ((firstError as NodeJS.ErrnoException | null)?.code === 'EPIPE') return finish()
+        sonic.once('close', finish)
+        sonic.once('error', finish)
+        // end() writes out everything buffered, closes the fd (SonicBoom never closes fd 1 or 2)
+        // and emits 'finish' then 'close'. flushSync() is not needed and would throw
+        // "sonic boom is not ready yet" on a stream whose fd is not open.
+        sonic.end()
+      })
+      return closing
+    }
+  }
+}
+
+/** SonicBoom sets `destroyed` when it starts closing (end() or destroy()); its typings omit the field. */
+function isDestroyed(sonic: SonicBoom): boolean {
+  return (sonic as unknown as { readonly destroyed: boolean }).destroyed
+}
+
+/**
+ * Opens the log file now, so a bad path fails createAccessLogWriter() before the proxy listens.
+ * (Handing the path to pino.destination opens it later, asynchronously: an open error then
+ * surfaces as an 'error' event, and pino's exit hook calls flushSync() on the never-opened stream,
+ * which throws "sonic boom is not ready yet" from process 'exit'.) Missing directories are
+ * created, as pino.destination's `mkdir: true` would; existing files are appended to.
+ */
+function openForAppend(file: string): number {
+  fs.mkdirSync(path.dirname(file), { recursive: true })
+  return fs.openSync(file, 'a')
+}
+
+/** Lines in a batch of lines (each ends in LF). */
+function countLines(data: string): number {
+  let lines = 0
+  for (let at = data.indexOf('\n'); at !== -1; at = data.indexOf('\n', at + 1)) lines++
+  return lines
+}
+
+function createStreamWriter(stream: NodeJS.WritableStream, onProblem: (problem: AccessLogProblem) => void): AccessLogWriter {
+  let pendingWrites = 0
+  let firstError: Error | null = null
+  let closing: Promise<void> | null = null
+  let allWritten: (() => void) | null = null
+  const episode = new FailureEpisode()
+
+  const onWritten = (error?: Error | null): void => {
+    if (error) {
+      firstError ??= error
+      if (episode.isNew(error)) onProblem({ kind: 'write-error', error })
+    } else if (episode.failing) {
+      onProblem({ kind: 'written-again', droppedLines: 0 })
+      episode.end()
+    }
+    pendingWrites--
+    if (pendingWrites === 0 && allWritten !== null) allWritten()
+  }
+
+  return {
+    write(record) {
+      if (closing !== null) throw new AccessLogWriterClosedError()
+      pendingWrites++
+      // The callback runs once the stream has handled this chunk; backpressure is the stream's
+      // own buffering (the proxy must not wait on its access log).
+      stream.write(`${formatAccessLogLine(record)}\n`, onWritten)
+    },
+    close() {
+      closing ??= new Promise<void>((resolve, reject) => {
+        allWritten = () => {
+          if (firstError === null) resolve()
+          else reject(firstError)
+        }
+        if (pendingWrites === 0) allWritten()
+      })
+      return closing
+    }
+  }
+}

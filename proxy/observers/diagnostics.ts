@@ -1,0 +1,226 @@
+/**
+ * The diagnostics: one structured record per ELB-generated answer that says why (defect code,
+ * byte offset, the bytes around it, the instance and its system error, the capture file and the
+ * command that replays it), one per relayed response with warnings, and the notices of
+ * diagnostics-keepalive.ts (early closes of kept-alive connections) and diagnostics-upgrade.ts
+ * (dropped protocol upgrades). All are subscribers of the lifecycle events (proxy/core/events.ts).
+ *
+ * Every record stays small whatever the backend or the client sent: foreign text (the request,
+ * defect messages that quote header values) is escaped and cut (diagnostics-escape.ts), the
+ * excerpt is EXCERPT_RADIUS bytes each side of the offset, and defects are listed per code with a
+ * count and their first offsets, for at most MAX_CODES_LISTED codes.
+ */
+import { pino, type Logger } from 'pino'
+import { escapeBytes } from '../../validators/bytes.js'
+import { DEFECTS, type Defect, type DefectCode } from '../../validators/defects.js'
+import { judge } from '../../validators/verdict.js'
+import { escapeForeign, shellQuote } from './diagnostics-escape.js'
+import { subscribeKeepaliveDiagnostics } from './diagnostics-keepalive.js'
+import { subscribeUpgradeDiagnostics } from './diagnostics-upgrade.js'
+import type { ClbProxyEvents, ExchangeRecord } from '../core/events.js'
+import type { ResolvedOptions } from '../core/options.js'
+
+// Bytes shown on each side of a defect's offset.
+const EXCERPT_RADIUS = 40
+/** Our choice: characters of `METHOD target` kept in a diagnostic (escaped). */
+const MAX_REQUEST_CHARS = 200
+/** Our choice: characters of a defect message kept (escaped): messages quote header values, which can be 1 MiB long. */
+const MAX_MESSAGE_CHARS = 240
+/** Our choice: characters of each warning's message (up to MAX_CODES_LISTED of them in one record). */
+const MAX_WARNING_MESSAGE_CHARS = 120
+/** Our choice: characters of a system error (a code such as ECONNREFUSED, else Node's message). */
+const MAX_ERROR_CHARS = 80
+/** Our choice: defect codes listed per record; a response can hold every code of the registry. */
+export const MAX_CODES_LISTED = 8
+/** The parser keeps the first few occurrences of each code; a diagnostic shows this many offsets. */
+const OFFSETS_LISTED = 3
+
+/** The default diagnostics logger: JSON lines on stderr, so stdout stays the access log. */
+export function defaultLogger (): Logger {
+  return pino({ name: 'clb-proxy' }, pino.destination({ dest: 2, sync: false }))
+}
+
+/** The escaped bytes around `offset`, with the offset where the excerpt starts. */
+export function excerptAround (bytes: Buffer, offset: number): { excerpt: string; excerptOffset: number } {
+  const start = Math.max(0, offset - EXCERPT_RADIUS)
+  const end = Math.min(bytes.length, offset + EXCERPT_RADIUS)
+  return { excerpt: escapeBytes(bytes, start, end), excerptOffset: start }
+}
+
+/** One defect code of a record: how many times it was found, and where the first ones are. */
+export interface DefectSummary {
+  readonly code: DefectCode
+  readonly count: number
+  readonly firstOffsets: readonly number[]
+  /** The first occurrence's message, escaped and cut (warnings only). */
+  readonly message?: string
+}
+
+/**
+ * The defects of a record per code, in the order each code was first found, without `leaveOut`
+ * (the primary defect, described on its own): at most MAX_CODES_LISTED codes, and the number of
+ * codes left out. `counts` (ExchangeRecord.defectCounts) has the totals; `defects` only the first
+ * occurrences of each code.
+ */
+export function summarizeDefects (defects: readonly Defect[], counts: Readonly<Partial<Record<DefectCode, number>>>,
+  leaveOut: Defect | null, withMessages: boolean): { listed: DefectSummary[]; moreCodes: number; total: number } {
+  const byCode = new Map<DefectCode, { offsets: number[]; message: string; listedCount: number }>()
+  for (const found of defects) {
+    let entry = byCode.get(found.code)
+    if (entry === undefined) {
+      entry = { offsets: [], message: found.message, listedCount: 0 }
+      byCode.set(found.code, entry)
+    }
+    entry.listedCount++
+    if (found !== leaveOut && entry.offsets.length < OFFSETS_LISTED) entry.offsets.push(found.offset)
+  }
+  const summaries: DefectSummary[] = []
+  for (const [code, entry] of byCode) {
+    const total = Math.max(counts[code] ?? 0, entry.listedCount) - (leaveOut?.code === code ? 1 : 0)
+    if (total <= 0) continue
+    summaries.push({
+      code,
+      count: total,
+      firstOffsets: entry.offsets,
+      ...(withMessages ? { message: escapeForeign(entry.message, MAX_WARNING_MESSAGE_CHARS) } : {})
+    })
+  }
+  return {
+    listed: summaries.slice(0, MAX_CODES_LISTED),
+    moreCodes: Math.max(0, summaries.length - MAX_CODES_LISTED),
+    total: summaries.reduce((sum, summary) => sum + summary.count, 0)
+  }
+}
+
+export interface DiagnosticsOptions extends Pick<ResolvedOptions, 'idleTimeoutSeconds' | 'keepaliveRace' | 'profile'> {
+  /**
+   * The capture file a record is written to, when it is captured (CaptureStore.fileFor); the
+   * capture writer decides the name when it queues the record. Absent when captures are off.
+   */
+  readonly captureFileFor?: (record: ExchangeRecord) => string | null
+}
+
+/**
+ * Subscribes every diagnostic: exchanges, kept-alive connections, dropped upgrades. The returned
+ * function unsubscribes them and prints the totals the once-per-cause notices did not show.
+ */
+export function subscribeDiagnostics (events: ClbProxyEvents, logger: Logger, options: DiagnosticsOptions): () => void {
+  const unsubscribers = [
+    subscribeExchangeDiagnostics(events, logger, options),
+    subscribeKeepaliveDiagnostics(events, logger, options),
+    subscribeUpgradeDiagnostics(events, logger)
+  ]
+  return () => { for (const unsubscribe of unsubscribers) unsubscribe() }
+}
+
+/**
+ * Each ELB-generated answer says why; each relayed (or cut) response with defects lists them.
+ */
+export function subscribeExchangeDiagnostics (events: ClbProxyEvents, logger: Logger, options: DiagnosticsOptions): () => void {
+  const onExchange = (record: ExchangeRecord): void => {
+    // A clean relayed response says nothing: return before building anything (once per request).
+    // A cut one always says why the client's connection was aborted.
+    if (!record.elbGenerated && record.outcome !== 'cut' && record.defects.length === 0) return
+    const status = record.log.elbStatusCode ?? '-'
+    const base = {
+      outcome: record.outcome,
+      elbStatus: record.log.elbStatusCode,
+      request: escapeForeign(`${record.log.method ?? '-'} ${record.log.target ?? '-'}`, MAX_REQUEST_CHARS),
+      backend: record.log.backend === null ? null : `${record.log.backend.address}:${record.log.backend.port}`,
+      instance: record.instance,
+      backendError: record.backendError === null ? null : escapeForeign(record.backendError, MAX_ERROR_CHARS),
+      ...captureFields(options.captureFileFor?.(record) ?? null)
+    }
+    const primary = record.primaryDefect
+    if (record.elbGenerated && primary !== null) {
+      const source = primary.code.startsWith('REQUEST_') ? record.requestHead : record.responseBytes
+      const others = summarizeDefects(record.defects, record.defectCounts, primary, false)
+      logger.warn({
+        ...base,
+        defect: primary.code,
+        offset: primary.offset,
+        source: DEFECTS[primary.code].source,
+        ...(source === null ? {} : excerptAround(source, primary.offset)),
+        otherDefects: others.listed,
+        ...(others.moreCodes > 0 ? { moreDefectCodes: others.moreCodes } : {})
+      }, `${status} from the load balancer: ${escapeForeign(primary.message, MAX_MESSAGE_CHARS)}${connectionNote(record)}`)
+      return
+    }
+    if (record.elbGenerated) {
+      logger.warn(base, `${status} from the load balancer: ${describeOutcome(record, options)}`)
+      return
+    }
+    if (record.outcome === 'cut') {
+      // The response was committed (past responseBufferBytes, or streaming after responseHoldMs) when a
+      // rejecting defect arrived, or the instance stopped before the end of it.
+      const deciding = judge(record.defects, options.profile).primary
+      const others = summarizeDefects(record.defects, record.defectCounts, deciding, true)
+      logger.warn({
+        ...base,
+        ...(deciding === null ? {} : { defect: deciding.code, offset: deciding.offset, source: DEFECTS[deciding.code].source }),
+        ...(deciding === null || record.responseBytes === null ? {} : excerptAround(record.responseBytes, deciding.offset)),
+        warnings: others.listed,
+        ...(others.moreCodes > 0 ? { moreDefectCodes: others.moreCodes } : {})
+      }, `${status} relayed, then the client connection was aborted: ` + (deciding === null
+        ? `the instance${record.instance === null ? '' : ` ${record.instance}`} stopped before the response was complete` +
+          `${record.backendError === null ? '' : ` (${escapeForeign(record.backendError, MAX_ERROR_CHARS)})`}`
+        : `a defect arrived after the response had started: ${escapeForeign(deciding.message, MAX_MESSAGE_CHARS)}`))
+      return
+    }
+    const warnings = summarizeDefects(record.defects, record.defectCounts, null, true)
+    logger.info({ ...base, warnings: warnings.listed, ...(warnings.moreCodes > 0 ? { moreDefectCodes: warnings.moreCodes } : {}) },
+      `${status} relayed with ${warnings.total} warning(s)`)
+  }
+  events.on('exchange', onExchange)
+  return () => { events.off('exchange', onExchange) }
+}
+
+/** The capture file and the command that replays it; nothing when the record is not captured. */
+function captureFields (file: string | null): { capture?: string; replay?: string } {
+  if (file === null) return {}
+  return { capture: file, replay: `clb-proxy replay ${shellQuote(file)}` }
+}
+
+/** For the 504 of an instance that closed without a byte: which instance, and how (a reset names its error). */
+function connectionNote (record: ExchangeRecord): string {
+  if (record.outcome !== 'backend-closed' || record.instance === null) return ''
+  const error = record.backendError === null ? '' : `, ${escapeForeign(record.backendError, MAX_ERROR_CHARS)}`
+  return ` (instance ${record.instance}${error})`
+}
+
+/** What a system error of the backend connection means, with the instance it concerns. */
+export function describeConnectionError (instance: string, code: string): string {
+  switch (code) {
+    case 'ECONNREFUSED': return `connection to ${instance} refused (ECONNREFUSED): nothing listens on that address`
+    case 'ENOTFOUND': return `the host name of ${instance} was not found (ENOTFOUND)`
+    case 'EAI_AGAIN': return `the host name of ${instance} could not be resolved right now (EAI_AGAIN)`
+    case 'ETIMEDOUT': return `connection to ${instance} timed out (ETIMEDOUT)`
+    case 'EHOSTUNREACH': return `${instance} is unreachable (EHOSTUNREACH): no route to the host`
+    case 'ENETUNREACH': return `${instance} is unreachable (ENETUNREACH): no route to the network`
+    case 'EADDRNOTAVAIL': return `connection to ${instance} failed (EADDRNOTAVAIL): the address cannot be used from this machine`
+    case 'ECONNRESET': return `connection to ${instance} was reset (ECONNRESET) before it was established`
+    default: return `connection to ${instance} failed (${escapeForeign(code, MAX_ERROR_CHARS)})`
+  }
+}
+
+function describeOutcome (record: ExchangeRecord, options: DiagnosticsOptions): string {
+  const instance = record.instance
+  switch (record.outcome) {
+    case 'backend-closed': return `the instance${instance === null ? '' : ` ${instance}`} closed the connection without sending a response`
+    case 'keepalive-race': return 'emulated keep-alive race: this request would have reused a kept-alive connection that the instance' +
+      `${instance === null ? '' : ` ${instance}`} had closed before the idle timeout`
+    case 'backend-timeout': return `the instance${instance === null ? '' : ` ${instance}`} did not answer within the ` +
+      `${options.idleTimeoutSeconds} s idle timeout${record.responseBytes === null ? '' : ` (it sent ${record.responseBytes.length} byte(s) of a response, then nothing)`}`
+    // CLB-HTTPERR 503: "There are no registered instances", "There are no healthy instances".
+    case 'backend-unreachable':
+      if (instance === null) return 'no instance is registered'
+      if (record.backendError === null) return `connection to ${instance} could not be established`
+      return describeConnectionError(instance, record.backendError)
+    case 'drain-timeout': return `the proxy was stopping and the drain timeout passed before the instance${instance === null ? '' : ` ${instance}`} answered`
+    case 'client-timeout': return 'the client did not finish its request within the idle timeout'
+    case 'client-closed': return 'the client closed the connection before the response'
+    case 'bad-request': return 'the request was malformed'
+    case 'cut': return 'the response was aborted after it had started'
+    default: return record.outcome
+  }
+}

@@ -1,0 +1,217 @@
+/**
+ * Counters named after CLB's CloudWatch metrics (namespace AWS/ELB; CLB-CW, spec §4), kept per
+ * load balancer (one proxy is one load balancer), plus two counters of clb-proxy's own.
+ * A subscriber of the lifecycle events; `ClbMetrics` itself is pure aggregation, fed
+ * ExchangeRecords and idle-connection events, so it is tested without sockets.
+ *
+ * Choices where CLB-CW is silent or UNCONFIRMED (spec §4), also in docs/library.md:
+ * - RequestCount counts requests that were routed to an instance, whatever happened next: the
+ *   instances' responses (including their own errors) and the load balancer's 502/503/504 for a
+ *   routed request. It does not count the 4XX the load balancer answers for a malformed or
+ *   incomplete request (400, 405, 408), which is never routed. Why: CLB-CW defines the HTTP
+ *   RequestCount as "requests received and routed, including HTTP error responses from the
+ *   registered instances", and HTTPCode_ELB_4XX as generated "when a request is malformed or
+ *   incomplete". So RequestCount = HTTPCode_Backend_2XX..5XX + HTTPCode_ELB_5XX.
+ * - Counters are cumulative since the proxy started; CloudWatch's 60-second periods are not emulated.
+ * - Units: CLB-CW states none; Latency is Seconds and the rest Count, as third-party integrations list them.
+ */
+import type { DefectCode } from '../../validators/defects.js'
+import { formatTimestamp } from './access-log-format.js'
+import type { ClbProxyEventMap, ClbProxyEvents, ExchangeRecord } from '../core/events.js'
+
+/** A CloudWatch counter: its useful statistic is Sum (CLB-CW). */
+export interface CountMetric {
+  readonly Unit: 'Count'
+  readonly Sum: number
+}
+
+/** Latency: Average and Maximum are the useful statistics (CLB-CW); null until the first sample. */
+export interface LatencyMetric {
+  readonly Unit: 'Seconds'
+  readonly SampleCount: number
+  readonly Sum: number
+  readonly Average: number | null
+  readonly Minimum: number | null
+  readonly Maximum: number | null
+}
+
+/** SurgeQueueLength: Maximum is the useful statistic (CLB-CW: "Sum is not useful"). */
+export interface QueueLengthMetric {
+  readonly Unit: 'Count'
+  readonly Maximum: number
+}
+
+/** Host counts: Average/Maximum (healthy) and Average/Minimum (unhealthy) are the useful statistics. */
+export interface HostCountMetric {
+  readonly Unit: 'Count'
+  readonly Average: number
+  readonly Minimum: number
+  readonly Maximum: number
+}
+
+/** The AWS/ELB metrics, by their CloudWatch names. */
+export interface CloudWatchMetrics {
+  readonly RequestCount: CountMetric
+  readonly HTTPCode_ELB_4XX: CountMetric
+  readonly HTTPCode_ELB_5XX: CountMetric
+  readonly HTTPCode_Backend_2XX: CountMetric
+  readonly HTTPCode_Backend_3XX: CountMetric
+  readonly HTTPCode_Backend_4XX: CountMetric
+  readonly HTTPCode_Backend_5XX: CountMetric
+  readonly Latency: LatencyMetric
+  readonly BackendConnectionErrors: CountMetric
+  readonly SpilloverCount: CountMetric
+  readonly SurgeQueueLength: QueueLengthMetric
+  readonly HealthyHostCount: HostCountMetric
+  readonly UnHealthyHostCount: HostCountMetric
+}
+
+/** Counters of clb-proxy's own, with no CloudWatch equivalent. */
+export interface ClbProxyMetrics {
+  /** Exchanges in which each defect code was found (a code counts once per exchange), and their total. */
+  readonly DefectCount: CountMetric & { readonly ByCode: Readonly<Partial<Record<DefectCode, number>>> }
+  /** Kept-alive backend connections an instance closed before the idle timeout (the cause of CLB's intermittent 504s). */
+  readonly KeepaliveEarlyCloseCount: CountMetric
+}
+
+export interface MetricsSnapshot {
+  readonly Namespace: 'AWS/ELB'
+  readonly Dimensions: { readonly LoadBalancerName: string }
+  /** When counting started (ISO 8601, microseconds): the counters are cumulative since then. */
+  readonly Since: string
+  readonly Metrics: CloudWatchMetrics
+  readonly ClbProxy: ClbProxyMetrics
+}
+
+type BackendIdleEvent = ClbProxyEventMap['backend-idle-event'][0]
+type CounterName = 'RequestCount' | 'HTTPCode_ELB_4XX' | 'HTTPCode_ELB_5XX' | 'HTTPCode_Backend_2XX' | 'HTTPCode_Backend_3XX' |
+'HTTPCode_Backend_4XX' | 'HTTPCode_Backend_5XX' | 'BackendConnectionErrors' | 'SpilloverCount' | 'KeepaliveEarlyCloseCount'
+
+const BACKEND_CLASSES = { 2: 'HTTPCode_Backend_2XX', 3: 'HTTPCode_Backend_3XX', 4: 'HTTPCode_Backend_4XX', 5: 'HTTPCode_Backend_5XX' } as const
+
+export interface ClbMetricsSettings {
+  /** The LoadBalancerName dimension (options.name). */
+  readonly loadBalancerName: string
+  /** Registered instances (options.backends.length). */
+  readonly registeredInstances: number
+  /** Microseconds since the epoch when counting starts. */
+  readonly sinceMicros: number
+}
+
+export class ClbMetrics {
+  private readonly counters: Record<CounterName, number> = {
+    RequestCount: 0,
+    HTTPCode_ELB_4XX: 0,
+    HTTPCode_ELB_5XX: 0,
+    HTTPCode_Backend_2XX: 0,
+    HTTPCode_Backend_3XX: 0,
+    HTTPCode_Backend_4XX: 0,
+    HTTPCode_Backend_5XX: 0,
+    BackendConnectionErrors: 0,
+    SpilloverCount: 0,
+    KeepaliveEarlyCloseCount: 0
+  }
+
+  private readonly defectsByCode = new Map<DefectCode, number>()
+  private defectTotal = 0
+  private latencySamples = 0
+  private latencySum = 0
+  private latencyMin = Infinity
+  private latencyMax = -Infinity
+
+  constructor (private readonly settings: ClbMetricsSettings) {}
+
+  /** Counts one finished request. */
+  recordExchange (exchange: ExchangeRecord): void {
+    const status = exchange.log.elbStatusCode
+    const statusClass = status === null ? null : Math.floor(status / 100)
+    if (exchange.elbGenerated) {
+      // CLB-CW HTTPCode_ELB_4XX/5XX: codes generated by the load balancer.
+      if (statusClass === 4) this.counters.HTTPCode_ELB_4XX++
+      if (statusClass === 5) {
+        this.counters.HTTPCode_ELB_5XX++
+        this.counters.RequestCount++
+      }
+    } else if (statusClass !== null && statusClass >= 2 && statusClass <= 5) {
+      // CLB-CW HTTPCode_Backend_XXX: "response codes generated by instances; excludes LB-generated codes".
+      this.counters[BACKEND_CLASSES[statusClass as 2 | 3 | 4 | 5]]++
+      this.counters.RequestCount++
+    }
+    // CLB-CW BackendConnectionErrors: connections "not successfully established" to an instance.
+    // We do not retry a failed connection, so it is one per request.
+    if (exchange.outcome === 'backend-unreachable') this.counters.BackendConnectionErrors++
+    // CLB-CW Latency [HTTP]: from sending the request to the instance until it started sending
+    // response headers; only requests an instance answered have one (the access log's backend_processing_time).
+    const latency = exchange.log.backendProcessingSeconds
+    if (latency !== null) {
+      this.latencySamples++
+      this.latencySum += latency
+      this.latencyMin = Math.min(this.latencyMin, latency)
+      this.latencyMax = Math.max(this.latencyMax, latency)
+    }
+    for (const code of new Set(exchange.defects.map((defect) => defect.code))) this.countDefect(code)
+  }
+
+  /** Counts one event on an idle kept-alive backend connection. */
+  recordBackendIdleEvent (event: BackendIdleEvent): void {
+    if (event.event === 'closed') this.counters.KeepaliveEarlyCloseCount++
+    // Bytes on an idle connection are the same defect the parser reports within a read (docs/defects.md).
+    else this.countDefect('EXTRA_BYTES_AFTER_RESPONSE')
+  }
+
+  snapshot (): MetricsSnapshot {
+    const count = (name: CounterName): CountMetric => ({ Unit: 'Count', Sum: this.counters[name] })
+    const hosts = (value: number): HostCountMetric => ({ Unit: 'Count', Average: value, Minimum: value, Maximum: value })
+    const sampled = this.latencySamples > 0
+    return {
+      Namespace: 'AWS/ELB',
+      Dimensions: { LoadBalancerName: this.settings.loadBalancerName },
+      Since: formatTimestamp(this.settings.sinceMicros),
+      Metrics: {
+        RequestCount: count('RequestCount'),
+        HTTPCode_ELB_4XX: count('HTTPCode_ELB_4XX'),
+        HTTPCode_ELB_5XX: count('HTTPCode_ELB_5XX'),
+        HTTPCode_Backend_2XX: count('HTTPCode_Backend_2XX'),
+        HTTPCode_Backend_3XX: count('HTTPCode_Backend_3XX'),
+        HTTPCode_Backend_4XX: count('HTTPCode_Backend_4XX'),
+        HTTPCode_Backend_5XX: count('HTTPCode_Backend_5XX'),
+        Latency: {
+          Unit: 'Seconds',
+          SampleCount: this.latencySamples,
+          Sum: this.latencySum,
+          Average: sampled ? this.latencySum / this.latencySamples : null,
+          Minimum: sampled ? this.latencyMin : null,
+          Maximum: sampled ? this.latencyMax : null
+        },
+        BackendConnectionErrors: count('BackendConnectionErrors'),
+        // No surge queue yet: a request is dispatched at once or answered 503, so nothing is queued or spilled over.
+        SpilloverCount: count('SpilloverCount'),
+        SurgeQueueLength: { Unit: 'Count', Maximum: 0 },
+        // No health checks yet: every registered instance counts as healthy.
+        HealthyHostCount: hosts(this.settings.registeredInstances),
+        UnHealthyHostCount: hosts(0)
+      },
+      ClbProxy: {
+        DefectCount: { Unit: 'Count', Sum: this.defectTotal, ByCode: Object.fromEntries(this.defectsByCode) },
+        KeepaliveEarlyCloseCount: count('KeepaliveEarlyCloseCount')
+      }
+    }
+  }
+
+  private countDefect (code: DefectCode): void {
+    this.defectsByCode.set(code, (this.defectsByCode.get(code) ?? 0) + 1)
+    this.defectTotal++
+  }
+}
+
+/** Feeds `metrics` from the proxy's lifecycle events; returns the unsubscribe function. */
+export function subscribeMetrics (events: ClbProxyEvents, metrics: ClbMetrics): () => void {
+  const onExchange = (exchange: ExchangeRecord): void => metrics.recordExchange(exchange)
+  const onIdleEvent = (event: BackendIdleEvent): void => metrics.recordBackendIdleEvent(event)
+  events.on('exchange', onExchange)
+  events.on('backend-idle-event', onIdleEvent)
+  return () => {
+    events.off('exchange', onExchange)
+    events.off('backend-idle-event', onIdleEvent)
+  }
+}

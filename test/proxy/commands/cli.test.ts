@@ -1,0 +1,388 @@
+import { EventEmitter, once } from 'node:events'
+import { readFileSync } from 'node:fs'
+import { readFile } from 'node:fs/promises'
+import net from 'node:net'
+import { join } from 'node:path'
+import t, { type Test } from 'tap'
+import { Sink } from '../../helpers/sink.js'
+import { OPTION_FLAGS, helpText, run } from '../../../proxy/commands/cli.js'
+import { REPO_URL } from '../../helpers/repo.js'
+
+
+interface Outcome {
+  readonly code: number
+  readonly stdout: string
+  readonly stderr: string
+}
+
+async function runCli(argv: string[], env: NodeJS.ProcessEnv = {}): Promise<Outcome> {
+  const stdout = new Sink()
+  const stderr = new Sink()
+  const code = await run(argv, env, { stdout, stderr, signals: new EventEmitter() })
+  return { code, stdout: stdout.text, stderr: stderr.text }
+}
+
+const TRY_HELP = "Try 'clb-proxy --help'\n"
+const packageVersion = (JSON.parse(readFileSync(new URL('package.json', REPO_URL), 'utf8')) as { version: string })
+  .version
+
+/** A plain TCP server on port 0, tracked for teardown. */
+async function listeningServer(t: Test, onConnection: (socket: net.Socket) => void = () => undefined): Promise<net.Server> {
+  const server = net.createServer(onConnection)
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())))
+  return server
+}
+
+function portOf(server: net.Server): number {
+  const address = server.address()
+  if (address === null || typeof address === 'string') throw new Error('bug: a TCP server without a port')
+  return address.port
+}
+
+async function connectionCount(server: net.Server): Promise<number> {
+  return new Promise((resolve, reject) => server.getConnections((error, count) => (error ? reject(error) : resolve(count))))
+}
+
+/** Whether something accepts TCP connections on host:port (ECONNREFUSED means nothing listens). */
+async function isListening(host: string, port: number): Promise<boolean> {
+  const socket = net.connect(port, host)
+  try {
+    await once(socket, 'connect')
+    return true
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ECONNREFUSED') return false
+    throw error
+  } finally {
+    socket.destroy()
+  }
+}
+
+t.test('--help lists every flag with its environment variable, default and unit', async (t) => {
+  for (const argv of [['--help'], ['-h'], ['--idle-timeout', '0', '--help']]) {
+    const outcome = await runCli(argv)
+    t.strictSame(outcome, { code: 0, stdout: helpText(), stderr: '' }, argv.join(' '))
+  }
+  const help = helpText()
+  for (const option of OPTION_FLAGS) {
+    t.ok(help.includes(`  --${option.flag} ${option.valueName}\n`), `--${option.flag}`)
+    const list = option.multiple ? ' (comma-separated)' : ''
+    t.ok(help.includes(`      env ${option.env}${list}; default ${option.defaultText}\n`), option.env)
+  }
+  t.strictSame(help.split('\n').filter((line) => line.length > 100), [], 'no line is wider than 100 columns')
+  t.ok(help.includes('env CLB_IDLE_TIMEOUT; default 60 s\n'), 'the idle timeout says its unit')
+  t.ok(help.includes('env CLB_MAX_HEAD; default 65536 bytes (64 KiB)\n'), 'sizes say their unit')
+})
+
+t.test('--version prints the version from package.json', async (t) => {
+  t.strictSame(await runCli(['--version']), { code: 0, stdout: `clb-proxy ${packageVersion}\n`, stderr: '' })
+})
+
+t.test('command-line mistakes exit 2 and name the argument', async (t) => {
+  const cases: ReadonlyArray<readonly [string[], string]> = [
+    [['--idel-timeout', '5'], "unknown option '--idel-timeout'"],
+    [['-x'], "unknown option '-x'"],
+    [['--constructor'], "unknown option '--constructor'"],
+    [['--listen'], "option '--listen' needs a value (--listen HOST:PORT)"],
+    [['--backend'], "option '--backend' needs a value (--backend URL)"],
+    [
+      ['--listen', '--backend', 'http://a'],
+      "option '--listen' needs a value, but the next argument \"--backend\" looks like an option (write --listen=--backend if it is the value)"
+    ],
+    [
+      ['--idle-timeout', '-1'],
+      "option '--idle-timeout' needs a value, but the next argument \"-1\" looks like an option (write --idle-timeout=-1 if it is the value)"
+    ],
+    [['--help=yes'], "option '--help' does not take a value"],
+    [['serve'], 'unexpected argument "serve" (clb-proxy takes only options)'],
+    [['--', '--listen'], 'unexpected argument "--listen" (clb-proxy takes only options)']
+  ]
+  for (const [argv, message] of cases) {
+    t.strictSame(await runCli(argv), { code: 2, stdout: '', stderr: `clb-proxy: ${message}\n${TRY_HELP}` }, argv.join(' '))
+  }
+})
+
+t.test('a bad flag value exits 2 naming the flag and quoting the text typed', async (t) => {
+  const cases: ReadonlyArray<readonly [string[], string]> = [
+    [
+      ['--listen', 'nope'],
+      '--listen must be HOST:PORT with a port from 0 to 65535 (IPv6 as [::1]:8080; port 0 picks a free port), got "nope"'
+    ],
+    [
+      ['--backend', 'http://127.0.0.1:3000', '--backend', 'https://a:443'],
+      '--backend must use http: (https backends are not supported yet), got "https://a:443"'
+    ],
+    [['--access-log='], "--access-log must be a file path, '-' for stdout, or null for no access log, got \"\""],
+    [
+      ['--name=-elb'],
+      '--name must be 1 to 32 characters, only ASCII letters, digits or hyphens, not starting or ending with a hyphen (CLB load balancer name rules), got "-elb"'
+    ],
+    [['--idle-timeout', '0'], `--idle-timeout must be an integer from 1 to 4000 (CLB's range), got "0"`],
+    [['--idle-timeout', '1.5'], `--idle-timeout must be an integer from 1 to 4000 (CLB's range), got "1.5"`],
+    [['--idle-timeout', 'soon'], `--idle-timeout must be an integer from 1 to 4000 (CLB's range), got "soon"`],
+    [['--idle-timeout=-5'], `--idle-timeout must be an integer from 1 to 4000 (CLB's range), got "-5"`],
+    [['--response-buffer', '2g'], '--response-buffer must be an integer from 0 to 1073741824 bytes (1 GiB), got "2g"'],
+    [
+      ['--response-buffer', '1MB'],
+      '--response-buffer must be an integer from 0 to 1073741824 bytes (1 GiB); sizes may be written 65536, 64k, 64KiB, 1m or 1MiB, got "1MB"'
+    ],
+    [['--max-head', '2m'], '--max-head must be an integer from 1024 to 1048576 bytes (1 KiB to 1 MiB), got "2m"'],
+    [['--max-head', '512'], '--max-head must be an integer from 1024 to 1048576 bytes (1 KiB to 1 MiB), got "512"'],
+    [['--profile', 'loose'], `--profile must be 'clb' or 'strict', got "loose"`],
+    [['--drain-timeout', '3601'], '--drain-timeout must be a number of seconds from 0 to 3600, got "3601"']
+  ]
+  for (const [argv, message] of cases) {
+    t.strictSame(await runCli(argv), { code: 2, stdout: '', stderr: `clb-proxy: ${message}\n${TRY_HELP}` }, argv.join(' '))
+  }
+})
+
+t.test('a bad environment value exits 2 naming the variable and quoting its text', async (t) => {
+  const cases: ReadonlyArray<readonly [NodeJS.ProcessEnv, string]> = [
+    [
+      { CLB_LISTEN: 'nope' },
+      'CLB_LISTEN must be HOST:PORT with a port from 0 to 65535 (IPv6 as [::1]:8080; port 0 picks a free port), got "nope"'
+    ],
+    [
+      { CLB_BACKENDS: 'http://a:1, ftp://b' },
+      'CLB_BACKENDS entry 2 must be an http://HOST:PORT URL (port 1 to 65535, default 80, no path or query), got "ftp://b"'
+    ],
+    [
+      { CLB_BACKENDS: 'http://a:1,' },
+      'CLB_BACKENDS entry 2 must be an http://HOST:PORT URL (port 1 to 65535, default 80, no path or query), got ""'
+    ],
+    [{ CLB_ACCESS_LOG: 'a\0b' }, `CLB_ACCESS_LOG must be a file path, '-' for stdout, or null for no access log, got "a\\u0000b"`],
+    [
+      { CLB_NAME: 'my_elb' },
+      'CLB_NAME must be 1 to 32 characters, only ASCII letters, digits or hyphens, not starting or ending with a hyphen (CLB load balancer name rules), got "my_elb"'
+    ],
+    [{ CLB_IDLE_TIMEOUT: '4001' }, `CLB_IDLE_TIMEOUT must be an integer from 1 to 4000 (CLB's range), got "4001"`],
+    [{ CLB_IDLE_TIMEOUT: ' 60' }, `CLB_IDLE_TIMEOUT must be an integer from 1 to 4000 (CLB's range), got " 60"`],
+    [
+      { CLB_RESPONSE_BUFFER: 'lots' },
+      'CLB_RESPONSE_BUFFER must be an integer from 0 to 1073741824 bytes (1 GiB); sizes may be written 65536, 64k, 64KiB, 1m or 1MiB, got "lots"'
+    ],
+    [{ CLB_MAX_HEAD: '1023b' }, 'CLB_MAX_HEAD must be an integer from 1024 to 1048576 bytes (1 KiB to 1 MiB), got "1023b"'],
+    [{ CLB_PROFILE: 'CLB' }, `CLB_PROFILE must be 'clb' or 'strict', got "CLB"`],
+    [{ CLB_DRAIN_TIMEOUT: '-1' }, 'CLB_DRAIN_TIMEOUT must be a number of seconds from 0 to 3600, got "-1"']
+  ]
+  for (const [env, message] of cases) {
+    t.strictSame(await runCli([], env), { code: 2, stdout: '', stderr: `clb-proxy: ${message}\n${TRY_HELP}` }, JSON.stringify(env))
+  }
+})
+
+t.test('flags override environment variables; an empty variable counts as unset', async (t) => {
+  const profileError = `clb-proxy: --profile must be 'clb' or 'strict', got "loose"\n${TRY_HELP}`
+  t.strictSame(
+    await runCli(['--idle-timeout', '4001'], { CLB_IDLE_TIMEOUT: '0' }),
+    { code: 2, stdout: '', stderr: `clb-proxy: --idle-timeout must be an integer from 1 to 4000 (CLB's range), got "4001"\n${TRY_HELP}` },
+    'the flag, not the variable, is named'
+  )
+  // The only bad value left is --profile: so the bad CLB_IDLE_TIMEOUT was overridden, and the
+  // empty CLB_NAME and CLB_LISTEN were not read as "" (which would be invalid).
+  t.strictSame(
+    await runCli(['--idle-timeout', '60', '--profile', 'loose'], { CLB_IDLE_TIMEOUT: '0', CLB_NAME: '', CLB_LISTEN: '' }),
+    { code: 2, stdout: '', stderr: profileError }
+  )
+  t.strictSame(
+    await runCli(['--backend', 'http://127.0.0.1:1', '--profile', 'loose'], { CLB_BACKENDS: 'ftp://ignored' }),
+    { code: 2, stdout: '', stderr: profileError },
+    '--backend replaces CLB_BACKENDS'
+  )
+})
+
+t.test('a bad value is reported before any socket opens', async (t) => {
+  // We hold the port ourselves: had the CLI tried to listen first, it would fail with
+  // EADDRINUSE (exit 1) instead of reporting the option (exit 2).
+  const held = await listeningServer(t)
+  const listenCalls = t.capture(net.Server.prototype, 'listen')
+  const outcome = await runCli(['--listen', `127.0.0.1:${portOf(held)}`, '--drain-timeout', 'forever'])
+  t.strictSame(outcome, {
+    code: 2,
+    stdout: '',
+    stderr: `clb-proxy: --drain-timeout must be a number of seconds from 0 to 3600, got "forever"\n${TRY_HELP}`
+  })
+  t.equal(listenCalls.args().length, 0, 'no server called listen()')
+  t.equal(await connectionCount(held), 0, 'nothing connected to the held port')
+})
+
+t.test('docs/options.md has one row per option, matching flag, variable and default', async (t) => {
+  const markdown = await readFile(new URL('docs/options.md', REPO_URL), 'utf8')
+  const rows = markdown
+    .split('\n')
+    .filter((line) => line.startsWith('| `'))
+    .map((line) =>
+      line
+        .slice(1, -1)
+        .split(/(?<!\\)\|/)
+        .map((cell) => cell.trim().replaceAll('\\|', '|').replaceAll('`', ''))
+    )
+  const optionRows = rows.filter((cells) => cells.length === 6)
+  t.strictSame(
+    optionRows.map((cells) => cells[0]),
+    OPTION_FLAGS.map((option) => option.field),
+    'one row per option field, in the same order'
+  )
+  for (const option of OPTION_FLAGS) {
+    const cells = optionRows.find((row) => row[0] === option.field) ?? []
+    t.ok(cells[1]?.startsWith(`--${option.flag} ${option.valueName}`), `${option.field}: flag`)
+    t.ok(cells[2]?.startsWith(option.env), `${option.field}: env var`)
+    t.equal(cells[3], option.defaultText, `${option.field}: default`)
+  }
+})
+
+t.test('starts with the given backend, stops on SIGTERM and exits 0', async (t) => {
+  const backendResponse = 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok'
+  const backend = await listeningServer(t, (socket) => {
+    socket.once('data', () => socket.end(backendResponse))
+  })
+  const accessLog = join(t.testdir(), 'access.log')
+  const stdout = new Sink()
+  const stderr = new Sink()
+  const signals = new EventEmitter()
+  const backendUrl = `http://127.0.0.1:${portOf(backend)}`
+  const exited = run(
+    ['--listen', '127.0.0.1:0', '--backend', backendUrl, '--access-log', accessLog],
+    { CLB_NAME: 'cli-test' },
+    { stdout, stderr, signals }
+  )
+
+  const [, proxyUrl = '', port = ''] = await stderr.waitFor(/^clb-proxy: listening on (http:\/\/127\.0\.0\.1:(\d+)), /)
+  t.equal(
+    stderr.text,
+    `clb-proxy: listening on ${proxyUrl}, forwarding to ${backendUrl} (access log: ${accessLog})\n`,
+    'a one-line banner'
+  )
+  t.equal(signals.listenerCount('SIGTERM'), 1, 'waits for SIGTERM')
+  t.equal(signals.listenerCount('SIGINT'), 1, 'waits for SIGINT')
+  const response = await fetch(`${proxyUrl}/`)
+  t.equal(response.status, 200)
+  t.equal(await response.text(), 'ok')
+
+  signals.emit('SIGTERM')
+  t.equal(await exited, 0)
+  t.equal(stderr.text.split('\n').at(-2), 'clb-proxy: SIGTERM received; letting in-flight requests finish (up to 5 s)')
+  t.equal(stdout.text, '', 'the access log went to its file, nothing to stdout')
+  const logLines = (await readFile(accessLog, 'utf8')).split('\n')
+  t.equal(logLines.length, 2, 'one access-log line, then the final newline')
+  t.equal(logLines[1], '')
+  const fields = logLines[0]?.split(' ') ?? []
+  t.equal(fields[1], 'cli-test', 'CLB_NAME reached the elb field')
+  t.equal(fields[3], `127.0.0.1:${portOf(backend)}`, 'the backend:port field names the --backend')
+  t.equal(signals.listenerCount('SIGTERM') + signals.listenerCount('SIGINT'), 0, 'signal listeners removed')
+  t.equal(await isListening('127.0.0.1', Number(port)), false, 'the proxy port is closed')
+  t.equal(await connectionCount(backend), 0, 'no connection to the backend left open')
+})
+
+t.test('without a backend it starts the demo backend, prints the try table, and closes both on SIGINT', async (t) => {
+  const { formatTryTable } = await import('../../../proxy/byte-servers/demo-backend.js')
+  const stdout = new Sink()
+  const stderr = new Sink()
+  const signals = new EventEmitter()
+  const exited = run(['--listen', '127.0.0.1:0'], {}, { stdout, stderr, signals })
+
+  await stderr.waitFor(/Press Ctrl-C to stop\.\n/)
+  const [, proxyUrl = '', proxyPort = ''] =
+    /^clb-proxy: listening on (http:\/\/127\.0\.0\.1:(\d+)) /.exec(stderr.text) ?? []
+  const [, demoUrl = '', demoPort = ''] = /demo backend at (http:\/\/127\.0\.0\.1:(\d+))\n/.exec(stderr.text) ?? []
+  t.equal(
+    stderr.text,
+    [
+      `clb-proxy: listening on ${proxyUrl} (access log: stdout)`,
+      `clb-proxy: no --backend given, so requests go to the built-in demo backend at ${demoUrl}`,
+      '',
+      formatTryTable(proxyUrl).replace(/\n+$/, ''),
+      '',
+      'Press Ctrl-C to stop.',
+      ''
+    ].join('\n')
+  )
+  t.not(proxyPort, demoPort)
+  const response = await fetch(`${proxyUrl}/`)
+  t.equal(response.status, 200, 'the demo backend answers through the proxy')
+  await response.arrayBuffer()
+
+  signals.emit('SIGINT')
+  t.equal(await exited, 0)
+  const logLines = stdout.text.split('\n')
+  t.equal(logLines.length, 2, "one access-log line on the run's stdout, then the final newline")
+  const fields = logLines[0]?.split(' ') ?? []
+  t.equal(fields[1], 'clb-proxy', 'the default name')
+  t.equal(fields[3], `127.0.0.1:${demoPort}`, 'the request went to the demo backend')
+  t.equal(await isListening('127.0.0.1', Number(proxyPort)), false, 'the proxy port is closed')
+  t.equal(await isListening('127.0.0.1', Number(demoPort)), false, 'the demo backend port is closed')
+  t.equal(signals.listenerCount('SIGTERM') + signals.listenerCount('SIGINT'), 0, 'signal listeners removed')
+})
+
+t.test('an address in use exits 1 with one line naming the address', async (t) => {
+  const held = await listeningServer(t)
+  const signals = new EventEmitter()
+  const stdout = new Sink()
+  const stderr = new Sink()
+  const address = `127.0.0.1:${portOf(held)}`
+  const accessLog = join(t.testdir(), 'access.log')
+  const code = await run(['--listen', address, '--backend', 'http://127.0.0.1:1', '--access-log', accessLog], {}, {
+    stdout,
+    stderr,
+    signals
+  })
+  t.equal(code, 1)
+  t.equal(stderr.text, `clb-proxy: cannot listen on ${address}: the address is already in use (EADDRINUSE)\n`)
+  t.equal(stdout.text, '')
+  t.equal(signals.listenerCount('SIGTERM') + signals.listenerCount('SIGINT'), 0, 'signal listeners removed')
+})
+
+t.test('an access log that cannot be opened exits 1 with one line naming the file, before listening', async (t) => {
+  const directory = t.testdir()
+  const listenCalls = t.capture(net.Server.prototype, 'listen')
+  const outcome = await runCli(['--listen', '127.0.0.1:0', '--backend', 'http://127.0.0.1:1', '--access-log', directory])
+  t.strictSame(outcome, {
+    code: 1,
+    stdout: '',
+    stderr: `clb-proxy: cannot open the access log ${directory}: it is a directory (EISDIR)\n`
+  })
+  t.equal(listenCalls.args().length, 0, 'no server called listen()')
+})
+
+t.test('--admin starts the admin listener and prints its URL', async (t) => {
+  const backend = await listeningServer(t, (socket) => {
+    socket.once('data', () => socket.end('HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok'))
+  })
+  const stdout = new Sink()
+  const stderr = new Sink()
+  const signals = new EventEmitter()
+  const exited = run(
+    ['--listen', '127.0.0.1:0', '--backend', `http://127.0.0.1:${portOf(backend)}`, '--admin', '127.0.0.1:0', '--capture-dir', t.testdir()],
+    {},
+    { stdout, stderr, signals }
+  )
+  const [, adminUrl = '', adminPort = ''] = await stderr.waitFor(/^clb-proxy: admin listener on (http:\/\/127\.0\.0\.1:(\d+)) /m)
+  const health = await fetch(`${adminUrl}/healthz`)
+  t.equal(health.status, 200)
+  t.strictSame(await health.json(), { status: 'ok' })
+  signals.emit('SIGTERM')
+  t.equal(await exited, 0)
+  t.equal(await isListening('127.0.0.1', Number(adminPort)), false, 'the admin port is closed after the stop')
+})
+
+t.test('on a terminal, diagnostics are plain text lines on stderr', async (t) => {
+  const backend = await listeningServer(t, (socket) => {
+    socket.once('data', () => socket.end('HTTP/1.1 200 OK\r\nContent-Length: abc\r\n\r\nhello'))
+  })
+  const stdout = new Sink()
+  const stderr = Object.assign(new Sink(), { isTTY: true })
+  const signals = new EventEmitter()
+  const exited = run(
+    ['--listen', '127.0.0.1:0', '--backend', `http://127.0.0.1:${portOf(backend)}`, '--capture-dir', t.testdir()],
+    {},
+    { stdout, stderr, signals }
+  )
+  const [, proxyUrl = ''] = await stderr.waitFor(/^clb-proxy: listening on (http:\/\/127\.0\.0\.1:\d+), /)
+  const response = await fetch(`${proxyUrl}/orders`)
+  t.equal(response.status, 502)
+  const [diagnostic = ''] = await stderr.waitFor(/^\d\d:\d\d:\d\d 502 GET \/orders from 127\.0\.0\.1:\d+: CL_NOT_INTEGER at byte 33 \(aws-documented\)\n {9}Content-Length value "abc" is not an integer\n {9}bytes 0-: HTTP\/1\.1 200 OK\\r\\nContent-Length: abc\\r\\n\\r\\nhello\n/m)
+  t.ok(diagnostic.length > 0, 'one text diagnostic with the defect, the reason and the bytes')
+  t.notMatch(stderr.text, /"level":/, 'no JSON lines on a terminal')
+  signals.emit('SIGTERM')
+  t.equal(await exited, 0)
+})

@@ -1,0 +1,106 @@
+import t from 'tap'
+import net from 'node:net'
+import { once } from 'node:events'
+import { Writable } from 'node:stream'
+import { pino } from 'pino'
+import { startClbProxy } from '../../../proxy/library/clb-proxy.js'
+import type { KeepaliveRaceMode } from '../../../proxy/core/options.js'
+
+// 2026-11-25T08:00:00.000000Z, frozen so access-log lines are exact.
+const FROZEN_MICROS = Date.UTC(2026, 10, 25, 8, 0, 0) * 1000
+
+/** A backend that answers each connection's first request with a keep-alive 200, then closes it (FIN). */
+async function earlyClosingBackend (): Promise<{ port: number; connections: () => number; close: () => Promise<void> }> {
+  let accepted = 0
+  const sockets = new Set<net.Socket>()
+  const server = net.createServer((socket) => {
+    accepted++
+    sockets.add(socket)
+    socket.on('close', () => sockets.delete(socket))
+    socket.once('data', () => socket.end('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'))
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    connections: () => accepted,
+    close: async () => {
+      for (const socket of sockets) socket.destroy()
+      await new Promise<void>((resolve) => server.close(() => resolve()))
+    }
+  }
+}
+
+function request (port: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1', () => socket.write('GET /a HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n'))
+    const chunks: Buffer[] = []
+    socket.on('data', (chunk) => chunks.push(chunk))
+    socket.on('error', reject)
+    socket.on('close', () => resolve(Buffer.concat(chunks).toString('latin1')))
+  })
+}
+
+async function scenario (mode: KeepaliveRaceMode) {
+  const backend = await earlyClosingBackend()
+  const lines: string[] = []
+  const accessLogStream = new Writable({ write (chunk, _encoding, done) { lines.push(...String(chunk).split('\n').filter(Boolean)); done() } })
+  const proxy = await startClbProxy(
+    { listen: '127.0.0.1:0', backends: [`http://127.0.0.1:${backend.port}`], keepaliveRace: mode, captureDir: null },
+    { logger: pino({ level: 'silent' }), clock: { nowMicros: () => FROZEN_MICROS }, accessLogStream })
+  const closedWhileIdle = once(proxy.events, 'backend-idle-event')
+  const first = await request(proxy.address.port)
+  const [idleEvent] = await closedWhileIdle
+  const second = await request(proxy.address.port)
+  await proxy.close()
+  const open = proxy.openSockets()
+  await backend.close()
+  return { first, second, idleEvent, lines, backendConnections: backend.connections(), open, port: proxy.address.port }
+}
+
+t.test('detect: an instance closing an idle kept-alive connection is reported; the next request opens a new connection', async (t) => {
+  const result = await scenario('detect')
+  t.equal(result.first, 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok')
+  t.match(result.idleEvent, { event: 'closed', bytes: 0 })
+  t.equal(result.second, 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok', 'no 504 in detect mode')
+  t.equal(result.backendConnections, 2, 'the closed connection was not reused')
+  t.strictSame(result.open, { clients: 0, backends: 0 })
+})
+
+t.test('emulate: the request that would have reused the closed connection gets CLB 504, logged as CLB logs it', async (t) => {
+  const result = await scenario('emulate')
+  t.equal(result.first, 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok')
+  t.equal(result.second, 'HTTP/1.1 504 GATEWAY_TIMEOUT\r\nContent-Length: 0\r\nConnection: keep-alive\r\n\r\n')
+  t.equal(result.backendConnections, 1, 'the 504 was answered without contacting the instance')
+  t.equal(result.lines.length, 2)
+  t.match(result.lines[1], new RegExp(`^2026-11-25T08:00:00\\.000000Z clb-proxy 127\\.0\\.0\\.1:\\d+ - -1 -1 -1 504 0 0 0 "GET http://app:${result.port}/a HTTP/1\\.1" "-" - -$`))
+  t.strictSame(result.open, { clients: 0, backends: 0 })
+})
+
+t.test('a request answered at once with Connection: close ends the connection: pipelined requests behind it are not dispatched', async (t) => {
+  const backend = await earlyClosingBackend()
+  const lines: string[] = []
+  const accessLogStream = new Writable({ write (chunk, _encoding, done) { lines.push(...String(chunk).split('\n').filter(Boolean)); done() } })
+  const proxy = await startClbProxy(
+    { listen: '127.0.0.1:0', backends: [`http://127.0.0.1:${backend.port}`], keepaliveRace: 'emulate', captureDir: null },
+    { logger: pino({ level: 'silent' }), clock: { nowMicros: () => FROZEN_MICROS }, accessLogStream })
+  const closedWhileIdle = once(proxy.events, 'backend-idle-event')
+  await request(proxy.address.port)
+  await closedWhileIdle
+  // The first pipelined request meets the emulated race and is answered synchronously (504).
+  const answer = await new Promise<string>((resolve, reject) => {
+    const socket = net.connect(proxy.address.port, '127.0.0.1', () => socket.write(
+      'GET /first HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\nGET /second HTTP/1.1\r\nHost: app\r\n\r\n'))
+    const chunks: Buffer[] = []
+    socket.on('data', (chunk) => chunks.push(chunk))
+    socket.on('error', reject)
+    socket.on('close', () => resolve(Buffer.concat(chunks).toString('latin1')))
+  })
+  await proxy.close()
+  await backend.close()
+  t.equal(answer, 'HTTP/1.1 504 GATEWAY_TIMEOUT\r\nContent-Length: 0\r\nConnection: keep-alive\r\n\r\n', 'only the first request was answered')
+  t.equal(lines.length, 2, 'the warm-up request and /first; /second was never dispatched')
+  t.match(lines[1], /"GET http:\/\/app:\d+\/first HTTP\/1\.1"/)
+  t.equal(backend.connections(), 1, 'the instance saw no request for /second')
+  t.strictSame(proxy.openSockets(), { clients: 0, backends: 0 })
+})

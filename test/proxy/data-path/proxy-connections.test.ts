@@ -1,0 +1,273 @@
+/**
+ * Connections, front and back: keep-alive and reuse, the client's Connection header, pipelining,
+ * pooled connections the instance closes, the keep-alive race, clients that stop or leave
+ * mid-request, and responses larger than the response buffer (streamed, and cut by a late
+ * defect). Real sockets, a raw `net` backend, exact bytes and exact access-log lines.
+ */
+import { once } from 'node:events'
+import t from 'tap'
+import { ELB_NAME, FIXED_TIMESTAMP, startProxyFixture, type ProxyFixture } from '../../helpers/proxy-fixture.js'
+import { CLOSE_WITHOUT_A_BYTE, NEVER_ANSWER, reply } from '../../helpers/raw-backend.js'
+
+const GATEWAY_TIMEOUT = 'HTTP/1.1 504 GATEWAY_TIMEOUT\r\nContent-Length: 0\r\nConnection: keep-alive\r\n\r\n'
+// Observed on a real CLB (clb-behavior.md §1.1, O-408): no space in "Content-Length:0", "Close".
+const REQUEST_TIMEOUT = 'HTTP/1.1 408 REQUEST_TIMEOUT\r\nContent-Length:0\r\nConnection: Close\r\n\r\n'
+
+const USER_AGENT = 'connections-test'
+
+function get (path: string, extraFields = ''): string {
+  return `GET ${path} HTTP/1.1\r\nHost: example.test\r\nUser-Agent: ${USER_AGENT}\r\n${extraFields}\r\n`
+}
+
+function ok (body: string): string {
+  return `HTTP/1.1 200 OK\r\nContent-Length: ${body.length}\r\n\r\n${body}`
+}
+
+/** What the instance receives for get(path): hop-by-hop fields gone, X-Forwarded-* added (CLB-XFF). */
+function forwardedGet (f: ProxyFixture, path: string): string {
+  return `GET ${path} HTTP/1.1\r\nHost: example.test\r\nUser-Agent: ${USER_AGENT}\r\n` +
+    `X-Forwarded-For: 127.0.0.1\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Port: ${f.port}\r\n\r\n`
+}
+
+/** The access-log line, written out; `middle` is backend:port through sent_bytes. */
+function logLine (f: ProxyFixture, clientPort: number, middle: string, request: string, userAgent = `"${USER_AGENT}"`): string {
+  return `${FIXED_TIMESTAMP} ${ELB_NAME} 127.0.0.1:${clientPort} ${middle} "${request}" ${userAgent} - -`
+}
+
+function getField (f: ProxyFixture, path: string): string {
+  return `GET http://example.test:${f.port}${path} HTTP/1.1`
+}
+
+t.test('keep-alive: requests on one client connection reuse one backend connection (ELB-HOW: pre-open connections)', async (t) => {
+  const f = await startProxyFixture(t)
+  const client = await f.connect()
+  const rounds = 12
+  const responses: string[] = []
+  const closeListeners: number[] = []
+  for (let i = 0; i < rounds; i++) {
+    f.replies.push(reply([ok(`body ${i}`)]))
+    client.write(get(`/r${i}`))
+    const response = await client.response()
+    responses.push(`${response.bytes.toString('latin1')}|${String(response.closedByProxy)}`)
+    // The pooled connection must not gather a listener per reuse (it did: one 'close' listener each time).
+    closeListeners.push(f.proxyBackendSockets[0]?.listenerCount('close') ?? -1)
+  }
+  t.strictSame(responses, Array.from({ length: rounds }, (_, i) => `${ok(`body ${i}`)}|false`), 'every response relayed, the connection kept')
+  t.strictSame(f.logLines, Array.from({ length: rounds }, (_, i) =>
+    logLine(f, client.port, `${f.backendField} 0 0 0 200 200 0 ${`body ${i}`.length}`, getField(f, `/r${i}`))))
+  t.equal(f.backend.accepted, 1, 'one backend connection')
+  t.equal(f.proxyBackendSockets.length, 1, 'the proxy opened one backend connection')
+  t.strictSame(f.backend.connections[0]?.requests.map((r) => r.bytes.toString('latin1')),
+    Array.from({ length: rounds }, (_, i) => forwardedGet(f, `/r${i}`)), 'every request on it, in order')
+  t.strictSame(closeListeners, closeListeners.map(() => closeListeners[0]), `the pooled connection's 'close' listeners do not grow over ${rounds} reuses`)
+  client.end()
+  await client.whenClosed()
+  await f.close(t)
+})
+
+t.test('Connection: close from the client closes the client connection after the response, not the backend connection', async (t) => {
+  const f = await startProxyFixture(t)
+  f.replies.push(reply([ok('one')]), reply([ok('two')]))
+  const first = await f.request(get('/close', 'Connection: close\r\n'))
+  const second = await f.request(get('/next'))
+  t.strictSame([first.bytes.toString('latin1'), first.closedByProxy], [ok('one'), true],
+    'ELB-HOW: the load balancer honors the client\'s Connection header after proxying the response')
+  t.strictSame([second.bytes.toString('latin1'), second.closedByProxy], [ok('two'), false])
+  t.equal(f.backend.accepted, 1, 'the second request reused the backend connection: Connection is hop-by-hop (RFC 9110 section 7.6.1)')
+  t.strictSame(f.backend.requests.map((r) => r.bytes.toString('latin1')), [forwardedGet(f, '/close'), forwardedGet(f, '/next')],
+    'Connection: close was not forwarded')
+  t.strictSame(f.logLines, [
+    logLine(f, first.clientPort, `${f.backendField} 0 0 0 200 200 0 3`, getField(f, '/close')),
+    logLine(f, second.clientPort, `${f.backendField} 0 0 0 200 200 0 3`, getField(f, '/next'))
+  ])
+  await f.close(t)
+})
+
+t.test('pipelined requests in one write are answered in order (ELB-HOW: pipelining on front-end connections)', async (t) => {
+  // 3 from the exchange listener, 4 below, 4 from the fixture's teardown.
+  t.plan(11)
+  const f = await startProxyFixture(t)
+  const order = ['/1', '/2', '/3']
+  f.proxy.events.on('exchange', (record) => t.equal(record.log.target, order.shift(), 'the exchanges end in request order'))
+  f.replies.push(reply([ok('first')]), reply([ok('second!')]), reply([ok('third')]))
+  const client = await f.connect()
+  client.write(get('/1') + get('/2') + get('/3'))
+  const response = await client.response(3)
+  t.strictSame([response.bytes.toString('latin1'), response.closedByProxy], [ok('first') + ok('second!') + ok('third'), false])
+  t.strictSame(f.logLines, [
+    logLine(f, client.port, `${f.backendField} 0 0 0 200 200 0 5`, getField(f, '/1')),
+    logLine(f, client.port, `${f.backendField} 0 0 0 200 200 0 7`, getField(f, '/2')),
+    logLine(f, client.port, `${f.backendField} 0 0 0 200 200 0 5`, getField(f, '/3'))
+  ])
+  // No pipelining on backend connections (ELB-HOW): one at a time, on one kept-alive connection.
+  t.equal(f.backend.accepted, 1)
+  t.strictSame(f.backend.connections[0]?.requests.map((r) => r.bytes.toString('latin1')), [forwardedGet(f, '/1'), forwardedGet(f, '/2'), forwardedGet(f, '/3')])
+  client.end()
+  await client.whenClosed()
+  await f.close(t)
+})
+
+t.test('a pooled connection the instance closes while idle is not reused', async (t) => {
+  const f = await startProxyFixture(t)
+  f.replies.push(reply([ok('first')]))
+  const first = await f.request(get('/a'))
+  const idleEvent = once(f.proxy.events, 'backend-idle-event')
+  f.backend.connections[0]?.socket.end()
+  const [event] = await idleEvent
+  t.strictSame(event, { backend: f.backendField, event: 'closed', bytes: 0, idleSeconds: 0 }, 'reported (frozen clock: 0 s idle)')
+  await f.proxyBackendSocketsClosed()
+  t.strictSame(f.proxy.openSockets(), { clients: 0, backends: 0 }, 'the proxy dropped it')
+  f.replies.push(reply([ok('second')]))
+  const second = await f.request(get('/b'))
+  t.strictSame([first.bytes.toString('latin1'), second.bytes.toString('latin1')], [ok('first'), ok('second')])
+  t.equal(f.backend.accepted, 2, 'the second request opened a new connection')
+  t.strictSame(f.backend.requests.map((r) => [r.connection, r.bytes.toString('latin1')]), [[0, forwardedGet(f, '/a')], [1, forwardedGet(f, '/b')]])
+  t.strictSame(f.logLines, [
+    logLine(f, first.clientPort, `${f.backendField} 0 0 0 200 200 0 5`, getField(f, '/a')),
+    logLine(f, second.clientPort, `${f.backendField} 0 0 0 200 200 0 6`, getField(f, '/b'))
+  ])
+  await f.close(t)
+})
+
+t.test('keep-alive race: the instance takes a request on a reused connection and closes with zero bytes -> 504 (CLB-HTTPERR 504 cause 2)', async (t) => {
+  const f = await startProxyFixture(t)
+  f.replies.push(reply([ok('first')]), CLOSE_WITHOUT_A_BYTE)
+  const first = await f.request(get('/a'))
+  const second = await f.request(get('/b'))
+  t.strictSame([first.bytes.toString('latin1'), second.bytes.toString('latin1'), second.closedByProxy, second.records[0]?.outcome],
+    [ok('first'), GATEWAY_TIMEOUT, false, 'backend-closed'])
+  t.equal(f.backend.accepted, 1, 'both requests went to the same, reused connection')
+  t.strictSame(f.backend.requests.map((r) => [r.connection, r.bytes.toString('latin1')]), [[0, forwardedGet(f, '/a')], [0, forwardedGet(f, '/b')]])
+  t.strictSame(f.logLines, [
+    logLine(f, first.clientPort, `${f.backendField} 0 0 0 200 200 0 5`, getField(f, '/a')),
+    // CLB-LOGS: backend:port is "-" "if the instance closes the connection before a response can be sent".
+    logLine(f, second.clientPort, '- -1 -1 -1 504 0 0 0', getField(f, '/b'))
+  ])
+  await f.close(t)
+})
+
+t.test('a client that closes mid-request is logged with 408 and leaves nothing open (CLB-HTTPERR 408)', async (t) => {
+  t.test('half-close in the middle of the head: 408 bytes, then close', async (t) => {
+    const f = await startProxyFixture(t)
+    const client = await f.connect()
+    client.write('GET /half HTTP/1.1\r\nHost: exam')
+    client.end()
+    const response = await client.response()
+    t.strictSame([response.bytes.toString('latin1'), response.closedByProxy, response.records[0]?.outcome], [REQUEST_TIMEOUT, true, 'client-closed'])
+    // The head never completed: no Host to log, so the listener address stands in (docs/access-log.md choice 6); no User-Agent.
+    t.strictSame(f.logLines, [logLine(f, client.port, '- -1 -1 -1 408 0 0 0', `GET http://127.0.0.1:${f.port}/half HTTP/1.1`, '"-"')])
+    t.equal(f.backend.accepted, 0, 'nothing reached the instance')
+    t.strictSame(f.proxy.openSockets(), { clients: 0, backends: 0 })
+    await f.close(t)
+  })
+
+  t.test('destroyed in the middle of the body: the backend connection is dropped, received_bytes counts the body so far', async (t) => {
+    const f = await startProxyFixture(t)
+    const client = await f.connect()
+    const head = `POST /upload HTTP/1.1\r\nHost: example.test\r\nUser-Agent: ${USER_AGENT}\r\nContent-Length: 10\r\n\r\n`
+    client.write(`${head}abcd`)
+    const forwardedHead = `POST /upload HTTP/1.1\r\nHost: example.test\r\nUser-Agent: ${USER_AGENT}\r\nContent-Length: 10\r\n` +
+      `X-Forwarded-For: 127.0.0.1\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Port: ${f.port}\r\n\r\n`
+    await f.backend.until(() => f.backend.connections[0]?.received.length === forwardedHead.length + 4)
+    client.destroy()
+    const [record] = await f.waitForExchanges(1)
+    t.equal(record?.outcome, 'client-closed')
+    t.strictSame(f.logLines, [logLine(f, client.port, '- -1 -1 -1 408 0 4 0', `POST http://example.test:${f.port}/upload HTTP/1.1`)])
+    t.equal(f.backend.connections[0]?.received.toString('latin1'), `${forwardedHead}abcd`, 'the instance got the head and the 4 body bytes')
+    await client.whenClosed()
+    await f.backend.noConnections()
+    await f.proxyBackendSocketsClosed()
+    t.strictSame(f.proxy.openSockets(), { clients: 0, backends: 0 }, 'nothing left open before close()')
+    await f.close(t)
+  })
+
+  t.test('reset in the middle of the head: still one 408 line', async (t) => {
+    const f = await startProxyFixture(t)
+    const client = await f.connect()
+    const partial = `GET /reset HTTP/1.1\r\nHost: example.test\r\nUser-Agent: ${USER_AGENT}\r\n`
+    client.write(partial)
+    // The request line and two header lines reach the proxy before the reset.
+    await f.until(() => client.proxyBytesRead() === partial.length)
+    client.socket.resetAndDestroy()
+    const [record] = await f.waitForExchanges(1)
+    t.equal(record?.outcome, 'client-closed')
+    t.strictSame(f.logLines, [logLine(f, client.port, '- -1 -1 -1 408 0 0 0', `GET http://127.0.0.1:${f.port}/reset HTTP/1.1`, '"-"')])
+    t.equal(f.backend.accepted, 0)
+    t.strictSame(f.proxy.openSockets(), { clients: 0, backends: 0 })
+    await f.close(t)
+  })
+})
+
+t.test('a client idle mid-request past the idle timeout gets the 408 bytes, then the connection closes (CLB-IDLE, CLB-HTTPERR 408)', async (t) => {
+  const f = await startProxyFixture(t, { proxy: { idleTimeoutSeconds: 1 } })
+  const client = await f.connect()
+  client.write(`GET /slow HTTP/1.1\r\nHost: example.test\r\nUser-Agent: ${USER_AGENT}\r\n`)
+  // No sleep: the proxy's idle timer fires, and the exchange event ends the wait.
+  const response = await client.response()
+  t.strictSame([response.bytes.toString('latin1'), response.closedByProxy, response.records[0]?.outcome], [REQUEST_TIMEOUT, true, 'client-timeout'])
+  t.strictSame(f.logLines, [logLine(f, client.port, '- -1 -1 -1 408 0 0 0', `GET http://127.0.0.1:${f.port}/slow HTTP/1.1`, '"-"')])
+  t.equal(f.backend.accepted, 0)
+  await f.close(t)
+})
+
+t.test('a client idle mid-body past the idle timeout gets the 408 too, and the instance\'s connection is dropped', async (t) => {
+  const f = await startProxyFixture(t, { proxy: { idleTimeoutSeconds: 1 } })
+  f.replies.push(NEVER_ANSWER)
+  const client = await f.connect()
+  client.write(`POST /slow-body HTTP/1.1\r\nHost: example.test\r\nUser-Agent: ${USER_AGENT}\r\nContent-Length: 10\r\n\r\nabcd`)
+  const response = await client.response()
+  // CLB-HTTPERR 408 cause 1: "specified content size doesn't match the actual content size transmitted".
+  t.strictSame([response.bytes.toString('latin1'), response.closedByProxy, response.records[0]?.outcome], [REQUEST_TIMEOUT, true, 'client-timeout'])
+  t.strictSame(f.logLines, [logLine(f, client.port, '- -1 -1 -1 408 0 4 0', `POST http://example.test:${f.port}/slow-body HTTP/1.1`)])
+  await f.backend.noConnections()
+  await f.proxyBackendSocketsClosed()
+  t.strictSame(f.proxy.openSockets(), { clients: 0, backends: 0 })
+  await f.close(t)
+})
+
+t.test('a response larger than responseBufferBytes streams through unchanged', async (t) => {
+  const f = await startProxyFixture(t, { proxy: { responseBufferBytes: 1024 } })
+  const body = Buffer.alloc(5000, 'abcdefghij').toString('latin1')
+  const head = 'HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n'
+  const client = await f.connect()
+  // The rest of the body goes out only once the client holds the first piece: proof the proxy
+  // committed past the buffer cap instead of holding the whole response.
+  const firstPiece = head + body.slice(0, 1500)
+  f.replies.push({
+    pieces: [Buffer.from(firstPiece, 'latin1'), f.until(() => client.received.length >= firstPiece.length), Buffer.from(body.slice(1500), 'latin1')],
+    then: 'keep-open'
+  })
+  client.write(get('/big'))
+  const response = await client.response()
+  t.strictSame([response.bytes.toString('latin1'), response.closedByProxy, response.records[0]?.outcome], [head + body, false, 'relayed'])
+  t.strictSame(f.logLines, [logLine(f, client.port, `${f.backendField} 0 0 0 200 200 0 5000`, getField(f, '/big'))])
+  // The connection went back to the pool: the next request reuses it.
+  f.replies.push(reply([ok('small')]))
+  client.write(get('/small'))
+  const next = await client.response()
+  t.equal(next.bytes.toString('latin1'), ok('small'))
+  t.equal(f.backend.accepted, 1)
+  client.end()
+  await client.whenClosed()
+  await f.close(t)
+})
+
+t.test('a defect after the commit (body short of Content-Length, then FIN) aborts the client connection and is logged as cut', async (t) => {
+  const f = await startProxyFixture(t, { proxy: { responseBufferBytes: 1024 } })
+  const head = 'HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n'
+  const firstPiece = head + 'a'.repeat(1500)
+  const client = await f.connect()
+  f.replies.push({
+    pieces: [Buffer.from(firstPiece, 'latin1'), f.until(() => client.received.length >= firstPiece.length), Buffer.from('b'.repeat(500), 'latin1')],
+    then: 'fin'
+  })
+  client.write(get('/short'))
+  const response = await client.response()
+  // The client has the head and the 2000 body bytes relayed before the FIN, and no more: it can tell the body is short.
+  t.strictSame([response.bytes.toString('latin1'), response.closedByProxy, response.records[0]?.outcome],
+    [firstPiece + 'b'.repeat(500), true, 'cut'])
+  t.ok(response.bytes.length < head.length + 5000, 'the connection closed before the full body')
+  t.strictSame(response.records[0]?.defects.map((d) => d.code), ['BODY_SHORT_CL'])
+  t.strictSame(f.logLines, [logLine(f, client.port, `${f.backendField} 0 0 0 200 200 0 2000`, getField(f, '/short'))])
+  await f.close(t)
+})

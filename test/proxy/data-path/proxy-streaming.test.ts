@@ -1,0 +1,182 @@
+/**
+ * Responses that arrive over time flow to the client as they arrive (docs/architecture.md, "The
+ * commit rule"): server-sent events at once, other incomplete responses once responseHoldMs has
+ * passed since their head, and still judged: a defect that arrives with the head, or within the
+ * hold, gets CLB's exact 502. Lockstep, without sleeps: the backend writes each piece only after
+ * the client holds the previous one, so a proxy that held the stream back would never see the end.
+ */
+import t from 'tap'
+import { ELB_NAME, FIXED_TIMESTAMP, startProxyFixture, type ProxyFixture, type RawClient } from '../../helpers/proxy-fixture.js'
+import type { ReplyStep } from '../../helpers/raw-backend.js'
+
+const USER_AGENT = 'streaming-test'
+const BAD_GATEWAY = 'HTTP/1.1 502 BAD_GATEWAY\r\nContent-Length: 0\r\nConnection: keep-alive\r\n\r\n'
+const EVENT_STREAM_HEAD = 'HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n'
+const CHUNKED_HEAD = 'HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n'
+const LAST_CHUNK = '0\r\n\r\n'
+
+function get (path: string): string {
+  return `GET ${path} HTTP/1.1\r\nHost: example.test\r\nUser-Agent: ${USER_AGENT}\r\n\r\n`
+}
+
+function chunk (data: string): string {
+  return `${Buffer.byteLength(data, 'latin1').toString(16)}\r\n${data}\r\n`
+}
+
+function logLine (f: ProxyFixture, client: RawClient, middle: string, path: string): string {
+  return `${FIXED_TIMESTAMP} ${ELB_NAME} 127.0.0.1:${client.port} ${middle} "GET http://example.test:${f.port}${path} HTTP/1.1" "${USER_AGENT}" - -`
+}
+
+/**
+ * Pieces where each one after the first is written only once the client holds everything before
+ * it; the returned latencies are from "the client got piece k-1" (the backend then writes piece k)
+ * to "the client got piece k".
+ */
+function lockstep (f: ProxyFixture, client: RawClient, pieces: readonly string[]): { steps: ReplyStep[], latenciesMs: number[] } {
+  const steps: ReplyStep[] = []
+  const latenciesMs: number[] = []
+  let expected = 0
+  pieces.forEach((piece, k) => {
+    if (k > 0) {
+      const before = expected
+      steps.push(f.until(() => client.received.length >= before).then(() => {
+        const writtenAt = performance.now()
+        void f.until(() => client.received.length >= before + piece.length).then(() => { latenciesMs.push(performance.now() - writtenAt) })
+      }))
+    }
+    steps.push(Buffer.from(piece, 'latin1'))
+    expected += piece.length
+  })
+  return { steps, latenciesMs }
+}
+
+t.test('server-sent events reach the client one by one, not held until the end (text/event-stream is committed with its head)', async (t) => {
+  // A hold far longer than the test: only the event-stream rule can make the events flow.
+  const f = await startProxyFixture(t, { proxy: { responseHoldMs: 10000 } })
+  const client = await f.connect()
+  const events = Array.from({ length: 10 }, (_, k) => chunk(`id: ${k}\ndata: tick ${k}\n\n`))
+  const pieces = [EVENT_STREAM_HEAD + (events[0] as string), ...events.slice(1), LAST_CHUNK]
+  const { steps, latenciesMs } = lockstep(f, client, pieces)
+  f.replies.push({ pieces: steps, then: 'keep-open' })
+  client.write(get('/events'))
+  const response = await client.response()
+  t.strictSame([response.bytes.toString('latin1'), response.closedByProxy, response.records[0]?.outcome], [pieces.join(''), false, 'relayed'],
+    'every event reached the client before the backend wrote the next one')
+  const bodyBytes = pieces.join('').length - EVENT_STREAM_HEAD.length
+  t.strictSame(f.logLines, [logLine(f, client, `${f.backendField} 0 0 0 200 200 0 ${bodyBytes}`, '/events')])
+  t.comment(`event latency through the proxy: max ${Math.max(...latenciesMs).toFixed(1)} ms over ${latenciesMs.length} events`)
+  client.end()
+  await client.whenClosed()
+  await f.close(t)
+})
+
+t.test('a chunked response written in pieces flows once responseHoldMs has passed since its head', async (t) => {
+  const f = await startProxyFixture(t, { proxy: { responseHoldMs: 20 } })
+  const client = await f.connect()
+  const parts = Array.from({ length: 10 }, (_, k) => chunk(`part ${k}\n`))
+  const pieces = [CHUNKED_HEAD + (parts[0] as string), ...parts.slice(1), LAST_CHUNK]
+  const { steps } = lockstep(f, client, pieces)
+  f.replies.push({ pieces: steps, then: 'keep-open' })
+  client.write(get('/progress'))
+  const response = await client.response()
+  t.strictSame([response.bytes.toString('latin1'), response.records[0]?.outcome], [pieces.join(''), 'relayed'])
+  t.strictSame(response.records[0]?.defects, [], 'a clean stream has no finding')
+  client.end()
+  await client.whenClosed()
+  await f.close(t)
+})
+
+t.test('the default hold (50 ms) lets a stream flow too', async (t) => {
+  const f = await startProxyFixture(t)
+  t.equal(f.proxy.options.responseHoldMs, 50)
+  const client = await f.connect()
+  const pieces = [CHUNKED_HEAD + chunk('first\n'), chunk('second\n'), LAST_CHUNK]
+  const { steps } = lockstep(f, client, pieces)
+  f.replies.push({ pieces: steps, then: 'keep-open' })
+  client.write(get('/default-hold'))
+  const response = await client.response()
+  t.equal(response.bytes.toString('latin1'), pieces.join(''))
+  client.end()
+  await client.whenClosed()
+  await f.close(t)
+})
+
+t.test('within the hold, the AWS-documented defects still get the exact 502: bytes past Content-Length that arrive after the head', async (t) => {
+  const f = await startProxyFixture(t, { proxy: { responseHoldMs: 10000 } })
+  f.replies.push({ pieces: [Buffer.from('HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n', 'latin1'), Buffer.from('hello world', 'latin1')], then: 'keep-open' })
+  const client = await f.connect()
+  client.write(get('/late-excess'))
+  const response = await client.response()
+  t.strictSame([response.bytes.toString('latin1'), response.records[0]?.outcome, response.records[0]?.primaryDefect?.code],
+    [BAD_GATEWAY, 'rejected', 'BODY_EXCEEDS_CL'])
+  t.strictSame(f.logLines, [logLine(f, client, `${f.backendField} 0 0 0 502 - 0 0`, '/late-excess')])
+  client.end()
+  await client.whenClosed()
+  await f.close(t)
+})
+
+t.test('within the hold, a blank line followed by header lines in the next read still gets the 502 (HDR_BLANK_LINE)', async (t) => {
+  const f = await startProxyFixture(t, { proxy: { responseHoldMs: 10000 } })
+  f.replies.push({
+    pieces: [Buffer.from('HTTP/1.1 200 OK\r\nX-A: 1\r\n\r\n', 'latin1'), Buffer.from('Content-Length: 5\r\n\r\nhello', 'latin1')],
+    then: 'fin'
+  })
+  const client = await f.connect()
+  client.write(get('/late-blank-line'))
+  const response = await client.response()
+  t.strictSame([response.bytes.toString('latin1'), response.records[0]?.primaryDefect?.code], [BAD_GATEWAY, 'HDR_BLANK_LINE'])
+  client.end()
+  await client.whenClosed()
+  await f.close(t)
+})
+
+t.test('responseHoldMs 0 commits as soon as the head is judged', async (t) => {
+  const f = await startProxyFixture(t, { proxy: { responseHoldMs: 0 } })
+  const head = 'HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n'
+  const client = await f.connect()
+  const { steps } = lockstep(f, client, [head + 'hello', 'world'])
+  f.replies.push({ pieces: steps, then: 'keep-open' })
+  client.write(get('/no-hold'))
+  const response = await client.response()
+  t.equal(response.bytes.toString('latin1'), `${head}helloworld`)
+  client.end()
+  await client.whenClosed()
+  await f.close(t)
+})
+
+t.test('a stream that goes silent for the idle timeout is cut, and logged once with what was sent (CLB-IDLE)', async (t) => {
+  const f = await startProxyFixture(t, { proxy: { idleTimeoutSeconds: 1 } })
+  const first = EVENT_STREAM_HEAD + chunk('data: only\n\n')
+  f.replies.push({ pieces: [Buffer.from(first, 'latin1')], then: 'keep-open' })
+  const client = await f.connect()
+  client.write(get('/silent'))
+  const response = await client.response()
+  t.strictSame([response.bytes.toString('latin1'), response.closedByProxy, response.records[0]?.outcome], [first, true, 'cut'])
+  t.strictSame(f.logLines, [logLine(f, client, `${f.backendField} 0 0 0 200 200 0 ${first.length - EVENT_STREAM_HEAD.length}`, '/silent')])
+  await f.backend.noConnections()
+  await f.close(t)
+})
+
+t.test('a client that leaves during a stream is noticed at the next writes: the instance connection is closed, one line is written', async (t) => {
+  // The idle timeout (60 s) is far away: only a write can notice the client left.
+  const f = await startProxyFixture(t)
+  const client = await f.connect()
+  const first = EVENT_STREAM_HEAD + chunk('data: 0\n\n')
+  // Gone on the client's side only: the proxy's side closes when the proxy notices.
+  const clientGone = f.until(() => client.received.length >= first.length).then(async () => {
+    client.destroy()
+    await f.until(() => client.closed)
+  })
+  // More events than the proxy needs: the first write after the client left is answered with a
+  // reset by the client's host, the next one fails.
+  const later = Array.from({ length: 20 }, (_, k) => Buffer.from(chunk(`data: ${k + 1}\n\n`), 'latin1'))
+  f.replies.push({ pieces: [Buffer.from(first, 'latin1'), clientGone, ...later, Buffer.from(LAST_CHUNK, 'latin1')], then: 'keep-open' })
+  client.write(get('/leaver'))
+  const [record] = await f.waitForExchanges(1)
+  t.equal(record?.outcome, 'cut', 'the exchange ended when the proxy noticed, not at the end of the stream')
+  await f.backend.noConnections()
+  await f.proxyBackendSocketsClosed()
+  t.equal(f.logLines.length, 1, 'one line')
+  t.match(f.logLines[0], / 200 200 0 \d+ "GET /)
+  await f.close(t)
+})

@@ -1,0 +1,213 @@
+import t, { type Test } from 'tap'
+import { SAMPLE_RECORD } from '../../helpers/records.js'
+import { spawn } from 'node:child_process'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { Writable } from 'node:stream'
+import { formatAccessLogLine } from '../../../proxy/observers/access-log-format.js'
+import type { AccessLogRecord } from '../../../proxy/core/access-log-record.js'
+import { AccessLogWriterClosedError, createAccessLogWriter } from '../../../proxy/observers/access-log-writer.js'
+import { REPO_URL } from '../../helpers/repo.js'
+
+const baseRecord: AccessLogRecord = SAMPLE_RECORD
+
+/** N distinct records: every line differs, so a lost, repeated or reordered line shows. */
+function records(count: number): AccessLogRecord[] {
+  return Array.from({ length: count }, (_, index) => ({
+    ...baseRecord,
+    receivedAtMicros: baseRecord.receivedAtMicros + index,
+    clientPort: 1024 + (index % 60000),
+    target: `/item/${index}?pad=${'x'.repeat(index % 300)}`
+  }))
+}
+
+function tempDir(t: Test): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'clb-access-log-'))
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
+  return dir
+}
+
+/** The open file descriptors of this process that point at `file` (Linux /proc). */
+function fdsOpenOn(file: string): string[] {
+  const target = fs.realpathSync(file)
+  return fs.readdirSync('/proc/self/fd').filter(fd => {
+    try {
+      return fs.readlinkSync(`/proc/self/fd/${fd}`) === target
+    } catch {
+      return false // the fd readdir itself used, already closed
+    }
+  })
+}
+
+t.test('file: N records in, exactly N formatted lines out, file closed', async t => {
+  const file = path.join(tempDir(t), 'nested', 'dirs', 'access.log')
+  const written = records(5000)
+  const writer = createAccessLogWriter({ destination: file })
+  for (const record of written) writer.write(record)
+  t.equal(fdsOpenOn(file).length, 1, 'the writer holds the file open')
+  await writer.close()
+  t.strictSame(fdsOpenOn(file), [], 'close() closed the file')
+  const content = fs.readFileSync(file, 'latin1')
+  t.equal(content, written.map(record => `${formatAccessLogLine(record)}\n`).join(''), 'every line, in order, each ending in \\n')
+  t.equal(content.split('\n').length - 1, 5000)
+})
+
+t.test('file: appends to an existing log', async t => {
+  const file = path.join(tempDir(t), 'access.log')
+  fs.writeFileSync(file, 'previous line\n')
+  const writer = createAccessLogWriter({ destination: file })
+  writer.write(baseRecord)
+  await writer.close()
+  t.equal(fs.readFileSync(file, 'latin1'), `previous line\n${formatAccessLogLine(baseRecord)}\n`)
+})
+
+t.test('file: close() right after creation, with nothing written, leaves an empty closed file', async t => {
+  const file = path.join(tempDir(t), 'access.log')
+  const writer = createAccessLogWriter({ destination: file })
+  await writer.close()
+  t.equal(fs.readFileSync(file, 'latin1'), '')
+  t.strictSame(fdsOpenOn(file), [])
+})
+
+t.test('close is idempotent and write after close is refused', async t => {
+  const file = path.join(tempDir(t), 'access.log')
+  const writer = createAccessLogWriter({ destination: file })
+  writer.write(baseRecord)
+  const first = writer.close()
+  const second = writer.close()
+  t.equal(first, second, 'the same promise')
+  await first
+  t.equal(await writer.close(), undefined, 'a third call after completion resolves too')
+  t.throws(() => writer.write(baseRecord), { name: 'AccessLogWriterClosedError', code: 'ERR_ACCESS_LOG_WRITER_CLOSED' })
+  t.equal(fs.readFileSync(file, 'latin1'), `${formatAccessLogLine(baseRecord)}\n`, 'one line, not duplicated by the extra close() calls')
+})
+
+t.test('a destination that cannot be opened fails at creation, synchronously', async t => {
+  const dir = tempDir(t)
+  t.throws(() => createAccessLogWriter({ destination: dir }), { code: 'EISDIR' }, 'a directory')
+  const plainFile = path.join(dir, 'plain')
+  fs.writeFileSync(plainFile, '')
+  t.throws(() => createAccessLogWriter({ destination: path.join(plainFile, 'access.log') }), { code: 'EEXIST' }, 'below a regular file (mkdir -p reports the file as EEXIST)')
+})
+
+t.test('file: a write error (ENOSPC from /dev/full) is reported by close(), and the fd is released', async t => {
+  const writer = createAccessLogWriter({ destination: '/dev/full' })
+  writer.write(baseRecord)
+  t.equal(fdsOpenOn('/dev/full').length, 1)
+  await t.rejects(writer.close(), { code: 'ENOSPC' })
+  t.strictSame(fdsOpenOn('/dev/full'), [], 'closed despite the error')
+  await t.rejects(writer.close(), { code: 'ENOSPC' }, 'the same outcome on a second call')
+})
+
+/** A caller-owned stream that acknowledges each chunk on a later turn, as a slow disk or pipe would. */
+function slowSink(): { stream: Writable; acknowledged: string[] } {
+  const acknowledged: string[] = []
+  const stream = new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      setImmediate(() => {
+        acknowledged.push(chunk.toString('latin1'))
+        callback()
+      })
+    }
+  })
+  return { stream, acknowledged }
+}
+
+t.test('stream: close() waits until the stream has taken every line, and does not end the stream', async t => {
+  const { stream, acknowledged } = slowSink()
+  const written = records(500)
+  const writer = createAccessLogWriter({ stream })
+  for (const record of written) writer.write(record)
+  t.equal(acknowledged.length, 0, 'nothing acknowledged yet when write() returns')
+  await writer.close()
+  t.strictSame(acknowledged, written.map(record => `${formatAccessLogLine(record)}\n`), 'all lines, in order, one chunk each')
+  t.equal(stream.writableEnded, false, 'the caller owns the stream: not ended')
+  t.equal(writer.close(), writer.close(), 'idempotent')
+  t.throws(() => writer.write(baseRecord), AccessLogWriterClosedError)
+  stream.end()
+})
+
+t.test('stream: close() with nothing written resolves at once', async t => {
+  const { stream, acknowledged } = slowSink()
+  await createAccessLogWriter({ stream }).close()
+  t.strictSame(acknowledged, [])
+  stream.end()
+})
+
+t.test('stream: a write error is reported by close()', async t => {
+  const failure = new Error('disk full')
+  const stream = new Writable({
+    write(_chunk, _encoding, callback) {
+      callback(failure)
+    }
+  })
+  const streamErrors: Error[] = []
+  stream.on('error', error => streamErrors.push(error)) // the stream's owner listens, as any owner must
+  const writer = createAccessLogWriter({ stream })
+  writer.write(baseRecord)
+  await t.rejects(writer.close(), failure)
+  t.strictSame(streamErrors, [failure])
+})
+
+t.test("stdout ('-'): lines reach fd 1, close() flushes them and stdout stays open", async t => {
+  const written = records(3)
+  const writerModule = new URL('proxy/observers/access-log-writer.js', REPO_URL).href
+  // A child process, so the lines do not mix with this file's TAP output. process.execArgv
+  // carries tap's TypeScript loader, which lets the child import the .ts source.
+  const childSource = `
+    const { createAccessLogWriter } = await import(${JSON.stringify(writerModule)})
+    const writer = createAccessLogWriter({ destination: '-' })
+    for (const record of JSON.parse(process.env.RECORDS)) writer.write(record)
+    await writer.close()
+    process.stdout.write('stdout still open after close\\n')
+  `
+  const child = spawn(process.execPath, [...process.execArgv, '--input-type=module', '-e', childSource], {
+    env: { ...process.env, RECORDS: JSON.stringify(written) },
+    stdio: ['ignore', 'pipe', 'pipe']
+  })
+  let stdout = ''
+  let stderr = ''
+  child.stdout.setEncoding('latin1').on('data', (chunk: string) => (stdout += chunk))
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk))
+  const exitCode = await new Promise<number | null>(resolve => child.on('close', resolve))
+  t.equal(stderr, '', 'no error output')
+  t.equal(exitCode, 0)
+  t.equal(stdout, `${written.map(record => `${formatAccessLogLine(record)}\n`).join('')}stdout still open after close\n`)
+})
+
+t.test("stdout ('-'): a reader that went away (EPIPE) makes close() reject instead of hanging or crashing", async t => {
+  const writerModule = new URL('proxy/observers/access-log-writer.js', REPO_URL).href
+  // The child waits for 'go' on stdin, sent only after this side has closed the stdout pipe,
+  // so its writes meet a pipe without a reader, as with `clb-proxy | head -1`.
+  const childSource = `
+    const { createAccessLogWriter } = await import(${JSON.stringify(writerModule)})
+    const writer = createAccessLogWriter({ destination: '-' })
+    process.stderr.write('ready\\n')
+    process.stdin.once('data', async () => {
+      for (const record of JSON.parse(process.env.RECORDS)) writer.write(record)
+      try {
+        await writer.close()
+        process.stderr.write('close resolved\\n')
+      } catch (error) {
+        process.stderr.write('close rejected ' + error.code + '\\n')
+      }
+      process.stdin.destroy()
+    })
+  `
+  const child = spawn(process.execPath, [...process.execArgv, '--input-type=module', '-e', childSource], {
+    env: { ...process.env, RECORDS: JSON.stringify(records(100)) },
+    stdio: ['pipe', 'pipe', 'pipe']
+  })
+  let stderr = ''
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
+    stderr += chunk
+    if (stderr === 'ready\n') {
+      child.stdout.destroy()
+      child.stdin.write('go')
+    }
+  })
+  const exitCode = await new Promise<number | null>(resolve => child.on('close', resolve))
+  t.equal(stderr, 'ready\nclose rejected EPIPE\n')
+  t.equal(exitCode, 0, 'no uncaught error, no crash at exit')
+})

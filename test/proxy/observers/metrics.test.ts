@@ -1,0 +1,182 @@
+import t from 'tap'
+import type { Defect, DefectCode } from '../../../validators/defects.js'
+import type { AccessLogRecord } from '../../../proxy/core/access-log-record.js'
+import { ClbProxyEvents, type ExchangeOutcome, type ExchangeRecord } from '../../../proxy/core/events.js'
+import { ClbMetrics, subscribeMetrics, type MetricsSnapshot } from '../../../proxy/observers/metrics.js'
+
+// 2026-11-25T08:00:00.000001Z
+const SINCE_MICROS = Date.UTC(2026, 10, 25, 8, 0, 0) * 1000 + 1
+
+const BASE_LOG: AccessLogRecord = {
+  receivedAtMicros: SINCE_MICROS,
+  elbName: 'orders',
+  clientAddress: '127.0.0.1',
+  clientPort: 50000,
+  backend: { address: '127.0.0.1', port: 3000 },
+  requestProcessingSeconds: 0.00001,
+  backendProcessingSeconds: 0.25,
+  responseProcessingSeconds: 0.00001,
+  elbStatusCode: 200,
+  backendStatusCode: 200,
+  receivedBytes: 0,
+  sentBytes: 2,
+  method: 'GET',
+  scheme: 'http',
+  host: 'app',
+  listenerPort: 8080,
+  target: '/',
+  httpVersion: 'HTTP/1.1',
+  userAgent: null,
+  sslCipher: null,
+  sslProtocol: null
+}
+
+function defect (code: DefectCode, offset = 0): Defect {
+  return { code, offset, message: code }
+}
+
+/** A relayed response from the instance. */
+function relayed (status: number, latency: number, defects: Defect[] = []): ExchangeRecord {
+  return exchange('relayed', false, { elbStatusCode: status, backendStatusCode: status, backendProcessingSeconds: latency }, defects, null)
+}
+
+/** A status the load balancer answered without a backend response (503, 504, 400, 405, 408). */
+function elbWithoutBackend (outcome: ExchangeOutcome, status: number, defects: Defect[] = []): ExchangeRecord {
+  return exchange(outcome, true, {
+    backend: null,
+    requestProcessingSeconds: null,
+    backendProcessingSeconds: null,
+    responseProcessingSeconds: null,
+    elbStatusCode: status,
+    backendStatusCode: 'no-response',
+    sentBytes: 0
+  }, defects, defects[0] ?? null)
+}
+
+function exchange (outcome: ExchangeOutcome, elbGenerated: boolean, log: Partial<AccessLogRecord>, defects: Defect[], primaryDefect: Defect | null): ExchangeRecord {
+  return { outcome, elbGenerated, log: { ...BASE_LOG, ...log }, defects, defectCounts: {}, instance: null, backendError: null, primaryDefect, responseBytes: null, requestHead: null }
+}
+
+const EMPTY: MetricsSnapshot = {
+  Namespace: 'AWS/ELB',
+  Dimensions: { LoadBalancerName: 'orders' },
+  Since: '2026-11-25T08:00:00.000001Z',
+  Metrics: {
+    RequestCount: { Unit: 'Count', Sum: 0 },
+    HTTPCode_ELB_4XX: { Unit: 'Count', Sum: 0 },
+    HTTPCode_ELB_5XX: { Unit: 'Count', Sum: 0 },
+    HTTPCode_Backend_2XX: { Unit: 'Count', Sum: 0 },
+    HTTPCode_Backend_3XX: { Unit: 'Count', Sum: 0 },
+    HTTPCode_Backend_4XX: { Unit: 'Count', Sum: 0 },
+    HTTPCode_Backend_5XX: { Unit: 'Count', Sum: 0 },
+    Latency: { Unit: 'Seconds', SampleCount: 0, Sum: 0, Average: null, Minimum: null, Maximum: null },
+    BackendConnectionErrors: { Unit: 'Count', Sum: 0 },
+    SpilloverCount: { Unit: 'Count', Sum: 0 },
+    SurgeQueueLength: { Unit: 'Count', Maximum: 0 },
+    HealthyHostCount: { Unit: 'Count', Average: 3, Minimum: 3, Maximum: 3 },
+    UnHealthyHostCount: { Unit: 'Count', Average: 0, Minimum: 0, Maximum: 0 }
+  },
+  ClbProxy: {
+    DefectCount: { Unit: 'Count', Sum: 0, ByCode: {} },
+    KeepaliveEarlyCloseCount: { Unit: 'Count', Sum: 0 }
+  }
+}
+
+function newMetrics (): ClbMetrics {
+  return new ClbMetrics({ loadBalancerName: 'orders', registeredInstances: 3, sinceMicros: SINCE_MICROS })
+}
+
+t.test('before any request: every counter is 0, hosts are the registered instances, Latency has no sample', async (t) => {
+  t.strictSame(newMetrics().snapshot(), EMPTY)
+})
+
+t.test('one of every outcome: each lands in exactly the CloudWatch counters it belongs to', async (t) => {
+  const metrics = newMetrics()
+  const records = [
+    relayed(200, 0.25),
+    relayed(204, 0.5),
+    relayed(302, 0.125),
+    relayed(404, 0.25, [defect('CL_DUP_SAME', 30)]),
+    relayed(502, 0.25), // the instance's own 502: a backend 5XX, not an ELB one
+    exchange('cut', false, { elbStatusCode: 200, backendStatusCode: 200, backendProcessingSeconds: 1 }, [defect('CHUNKED_TRUNCATED', 2_000_000)], null),
+    exchange('rejected', true, { elbStatusCode: 502, backendStatusCode: 'rejected', backendProcessingSeconds: 0.5 }, [defect('CL_NOT_INTEGER', 40)], defect('CL_NOT_INTEGER', 40)),
+    elbWithoutBackend('backend-unreachable', 503),
+    elbWithoutBackend('backend-closed', 504),
+    elbWithoutBackend('backend-timeout', 504),
+    elbWithoutBackend('keepalive-race', 504),
+    elbWithoutBackend('bad-request', 400, [defect('REQUEST_LINE_INVALID')]),
+    elbWithoutBackend('bad-request', 405, [defect('REQUEST_METHOD_TOO_LONG')]),
+    elbWithoutBackend('client-timeout', 408),
+    elbWithoutBackend('client-closed', 408)
+  ]
+  for (const record of records) metrics.recordExchange(record)
+  const snapshot = metrics.snapshot()
+  t.strictSame(snapshot.Metrics, {
+    ...EMPTY.Metrics,
+    // Routed requests: 6 answered by an instance (cut included), 5 answered 502/503/504 by the load balancer.
+    RequestCount: { Unit: 'Count', Sum: 11 },
+    HTTPCode_ELB_4XX: { Unit: 'Count', Sum: 4 },
+    HTTPCode_ELB_5XX: { Unit: 'Count', Sum: 5 },
+    HTTPCode_Backend_2XX: { Unit: 'Count', Sum: 3 },
+    HTTPCode_Backend_3XX: { Unit: 'Count', Sum: 1 },
+    HTTPCode_Backend_4XX: { Unit: 'Count', Sum: 1 },
+    HTTPCode_Backend_5XX: { Unit: 'Count', Sum: 1 },
+    // Only where an instance answered: the six relayed/cut responses and the rejected one.
+    Latency: { Unit: 'Seconds', SampleCount: 7, Sum: 2.875, Average: 2.875 / 7, Minimum: 0.125, Maximum: 1 },
+    BackendConnectionErrors: { Unit: 'Count', Sum: 1 }
+  })
+  t.strictSame(snapshot.ClbProxy.DefectCount, {
+    Unit: 'Count',
+    Sum: 5,
+    ByCode: { CL_DUP_SAME: 1, CHUNKED_TRUNCATED: 1, CL_NOT_INTEGER: 1, REQUEST_LINE_INVALID: 1, REQUEST_METHOD_TOO_LONG: 1 }
+  })
+  const m = snapshot.Metrics
+  t.equal(m.RequestCount.Sum,
+    m.HTTPCode_Backend_2XX.Sum + m.HTTPCode_Backend_3XX.Sum + m.HTTPCode_Backend_4XX.Sum + m.HTTPCode_Backend_5XX.Sum + m.HTTPCode_ELB_5XX.Sum,
+    'RequestCount = HTTPCode_Backend_* + HTTPCode_ELB_5XX (the documented choice)')
+})
+
+t.test('a defect code counts once per exchange, however often it appears in that response', async (t) => {
+  const metrics = newMetrics()
+  metrics.recordExchange(relayed(200, 0.25, [defect('HDR_OBS_FOLD', 20), defect('HDR_OBS_FOLD', 40), defect('LINE_BARE_LF', 10)]))
+  metrics.recordExchange(relayed(200, 0.25, [defect('HDR_OBS_FOLD', 20)]))
+  t.strictSame(metrics.snapshot().ClbProxy.DefectCount, { Unit: 'Count', Sum: 3, ByCode: { HDR_OBS_FOLD: 2, LINE_BARE_LF: 1 } })
+})
+
+t.test('idle-connection events: an early close counts as KeepaliveEarlyCloseCount, idle bytes as EXTRA_BYTES_AFTER_RESPONSE', async (t) => {
+  const metrics = newMetrics()
+  metrics.recordBackendIdleEvent({ backend: '127.0.0.1:3000', event: 'closed', bytes: 0, idleSeconds: 5 })
+  metrics.recordBackendIdleEvent({ backend: '127.0.0.1:3000', event: 'closed', bytes: 0, idleSeconds: 1 })
+  metrics.recordBackendIdleEvent({ backend: '127.0.0.1:3000', event: 'extra-bytes', bytes: 7, idleSeconds: 0 })
+  t.strictSame(metrics.snapshot().ClbProxy, {
+    DefectCount: { Unit: 'Count', Sum: 1, ByCode: { EXTRA_BYTES_AFTER_RESPONSE: 1 } },
+    KeepaliveEarlyCloseCount: { Unit: 'Count', Sum: 2 }
+  })
+  t.strictSame(metrics.snapshot().Metrics, EMPTY.Metrics, 'no request counter moved')
+})
+
+t.test('snapshots are copies: a later request does not change an earlier snapshot', async (t) => {
+  const metrics = newMetrics()
+  metrics.recordExchange(relayed(200, 0.5, [defect('CL_DUP_SAME')]))
+  const before = metrics.snapshot()
+  metrics.recordExchange(relayed(200, 0.5, [defect('CL_DUP_SAME')]))
+  t.equal(before.Metrics.RequestCount.Sum, 1)
+  t.strictSame(before.ClbProxy.DefectCount.ByCode, { CL_DUP_SAME: 1 })
+  t.equal(metrics.snapshot().Metrics.RequestCount.Sum, 2)
+})
+
+t.test('subscribeMetrics counts the lifecycle events until unsubscribed', async (t) => {
+  const events = new ClbProxyEvents()
+  const metrics = newMetrics()
+  const unsubscribe = subscribeMetrics(events, metrics)
+  events.emit('exchange', relayed(200, 0.25))
+  events.emit('backend-idle-event', { backend: '127.0.0.1:3000', event: 'closed', bytes: 0, idleSeconds: 2 })
+  unsubscribe()
+  events.emit('exchange', relayed(200, 0.25))
+  events.emit('backend-idle-event', { backend: '127.0.0.1:3000', event: 'closed', bytes: 0, idleSeconds: 2 })
+  const snapshot = metrics.snapshot()
+  t.equal(snapshot.Metrics.RequestCount.Sum, 1)
+  t.equal(snapshot.ClbProxy.KeepaliveEarlyCloseCount.Sum, 1)
+  t.equal(events.listenerCount('exchange'), 0)
+  t.equal(events.listenerCount('backend-idle-event'), 0)
+})
