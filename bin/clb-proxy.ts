@@ -2,13 +2,13 @@
 /**
  * V8's young generation is capped at 2 MiB per semi-space (the shebang above, package.json's start
  * script and the Docker entry point run the same flag): under a connection storm it otherwise grows
- * to 16 MiB per semi-space and stays resident. Measured by test/memory-bounds.test.ts: 5,000
+ * to 16 MiB per semi-space and stays resident. Measured by test/bin/memory-bounds.test.ts: 5,000
  * kept-alive idle clients peak at about 83 MiB instead of 104 MiB.
  *
- * The executable: everything happens in run() (proxy/cli.ts); this file only hands it the
+ * The executable: everything happens in run() (proxy/commands/cli.ts); this file only hands it the
  * process's arguments, environment and streams, and sets the exit code in one place.
  */
-import { run } from '../proxy/cli.js'
+import { run } from '../proxy/commands/cli.js'
 
 const exitCode = await run(process.argv.slice(2), process.env, {
   stdout: process.stdout,

@@ -1,6 +1,6 @@
 /**
  * The defect registry: a public contract. Each code is stable and never reused; docs/defects.md
- * has one row per code and test/defects-doc.test.ts fails when the two drift.
+ * has one row per code and test/validators/defects-doc.test.ts fails when the two drift.
  *
  * `source` says why the default verdict is what it is:
  * - 'aws-documented': the AWS 502 article names it (KC-502), so CLB parity is claimed;
