@@ -81,6 +81,10 @@ export const MAX_DEFECTS_PER_CODE = 3
 
 // Enough to see one header-like line after a blank line; longer first lines are not header-like.
 const BLANK_LINE_PROBE_BYTES = 8 * 1024
+// A first line whose name (token characters before a colon) runs longer than this is not a header:
+// real field names are short (the longest registered with IANA is under 50 characters), and a
+// body of token characters (base64, hex, words) is then decided at once instead of at its end.
+const BLANK_LINE_PROBE_NAME_BYTES = 256
 
 /**
  * An incremental, pure HTTP/1.x response parser that records every defect with its byte offset.
@@ -108,6 +112,8 @@ export class ResponseParser {
   private bodyRemaining = 0
   private chunked: ChunkedFramer | null = null
   private blankLineProbe: Buffer | null = null
+  /** The probe is a view of the caller's chunk, valid only during the push that made it. */
+  private blankLineProbeIsView = false
 
   constructor (private readonly options: ResponseParserOptions) {}
 
@@ -441,6 +447,13 @@ export class ResponseParser {
   private probeBlankLine (chunk: Buffer, from: number): void {
     if (this.blankLineProbe === null || this.blankLineProbe.length >= BLANK_LINE_PROBE_BYTES) return
     const room = BLANK_LINE_PROBE_BYTES - this.blankLineProbe.length
+    if (this.blankLineProbe.length === 0) {
+      // Most probes are decided by the read that completes the head: judge a view of it, and copy
+      // only what stays undecided (checkBlankLine), so no response pays for a copy it does not need.
+      this.blankLineProbe = chunk.subarray(from, from + room)
+      this.blankLineProbeIsView = true
+      return
+    }
     this.blankLineProbe = Buffer.concat([this.blankLineProbe, chunk.subarray(from, from + room)])
   }
 
@@ -454,7 +467,11 @@ export class ResponseParser {
     const probe = this.blankLineProbe
     if (probe === null) return
     const verdict = looksLikeFieldLine(probe)
-    if (verdict === 'undecided' && !final) return
+    if (verdict === 'undecided' && !final) {
+      if (this.blankLineProbeIsView) this.blankLineProbe = Buffer.from(probe)
+      this.blankLineProbeIsView = false
+      return
+    }
     this.blankLineProbe = null
     if (verdict === 'yes') {
       const head = this.head as ResponseHead
@@ -514,7 +531,9 @@ function isEventStreamField (head: ResponseHead, probe: Buffer): boolean {
 /** 'yes' when `bytes` starts with token ":" *(VCHAR / SP / HT / obs-text) CRLF. */
 export function looksLikeFieldLine (bytes: Buffer): 'yes' | 'no' | 'undecided' {
   let i = 0
-  while (i < bytes.length && TCHAR[bytes[i] as number] === 1) i++
+  const nameEnd = Math.min(bytes.length, BLANK_LINE_PROBE_NAME_BYTES + 1)
+  while (i < nameEnd && TCHAR[bytes[i] as number] === 1) i++
+  if (i > BLANK_LINE_PROBE_NAME_BYTES) return 'no'
   if (i === bytes.length) return bytes.length >= BLANK_LINE_PROBE_BYTES ? 'no' : 'undecided'
   if (i === 0 || bytes[i] !== 0x3a) return 'no'
   for (i++; i < bytes.length; i++) {

@@ -607,10 +607,12 @@ export function subscribeCaptures (events: ClbProxyEvents, options: CaptureOptio
 
   /** Queues a captured record once and returns the file announced for it (see fileFor). */
   const plan = (record: ExchangeRecord): string | null => {
+    // Most records are not captured: decided before any bookkeeping (this runs once per request).
+    if (!isCaptured(record)) return null
     const known = planned.get(record)
     if (known !== undefined) return known
     let announced: string | null = null
-    if (!closed && isCaptured(record)) {
+    if (!closed) {
       // Only the newest maxCaptures survive anyway: an older record still waiting is dropped, not written then deleted.
       if (pending.length >= options.maxCaptures) {
         pending.shift()

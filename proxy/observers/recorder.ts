@@ -103,6 +103,16 @@ export class Recorder extends EventEmitter<RecorderEventMap> {
     return this.seen
   }
 
+  /** True when an entry would be kept, awaited or heard: otherwise `count()` is all an exchange needs. */
+  get wantsEntries (): boolean {
+    return this.maxEntries > 0 || this.waiters.size > 0 || this.listenerCount('entry') > 0
+  }
+
+  /** Counts an exchange nobody keeps, awaits or hears (no entry is built for it: once per request). */
+  count (): void {
+    this.seen++
+  }
+
   /** Adds one entry, settles the waiters it matches, then emits 'entry'. */
   record (entry: AccessLogEntry): void {
     this.seen++
@@ -198,7 +208,8 @@ export class Recorder extends EventEmitter<RecorderEventMap> {
 export function subscribeRecorder (events: ClbProxyEvents, recorder: Recorder, reportListenerError: (error: unknown) => void = rethrowLater): () => void {
   const onExchange = (exchange: ExchangeRecord): void => {
     try {
-      recorder.record(toAccessLogEntry(exchange))
+      if (recorder.wantsEntries) recorder.record(toAccessLogEntry(exchange))
+      else recorder.count()
     } catch (error) {
       reportListenerError(error)
     }
