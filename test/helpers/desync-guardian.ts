@@ -1,7 +1,7 @@
 /**
  * Loads aws/http-desync-guardian's YAML test corpus (Apache-2.0, commit 7dd6f37, copied byte for
- * byte into ../shared/corpora/http-desync-guardian-tests/; its README.md and
- * FORMAT-upstream-README.md give the format) and rebuilds each case's raw request exactly as the
+ * byte into test/fixtures/http-desync-guardian-tests/; its README.md and
+ * FORMAT-upstream-README.md give the format, ORIGIN.md where it was copied from) and rebuilds each case's raw request exactly as the
  * upstream harness does (`src/request_analyzer.rs`, `file_tests` / `run_test_case`;
  * ../shared/spec/clb-behavior.md §6.3):
  *
@@ -52,7 +52,7 @@ export interface DesyncCase {
   }
 }
 
-export const DESYNC_GUARDIAN_CORPUS_DIR = new URL('../../../shared/corpora/http-desync-guardian-tests/', import.meta.url)
+export const DESYNC_GUARDIAN_CORPUS_DIR = new URL('../fixtures/http-desync-guardian-tests/', import.meta.url)
 
 /**
  * The harness's `unescape_value`: a backslash followed by `x` takes the next (at most) two

@@ -5,8 +5,8 @@
  * the case is named below with the reason; the test fails when a listed difference no longer occurs,
  * so the lists cannot go stale.
  *
- * The corpus (MIT, llhttp 9.4.2, commit 01e105a3) lives beside the checkout in
- * ../shared/corpora/llhttp-response-tests/ (its README gives the format).
+ * The corpus (MIT, llhttp 9.4.2, commit 01e105a3) is in test/fixtures/llhttp-response-tests/ (its
+ * README gives the format, ORIGIN.md where it was copied from).
  */
 import { readFileSync, readdirSync } from 'node:fs'
 import t from 'tap'
@@ -28,7 +28,7 @@ interface CorpusCase {
   readonly llhttpError: { readonly offset: number; readonly code: number; readonly reason: string } | null
 }
 
-const CORPUS_DIR = new URL('../shared/corpora/llhttp-response-tests/', REPO_URL)
+const CORPUS_DIR = new URL('test/fixtures/llhttp-response-tests/', REPO_URL)
 
 /**
  * Decodes an ```http block as llhttp's test/md-test.ts does: drop the final newline, join lines
