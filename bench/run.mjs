@@ -393,8 +393,15 @@ async function startBackendProcess (plan, logDir, role, name) {
   return { ...started, port: Number(started.match[1]) }
 }
 
+/** The Node flags of the executable's shebang (`#!/usr/bin/env -S node FLAGS`): clb-proxy runs as users run it. */
+function shebangNodeFlags () {
+  const first = fs.readFileSync(CLB_CLI, 'latin1').split('\n')[0] ?? ''
+  const match = /^#!\/usr\/bin\/env -S node(.*)$/.exec(first)
+  return match === null ? [] : match[1].trim().split(/\s+/).filter((flag) => flag.length > 0)
+}
+
 function nodeArgs (settings, profileDir) {
-  return settings.cpuProf ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : []
+  return [...shebangNodeFlags(), ...(settings.cpuProf ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [])]
 }
 
 async function startBackendTarget (plan, logDir, route) {

@@ -89,8 +89,15 @@ export class Exchange implements ConnectionUser {
     })
     connection.user = this
     if (reused) this.dispatchedAtMicros = this.context.clock.nowMicros()
-    socket.write(head)
-    if (initialBody !== null && initialBody.length > 0) this.sendBody(initialBody)
+    if (initialBody !== null && initialBody.length > 0) {
+      // The head and the body bytes that came with it leave in one write (writev), not two.
+      socket.cork()
+      socket.write(head)
+      this.sendBody(initialBody)
+      socket.uncork()
+    } else {
+      socket.write(head)
+    }
     if (requestComplete) this.requestComplete = true
   }
 
