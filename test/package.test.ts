@@ -1,16 +1,17 @@
 /**
- * The npm package as a user gets it: `npm pack` of a copy of this repo (with dist/ built into it),
- * the tarball's file list, then the tarball installed into an empty project where the `clb-proxy`
- * bin, the ESM entry and the type declarations are each used as a user would.
+ * The npm package as a user gets it: a clean copy of the repository (what a fresh clone holds: the
+ * files git tracks, plus the working changes not yet committed, and no dist/), `npm pack` in it (its
+ * prepack script builds dist/), the tarball's file list, then the tarball installed into an empty
+ * project on this Node.js, where the `clb-proxy` bin, the ESM entry, the CommonJS entry, the type
+ * declarations and the README's links are each used as a user would.
  *
  * Slow (one TypeScript build, one `npm install` that may reach the registry for fastify and pino).
- * It builds dist/ itself, into a temp copy of the repo, so it relies on neither `npm run build`
- * nor the state of the repo's own dist/.
+ * It relies on neither `npm run build` nor the state of the repo's own dist/.
  */
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { existsSync, readFileSync } from 'node:fs'
-import { cp, mkdir, mkdtemp, readdir, realpath, rm, writeFile } from 'node:fs/promises'
+import { copyFile, mkdir, mkdtemp, readdir, readFile, realpath, rm, symlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join, relative, resolve, sep } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -24,6 +25,7 @@ const MANIFEST = JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as
   version: string
   bin: Record<string, string>
   files: string[]
+  exports: { '.': { types: string; import: string; require: string } }
 }
 
 interface Finished {
@@ -33,8 +35,9 @@ interface Finished {
 }
 
 /**
- * The environment for npm, npx, node and tsc: this process's, without what tap and npm put there
- * (npm_* would point npm back at this repo; NODE_OPTIONS would load tap's hooks) and without CLB_*.
+ * The environment for git, npm, npx, node and tsc: this process's, without what tap and npm put
+ * there (npm_* would point npm back at this repo; NODE_OPTIONS would load tap's hooks) and without
+ * CLB_*.
  */
 function toolEnvironment(): NodeJS.ProcessEnv {
   return Object.fromEntries(Object.entries(process.env).filter(([name]) =>
@@ -60,31 +63,73 @@ async function filesUnder(folder: string, base: string): Promise<string[]> {
     .sort()
 }
 
-/** What the repo copy leaves out: installed or generated things, as a fresh checkout has none of them. */
-const NOT_COPIED = new Set(['node_modules', '.git', 'dist', '.tap', 'coverage'])
+/**
+ * What a fresh clone of this repository holds, with the working changes: every file git tracks
+ * (as it is in the working tree; a tracked file deleted there is left out) and every untracked file
+ * .gitignore does not exclude. So no node_modules/, dist/, .tap/ or coverage/.
+ */
+async function copyAsCloned(destination: string): Promise<string[]> {
+  const listed = await runToEnd('git', ['ls-files', '-z', '--cached', '--others', '--exclude-standard'], REPO)
+  if (listed.code !== 0) throw new Error(`git ls-files failed (the test needs a git checkout):\n${listed.stderr}`)
+  const paths = [...new Set(listed.stdout.split('\0'))].filter((path) => path !== '' && existsSync(join(REPO, path))).sort()
+  for (const path of paths) {
+    await mkdir(dirname(join(destination, path)), { recursive: true })
+    await copyFile(join(REPO, path), join(destination, path))
+  }
+  return paths
+}
+
+/**
+ * Markdown links `[text](target)` and `[text]: target` outside code (fenced blocks and inline code
+ * spans are removed first), without the angle brackets or a title.
+ */
+function linkTargets(markdown: string): string[] {
+  const prose = markdown.replace(/^(```|~~~)[^\n]*\n[\s\S]*?^\1[^\n]*$/gm, '').replace(/(`+)[\s\S]*?\1/g, '')
+  const inline = [...prose.matchAll(/\]\(\s*<?([^)\s>]+)>?(?:\s+"[^"]*")?\s*\)/g)].map((match) => match[1] ?? '')
+  const reference = [...prose.matchAll(/^\s*\[[^\]]+\]:\s*<?(\S+?)>?(?:\s+"[^"]*")?\s*$/gm)].map((match) => match[1] ?? '')
+  return [...inline, ...reference]
+}
+
+/** Relative: no scheme (http:, mailto:...), not a bare #anchor, not an absolute path. */
+function isRelativeLink(target: string): boolean {
+  return !/^[a-z][a-z0-9+.-]*:/i.test(target) && !target.startsWith('#') && !target.startsWith('/')
+}
 
 /** Everything a published package may hold (package.json "files", plus what npm always adds). */
-// No source maps: they would point at .ts sources that are not in the package.
-const ALLOWED_IN_PACKAGE = /^(package\.json|README\.md|LICENSE|dist\/(bin|proxy|validators)\/[\w.-]+\.(js|d\.ts)|dist\/index\.(js|d\.ts))$/
+// No source maps: they would point at .ts sources that are not in the package. The documents are
+// the ones README.md links to, so that its links work in node_modules/clb-proxy too.
+const ALLOWED_IN_PACKAGE = new RegExp('^(' + [
+  'package\\.json', 'README\\.md', 'LICENSE', 'index\\.cjs',
+  'dist/index\\.(js|d\\.ts)',
+  'dist/(bin|validators)/[\\w.-]+\\.(js|d\\.ts)',
+  'dist/proxy/[\\w-]+/[\\w.-]+\\.(js|d\\.ts)',
+  'docs/[\\w.-]+\\.md', 'examples/[\\w.-]+\\.mjs', 'docker/(README\\.md|compose\\.yaml)', 'bench/README\\.md'
+].join('|') + ')$')
 
-t.test('npm pack, then install the tarball and use the bin, the ESM entry and the types', async (t) => {
+/** What the CommonJS entry says where require() cannot load an ES module (index.cjs). */
+function esmOnlyMessage(nodeVersion: string): string {
+  return "clb-proxy is an ES module package: import { startClbProxy } from 'clb-proxy' in an ES module, " +
+    "or const { startClbProxy } = await import('clb-proxy') from CommonJS. " +
+    `require('clb-proxy') needs Node.js 20.19 or later without --no-experimental-require-module (this is ${nodeVersion}).`
+}
+
+t.test('npm pack of a clean copy, then install the tarball and use the bin, both entries, the types and the docs', async (t) => {
   const root = await mkdtemp(join(tmpdir(), 'clb-package-test-'))
   t.teardown(() => rm(root, { recursive: true, force: true }))
   const source = join(root, 'source')
-  await cp(REPO, source, { recursive: true, filter: (path) => !NOT_COPIED.has(relative(REPO, path).split(sep)[0] ?? '') })
-
-  // `npm run build` (tsc -p tsconfig.build.json), with its output in the copy's dist/.
-  const tsc = join(REPO, 'node_modules', 'typescript', 'bin', 'tsc')
-  const build = await runToEnd(process.execPath, [tsc, '-p', 'tsconfig.build.json', '--outDir', join(source, 'dist')], REPO)
-  t.equal(build.code, 0, `the build succeeds${build.code === 0 ? '' : `:\n${build.stdout}${build.stderr}`}`)
-  const built = await filesUnder(join(source, 'dist'), source)
-  t.notOk(built.some((path) => path.startsWith('dist/test/')), 'tsconfig.build.json compiles no test')
-  // As if someone ran `tsc -p tsconfig.json` (which includes test/) before publishing.
-  await mkdir(join(source, 'dist', 'test'), { recursive: true })
-  await writeFile(join(source, 'dist', 'test', 'stray.test.js'), '// compiled test: must not be published\n')
+  const copied = await copyAsCloned(source)
+  t.ok(copied.includes('package.json') && copied.includes('index.ts'), `the clean copy holds the repository (${copied.length} files)`)
+  t.notOk(existsSync(join(source, 'dist')), 'and no dist/: only the prepack build can put it there')
+  // A fresh clone runs `npm ci` before packing; the repo's own install is that install.
+  await symlink(join(REPO, 'node_modules'), join(source, 'node_modules'), 'dir')
 
   const packed = await runToEnd('npm', ['pack', '--json', '--pack-destination', root], source)
-  t.equal(packed.code, 0, `npm pack succeeds${packed.code === 0 ? '' : `:\n${packed.stderr}`}`)
+  t.equal(packed.code, 0, `npm pack succeeds${packed.code === 0 ? '' : `:\n${packed.stdout}${packed.stderr}`}`)
+  // npm prints each lifecycle script it runs ("> clb-proxy@0.1.0 prepack") on stderr when --json is given.
+  t.match(packed.stderr, /^> clb-proxy@\S+ prepack\n> npm run build$/m, 'npm pack ran the prepack script')
+  const built = existsSync(join(source, 'dist')) ? await filesUnder(join(source, 'dist'), source) : []
+  t.ok(built.includes('dist/index.js'), 'which built dist/ in the clean copy')
+  t.notOk(built.some((path) => path.startsWith('dist/test/')), 'tsconfig.build.json compiles no test')
   const [pack] = JSON.parse(packed.stdout) as Array<{
     name: string
     version: string
@@ -99,13 +144,11 @@ t.test('npm pack, then install the tarball and use the bin, the ESM entry and th
   t.comment(`${pack.filename}: ${pack.files.length} files, ${pack.size} bytes packed, ${pack.unpackedSize} bytes unpacked`)
 
   t.test('the tarball holds the package and nothing else', async (t) => {
-    const required = ['package.json', 'dist/index.js', 'dist/index.d.ts', ...Object.values(MANIFEST.bin).map((path) => path.replace(/^\.\//, ''))]
-    for (const name of ['README.md', 'LICENSE']) if (existsSync(join(REPO, name))) required.push(name)
-    t.ok(required.includes('README.md'), 'the repo has a README.md, so the package page has one')
+    const entries = Object.values(MANIFEST.exports['.']).map((path) => path.replace(/^\.\//, ''))
+    const required = ['package.json', 'README.md', 'LICENSE', ...entries, ...Object.values(MANIFEST.bin).map((path) => path.replace(/^\.\//, ''))]
     t.same(required.filter((path) => !paths.includes(path)), [], `it holds ${required.join(', ')}`)
     t.same(paths.filter((path) => !ALLOWED_IN_PACKAGE.test(path)), [],
-      'nothing else: no test/, dist/test/, bench/, docker/, fixtures or .ts sources (only .d.ts)')
-    t.notOk(paths.some((path) => path.startsWith('dist/test/')), 'the stray compiled test stays out')
+      'nothing else: no test/, dist/test/, bench scripts, Dockerfile, fixtures, source maps or .ts sources (only .d.ts)')
     // Every compiled module and declaration is shipped: a new top-level source folder that
     // package.json "files" does not list would leave imports in the package pointing at nothing.
     const compiled = built.filter((path) => /\.(js|d\.ts)$/.test(path))
@@ -116,8 +159,11 @@ t.test('npm pack, then install the tarball and use the bin, the ESM entry and th
   const consumer = join(root, 'consumer')
   await mkdir(consumer)
   await writeFile(join(consumer, 'package.json'), `${JSON.stringify({ name: 'consumer', private: true, type: 'module' }, null, 2)}\n`)
-  const install = await runToEnd('npm', ['install', join(root, pack.filename), '--no-audit', '--no-fund'], consumer)
+  const install = await runToEnd('npm', ['install', join(root, pack.filename), '--no-audit', '--no-fund', '--prefer-offline'], consumer)
   t.equal(install.code, 0, `npm install of the tarball succeeds${install.code === 0 ? '' : `:\n${install.stderr}`}`)
+  // The dependencies resolve afresh here (no lockfile, none of our "overrides"), as for any user.
+  t.notMatch(`${install.stdout}${install.stderr}`, /EBADENGINE/, `no dependency refuses Node.js ${process.version} (npm warns EBADENGINE)`)
+  const installed = join(consumer, 'node_modules', 'clb-proxy')
 
   t.test('npx clb-proxy --version', async (t) => {
     // --no: never fetch a package of that name from the registry; only the installed bin may run.
@@ -139,6 +185,53 @@ t.test('npm pack, then install the tarball and use the bin, the ESM entry and th
     t.equal(result.openClients, 0, 'close() left no client connection')
   })
 
+  t.test("import('clb-proxy') from an ES module", async (t) => {
+    await writeFile(join(consumer, 'imports.mjs'), IMPORT_SCRIPT)
+    const imported = await runToEnd(process.execPath, ['imports.mjs'], consumer)
+    const entry = await realpath(join(installed, 'dist', 'index.js'))
+    t.same(imported, { code: 0, stdout: JSON.stringify({ startClbProxy: 'function', file: entry }), stderr: '' },
+      'gives startClbProxy, from the installed dist/index.js')
+  })
+
+  t.test("require('clb-proxy') from CommonJS", async (t) => {
+    await writeFile(join(consumer, 'requires.cjs'), REQUIRE_SCRIPT)
+    // Node.js 20.19 and later load an ES module with require(): the same module as import.
+    const canRequireEsm = (process.features as { require_module?: boolean }).require_module === true
+    const required = await runToEnd(process.execPath, ['requires.cjs'], consumer)
+    t.equal(required.code, 0, `the script runs${required.code === 0 ? '' : `:\n${required.stderr}`}`)
+    t.same(JSON.parse(required.stdout), canRequireEsm
+      ? { required: 'function', sameAsImport: true }
+      : { error: { code: 'ERR_REQUIRE_ESM', message: esmOnlyMessage(process.version), causeCode: 'ERR_REQUIRE_ESM' }, imported: 'function' },
+    canRequireEsm ? `works on Node.js ${process.version}, and gives the module import gives` : `says how to import it on Node.js ${process.version}`)
+
+    // Where require() cannot load an ES module (Node.js 20 before 20.19, or this flag): the
+    // message says how to import it, and the way it names works from the same CommonJS file.
+    const refused = await runToEnd(process.execPath, ['--no-experimental-require-module', 'requires.cjs'], consumer)
+    t.equal(refused.code, 0, `the script runs${refused.code === 0 ? '' : `:\n${refused.stderr}`}`)
+    t.same(JSON.parse(refused.stdout), {
+      error: { code: 'ERR_REQUIRE_ESM', message: esmOnlyMessage(process.version), causeCode: 'ERR_REQUIRE_ESM' },
+      imported: 'function'
+    }, 'without require(esm): ERR_REQUIRE_ESM with the way to import it, and await import() works')
+  })
+
+  t.test('every relative link of the shipped Markdown files resolves inside the installed package', async (t) => {
+    const documents = (await filesUnder(installed, installed)).filter((path) => path.endsWith('.md'))
+    t.ok(documents.includes('README.md'), 'README.md is installed')
+    let checked = 0
+    for (const document of documents) {
+      const links = linkTargets(await readFile(join(installed, document), 'utf8')).filter(isRelativeLink)
+      if (document === 'README.md') t.ok(links.length >= 10, `README.md has its relative links (${links.length})`)
+      const broken = links.filter((link) => {
+        const target = resolve(dirname(join(installed, document)), decodeURIComponent(link.replace(/#.*$/, '')))
+        const inside = relative(installed, target)
+        return inside.startsWith('..') || !existsSync(target)
+      })
+      t.same(broken, [], `${document}: every relative link names a file or folder of the package`)
+      checked += links.length
+    }
+    t.comment(`${checked} relative links in ${documents.length} Markdown files`)
+  })
+
   t.test('the types resolve from the installed package', async (t) => {
     await writeFile(join(consumer, 'uses-types.ts'), TYPED_USE)
     await writeFile(join(consumer, 'misuses-types.ts'), TYPED_MISUSE)
@@ -146,6 +239,7 @@ t.test('npm pack, then install the tarball and use the bin, the ESM entry and th
     // NodeJS stream types, as any Node library's do).
     const flags = ['--noEmit', '--strict', '--target', 'es2022', '--module', 'nodenext', '--moduleResolution', 'nodenext',
       '--types', 'node', '--typeRoots', join(REPO, 'node_modules', '@types')]
+    const tsc = join(REPO, 'node_modules', 'typescript', 'bin', 'tsc')
     const good = await runToEnd(process.execPath, [tsc, ...flags, 'uses-types.ts'], consumer)
     t.same(good, { code: 0, stdout: '', stderr: '' }, 'a typed use of the package compiles')
     // Not `any`: a wrong option type is an error at the call.
@@ -185,6 +279,32 @@ process.stdout.write(JSON.stringify({
   logLines: logText.split('\\n').filter((line) => line !== ''),
   openClients: proxy.openSockets().clients
 }))
+`
+
+/** import() from an ES module: what it gives, and from which file. */
+const IMPORT_SCRIPT = `import { fileURLToPath } from 'node:url'
+const clb = await import('clb-proxy')
+process.stdout.write(JSON.stringify({ startClbProxy: typeof clb.startClbProxy, file: fileURLToPath(import.meta.resolve('clb-proxy')) }))
+`
+
+/** require() from CommonJS: what it gives, or the error it throws and whether await import() then works. */
+const REQUIRE_SCRIPT = `'use strict'
+let required
+try {
+  required = require('clb-proxy')
+} catch (error) {
+  import('clb-proxy').then((imported) => {
+    process.stdout.write(JSON.stringify({
+      error: { code: error.code, message: error.message, causeCode: error.cause && error.cause.code },
+      imported: typeof imported.startClbProxy
+    }))
+  })
+}
+if (required !== undefined) {
+  import('clb-proxy').then((imported) => {
+    process.stdout.write(JSON.stringify({ required: typeof required.startClbProxy, sameAsImport: imported === required }))
+  })
+}
 `
 
 const TYPED_USE = `import { startClbProxy, CLB_DEFAULTS, SYNTHETIC_RESPONSES, type ClbProxy, type ClbProxyOptions, type AccessLogRecord } from 'clb-proxy'
