@@ -285,9 +285,10 @@ t.test('docker/Dockerfile: a build stage and a lean, non-root runtime stage', as
       t.ok(copied.includes(path), `the build stage copies ${path}`)
     }
     t.same(copied.filter((path) => !existsSync(join(REPO, path))), [], 'every copied path exists in the repo')
-    // package.json's build script is the one the Dockerfile relies on.
+    // package.json's build script is the one the Dockerfile relies on: it ends with the compile
+    // this test runs (what comes before it only empties dist/, which the build stage does not have).
     const manifest = JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as { scripts: Record<string, string> }
-    t.equal(manifest.scripts.build, 'tsc -p tsconfig.build.json')
+    t.match(manifest.scripts.build, /(?:^|&& )tsc -p tsconfig\.build\.json$/)
   })
 
   t.test('runtime stage', async (t) => {
