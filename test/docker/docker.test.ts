@@ -13,6 +13,7 @@ import { once } from 'node:events'
 import { existsSync, readFileSync } from 'node:fs'
 import { copyFile, mkdtemp, readdir, rm } from 'node:fs/promises'
 import http from 'node:http'
+import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { dirname, join, posix, resolve } from 'node:path'
 import { validate as lintDockerfile } from 'dockerfile-utils'
@@ -440,6 +441,24 @@ function watch(t: Test, command: string, args: readonly string[], options: { cwd
   return watched
 }
 
+/** A port nothing listens on right now (bound, then closed). */
+async function closedPort(): Promise<number> {
+  const server = net.createServer().listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const { port } = server.address() as net.AddressInfo
+  await new Promise((resolve) => server.close(resolve))
+  return port
+}
+
+/**
+ * The HEALTHCHECK probe as the container runs it, except that it reads the arguments of `pid`
+ * instead of PID 1's: here the proxy is a child of the test, not the container's main process.
+ */
+function probeOf(probe: readonly string[], pid: number | undefined): string[] {
+  if (pid === undefined) throw new Error('the proxy has no pid')
+  return probe.map((arg) => arg.replace('/proc/1/cmdline', `/proc/${pid}/cmdline`))
+}
+
 /** One request on its own connection (agent: false), so nothing stays open afterwards. */
 async function get(url: string, headers: Record<string, string>): Promise<{ status: number; body: string }> {
   const request = http.get(url, { agent: false, headers })
@@ -505,10 +524,12 @@ t.test('the runtime stage\'s command, from a clean production install, in front 
   t.match(logLine, fields, 'one CLB access-log line on stdout, with compose\'s CLB_NAME')
 
   // The HEALTHCHECK probe, with the container's CLB_LISTEN as it would read it: the wildcard as in
-  // the image (probed on loopback), and an explicit host.
+  // the image (probed on loopback), and an explicit host. The proxy's command has no --listen.
   const probe = healthcheckProbe(single(t, RUNTIME_STAGE, 'HEALTHCHECK').args) ?? []
+  t.equal(probe.join(' ').split('/proc/1/cmdline').length, 2, 'the probe reads the main process\'s arguments, /proc/1/cmdline, once')
+  const envProbe = probeOf(probe, proxy.child.pid)
   for (const listen of [`0.0.0.0:${proxyPort}`, `127.0.0.1:${proxyPort}`]) {
-    const healthy = await runToEnd(process.execPath, probe.slice(1), { cwd: app, env: { ...containerEnv, CLB_LISTEN: listen } })
+    const healthy = await runToEnd(process.execPath, envProbe.slice(1), { cwd: app, env: { ...containerEnv, CLB_LISTEN: listen } })
     t.same({ code: healthy.code, stderr: healthy.stderr }, { code: 0, stderr: '' }, `healthy with CLB_LISTEN=${listen}`)
   }
 
@@ -519,8 +540,29 @@ t.test('the runtime stage\'s command, from a clean production install, in front 
   t.equal(proxy.stdout, logLine, 'stdout holds exactly the one access-log line, flushed: the probes logged nothing')
   t.match(proxy.stderr, /clb-proxy: SIGTERM received/, 'the stop is reported on stderr')
 
-  const unhealthy = await runToEnd(process.execPath, probe.slice(1), { cwd: app, env: { ...containerEnv, CLB_LISTEN: `127.0.0.1:${proxyPort}` } })
+  const unhealthy = await runToEnd(process.execPath, envProbe.slice(1), { cwd: app, env: { ...containerEnv, CLB_LISTEN: `127.0.0.1:${proxyPort}` } })
   t.equal(unhealthy.code, 1, 'the probe fails once nothing listens')
+
+  // --listen after the image name (docker run clb-proxy --listen ...), in both of the forms the
+  // CLI reads, wins over CLB_LISTEN for the probe as for the CLI. CLB_LISTEN names a closed port
+  // here, so only the flag can make the probe pass.
+  const envListen = `127.0.0.1:${await closedPort()}`
+  for (const form of ['--listen HOST:PORT', '--listen=HOST:PORT']) {
+    const listen = `127.0.0.1:${await closedPort()}`
+    const flags = form === '--listen HOST:PORT' ? ['--listen', listen] : [`--listen=${listen}`]
+    const flagged = watch(t, process.execPath, [...entry.slice(1), ...flags], { cwd: app, env: { ...containerEnv, CLB_LISTEN: envListen } })
+    await flagged.waitFor('stderr', new RegExp(`^clb-proxy: listening on http://${listen.replaceAll('.', '\\.')},`, 'm'))
+    const probeEnv = { ...containerEnv, CLB_LISTEN: envListen }
+    const healthy = await runToEnd(process.execPath, probeOf(probe, flagged.child.pid).slice(1), { cwd: app, env: probeEnv })
+    t.same({ code: healthy.code, stderr: healthy.stderr }, { code: 0, stderr: '' }, `${form} after the image name: healthy (CLB_LISTEN=${envListen} is closed)`)
+    // The same listener, seen by a probe reading a command without --listen (this test's own): CLB_LISTEN, closed.
+    const withoutFlag = await runToEnd(process.execPath, probeOf(probe, process.pid).slice(1), { cwd: app, env: probeEnv })
+    t.equal(withoutFlag.code, 1, `${form}: without the flag in the command, the probe goes to CLB_LISTEN and fails`)
+    flagged.child.kill('SIGTERM')
+    const [flaggedCode] = await flagged.exited
+    t.equal(flaggedCode, 0, `${form}: SIGTERM, exit 0`)
+    t.equal(flagged.stdout, '', `${form}: the probes wrote no access-log line`)
+  }
 
   backend.child.kill('SIGTERM')
   const [backendCode, backendSignal] = await backend.exited
