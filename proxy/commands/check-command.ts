@@ -14,7 +14,8 @@ import { CHECK_OPTION_RULES, isValidHeader, resolveCheckOptions, type CheckHeade
 import { CheckConnectionError } from './check-probe.js'
 import type { CheckReport } from './check-report.js'
 import { renderKeepAlivePart, renderKeepAliveWaitLine, renderResponsePart } from './check-text.js'
-import { OPTION_FLAGS, explainParseFailure, type CliIo, type OptionFlag } from './cli.js'
+import { explainParseFailure, type CliIo } from './command-line.js'
+import { OPTION_FLAGS, type OptionFlag } from './option-flags.js'
 import type { Profile } from '../core/options.js'
 import { OptionError, quoteValue } from '../core/resolve-options.js'
 

@@ -18,15 +18,10 @@ import { readFile } from 'node:fs/promises'
 import { parseArgs } from 'node:util'
 import { CaptureFormatError, parseCapture, unescapeCaptureText, type ParsedCapture } from '../observers/captures.js'
 import { shellQuote, terminalSafe } from '../observers/diagnostics-escape.js'
-// Type-only: cli.ts loads this module; a value import back would be a cycle.
-import { listenForStop, type CliIo } from './cli.js'
+import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, listenForStop, type CliIo } from './command-line.js'
 import { CLB_DEFAULTS, type ClbProxyOptions } from '../core/options.js'
 import { startReplayBackend, type ReplayBackend } from '../byte-servers/replay.js'
 import { OptionError, quoteValue, resolveOptions } from '../core/resolve-options.js'
-
-const EXIT_OK = 0
-const EXIT_FAILURE = 1
-const EXIT_USAGE = 2
 
 const REPLAY_OPTIONS = Object.freeze({
   listen: { type: 'string' as const },

@@ -5,7 +5,8 @@ import net from 'node:net'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { Sink } from '../../helpers/sink.js'
-import { OPTION_FLAGS, helpText, run } from '../../../proxy/commands/cli.js'
+import { run } from '../../../proxy/commands/cli.js'
+import { OPTION_FLAGS, helpText } from '../../../proxy/commands/option-flags.js'
 import { REPO_URL } from '../../helpers/repo.js'
 
 

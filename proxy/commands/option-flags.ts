@@ -1,0 +1,266 @@
+/**
+ * The proxy's flag table: one row per option (its flag, its environment variable, how its text
+ * becomes a value, its help), the text helpers the rows use, and `helpText()`, which is made from
+ * the table alone. `check` reuses the rows of the flags it shares with the proxy, so a flag reads
+ * the same text the same way in both commands.
+ */
+import { CLB_DEFAULTS } from '../core/options.js'
+import {
+  OPTION_RULES,
+  OptionError,
+  parseByteSize,
+  type OptionField
+} from '../core/resolve-options.js'
+
+/** One row per option: its flag, its environment variable, how its text becomes a value, and its help. */
+export interface OptionFlag {
+  readonly field: OptionField
+  /** Without the leading `--`. */
+  readonly flag: string
+  readonly env: string
+  readonly valueName: string
+  readonly multiple: boolean
+  readonly summary: string
+  readonly defaultText: string
+  /** Turns the text of one flag value or env entry into the option value; throws OptionError. */
+  readonly fromText: (text: string) => unknown
+}
+
+const KIB = 1024
+const MIB = 1024 * KIB
+
+function formatBytes(bytes: number): string {
+  if (bytes >= MIB && bytes % MIB === 0) return `${bytes} bytes (${bytes / MIB} MiB)`
+  if (bytes >= KIB && bytes % KIB === 0) return `${bytes} bytes (${bytes / KIB} KiB)`
+  return `${bytes} bytes`
+}
+
+function asIs(text: string): string {
+  return text
+}
+
+/** Decimal seconds such as `60` or `2.5`; anything else gets the field's own rule in the message. */
+function secondsFromText(field: OptionField): (text: string) => number {
+  return (text) => {
+    if (!/^[0-9]+(?:\.[0-9]+)?$/.test(text)) throw new OptionError({ field, value: text, rule: OPTION_RULES[field] })
+    return Number(text)
+  }
+}
+
+/** A whole number such as `100`; anything else gets the field's own rule in the message. */
+function countFromText(field: OptionField): (text: string) => number {
+  return (text) => {
+    if (!/^[0-9]+$/.test(text)) throw new OptionError({ field, value: text, rule: OPTION_RULES[field] })
+    return Number(text)
+  }
+}
+
+function bytesFromText(field: OptionField): (text: string) => number {
+  return (text) => {
+    const bytes = parseByteSize(text)
+    if (bytes === undefined) {
+      throw new OptionError({
+        field,
+        value: text,
+        rule: `${OPTION_RULES[field]}; sizes may be written 65536, 64k, 64KiB, 1m or 1MiB`
+      })
+    }
+    return bytes
+  }
+}
+
+export const OPTION_FLAGS: readonly OptionFlag[] = Object.freeze([
+  {
+    field: 'listen',
+    flag: 'listen',
+    env: 'CLB_LISTEN',
+    valueName: 'HOST:PORT',
+    multiple: false,
+    summary: 'Address the proxy listens on. IPv6 as [::1]:8080; port 0 picks a free port.',
+    defaultText: `${CLB_DEFAULTS.listen.host}:${CLB_DEFAULTS.listen.port}`,
+    fromText: asIs
+  },
+  {
+    field: 'backends',
+    flag: 'backend',
+    env: 'CLB_BACKENDS',
+    valueName: 'URL',
+    multiple: true,
+    summary: 'An instance to forward to, http://HOST:PORT (port 80 if omitted). Repeatable.',
+    defaultText: 'none: start the built-in demo backend',
+    fromText: asIs
+  },
+  {
+    field: 'accessLog',
+    flag: 'access-log',
+    env: 'CLB_ACCESS_LOG',
+    valueName: 'PATH|-',
+    multiple: false,
+    summary: "Where CLB-format access-log lines go: a file (appended to) or '-' for stdout.",
+    defaultText: CLB_DEFAULTS.accessLog === '-' ? '- (stdout)' : String(CLB_DEFAULTS.accessLog),
+    fromText: asIs
+  },
+  {
+    field: 'name',
+    flag: 'name',
+    env: 'CLB_NAME',
+    valueName: 'NAME',
+    multiple: false,
+    summary: 'The elb field of access-log lines: 1-32 letters, digits or hyphens, no hyphen at either end.',
+    defaultText: CLB_DEFAULTS.name,
+    fromText: asIs
+  },
+  {
+    field: 'idleTimeoutSeconds',
+    flag: 'idle-timeout',
+    env: 'CLB_IDLE_TIMEOUT',
+    valueName: 'SECONDS',
+    multiple: false,
+    summary: "Idle timeout of client and backend connections, 1-4000 (CLB's range); a silent backend: 504.",
+    defaultText: `${CLB_DEFAULTS.idleTimeoutSeconds} s`,
+    fromText: secondsFromText('idleTimeoutSeconds')
+  },
+  {
+    field: 'responseBufferBytes',
+    flag: 'response-buffer',
+    env: 'CLB_RESPONSE_BUFFER',
+    valueName: 'BYTES',
+    multiple: false,
+    summary: 'Response bytes held back and judged before the client sees any, 0 to 1 GiB (64k, 1MiB...).',
+    defaultText: formatBytes(CLB_DEFAULTS.responseBufferBytes),
+    fromText: bytesFromText('responseBufferBytes')
+  },
+  {
+    field: 'responseHoldMs',
+    flag: 'response-hold',
+    env: 'CLB_RESPONSE_HOLD',
+    valueName: 'MS',
+    multiple: false,
+    summary: 'How long an incomplete response is held and judged after its head, then it streams (0-10000).',
+    defaultText: `${CLB_DEFAULTS.responseHoldMs} ms`,
+    fromText: countFromText('responseHoldMs')
+  },
+  {
+    field: 'lingerSeconds',
+    flag: 'linger',
+    env: 'CLB_LINGER',
+    valueName: 'SECONDS',
+    multiple: false,
+    summary: 'After a decision to close, how long the client\'s further bytes are discarded (0-60).',
+    defaultText: `${CLB_DEFAULTS.lingerSeconds} s`,
+    fromText: secondsFromText('lingerSeconds')
+  },
+  {
+    field: 'maxHeadBytes',
+    flag: 'max-head',
+    env: 'CLB_MAX_HEAD',
+    valueName: 'BYTES',
+    multiple: false,
+    summary: 'Largest request or response head (start line + headers) accepted, 1 KiB to 1 MiB.',
+    defaultText: formatBytes(CLB_DEFAULTS.maxHeadBytes),
+    fromText: bytesFromText('maxHeadBytes')
+  },
+  {
+    field: 'profile',
+    flag: 'profile',
+    env: 'CLB_PROFILE',
+    valueName: 'clb|strict',
+    multiple: false,
+    summary: "How defects CLB's documentation is silent on are judged: as CLB is believed to, or strictly.",
+    defaultText: CLB_DEFAULTS.profile,
+    fromText: asIs
+  },
+  {
+    field: 'drainTimeoutSeconds',
+    flag: 'drain-timeout',
+    env: 'CLB_DRAIN_TIMEOUT',
+    valueName: 'SECONDS',
+    multiple: false,
+    summary: 'On SIGINT/SIGTERM, how long in-flight requests may finish before they are cut (0-3600).',
+    defaultText: `${CLB_DEFAULTS.drainTimeoutSeconds} s`,
+    fromText: secondsFromText('drainTimeoutSeconds')
+  },
+  {
+    field: 'captureDir',
+    flag: 'capture-dir',
+    env: 'CLB_CAPTURE_DIR',
+    valueName: 'PATH',
+    multiple: false,
+    summary: 'Directory where each rejected response is captured, one file each (see clb-proxy replay).',
+    defaultText: '<os temp dir>/clb-proxy-captures',
+    fromText: asIs
+  },
+  {
+    field: 'maxCaptures',
+    flag: 'max-captures',
+    env: 'CLB_MAX_CAPTURES',
+    valueName: 'COUNT',
+    multiple: false,
+    summary: 'Most capture files kept; the oldest are removed first (1-100000).',
+    defaultText: String(CLB_DEFAULTS.maxCaptures),
+    fromText: countFromText('maxCaptures')
+  },
+  {
+    field: 'captureBytes',
+    flag: 'capture-bytes',
+    env: 'CLB_CAPTURE_BYTES',
+    valueName: 'BYTES',
+    multiple: false,
+    summary: 'Bytes of a rejected response kept in its capture, 1 KiB to 16 MiB.',
+    defaultText: formatBytes(CLB_DEFAULTS.captureBytes),
+    fromText: bytesFromText('captureBytes')
+  },
+  {
+    field: 'keepaliveRace',
+    flag: 'keepalive-race',
+    env: 'CLB_KEEPALIVE_RACE',
+    valueName: 'detect|emulate',
+    multiple: false,
+    summary: 'An instance closing a kept-alive connection early: warn (detect), or also send 504 (emulate).',
+    defaultText: CLB_DEFAULTS.keepaliveRace,
+    fromText: asIs
+  },
+  {
+    field: 'admin',
+    flag: 'admin',
+    env: 'CLB_ADMIN',
+    valueName: 'HOST:PORT',
+    multiple: false,
+    summary: 'Admin HTTP listener: /metrics (CloudWatch names), /captures, /healthz.',
+    defaultText: 'none',
+    fromText: asIs
+  }
+] satisfies OptionFlag[])
+
+export function helpText(): string {
+  const lines = [
+    'Usage: clb-proxy [options]',
+    '       clb-proxy check URL [options]     (clb-proxy check --help)',
+    '       clb-proxy replay FILE [options]   (clb-proxy replay --help)',
+    '',
+    'A local reverse proxy that behaves like an AWS Classic Load Balancer: it judges backend',
+    "responses from their raw bytes, answers with CLB's own 502/503/504 responses and writes",
+    'CLB-format access-log lines. With no --backend it starts a demo backend and prints curl',
+    'commands to try against it.',
+    '',
+    'Options (a flag overrides its environment variable; an empty variable counts as unset):'
+  ]
+  for (const option of OPTION_FLAGS) {
+    lines.push(`  --${option.flag} ${option.valueName}`)
+    lines.push(`      ${option.summary}`)
+    lines.push(`      env ${option.env}${option.multiple ? ' (comma-separated)' : ''}; default ${option.defaultText}`)
+  }
+  lines.push(
+    '  -h, --help',
+    '      Print this help and exit.',
+    '  --version',
+    '      Print the version and exit.',
+    '',
+    'Stops on SIGINT (Ctrl-C) or SIGTERM after in-flight requests finish; a second Ctrl-C quits at once.',
+    'Exit status: 0 after a clean stop, 1 if the proxy could not start or stop cleanly,',
+    '2 for a bad option (nothing is started then).',
+    'Every option, its range and where the range comes from: docs/options.md',
+    ''
+  )
+  return lines.join('\n')
+}
