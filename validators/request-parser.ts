@@ -56,6 +56,9 @@ export class RequestParser {
 
   private received = 0
   private leadingEmptyLines = 0
+  /** Still reading the method's bytes (rejectsMethodByte). */
+  private scanningMethod = true
+  private methodBytesSeen = 0
   private requestLine: { method: string; target: string; version: string } | null = null
   private readonly fields: HeaderField[] = []
   private readonly lines = new LineSplitter()
@@ -73,6 +76,10 @@ export class RequestParser {
     const chunkOffset = this.received
     let i = 0
     if (this.state === 'head') {
+      if (this.scanningMethod && this.rejectsMethodByte(chunk, chunkOffset)) {
+        this.received += chunk.length
+        return { consumed: chunk.length, bodyFrom: chunk.length }
+      }
       const next = this.lines.split(chunk, 0, chunkOffset, (buf, start, end, offset, bareLf) => {
         // The head is too large as soon as its byte at maxHeadBytes arrives, whether that byte ends a
         // line here or waits in the splitter's carry (below): the same lines are judged whatever the chunking.
@@ -94,6 +101,27 @@ export class RequestParser {
     else if (this.currentState === 'invalid') i = chunk.length
     this.received += i
     return { consumed: i, bodyFrom: Math.min(bodyFrom, i) }
+  }
+
+  /**
+   * A control or 8-bit byte where the method is (before its first space) can never become a
+   * request: it is rejected as it arrives, not when a line ends that may never come (binary
+   * protocols, a WebSocket frame, TLS sent to an HTTP port). The same byte decides it whatever the
+   * chunking. RFC 9112 section 3.1: method = token.
+   */
+  private rejectsMethodByte (chunk: Buffer, chunkOffset: number): boolean {
+    for (let k = 0; k < chunk.length; k++) {
+      const b = chunk[k] as number
+      // The first space or line break ends the scan: from there on the lines decide, as they
+      // always did (a leading empty line, section 2.2, included), so the order never depends on reads.
+      if (b === 0x20 || b === 0x0d || b === 0x0a) { this.scanningMethod = false; return false }
+      if (b < 0x20 || b >= 0x7f) {
+        this.fail('REQUEST_LINE_INVALID', chunkOffset + k, 'the method is not a token')
+        return true
+      }
+      if (++this.methodBytesSeen > MAX_METHOD_LENGTH) { this.scanningMethod = false; return false }
+    }
+    return false
   }
 
   private headTooLarge (): void {

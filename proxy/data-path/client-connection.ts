@@ -74,7 +74,7 @@ export class ClientConnection implements ClientSide {
   /** Shutdown: finish the current exchange, then close; close now when idle. */
   closeWhenIdle (): void {
     this.closing = true
-    if (this.idle) this.socket.end()
+    if (this.idle) this.lingerAndClose()
   }
 
   /** The drain deadline: an in-flight exchange gets CLB's 504 (or is cut); then the connection goes. */
@@ -158,7 +158,11 @@ export class ClientConnection implements ClientSide {
         }
         // Re-read after push (a plain read would keep TypeScript's narrowing from before it).
         const state = stateOf(parser)
-        if (state === 'invalid') return this.badRequest(parser.defects[0] as Defect)
+        if (state === 'invalid') {
+          // The bytes that made the head invalid go with the diagnostic and the capture (bounded by maxHeadBytes).
+          if (wasHead) this.headChunks.push(chunk.subarray(0, consumed))
+          return this.badRequest(parser.defects[0] as Defect)
+        }
         if (wasHead) {
           this.headChunks.push(bodyFrom < chunk.length || consumed < chunk.length ? chunk.subarray(0, bodyFrom) : chunk)
           if (parser.head === null) continue
@@ -232,7 +236,9 @@ export class ClientConnection implements ClientSide {
       return
     }
     if (this.requestStartedAtMicros !== null) return this.respondWithoutBackend(408, 'client-timeout', [])
-    this.socket.end()
+    // CLB-IDLE: an idle front-end connection is closed. A request that crosses the FIN is not
+    // read (it would run on the instance and its answer would reach nobody): lingering close.
+    this.lingerAndClose()
   }
 
   private onClose (): void {
@@ -278,6 +284,7 @@ export class ClientConnection implements ClientSide {
     }
     this.context.events.emit('exchange', {
       outcome,
+      cutReason: null,
       elbGenerated: true,
       log,
       defects,

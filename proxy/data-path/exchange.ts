@@ -6,7 +6,7 @@ import { judge } from '../../validators/verdict.js'
 import type { AccessLogRecord } from '../core/access-log-record.js'
 import type { BackendConnection, BackendPool, ConnectionUser, Instance } from '../balancer/backend-pool.js'
 import { secondsBetween, type Clock } from '../core/clock.js'
-import type { ClbProxyEvents, ExchangeOutcome } from '../core/events.js'
+import type { ClbProxyEvents, CutReason, ExchangeOutcome } from '../core/events.js'
 import { buildForwardedHead, hostWithoutPort } from './forwarded-head.js'
 import type { ResolvedOptions } from '../core/options.js'
 import { SYNTHETIC_RESPONSES, keepsClientConnection, type SyntheticStatus } from './synthetic-responses.js'
@@ -63,6 +63,7 @@ export class Exchange implements ConnectionUser {
   private respondedAtMicros: number | null = null
   /** The streaming rule's timer: armed once, when a head is complete and its response is not. */
   private holdTimer: NodeJS.Timeout | null = null
+  private cutReason: CutReason | null = null
 
   constructor (private readonly context: ExchangeContext, private readonly client: ClientSide, private readonly request: RequestInfo) {
     this.parser = new ResponseParser({ requestMethod: request.head.method, maxHeadBytes: context.options.maxHeadBytes })
@@ -122,7 +123,7 @@ export class Exchange implements ConnectionUser {
   /** The client went away before its answer was complete. */
   clientGone (): void {
     if (this.done) return
-    if (this.committed) return this.cut()
+    if (this.committed) return this.cut('client-gone')
     // CLB-HTTPERR 408 cause 2: "Connection to the client is closed (load balancer could not send a response)".
     this.finish('client-closed', { elbStatus: 408, backendStatus: 'no-response', backendReached: false, keepBackend: false, keepClient: false })
   }
@@ -134,7 +135,7 @@ export class Exchange implements ConnectionUser {
    */
   drainTimedOut (): void {
     if (this.done) return
-    if (this.committed) return this.cut()
+    if (this.committed) return this.cut('shutdown')
     this.client.write(SYNTHETIC_RESPONSES[504])
     this.finish('drain-timeout', { elbStatus: 504, backendStatus: 'no-response', backendReached: false, keepBackend: false, keepClient: false })
   }
@@ -146,7 +147,7 @@ export class Exchange implements ConnectionUser {
    */
   abandonRequest (outcome: 'client-closed' | 'client-timeout'): void {
     if (this.done) return
-    if (this.committed) return this.cut()
+    if (this.committed) return this.cut('request-abandoned')
     this.client.write(SYNTHETIC_RESPONSES[408])
     this.finish(outcome, { elbStatus: 408, backendStatus: 'no-response', backendReached: false, keepBackend: false, keepClient: false })
   }
@@ -200,7 +201,7 @@ export class Exchange implements ConnectionUser {
     this.parser.finish()
     if (this.committed) {
       if (this.parser.state === 'complete') return this.finishRelayed()
-      return this.cut()
+      return this.cut(judge(this.parser.defects, this.context.options.profile).action === 'reject' ? 'defect' : 'instance-closed')
     }
     if (this.parser.state === 'complete') return this.relayComplete()
     // CLB-HTTPERR 504 cause 2: "Registered instances closing the connection to Elastic Load Balancing."
@@ -211,7 +212,7 @@ export class Exchange implements ConnectionUser {
   /** ConnectionUser: nothing sent or received for the idle timeout (CLB-IDLE). */
   onIdleTimeout (): void {
     if (this.done) return
-    if (this.committed) return this.cut()
+    if (this.committed) return this.cut('idle-timeout')
     // The request body is still incomplete: the client went quiet, not the instance (408, not 504).
     if (!this.requestComplete) return this.abandonRequest('client-timeout')
     // CLB-HTTPERR 504 cause 1: the request "did not complete within the idle timeout period".
@@ -243,7 +244,7 @@ export class Exchange implements ConnectionUser {
 
   private streamCommitted (chunk: Buffer, defectsBefore: number): void {
     const newDefects = this.parser.defects.slice(defectsBefore)
-    if (this.parser.state === 'invalid' || judge(newDefects, this.context.options.profile).action === 'reject') return this.cut()
+    if (this.parser.state === 'invalid' || judge(newDefects, this.context.options.profile).action === 'reject') return this.cut('defect')
     const received = this.parser.bytesReceived
     const part = this.parser.state === 'complete' ? chunk.subarray(0, chunk.length - (received - this.parser.messageEnd)) : chunk
     this.sentBodyBytes += part.length
@@ -289,8 +290,9 @@ export class Exchange implements ConnectionUser {
   }
 
   /** A defect after the response was committed: the client connection is aborted, as CLB cannot take bytes back. */
-  private cut (): void {
+  private cut (reason: CutReason): void {
     const head = this.parser.head as NonNullable<ResponseParser['head']>
+    this.cutReason = reason
     this.client.abort()
     this.finish('cut', { elbStatus: head.statusCode, backendStatus: head.statusCode, backendReached: true, keepBackend: false, keepClient: false })
   }
@@ -366,6 +368,7 @@ export class Exchange implements ConnectionUser {
     const defects: readonly Defect[] = this.parser.defects
     this.context.events.emit('exchange', {
       outcome,
+      cutReason: this.cutReason,
       elbGenerated: outcome !== 'relayed' && outcome !== 'cut',
       log,
       defects,

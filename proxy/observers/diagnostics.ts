@@ -157,13 +157,13 @@ export function subscribeExchangeDiagnostics (events: ClbProxyEvents, logger: Lo
       const others = summarizeDefects(record.defects, record.defectCounts, deciding, true)
       logger.warn({
         ...base,
+        ...(record.cutReason === null ? {} : { cutReason: record.cutReason }),
         ...(deciding === null ? {} : { defect: deciding.code, offset: deciding.offset, source: DEFECTS[deciding.code].source }),
         ...(deciding === null || record.responseBytes === null ? {} : excerptAround(record.responseBytes, deciding.offset)),
         warnings: others.listed,
         ...(others.moreCodes > 0 ? { moreDefectCodes: others.moreCodes } : {})
       }, `${status} relayed, then the client connection was aborted: ` + (deciding === null
-        ? `the instance${record.instance === null ? '' : ` ${record.instance}`} stopped before the response was complete` +
-          `${record.backendError === null ? '' : ` (${escapeForeign(record.backendError, MAX_ERROR_CHARS)})`}`
+        ? describeCut(record, options)
         : `a defect arrived after the response had started: ${escapeForeign(deciding.message, MAX_MESSAGE_CHARS)}`))
       return
     }
@@ -222,5 +222,19 @@ function describeOutcome (record: ExchangeRecord, options: DiagnosticsOptions): 
     case 'bad-request': return 'the request was malformed'
     case 'cut': return 'the response was aborted after it had started'
     default: return record.outcome
+  }
+}
+
+/** Why a response that had started was cut, in words (the record's cutReason). */
+function describeCut (record: ExchangeRecord, options: { readonly idleTimeoutSeconds: number }): string {
+  const instance = `the instance${record.instance === null ? '' : ` ${record.instance}`}`
+  switch (record.cutReason) {
+    case 'client-gone': return 'the client closed its connection while the response was being sent'
+    case 'idle-timeout': return `nothing was sent or received for the ${options.idleTimeoutSeconds} s idle timeout (CLB-IDLE: the load balancer closes the connection)`
+    case 'shutdown': return 'the proxy was stopping and the drain timeout passed while the response was being sent'
+    case 'request-abandoned': return 'the client stopped sending its request body while the response was being sent'
+    default:
+      return `${instance} stopped before the response was complete` +
+        `${record.backendError === null ? '' : ` (${escapeForeign(record.backendError, MAX_ERROR_CHARS)})`}`
   }
 }

@@ -45,7 +45,7 @@ const LOG: AccessLogRecord = {
 
 const REJECTED_BYTES = Buffer.from('HTTP/1.1 200 OK\r\nContent-Length: 2x\r\n\r\nok', 'latin1')
 const REJECTED: ExchangeRecord = {
-  outcome: 'rejected',
+  outcome: 'rejected', cutReason: null,
   elbGenerated: true,
   log: { ...LOG, target: '/three', elbStatusCode: 502, backendStatusCode: 'rejected', sentBytes: 0 },
   defects: [{ code: 'CL_NOT_INTEGER', offset: 33, message: 'Content-Length value "2x" is not an integer' }],
@@ -57,8 +57,8 @@ const REJECTED: ExchangeRecord = {
   requestHead: Buffer.from('GET /three HTTP/1.1\r\nHost: app\r\n\r\n', 'latin1')
 }
 const RECORDS: ExchangeRecord[] = [
-  { outcome: 'relayed', elbGenerated: false, log: LOG, defects: [], defectCounts: {}, instance: null, backendError: null, primaryDefect: null, responseBytes: null, requestHead: null },
-  { outcome: 'relayed', elbGenerated: false, log: { ...LOG, target: '/two' }, defects: [{ code: 'CL_DUP_SAME', offset: 40, message: 'Content-Length twice' }], defectCounts: { CL_DUP_SAME: 1 }, instance: '127.0.0.1:3000', backendError: null, primaryDefect: null, responseBytes: null, requestHead: null },
+  { outcome: 'relayed', cutReason: null, elbGenerated: false, log: LOG, defects: [], defectCounts: {}, instance: null, backendError: null, primaryDefect: null, responseBytes: null, requestHead: null },
+  { outcome: 'relayed', cutReason: null, elbGenerated: false, log: { ...LOG, target: '/two' }, defects: [{ code: 'CL_DUP_SAME', offset: 40, message: 'Content-Length twice' }], defectCounts: { CL_DUP_SAME: 1 }, instance: '127.0.0.1:3000', backendError: null, primaryDefect: null, responseBytes: null, requestHead: null },
   REJECTED
 ]
 
@@ -126,7 +126,7 @@ t.test('inject: /captures lists the store; /captures/:name serves only listed na
   const list = await app.inject('/captures')
   t.equal(list.statusCode, 200)
   t.strictSame(list.json(), { captures: [{ ...JSON.parse(JSON.stringify(summary)), name, path: `/captures/${name}` }] })
-  t.match(list.json().captures[0], { outcome: 'rejected', elbStatus: 502, primaryDefect: 'CL_NOT_INTEGER' })
+  t.match(list.json().captures[0], { outcome: 'rejected', cutReason: null, elbStatus: 502, primaryDefect: 'CL_NOT_INTEGER' })
 
   const text = await app.inject(`/captures/${name}`)
   t.equal(text.statusCode, 200)

@@ -137,3 +137,38 @@ t.test('lingering is bounded: a client that neither closes nor stops sending is 
   t.strictSame(f.proxy.openSockets(), { clients: 0, backends: 0 })
   await f.close(t)
 })
+
+t.test('a request that crosses the proxy\'s close of an idle connection is not read (CLB-IDLE): nothing reaches the instance, nothing is logged', async (t) => {
+  const f = await startProxyFixture(t, { proxy: { idleTimeoutSeconds: 1 } })
+  const answer = 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'
+  f.replies.push(reply([answer]))
+  const kept = await halfOpenClient(f.port)
+  const fresh = await halfOpenClient(f.port)
+  kept.socket.write(GOOD_REQUEST)
+  await f.waitForExchanges(1)
+  // Both connections go idle; the proxy ends them (FIN) at the idle timeout.
+  await Promise.all([once(kept.socket, 'end'), once(fresh.socket, 'end')])
+  kept.socket.write('POST /after-idle HTTP/1.1\r\nHost: example.test\r\nContent-Length: 5\r\n\r\nhello')
+  fresh.socket.write('POST /after-idle HTTP/1.1\r\nHost: example.test\r\nContent-Length: 5\r\n\r\nhello')
+  kept.socket.end()
+  fresh.socket.end()
+  await kept.closed
+  await fresh.closed
+  await f.until(() => f.proxy.openSockets().clients === 0)
+  t.equal(kept.received(), answer, 'the kept-alive client got its first answer and nothing else')
+  t.equal(fresh.received(), '', 'the fresh client got nothing')
+  t.equal(f.backend.requests.length, 1, 'only the first request reached the instance')
+  t.equal(f.logLines.length, 1, 'one line')
+  await f.close(t)
+})
+
+t.test('binary bytes where a method should be get the 400 at once, without waiting for a line end', async (t) => {
+  const f = await startProxyFixture(t)
+  const client = await f.connect()
+  client.write(Buffer.from([0x81, 0x85, 0x61, 0x62, 0x63]))
+  const response = await client.response()
+  t.strictSame([response.bytes.toString('latin1'), response.closedByProxy, response.records[0]?.primaryDefect],
+    [BAD_REQUEST, true, { code: 'REQUEST_LINE_INVALID', offset: 0, message: 'the method is not a token' }])
+  t.ok(response.records[0]?.requestHead?.equals(Buffer.from([0x81, 0x85, 0x61, 0x62, 0x63])), 'the bytes go with the record (diagnostic excerpt, capture)')
+  await f.close(t)
+})

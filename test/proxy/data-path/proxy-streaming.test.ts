@@ -151,7 +151,8 @@ t.test('a stream that goes silent for the idle timeout is cut, and logged once w
   const client = await f.connect()
   client.write(get('/silent'))
   const response = await client.response()
-  t.strictSame([response.bytes.toString('latin1'), response.closedByProxy, response.records[0]?.outcome], [first, true, 'cut'])
+  t.strictSame([response.bytes.toString('latin1'), response.closedByProxy, response.records[0]?.outcome, response.records[0]?.cutReason],
+    [first, true, 'cut', 'idle-timeout'])
   t.strictSame(f.logLines, [logLine(f, client, `${f.backendField} 0 0 0 200 200 0 ${first.length - EVENT_STREAM_HEAD.length}`, '/silent')])
   await f.backend.noConnections()
   await f.close(t)
@@ -174,6 +175,7 @@ t.test('a client that leaves during a stream is noticed at the next writes: the 
   client.write(get('/leaver'))
   const [record] = await f.waitForExchanges(1)
   t.equal(record?.outcome, 'cut', 'the exchange ended when the proxy noticed, not at the end of the stream')
+  t.equal(record?.cutReason, 'client-gone', 'and says the client left, not the instance')
   await f.backend.noConnections()
   await f.proxyBackendSocketsClosed()
   t.equal(f.logLines.length, 1, 'one line')

@@ -79,7 +79,7 @@ function recordingLogger (): { logger: pino.Logger, lines: Array<Record<string, 
 function rejectedRecord (overrides: { micros?: number, response?: Buffer } = {}): ExchangeRecord {
   const defect = { code: 'CL_NOT_INTEGER' as const, offset: 33, message: 'Content-Length "abc" is not an integer' }
   return {
-    outcome: 'rejected',
+    outcome: 'rejected', cutReason: null,
     elbGenerated: true,
     log: {
       receivedAtMicros: overrides.micros ?? FROZEN_MICROS,
@@ -289,7 +289,7 @@ t.test('a rejected response becomes one capture file with its header, its defect
   t.strictSame(proxy.captures(), [{
     file: join(captureDir, name),
     time: '2026-11-25T08:30:40.212590Z',
-    outcome: 'rejected',
+    outcome: 'rejected', cutReason: null,
     elbStatus: 502,
     request: 'GET /cap?x=1 HTTP/1.1',
     backend: `127.0.0.1:${backend.port}`,
@@ -383,7 +383,7 @@ t.test('capture files found at startup count as the oldest; other files are neve
   }
   const captures = subscribeCaptures(events, writerOptions(captureDir, 3), silent)
   events.emit('exchange', rejectedRecord())
-  events.emit('exchange', { ...rejectedRecord(), outcome: 'relayed', primaryDefect: null })
+  events.emit('exchange', { ...rejectedRecord(), outcome: 'relayed', cutReason: null, primaryDefect: null })
   await captures.close()
   t.strictSame((await readdir(captureDir)).sort(), [
     '2026-11-25T08-30-38.212590Z-502-CL_NOT_INTEGER-8.capture',
@@ -398,7 +398,7 @@ t.test('capture files found at startup count as the oldest; other files are neve
   t.strictSame(listed[0], {
     file: join(captureDir, '2026-11-25T08-30-40.212590Z-502-CL_NOT_INTEGER-10.capture'),
     time: '2026-11-25T08:30:40.212590Z',
-    outcome: 'rejected',
+    outcome: 'rejected', cutReason: null,
     elbStatus: 502,
     request: 'GET /cap HTTP/1.1',
     backend: '127.0.0.1:8081',

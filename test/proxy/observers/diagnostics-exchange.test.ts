@@ -42,6 +42,7 @@ function exchangeRecord (overrides: Partial<Omit<ExchangeRecord, 'log'>> & { log
   const defect: Defect = { code: 'CL_NOT_INTEGER', offset: 33, message: 'Content-Length value "abc" is not an integer' }
   return {
     outcome: 'rejected',
+    cutReason: null,
     elbGenerated: true,
     log: { ...SAMPLE_RECORD, elbStatusCode: 502, backendStatusCode: 'rejected', target: '/orders', ...log },
     defects: [defect],
@@ -323,4 +324,24 @@ t.test('a relayed response with warnings, and a response cut after it started, l
     '09:30:40 200 GET /orders from 127.0.0.1:8081\n' +
     '         200 relayed with 7 warning(s)\n' +
     '         warning LINE_BARE_LF x 7, first at offsets 15, 30, 45: line ends in LF without CR\n')
+})
+
+t.test('a cut response says what cut it: the client, the idle timeout, the shutdown, the instance', async (t) => {
+  const { logger, records } = memoryLogger()
+  const events = new ClbProxyEvents()
+  const unsubscribe = subscribeExchangeDiagnostics(events, logger, OPTIONS)
+  for (const cutReason of ['client-gone', 'idle-timeout', 'shutdown', 'request-abandoned', 'instance-closed'] as const) {
+    events.emit('exchange', exchangeRecord({
+      outcome: 'cut', cutReason, elbGenerated: false, primaryDefect: null, log: { elbStatusCode: 200, backendStatusCode: 200 },
+      defects: [], defectCounts: {}, responseBytes: null
+    }))
+  }
+  unsubscribe()
+  t.strictSame(records.map(({ cutReason, msg }) => ({ cutReason, msg })), [
+    { cutReason: 'client-gone', msg: '200 relayed, then the client connection was aborted: the client closed its connection while the response was being sent' },
+    { cutReason: 'idle-timeout', msg: `200 relayed, then the client connection was aborted: nothing was sent or received for the ${OPTIONS.idleTimeoutSeconds} s idle timeout (CLB-IDLE: the load balancer closes the connection)` },
+    { cutReason: 'shutdown', msg: '200 relayed, then the client connection was aborted: the proxy was stopping and the drain timeout passed while the response was being sent' },
+    { cutReason: 'request-abandoned', msg: '200 relayed, then the client connection was aborted: the client stopped sending its request body while the response was being sent' },
+    { cutReason: 'instance-closed', msg: '200 relayed, then the client connection was aborted: the instance 127.0.0.1:8081 stopped before the response was complete' }
+  ])
 })

@@ -54,7 +54,7 @@ function elbWithoutBackend (outcome: ExchangeOutcome, status: number, defects: D
 }
 
 function exchange (outcome: ExchangeOutcome, elbGenerated: boolean, log: Partial<AccessLogRecord>, defects: Defect[], primaryDefect: Defect | null): ExchangeRecord {
-  return { outcome, elbGenerated, log: { ...BASE_LOG, ...log }, defects, defectCounts: {}, instance: null, backendError: null, primaryDefect, responseBytes: null, requestHead: null }
+  return { outcome, cutReason: null, elbGenerated, log: { ...BASE_LOG, ...log }, defects, defectCounts: {}, instance: null, backendError: null, primaryDefect, responseBytes: null, requestHead: null }
 }
 
 const EMPTY: MetricsSnapshot = {

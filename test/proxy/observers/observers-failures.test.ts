@@ -176,6 +176,7 @@ function rejectedRecord (micros: number): ExchangeRecord {
   const defect = { code: 'CL_NOT_INTEGER' as const, offset: 33, message: 'Content-Length value "abc" is not an integer' }
   return {
     outcome: 'rejected',
+    cutReason: null,
     elbGenerated: true,
     log: { ...SAMPLE_RECORD, receivedAtMicros: micros, elbStatusCode: 502, backendStatusCode: 'rejected' },
     defects: [defect],
