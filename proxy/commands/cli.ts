@@ -16,8 +16,6 @@ import { OPTION_FLAGS, helpText } from './option-flags.js'
 import { serve } from './serve-command.js'
 import { readVersion } from './version.js'
 
-// test/docker/docker.test.ts reads the flag table from this module.
-export { OPTION_FLAGS } from './option-flags.js'
 
 // --- flags and environment --------------------------------------------------------------
 

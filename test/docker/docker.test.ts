@@ -19,7 +19,7 @@ import { dirname, join, posix, resolve } from 'node:path'
 import { validate as lintDockerfile } from 'dockerfile-utils'
 import t, { type Test } from 'tap'
 import { parse as parseYaml } from 'yaml'
-import { OPTION_FLAGS } from '../../proxy/commands/cli.js'
+import { OPTION_FLAGS } from '../../proxy/commands/option-flags.js'
 import type { ClbProxyOptions } from '../../proxy/core/options.js'
 import { resolveOptions } from '../../proxy/core/resolve-options.js'
 import { REPO_ROOT } from '../helpers/repo.js'
@@ -312,7 +312,7 @@ t.test('docker/Dockerfile: a build stage and a lean, non-root runtime stage', as
     t.same(execForm(single(t, RUNTIME_STAGE, 'ENTRYPOINT').args), ['node', '--max-semi-space-size=2', 'dist/bin/clb-proxy.js'],
       'exec-form entry: node is PID 1 and gets the stop signal itself')
     t.same(only(RUNTIME_STAGE, 'CMD'), [], 'no CMD: arguments given to docker run are clb-proxy flags')
-    t.equal(single(t, RUNTIME_STAGE, 'STOPSIGNAL').args, 'SIGTERM', 'the CLI handles SIGTERM (proxy/commands/cli.ts listenForStop)')
+    t.equal(single(t, RUNTIME_STAGE, 'STOPSIGNAL').args, 'SIGTERM', 'the CLI handles SIGTERM (proxy/commands/command-line.ts listenForStop)')
     t.equal(single(t, RUNTIME_STAGE, 'EXPOSE').args, '8080')
 
     const healthcheck = single(t, RUNTIME_STAGE, 'HEALTHCHECK').args
