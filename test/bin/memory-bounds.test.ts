@@ -148,7 +148,7 @@ async function measure (t: Test, name: string, instance: (socket: net.Socket) =>
 }
 
 t.test('the executable runs Node with a capped young generation', async (t) => {
-  t.strictSame(CLI_NODE_FLAGS, ['--max-semi-space-size=2'])
+  t.strictSame(CLI_NODE_FLAGS, ['--max-semi-space-size=4'])
 })
 
 t.test('a chunked body of 50 MB whose chunk lines end in a bare LF (12.5 million findings)', async (t) => {

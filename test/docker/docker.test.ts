@@ -309,7 +309,7 @@ t.test('docker/Dockerfile: a build stage and a lean, non-root runtime stage', as
     t.same(RUNTIME_STAGE.instructions.slice(userIndex).filter((instruction) => ['RUN', 'COPY', 'ADD'].includes(instruction.keyword)), [],
       'nothing is installed or copied after USER: the files stay root-owned and read-only for node')
 
-    t.same(execForm(single(t, RUNTIME_STAGE, 'ENTRYPOINT').args), ['node', '--max-semi-space-size=2', 'dist/bin/clb-proxy.js'],
+    t.same(execForm(single(t, RUNTIME_STAGE, 'ENTRYPOINT').args), ['node', '--max-semi-space-size=4', 'dist/bin/clb-proxy.js'],
       'exec-form entry: node is PID 1 and gets the stop signal itself')
     t.same(only(RUNTIME_STAGE, 'CMD'), [], 'no CMD: arguments given to docker run are clb-proxy flags')
     t.equal(single(t, RUNTIME_STAGE, 'STOPSIGNAL').args, 'SIGTERM', 'the CLI handles SIGTERM (proxy/commands/command-line.ts listenForStop)')

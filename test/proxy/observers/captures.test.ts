@@ -289,7 +289,7 @@ t.test('a rejected response becomes one capture file with its header, its defect
   t.strictSame(proxy.captures(), [{
     file: join(captureDir, name),
     time: '2026-11-25T08:30:40.212590Z',
-    outcome: 'rejected', cutReason: null,
+    outcome: 'rejected',
     elbStatus: 502,
     request: 'GET /cap?x=1 HTTP/1.1',
     backend: `127.0.0.1:${backend.port}`,
@@ -398,7 +398,7 @@ t.test('capture files found at startup count as the oldest; other files are neve
   t.strictSame(listed[0], {
     file: join(captureDir, '2026-11-25T08-30-40.212590Z-502-CL_NOT_INTEGER-10.capture'),
     time: '2026-11-25T08:30:40.212590Z',
-    outcome: 'rejected', cutReason: null,
+    outcome: 'rejected',
     elbStatus: 502,
     request: 'GET /cap HTTP/1.1',
     backend: '127.0.0.1:8081',
