@@ -99,7 +99,11 @@ export interface ProxyFixture {
   readonly proxyBackendSockets: readonly net.Socket[]
   /** Resolves when every backend connection the proxy opened so far is closed on the proxy's side. */
   proxyBackendSocketsClosed (): Promise<void>
-  connect (): Promise<RawClient>
+  /**
+   * A new raw client. `allowHalfOpen`: the client keeps its side open after the proxy's FIN and
+   * can go on sending, as a client still uploading does (its response() then waits for its own end()).
+   */
+  connect (options?: { readonly allowHalfOpen?: boolean }): Promise<RawClient>
   /** One request on a new client connection; the client closes its side after the response if the proxy did not. */
   request (raw: Buffer | string): Promise<ClientResponse>
   /** Resolves with the records once `count` exchanges happened in total. */
@@ -294,8 +298,8 @@ export async function startProxyFixture (t: Test, options: FixtureOptions = {}):
     }
   }
 
-  const connect = async (): Promise<RawClient> => {
-    const socket = net.connect({ host: '127.0.0.1', port, noDelay: true })
+  const connect = async (options: { readonly allowHalfOpen?: boolean } = {}): Promise<RawClient> => {
+    const socket = net.connect({ host: '127.0.0.1', port, noDelay: true, allowHalfOpen: options.allowHalfOpen ?? false })
     ownClientSockets.add(socket)
     await new Promise<void>((resolve, reject) => {
       socket.once('connect', resolve)
