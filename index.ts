@@ -2,7 +2,7 @@
 export { startClbProxy, type ClbProxy, type ClbProxyHooks } from './proxy/library/clb-proxy.js'
 export { WaitForError, WAIT_FOR_DEFAULT_TIMEOUT_MS, DEFAULT_MAX_RECORDED_ENTRIES, type AccessLogEntry, type WaitForOptions, type WaitForErrorCode } from './proxy/observers/recorder.js'
 export type { ClbProxyHandleEventMap } from './proxy/library/clb-proxy.js'
-export { parseCapture, formatDump, CaptureFormatError, type CaptureSummary, type CaptureDefect, type ParsedCapture, type AfterResponse } from './proxy/observers/captures.js'
+export { parseCapture, formatDump, CaptureFormatError, type CaptureSummary, type CaptureDefect, type ParsedCapture, type AfterResponse } from './proxy/observers/capture-format.js'
 export { startReplayBackend, type ReplayBackend, type ReplayBackendOptions } from './proxy/byte-servers/replay.js'
 export { checkBackend, renderCheckReport, checkReportJson, CheckConnectionError, type CheckOptions, type CheckReport } from './proxy/commands/check.js'
 export { assertElbGenerated, assertRelayed, findEntry, describeEntry, type ElbGeneratedExpectation, type RelayedExpectation } from './proxy/library/assertions.js'

@@ -1,3 +1,10 @@
+/**
+ * The incremental HTTP/1.x response parser. It stays one file (about 550 lines) on purpose: the
+ * status line, the header lines, the framing decision, the body and the blank-line probe share one
+ * state machine and one byte offset, and every step must give the same findings whatever the
+ * chunking (test/validators/ runs each case whole, split and byte by byte); the pieces that stand
+ * alone already live apart (chunked-framer.ts, content-length.ts, field-line.ts, line-splitter.ts).
+ */
 import { CR, TCHAR, isControl, isDigit, isWhitespace } from './bytes.js'
 import { ChunkedFramer } from './chunked-framer.js'
 import { analyzeContentLength } from './content-length.js'

@@ -13,7 +13,7 @@ import { once } from 'node:events'
 import { readFile } from 'node:fs/promises'
 import net from 'node:net'
 import { RequestParser } from '../../validators/request-parser.js'
-import { parseCapture, type AfterResponse } from '../observers/captures.js'
+import { parseCapture, type AfterResponse } from '../observers/capture-format.js'
 
 interface ListenOn {
   /** Default 127.0.0.1. */

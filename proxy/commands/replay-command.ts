@@ -16,7 +16,7 @@
  */
 import { readFile } from 'node:fs/promises'
 import { parseArgs } from 'node:util'
-import { CaptureFormatError, parseCapture, unescapeCaptureText, type ParsedCapture } from '../observers/captures.js'
+import { CaptureFormatError, parseCapture, unescapeCaptureText, type ParsedCapture } from '../observers/capture-format.js'
 import { shellQuote, terminalSafe } from '../observers/diagnostics-escape.js'
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, listenForStop, type CliIo } from './command-line.js'
 import { CLB_DEFAULTS, type ClbProxyOptions } from '../core/options.js'

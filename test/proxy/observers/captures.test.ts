@@ -19,9 +19,9 @@ import {
   formatCapture,
   formatDump,
   parseCapture,
-  subscribeCaptures,
   type CaptureOptions
-} from '../../../proxy/observers/captures.js'
+} from '../../../proxy/observers/capture-format.js'
+import { subscribeCaptures } from '../../../proxy/observers/captures.js'
 import { formatAccessLogLine } from '../../../proxy/observers/access-log-format.js'
 import { startClbProxy } from '../../../proxy/library/clb-proxy.js'
 import { ClbProxyEvents, type ExchangeRecord } from '../../../proxy/core/events.js'
