@@ -25,8 +25,9 @@ const PEER_GONE_ON_WRITE = new Set(['EPIPE', 'ECONNRESET'])
  * A backend socket whose writes never destroy it when the instance has reset the connection.
  *
  * An instance that answers early (a 413 or 401 before reading an upload) and closes with unread
- * request bytes in its buffer resets the connection (RFC 9293 section 3.6.1, RFC 7230 section
- * 6.6's "lingering close" exists for this). Its answer is already in our receive buffer, but a
+ * request bytes in its buffer resets the connection (RFC 9293 section 3.6.1: a CLOSE "while
+ * received data is still pending" sends a RST; RFC 9112 section 9.6 describes the staged close
+ * that avoids it). Its answer is already in our receive buffer, but a
  * Node socket whose write fails with EPIPE marks itself errored and is destroyed before that
  * buffer is read, and the answer is lost (measured: 7 of 10 uploads of 1 MB or more got a false
  * 504). Here such a write error is recorded instead; the proxy stops sending, and the socket goes

@@ -109,8 +109,11 @@ export class ClientConnection implements ClientSide {
   /**
    * One decision, one close: FIN after the answer, then the client's further bytes are discarded
    * until it closes its side or lingerSeconds pass, so it reads the answer instead of the reset a
-   * close with unread bytes would send (RFC 9112 section 9.6: a server "SHOULD NOT close the
-   * connection before reading" what the client is still sending; nginx's lingering_close).
+   * close with unread bytes would send. RFC 9112 section 9.6: "servers typically close a connection
+   * in stages. First, the server performs a half-close by closing only the write side ... The server
+   * then continues to read from the connection until it receives a corresponding close by the
+   * client, or until the server is reasonably certain that its own TCP stack has received the
+   * client's acknowledgement"; nginx's lingering_close does the same.
    */
   private lingerAndClose (): void {
     this.pending.length = 0
