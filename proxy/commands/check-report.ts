@@ -215,9 +215,22 @@ function decideVerdict (ending: CheckEnding, defects: readonly CheckDefect[], he
     const shorter = options.timeoutSeconds < options.idleTimeoutSeconds
       ? ` (--timeout; CLB itself waits for the idle timeout, ${options.idleTimeoutSeconds} s)`
       : ''
+    if (head !== null) {
+      // The head was complete: clb-proxy commits a response still incomplete responseHoldMs after
+      // its head (docs/architecture.md, the commit rule), so the client already has the head and the
+      // bytes so far; the silence then ends the connection (CLB-IDLE), not a 504.
+      const body = bytesReceived - head.end
+      return {
+        action: 'reject',
+        status: null,
+        primary: null,
+        summary: `CLB would stream the ${head.statusCode} response, then close the connection: the client gets the head and ${body} body byte(s), ` +
+          `then the instance sent nothing for ${waited} s${shorter} and the response stays incomplete (logged ${head.statusCode} ${head.statusCode})`
+      }
+    }
     const what = bytesReceived === 0
       ? `the instance sent no response within ${waited} s${shorter}`
-      : `the response was incomplete after ${bytesReceived} bytes and the instance then sent nothing for ${waited} s${shorter}`
+      : `the response head was incomplete after ${bytesReceived} bytes and the instance then sent nothing for ${waited} s${shorter}`
     return { action: 'reject', status: 504, primary: null, summary: `CLB would answer ${syntheticStatus(504)}: ${what}` }
   }
   const verdict = judge(defects, options.profile)
