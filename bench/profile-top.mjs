@@ -8,7 +8,7 @@
  *
  * Shares are of the samples that were not "(idle)". A native frame (a socket write, a
  * Buffer.concat) is labelled with its nearest JavaScript caller outside node: internals, e.g.
- * `writev (native) <- write proxy/client-connection.ts:53`. Locations are where a function starts
+ * `writev (native) <- write proxy/data-path/client-connection.ts:53`. Locations are where a function starts
  * (V8 profiles record no call sites). `total %` is inclusive time: the share of samples with the
  * function anywhere on the stack. --window keeps only samples whose timestamp (microseconds of
  * the monotonic clock, the one process.hrtime() reads) falls in [FROM_US, TO_US]: bench/run.mjs

@@ -4,7 +4,7 @@
  * request case gives the same requests and defects whole, split at every byte boundary and byte
  * by byte. (Response cases run through the parser in test/validators/response-parser.test.ts and over real
  * sockets in test/proxy/data-path/proxy-verdicts.test.ts; request cases over real sockets in
- * test/proxy-forwarding.test.ts.)
+ * test/proxy/data-path/proxy-forwarding.test.ts.)
  */
 import { isDeepStrictEqual } from 'node:util'
 import t from 'tap'
