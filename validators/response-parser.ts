@@ -525,14 +525,18 @@ function httpPrefixMismatch (buf: Buffer, start: number, end: number): number {
 // WHATWG HTML section 9.2.6, "Interpreting an event stream": the field names an event stream uses.
 const EVENT_STREAM_FIELDS = new Set(['data', 'event', 'id', 'retry'])
 
+/** A server-sent event stream (WHATWG HTML section 9.2: Content-Type "text/event-stream"): sent over time by design. */
+export function isEventStream (head: ResponseHead): boolean {
+  const contentType = head.fields.find((f) => f.lowerName === 'content-type')
+  return contentType !== undefined && contentType.value.trimStart().toLowerCase().startsWith('text/event-stream')
+}
+
 /**
- * A server-sent event stream's body is made of `name: value` lines by design (WHATWG HTML section
- * 9.2): its first line is not a header after a blank line, unless its name is not an event-stream field.
+ * An event stream's body is made of `name: value` lines by design (WHATWG HTML section 9.2): its
+ * first line is not a header after a blank line, unless its name is not an event-stream field.
  */
 function isEventStreamField (head: ResponseHead, probe: Buffer): boolean {
-  const contentType = head.fields.find((f) => f.lowerName === 'content-type')
-  if (contentType === undefined || !contentType.value.trimStart().toLowerCase().startsWith('text/event-stream')) return false
-  return EVENT_STREAM_FIELDS.has(probe.toString('latin1', 0, probe.indexOf(0x3a)))
+  return isEventStream(head) && EVENT_STREAM_FIELDS.has(probe.toString('latin1', 0, probe.indexOf(0x3a)))
 }
 
 /** 'yes' when `bytes` starts with token ":" *(VCHAR / SP / HT / obs-text) CRLF. */

@@ -43,7 +43,7 @@ export class BackendSocket extends net.Socket {
   }
 
   override _writev (chunks: Array<{ chunk: unknown, encoding: BufferEncoding }>, callback: (error?: Error | null) => void): void {
-    (net.Socket.prototype as unknown as { _writev: (c: typeof chunks, cb: typeof callback) => void })._writev.call(this, chunks, this.keepReadingOnReset(callback))
+    super._writev?.(chunks, this.keepReadingOnReset(callback))
   }
 
   private keepReadingOnReset (callback: (error?: Error | null) => void): (error?: Error | null) => void {
@@ -76,7 +76,7 @@ export class BackendConnection {
   user: ConnectionUser | null = null
   /** When the connection went back to the pool (clock microseconds). */
   idleSinceMicros = 0
-  /** The system error code that ended the connection (ECONNREFUSED, ENOTFOUND, ECONNRESET, ...), if any. */
+  /** The system error the socket reported last (ECONNREFUSED, ENOTFOUND, ECONNRESET, ...), if any. */
   lastError: string | null = null
 
   constructor (readonly socket: BackendSocket, onGone: (connection: BackendConnection) => void) {
@@ -94,6 +94,11 @@ export class BackendConnection {
 
   get reusable (): boolean {
     return !this.socket.destroyed && this.socket.readyState === 'open' && this.socket.writeFailure === null
+  }
+
+  /** The system error that ended or broke the connection: a reported one, else the reset a write met. */
+  get systemError (): string | null {
+    return this.lastError ?? this.socket.writeFailure?.code ?? null
   }
 
   /** False once a write met the instance's reset: request bytes are then discarded, not sent. */

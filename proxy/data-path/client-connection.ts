@@ -121,11 +121,9 @@ export class ClientConnection implements ClientSide {
     if (this.lingering) return
     this.lingering = true
     if (this.socket.isPaused()) this.socket.resume()
-    if (this.clientEnded || this.closed) {
-      this.socket.end()
-      return
-    }
     this.socket.end()
+    // A client that already closed its side sends nothing more: the close completes by itself.
+    if (this.clientEnded || this.closed) return
     this.lingerTimer = setTimeout(() => {
       this.lingerTimer = null
       this.socket.destroy()
@@ -291,7 +289,7 @@ export class ClientConnection implements ClientSide {
       elbGenerated: true,
       log,
       defects,
-      defectCounts: countDefects(defects),
+      defectCounts: this.parser.defectCounts,
       instance: null,
       backendError: null,
       primaryDefect: defects[0] ?? null,
@@ -301,12 +299,6 @@ export class ClientConnection implements ClientSide {
     this.requestStartedAtMicros = null
     this.lingerAndClose()
   }
-}
-
-function countDefects (defects: readonly Defect[]): Partial<Record<Defect['code'], number>> {
-  const counts: Partial<Record<Defect['code'], number>> = {}
-  for (const found of defects) counts[found.code] = (counts[found.code] ?? 0) + 1
-  return counts
 }
 
 function stateOf (parser: RequestParser): RequestParserState {

@@ -1,7 +1,7 @@
 import type net from 'node:net'
 import type { Defect } from '../../validators/defects.js'
 import type { RequestHead } from '../../validators/request-parser.js'
-import { ResponseParser, type ResponseHead } from '../../validators/response-parser.js'
+import { ResponseParser, isEventStream } from '../../validators/response-parser.js'
 import { judge } from '../../validators/verdict.js'
 import type { AccessLogRecord } from '../core/access-log-record.js'
 import type { BackendConnection, BackendPool, ConnectionUser, Instance } from '../balancer/backend-pool.js'
@@ -64,6 +64,8 @@ export class Exchange implements ConnectionUser {
   /** The streaming rule's timer: armed once, when a head is complete and its response is not. */
   private holdTimer: NodeJS.Timeout | null = null
   private cutReason: CutReason | null = null
+  /** Whether the response is an event stream (decided once, when its head is complete). */
+  private eventStream: boolean | null = null
 
   constructor (private readonly context: ExchangeContext, private readonly client: ClientSide, private readonly request: RequestInfo) {
     this.parser = new ResponseParser({ requestMethod: request.head.method, maxHeadBytes: context.options.maxHeadBytes })
@@ -180,8 +182,9 @@ export class Exchange implements ConnectionUser {
     // The commit rule (docs/architecture.md): an incomplete response is held and judged for at most
     // responseHoldMs after its head, or up to responseBufferBytes; an event stream only until the
     // line after its head has shown whether it is a header after a blank line (KC-502).
+    this.eventStream ??= isEventStream(head)
     if (this.bufferedBytes > this.context.options.responseBufferBytes ||
-      (isEventStream(head) && !this.parser.decidingBlankLine)) return this.commit()
+      (this.eventStream && !this.parser.decidingBlankLine)) return this.commit()
     if (this.holdTimer === null) this.holdTimer = setTimeout(this.holdExpired, this.context.options.responseHoldMs)
   }
 
@@ -374,20 +377,11 @@ export class Exchange implements ConnectionUser {
       defects,
       defectCounts: this.parser.defectCounts,
       instance: this.instance?.label ?? null,
-      backendError: connection === null ? null : connection.lastError ?? connection.socket.writeFailure?.code ?? null,
+      backendError: connection?.systemError ?? null,
       primaryDefect: this.decidingDefect(outcome),
       responseBytes,
       requestHead: this.request.rawHead
     })
     this.client.exchangeDone(how.keepClient)
   }
-}
-
-/**
- * A server-sent event stream (WHATWG HTML section 9.2: "text/event-stream") is sent over time by
- * design: holding its first events back would break it, so it is committed as soon as its head is judged.
- */
-function isEventStream (head: ResponseHead): boolean {
-  const contentType = head.fields.find((f) => f.lowerName === 'content-type')
-  return contentType !== undefined && contentType.value.trimStart().toLowerCase().startsWith('text/event-stream')
 }

@@ -12,12 +12,11 @@ import { Writable } from 'node:stream'
 import { pino } from 'pino'
 import t, { type Test } from 'tap'
 import type { Defect, DefectCode } from '../../../validators/defects.js'
-import type { AccessLogRecord } from '../../../proxy/core/access-log-record.js'
 import { startClbProxy } from '../../../proxy/library/clb-proxy.js'
 import { MAX_CODES_LISTED, subscribeDiagnostics, subscribeExchangeDiagnostics } from '../../../proxy/observers/diagnostics.js'
 import { formatDiagnosticText, textLogger } from '../../../proxy/observers/diagnostics-text.js'
 import { ClbProxyEvents, type ExchangeRecord } from '../../../proxy/core/events.js'
-import { SAMPLE_RECORD } from '../../helpers/records.js'
+import { sampleExchangeRecord } from '../../helpers/records.js'
 
 // 2026-11-25T08:30:40.212590Z, the frozen time of every request here.
 const FROZEN_MICROS = Date.UTC(2026, 10, 25, 8, 30, 40) * 1000 + 212590
@@ -36,24 +35,9 @@ function memoryLogger (plain = true): { logger: pino.Logger; lines: string[]; re
   return { logger, lines, records }
 }
 
-/** An exchange record as the proxy emits it: a 502 rejected by default; `log` fields and the rest override. */
-function exchangeRecord (overrides: Partial<Omit<ExchangeRecord, 'log'>> & { log?: Partial<AccessLogRecord> } = {}): ExchangeRecord {
-  const { log, ...rest } = overrides
-  const defect: Defect = { code: 'CL_NOT_INTEGER', offset: 33, message: 'Content-Length value "abc" is not an integer' }
-  return {
-    outcome: 'rejected',
-    cutReason: null,
-    elbGenerated: true,
-    log: { ...SAMPLE_RECORD, elbStatusCode: 502, backendStatusCode: 'rejected', target: '/orders', ...log },
-    defects: [defect],
-    defectCounts: { CL_NOT_INTEGER: 1 },
-    instance: '127.0.0.1:8081',
-    backendError: null,
-    primaryDefect: defect,
-    responseBytes: Buffer.from('HTTP/1.1 200 OK\r\nContent-Length: abc\r\n\r\nhello', 'latin1'),
-    requestHead: null,
-    ...rest
-  }
+/** The sample record with the target these tests print. */
+function exchangeRecord (overrides: Parameters<typeof sampleExchangeRecord>[0] = {}): ExchangeRecord {
+  return sampleExchangeRecord({ ...overrides, log: { target: '/orders', ...overrides.log } })
 }
 
 async function listeningServer (t: Test, onConnection: (socket: net.Socket) => void): Promise<number> {

@@ -18,7 +18,7 @@ import { startClbProxy } from '../../../proxy/library/clb-proxy.js'
 import { run } from '../../../proxy/commands/cli.js'
 import { ClbProxyEvents, type ExchangeRecord } from '../../../proxy/core/events.js'
 import { CLB_DEFAULTS } from '../../../proxy/core/options.js'
-import { SAMPLE_RECORD } from '../../helpers/records.js'
+import { SAMPLE_RECORD, sampleExchangeRecord } from '../../helpers/records.js'
 import { Sink } from '../../helpers/sink.js'
 
 /** A pino logger keeping its records; `next(predicate)` resolves with the first matching record, kept or to come. */
@@ -174,20 +174,7 @@ function writerOptions (captureDir: string): CaptureOptions {
 }
 
 function rejectedRecord (micros: number): ExchangeRecord {
-  const defect = { code: 'CL_NOT_INTEGER' as const, offset: 33, message: 'Content-Length value "abc" is not an integer' }
-  return {
-    outcome: 'rejected',
-    cutReason: null,
-    elbGenerated: true,
-    log: { ...SAMPLE_RECORD, receivedAtMicros: micros, elbStatusCode: 502, backendStatusCode: 'rejected' },
-    defects: [defect],
-    defectCounts: { CL_NOT_INTEGER: 1 },
-    instance: '127.0.0.1:8081',
-    backendError: null,
-    primaryDefect: defect,
-    responseBytes: Buffer.from('HTTP/1.1 200 OK\r\nContent-Length: abc\r\n\r\nhello', 'latin1'),
-    requestHead: null
-  }
+  return sampleExchangeRecord({ log: { receivedAtMicros: micros } })
 }
 
 t.test('a capture directory that stops working, then works again: one report, one recovery line, no file announced meanwhile', async (t) => {
