@@ -53,6 +53,22 @@ t.test('file: N records in, exactly N formatted lines out, file closed', async t
   t.equal(content.split('\n').length - 1, 5000)
 })
 
+t.test('file: lines go out in batches, yet a lone line reaches the file without close() (BATCH_MS)', async t => {
+  const file = path.join(tempDir(t), 'access.log')
+  const writer = createAccessLogWriter({ destination: file })
+  t.teardown(() => writer.close())
+  const [first, second] = records(2) as [AccessLogRecord, AccessLogRecord]
+  const changed = new Promise<void>(resolve => {
+    const watcher = fs.watch(file, () => { watcher.close(); resolve() })
+  })
+  writer.write(first)
+  writer.write(second)
+  t.equal(fs.statSync(file).size, 0, 'nothing is written while the batch is open')
+  // No more lines and no close(): the batch timer alone writes them, in one piece.
+  await changed
+  t.equal(fs.readFileSync(file, 'latin1'), `${formatAccessLogLine(first)}\n${formatAccessLogLine(second)}\n`)
+})
+
 t.test('file: appends to an existing log', async t => {
   const file = path.join(tempDir(t), 'access.log')
   fs.writeFileSync(file, 'previous line\n')
