@@ -9,6 +9,9 @@
  *   GET /entries?limit=N  the last N access-log entries (default 100), oldest first
  *   GET /captures         the capture files kept now, newest first
  *   GET /captures/:name   one capture file's text; only names /captures lists (no paths)
+ *   GET /instances        the registered instances: { InstanceStates: [...] } (DescribeInstanceHealth's shape)
+ *   POST /instances       register { "url": "http://HOST:PORT" }: 201 with the instance
+ *   DELETE /instances/:id deregister (connection draining): 202 with the instance's state, 404 if unknown
  */
 import { readFile } from 'node:fs/promises'
 import { basename } from 'node:path'
@@ -16,7 +19,9 @@ import type net from 'node:net'
 import Fastify, { type FastifyInstance } from 'fastify'
 import type { CaptureSummary } from '../observers/capture-format.js'
 import type { MetricsSnapshot } from '../observers/metrics.js'
-import type { ListenAddress } from '../core/options.js'
+import type { BackendAddress, ListenAddress } from '../core/options.js'
+import type { InstanceDescription } from '../core/instance-description.js'
+import { OptionError } from '../core/resolve-options.js'
 import { DEFAULT_MAX_RECORDED_ENTRIES, type AccessLogEntry } from '../observers/recorder.js'
 
 /** What the admin routes read; the running proxy provides each. */
@@ -24,7 +29,53 @@ export interface AdminSources {
   readonly metrics: () => MetricsSnapshot
   readonly entries: () => readonly AccessLogEntry[]
   readonly captures: () => readonly CaptureSummary[]
+  readonly instances: () => readonly InstanceDescription[]
+  /** Throws an OptionError for a bad address. */
+  readonly register: (url: string | BackendAddress) => InstanceDescription
+  readonly deregister: (id: string) => boolean
 }
+
+// DescribeInstanceHealth's InstanceState, plus the address, requests in flight and last checks.
+const HEALTH_CHECK_SCHEMA = {
+  type: 'object',
+  properties: {
+    passed: { type: 'boolean' },
+    startedAtMicros: { type: 'number' },
+    durationMs: { type: 'number' },
+    status: { type: ['integer', 'null'] },
+    defect: {
+      anyOf: [
+        { type: 'null' },
+        { type: 'object', properties: { code: { type: 'string' }, offset: { type: 'integer' }, message: { type: 'string' } } }
+      ]
+    },
+    error: { type: ['string', 'null'] },
+    summary: { type: 'string' }
+  }
+} as const
+
+const INSTANCE_SCHEMA = {
+  type: 'object',
+  properties: {
+    InstanceId: { type: 'string' },
+    State: { type: 'string', enum: ['InService', 'OutOfService', 'Unknown'] },
+    ReasonCode: { type: 'string', enum: ['ELB', 'Instance', 'N/A'] },
+    Description: { type: 'string' },
+    Address: { type: 'string' },
+    Url: { type: 'string' },
+    OutstandingRequests: { type: 'integer' },
+    Routable: { type: 'boolean' },
+    LastChecks: { type: 'array', items: HEALTH_CHECK_SCHEMA }
+  }
+} as const
+
+const ERROR_SCHEMA = { type: 'object', properties: { error: { type: 'string' } } } as const
+
+const INSTANCE_ID_PARAMS = {
+  type: 'object',
+  properties: { id: { type: 'string', pattern: '^i-[0-9a-f]{17}$' } },
+  required: ['id']
+} as const
 
 /** /entries without ?limit= (our choice: a page a person can read). */
 export const ADMIN_ENTRIES_DEFAULT_LIMIT = 100
@@ -84,6 +135,44 @@ export function buildAdminApp (sources: AdminSources): FastifyInstance {
       throw error
     }
     return await reply.type('text/plain; charset=utf-8').send(text)
+  })
+
+  app.get('/instances', {
+    schema: { response: { 200: { type: 'object', properties: { InstanceStates: { type: 'array', items: INSTANCE_SCHEMA } } } } }
+  }, async () => ({ InstanceStates: sources.instances() }))
+
+  app.post<{ Body: { url: string } }>('/instances', {
+    schema: {
+      body: { type: 'object', properties: { url: { type: 'string', minLength: 1 } }, required: ['url'], additionalProperties: false },
+      response: { 201: INSTANCE_SCHEMA, 400: ERROR_SCHEMA }
+    }
+  }, async (request, reply) => {
+    try {
+      return await reply.code(201).send(sources.register(request.body.url))
+    } catch (error) {
+      if (error instanceof OptionError) return await reply.code(400).send({ error: error.describeAs('url') })
+      throw error
+    }
+  })
+
+  app.delete<{ Params: { id: string } }>('/instances/:id', {
+    schema: { params: INSTANCE_ID_PARAMS, response: { 202: INSTANCE_SCHEMA, 404: ERROR_SCHEMA } }
+  }, async (request, reply) => {
+    const { id } = request.params
+    const before = sources.instances().find((instance) => instance.InstanceId === id)
+    if (before === undefined || !sources.deregister(id)) {
+      return await reply.code(404).send({ error: `no registered instance ${id}; GET /instances lists them` })
+    }
+    // Still listed while it drains ("Instance deregistration currently in progress"); gone once removed.
+    const after = sources.instances().find((instance) => instance.InstanceId === id)
+    return await reply.code(202).send(after ?? {
+      ...before,
+      State: 'OutOfService',
+      ReasonCode: 'ELB',
+      Description: 'Instance is not currently registered with the LoadBalancer.',
+      OutstandingRequests: 0,
+      Routable: false
+    })
   })
 
   return app

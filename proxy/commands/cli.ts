@@ -12,7 +12,7 @@ import { parseArgs } from 'node:util'
 import type { ClbProxyOptions, ResolvedOptions } from '../core/options.js'
 import { OptionError, quoteValue, resolveOptions } from '../core/resolve-options.js'
 import { EXIT_OK, explainParseFailure, usageError, type CliIo } from './command-line.js'
-import { OPTION_FLAGS, helpText } from './option-flags.js'
+import { OPTION_FLAGS, SWITCH_FLAGS, helpText } from './option-flags.js'
 import { serve } from './serve-command.js'
 import { readVersion } from './version.js'
 
@@ -23,6 +23,7 @@ const PARSE_ARGS_OPTIONS = Object.freeze({
   ...Object.fromEntries(
     OPTION_FLAGS.map((option) => [option.flag, { type: 'string' as const, multiple: option.multiple }])
   ),
+  ...Object.fromEntries(SWITCH_FLAGS.map((option) => [option.flag, { type: 'boolean' as const }])),
   help: { type: 'boolean' as const, short: 'h' },
   version: { type: 'boolean' as const }
 })
@@ -98,6 +99,11 @@ function buildOptions(values: ParsedValues, env: NodeJS.ProcessEnv): BuiltOption
       if (error instanceof OptionError) throw new CliOptionError(describeForCli(error, sources))
       throw error
     }
+  }
+  for (const option of SWITCH_FLAGS) {
+    if (values[option.flag] !== true) continue
+    options[option.field] = option.value
+    sources.set(option.field, { name: `--${option.flag}`, text: '', isEnv: false })
   }
   return { options: options as ClbProxyOptions, sources }
 }

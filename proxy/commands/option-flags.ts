@@ -226,11 +226,128 @@ export const OPTION_FLAGS: readonly OptionFlag[] = Object.freeze([
     env: 'CLB_ADMIN',
     valueName: 'HOST:PORT',
     multiple: false,
-    summary: 'Admin HTTP listener: /metrics (CloudWatch names), /captures, /healthz.',
+    summary: 'Admin HTTP listener: /metrics (CloudWatch names), /captures, /instances, /healthz.',
     defaultText: 'none',
+    fromText: asIs
+  },
+  {
+    field: 'healthCheck',
+    flag: 'health-check',
+    env: 'CLB_HEALTH_CHECK',
+    valueName: 'TARGET',
+    multiple: false,
+    summary: "Health check: HTTP:PORT/PATH, HTTPS:PORT/PATH, TCP:PORT, SSL:PORT (no PORT: the instance's).",
+    defaultText: 'none: every instance is in service',
+    fromText: asIs
+  },
+  {
+    field: 'healthIntervalSeconds',
+    flag: 'health-interval',
+    env: 'CLB_HEALTH_INTERVAL',
+    valueName: 'SECONDS',
+    multiple: false,
+    summary: "Seconds between health checks of each instance, 5-300 (CLB's range).",
+    defaultText: `${CLB_DEFAULTS.healthIntervalSeconds} s`,
+    fromText: countFromText('healthIntervalSeconds')
+  },
+  {
+    field: 'healthTimeoutSeconds',
+    flag: 'health-timeout',
+    env: 'CLB_HEALTH_TIMEOUT',
+    valueName: 'SECONDS',
+    multiple: false,
+    summary: 'A health check not answered 200 within this many seconds fails, 2-60, less than the interval.',
+    defaultText: `${CLB_DEFAULTS.healthTimeoutSeconds} s`,
+    fromText: countFromText('healthTimeoutSeconds')
+  },
+  {
+    field: 'healthyThreshold',
+    flag: 'healthy-threshold',
+    env: 'CLB_HEALTHY_THRESHOLD',
+    valueName: 'COUNT',
+    multiple: false,
+    summary: 'Consecutive passing checks that put an OutOfService instance back in service, 2-10.',
+    defaultText: String(CLB_DEFAULTS.healthyThreshold),
+    fromText: countFromText('healthyThreshold')
+  },
+  {
+    field: 'unhealthyThreshold',
+    flag: 'unhealthy-threshold',
+    env: 'CLB_UNHEALTHY_THRESHOLD',
+    valueName: 'COUNT',
+    multiple: false,
+    summary: 'Consecutive failing checks that take an instance out of service, 2-10.',
+    defaultText: String(CLB_DEFAULTS.unhealthyThreshold),
+    fromText: countFromText('unhealthyThreshold')
+  },
+  {
+    field: 'maxInstanceConnections',
+    flag: 'max-instance-connections',
+    env: 'CLB_MAX_INSTANCE_CONNECTIONS',
+    valueName: 'COUNT',
+    multiple: false,
+    summary: 'Requests one instance serves at once; beyond it requests wait in the surge queue (1-100000).',
+    defaultText: String(CLB_DEFAULTS.maxInstanceConnections),
+    fromText: countFromText('maxInstanceConnections')
+  },
+  {
+    field: 'surgeQueueSize',
+    flag: 'surge-queue',
+    env: 'CLB_SURGE_QUEUE',
+    valueName: 'COUNT',
+    multiple: false,
+    summary: "Requests that may wait for a busy instance, 0-1024 (CLB's maximum); beyond: 503 (spillover).",
+    defaultText: String(CLB_DEFAULTS.surgeQueueSize),
+    fromText: countFromText('surgeQueueSize')
+  },
+  {
+    field: 'drainingTimeoutSeconds',
+    flag: 'draining-timeout',
+    env: 'CLB_DRAINING_TIMEOUT',
+    valueName: 'SECONDS',
+    multiple: false,
+    summary: 'Connection draining of a deregistered instance, 1-3600; 0 (or --no-draining) disables it.',
+    defaultText: `${CLB_DEFAULTS.drainingTimeoutSeconds} s`,
+    fromText: countFromText('drainingTimeoutSeconds')
+  },
+  {
+    field: 'stickyDurationSeconds',
+    flag: 'sticky-duration',
+    env: 'CLB_STICKY_DURATION',
+    valueName: 'SECONDS',
+    multiple: false,
+    summary: 'Duration-based stickiness: the AWSELB cookie\'s lifetime; 0 = a browser session.',
+    defaultText: 'none: no stickiness',
+    fromText: countFromText('stickyDurationSeconds')
+  },
+  {
+    field: 'stickyAppCookie',
+    flag: 'sticky-app-cookie',
+    env: 'CLB_STICKY_APP_COOKIE',
+    valueName: 'NAME',
+    multiple: false,
+    summary: "Application-controlled stickiness: follow the app's cookie NAME.",
+    defaultText: 'none: no stickiness',
     fromText: asIs
   }
 ] satisfies OptionFlag[])
+
+/** A flag without a value that sets one option field, e.g. `--no-draining`; it wins over the field's own flag and variable. */
+export interface SwitchFlag {
+  readonly field: OptionField
+  readonly flag: string
+  readonly value: unknown
+  readonly summary: string
+}
+
+export const SWITCH_FLAGS: readonly SwitchFlag[] = Object.freeze([
+  {
+    field: 'drainingTimeoutSeconds',
+    flag: 'no-draining',
+    value: 0,
+    summary: 'No connection draining: a deregistered instance\'s requests get 504 (= --draining-timeout 0).'
+  }
+] satisfies SwitchFlag[])
 
 export function helpText(): string {
   const lines = [
@@ -250,6 +367,7 @@ export function helpText(): string {
     lines.push(`      ${option.summary}`)
     lines.push(`      env ${option.env}${option.multiple ? ' (comma-separated)' : ''}; default ${option.defaultText}`)
   }
+  for (const option of SWITCH_FLAGS) lines.push(`  --${option.flag}`, `      ${option.summary}`)
   lines.push(
     '  -h, --help',
     '      Print this help and exit.',

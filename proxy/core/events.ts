@@ -11,14 +11,21 @@ import type { AccessLogRecord } from './access-log-record.js'
  * - 'keepalive-race': (keepaliveRace 'emulate') the request would have reused a kept-alive
  *   connection the instance had closed before the idle timeout; 504, as on a real CLB;
  * - 'backend-timeout': no response within the idle timeout; 504;
- * - 'backend-unreachable': the instance could not be connected to; 503;
+ * - 'backend-unreachable': the instance could not be connected to (nor any other in service); 503;
+ * - 'no-healthy-instance': no registered instance was in service (none registered, every one failing
+ *   its health checks, or deregistering); 503 (CLB-HTTPERR 503 causes 2 and 3);
+ * - 'spillover': every instance in service was at maxInstanceConnections and the surge queue was
+ *   full; 503, counted in SpilloverCount (CLB-CW);
+ * - 'instance-deregistered': the instance was deregistered (draining disabled, or its draining
+ *   timeout passed) before it answered; 504, as observed (O-CTB);
  * - 'drain-timeout': close() reached drainTimeoutSeconds with the response not yet committed; 504;
  * - 'bad-request': the client's request was malformed; 400 or 405;
  * - 'client-timeout': the client did not finish its request within the idle timeout; 408;
  * - 'client-closed': the client went away before a response could be sent; logged as 408.
  */
 export type ExchangeOutcome = 'relayed' | 'rejected' | 'cut' | 'backend-closed' | 'keepalive-race' | 'backend-timeout' |
-'backend-unreachable' | 'drain-timeout' | 'bad-request' | 'client-timeout' | 'client-closed'
+'backend-unreachable' | 'no-healthy-instance' | 'spillover' | 'instance-deregistered' | 'drain-timeout' | 'bad-request' |
+'client-timeout' | 'client-closed'
 
 /**
  * Why a committed response was cut ('cut' outcomes only):
@@ -27,9 +34,41 @@ export type ExchangeOutcome = 'relayed' | 'rejected' | 'cut' | 'backend-closed' 
  * - 'client-gone': the client closed or reset its connection while the response was being sent;
  * - 'idle-timeout': nothing moved for the idle timeout (CLB-IDLE);
  * - 'shutdown': the proxy's drain deadline came with the response still being sent;
- * - 'request-abandoned': the client stopped sending its request body while the response was being sent.
+ * - 'request-abandoned': the client stopped sending its request body while the response was being sent;
+ * - 'instance-deregistered': the instance was deregistered (draining disabled or timed out) while the response was being sent.
  */
-export type CutReason = 'defect' | 'instance-closed' | 'client-gone' | 'idle-timeout' | 'shutdown' | 'request-abandoned'
+export type CutReason = 'defect' | 'instance-closed' | 'client-gone' | 'idle-timeout' | 'shutdown' | 'request-abandoned' |
+'instance-deregistered'
+
+/** DescribeInstanceHealth InstanceState.State (API: "Valid values: InService | OutOfService | Unknown"). */
+export type InstanceStateName = 'InService' | 'OutOfService' | 'Unknown'
+/** InstanceState.ReasonCode: "whether the cause is Elastic Load Balancing or the instance" (ELB | Instance | N/A). */
+export type InstanceReasonCode = 'ELB' | 'Instance' | 'N/A'
+
+/** One instance's health, in DescribeInstanceHealth's InstanceState shape. */
+export interface InstanceState {
+  readonly InstanceId: string
+  readonly State: InstanceStateName
+  readonly ReasonCode: InstanceReasonCode
+  readonly Description: string
+}
+
+/** The result of one health check of one instance. */
+export interface HealthCheckResult {
+  readonly passed: boolean
+  /** When the check started (clock microseconds). */
+  readonly startedAtMicros: number
+  /** From the start to the decision, milliseconds. */
+  readonly durationMs: number
+  /** The HTTP status, when a status line was read. */
+  readonly status: number | null
+  /** The first rejecting defect of a malformed response. */
+  readonly defect: { readonly code: string, readonly offset: number, readonly message: string } | null
+  /** A system error code (ECONNREFUSED...), 'timeout', 'aborted' or a TLS error code; null when none. */
+  readonly error: string | null
+  /** One short sentence: '200 in 3 ms', '302, not 200', 'no answer within 5 s'. */
+  readonly summary: string
+}
 
 export interface ExchangeRecord {
   readonly outcome: ExchangeOutcome
@@ -47,6 +86,8 @@ export interface ExchangeRecord {
   readonly defectCounts: Readonly<Partial<Record<DefectCode, number>>>
   /** The instance the request was sent to or meant for (`host:port`), even when it was not reached; null when none was picked. */
   readonly instance: string | null
+  /** That instance's id (`i-` and 17 hex digits); null when none was picked. */
+  readonly instanceId: string | null
   /** The system error of the backend connection (e.g. ECONNREFUSED, ENOTFOUND, ECONNRESET), when one ended it; else null. */
   readonly backendError: string | null
   /**
@@ -76,6 +117,33 @@ export interface ClbProxyEventMap {
    * request is forwarded as a plain request. One event per such request.
    */
   'upgrade-dropped': [{ readonly method: string; readonly target: string; readonly protocol: string }]
+  /**
+   * An instance was registered, changed state, or was removed after deregistration (then `current`
+   * is OutOfService "Instance is not currently registered with the LoadBalancer." and `registered` false).
+   * `previous` is null for a registration.
+   */
+  'instance-state': [InstanceStateChange]
+  /** One health check of one instance finished. */
+  'health-check': [{ readonly instanceId: string; readonly instance: string; readonly result: HealthCheckResult }]
+  /**
+   * A connection to an instance could not be established (CLB-CW BackendConnectionErrors, which
+   * "includes health-check connection errors"): for a request (`source` 'request') or a health check.
+   */
+  'backend-connection-error': [{ readonly instanceId: string; readonly instance: string; readonly error: string; readonly source: 'request' | 'health-check' }]
+  /** The surge queue's length changed (CLB-CW SurgeQueueLength). */
+  'surge-queue': [{ readonly length: number }]
+}
+
+export interface InstanceStateChange {
+  readonly instanceId: string
+  /** `host:port` */
+  readonly instance: string
+  readonly previous: InstanceState | null
+  readonly current: InstanceState
+  /** Whether the instance is still registered after this change. */
+  readonly registered: boolean
+  /** The health check that caused the change, if one did. */
+  readonly lastCheck: HealthCheckResult | null
 }
 
 export class ClbProxyEvents extends EventEmitter<ClbProxyEventMap> {}

@@ -6,6 +6,7 @@
 
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import type { HealthCheckTarget } from './health-check-target.js'
 
 export type Profile = 'clb' | 'strict'
 export type KeepaliveRaceMode = 'detect' | 'emulate'
@@ -72,6 +73,39 @@ export interface ClbProxyOptions {
   keepaliveRace?: KeepaliveRaceMode
   /** Admin HTTP listener (metrics, captures, health); null: none. CLI `--admin HOST:PORT`, env `CLB_ADMIN`. */
   admin?: ListenAddress | string | null
+  /**
+   * CLB's health-check Target (`HTTP:80/health`, `TCP:5000`; `HTTP:/health` or `TCP` use each
+   * instance's own port); null: no health checks, every registered instance is in service.
+   * CLI `--health-check`, env `CLB_HEALTH_CHECK`.
+   */
+  healthCheck?: HealthCheckTarget | string | null
+  /** HealthCheck.Interval, seconds, 5-300. CLI `--health-interval`, env `CLB_HEALTH_INTERVAL`. */
+  healthIntervalSeconds?: number
+  /** HealthCheck.Timeout, seconds, 2-60, less than the interval. CLI `--health-timeout`, env `CLB_HEALTH_TIMEOUT`. */
+  healthTimeoutSeconds?: number
+  /** HealthCheck.HealthyThreshold, 2-10. CLI `--healthy-threshold`, env `CLB_HEALTHY_THRESHOLD`. */
+  healthyThreshold?: number
+  /** HealthCheck.UnhealthyThreshold, 2-10. CLI `--unhealthy-threshold`, env `CLB_UNHEALTHY_THRESHOLD`. */
+  unhealthyThreshold?: number
+  /**
+   * Requests one instance serves at once (each holds one backend connection); beyond it requests
+   * wait in the surge queue. CLI `--max-instance-connections`, env `CLB_MAX_INSTANCE_CONNECTIONS`.
+   */
+  maxInstanceConnections?: number
+  /** Surge queue size, 0-1024; beyond it, spillover (503). CLI `--surge-queue`, env `CLB_SURGE_QUEUE`. */
+  surgeQueueSize?: number
+  /**
+   * ConnectionDraining.Timeout, seconds, 1-3600; 0 disables connection draining (in-flight requests
+   * to a deregistered instance get 504). CLI `--draining-timeout` or `--no-draining`, env `CLB_DRAINING_TIMEOUT`.
+   */
+  drainingTimeoutSeconds?: number
+  /**
+   * Duration-based stickiness (LBCookieStickinessPolicy): the AWSELB cookie's CookieExpirationPeriod in
+   * seconds, 0 = a browser session; null: off. CLI `--sticky-duration`, env `CLB_STICKY_DURATION`.
+   */
+  stickyDurationSeconds?: number | null
+  /** Application-controlled stickiness (AppCookieStickinessPolicy): the app's cookie name; null: off. CLI `--sticky-app-cookie`, env `CLB_STICKY_APP_COOKIE`. */
+  stickyAppCookie?: string | null
 }
 
 /** The validated, frozen form every module reads. */
@@ -92,6 +126,16 @@ export interface ResolvedOptions {
   readonly captureBytes: number
   readonly keepaliveRace: KeepaliveRaceMode
   readonly admin: ListenAddress | null
+  readonly healthCheck: HealthCheckTarget | null
+  readonly healthIntervalSeconds: number
+  readonly healthTimeoutSeconds: number
+  readonly healthyThreshold: number
+  readonly unhealthyThreshold: number
+  readonly maxInstanceConnections: number
+  readonly surgeQueueSize: number
+  readonly drainingTimeoutSeconds: number
+  readonly stickyDurationSeconds: number | null
+  readonly stickyAppCookie: string | null
 }
 
 export const CLB_DEFAULTS = Object.freeze({
@@ -123,5 +167,23 @@ export const CLB_DEFAULTS = Object.freeze({
   captureBytes: 64 * 1024,
   // Our choice: detect and warn; emulating the race is opt-in because it adds 504s on purpose.
   keepaliveRace: 'detect' as KeepaliveRaceMode,
-  admin: null as ListenAddress | null
+  admin: null as ListenAddress | null,
+  // CLB-HC: no health check unless configured here (a CLB always has one; locally, without one,
+  // every registered instance is in service, which is what a single dev server wants).
+  healthCheck: null as HealthCheckTarget | null,
+  // CLB-HC / API-HC defaults: Interval 30 s, Timeout 5 s, HealthyThreshold 10, UnhealthyThreshold 2.
+  healthIntervalSeconds: 30,
+  healthTimeoutSeconds: 5,
+  healthyThreshold: 10,
+  unhealthyThreshold: 2,
+  // Our choice (CLB does not document how many connections it opens to one instance): 128
+  // concurrent requests per instance before requests wait in the surge queue.
+  maxInstanceConnections: 128,
+  // CLB-CW SurgeQueueLength: "The maximum size of the queue is 1,024."
+  surgeQueueSize: 1024,
+  // CLB-DRAIN: ConnectionDraining Timeout default 300 s.
+  drainingTimeoutSeconds: 300,
+  // CLB-STICKY: "By default, a Classic Load Balancer routes each request independently".
+  stickyDurationSeconds: null as number | null,
+  stickyAppCookie: null as string | null
 })

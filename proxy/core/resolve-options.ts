@@ -16,6 +16,7 @@ import {
   type Profile,
   type ResolvedOptions
 } from './options.js'
+import { parseHealthCheckTarget, type HealthCheckTarget } from './health-check-target.js'
 
 export type OptionField = keyof ClbProxyOptions
 
@@ -43,7 +44,21 @@ export const OPTION_LIMITS = Object.freeze({
   // Our choice: a head plus the start of a body; HAProxy's capture buffer is of the same order.
   captureBytes: Object.freeze({ min: KIB, max: 16 * MIB }),
   // BOTO CreateAccessPointInput.LoadBalancerName: "a maximum of 32 characters".
-  nameLength: Object.freeze({ min: 1, max: 32 })
+  nameLength: Object.freeze({ min: 1, max: 32 }),
+  // CLB-HC / API-HC HealthCheck: Interval 5-300 s, Timeout 2-60 s, thresholds 2-10.
+  healthIntervalSeconds: Object.freeze({ min: 5, max: 300 }),
+  healthTimeoutSeconds: Object.freeze({ min: 2, max: 60 }),
+  healthyThreshold: Object.freeze({ min: 2, max: 10 }),
+  unhealthyThreshold: Object.freeze({ min: 2, max: 10 }),
+  // Our choice: at least one request at a time; 100000 is beyond any laptop's sockets.
+  maxInstanceConnections: Object.freeze({ min: 1, max: 100000 }),
+  // CLB-CW: "The maximum size of the queue is 1,024"; 0 spills over as soon as every instance is busy.
+  surgeQueueSize: Object.freeze({ min: 0, max: 1024 }),
+  // CLB-DRAIN: Timeout 1-3,600 s; 0 is how we say "disabled" (ConnectionDraining.Enabled false).
+  drainingTimeoutSeconds: Object.freeze({ min: 0, max: 3600 }),
+  // BOTO LBCookieStickinessPolicy CookieExpirationPeriod: a Long, 0 or unset = browser session;
+  // we cap it at 2^31-1 seconds (68 years), far past any cookie's life.
+  stickyDurationSeconds: Object.freeze({ min: 0, max: 2147483647 })
 })
 
 /**
@@ -68,7 +83,18 @@ export const OPTION_RULES: Readonly<Record<OptionField, string>> = Object.freeze
   maxCaptures: 'must be an integer from 1 to 100000',
   captureBytes: 'must be an integer from 1024 to 16777216 bytes (1 KiB to 16 MiB)',
   keepaliveRace: "must be 'detect' or 'emulate'",
-  admin: 'must be HOST:PORT with a port from 0 to 65535, or null for no admin listener'
+  admin: 'must be HOST:PORT with a port from 0 to 65535, or null for no admin listener',
+  healthCheck:
+    'must be a CLB health-check target: HTTP:PORT/PATH, HTTPS:PORT/PATH, TCP:PORT or SSL:PORT (without PORT: each instance\'s own port, e.g. HTTP:/health or TCP), or null for none',
+  healthIntervalSeconds: "must be an integer number of seconds from 5 to 300 (CLB's range)",
+  healthTimeoutSeconds: "must be an integer number of seconds from 2 to 60 (CLB's range), less than the health-check interval",
+  healthyThreshold: "must be an integer from 2 to 10 (CLB's range)",
+  unhealthyThreshold: "must be an integer from 2 to 10 (CLB's range)",
+  maxInstanceConnections: 'must be an integer from 1 to 100000',
+  surgeQueueSize: "must be an integer from 0 to 1024 (CLB's maximum queue size)",
+  drainingTimeoutSeconds: "must be an integer number of seconds from 1 to 3600 (CLB's range), or 0 to disable connection draining",
+  stickyDurationSeconds: 'must be an integer number of seconds from 0 (a browser session) to 2147483647, or null for no duration-based stickiness',
+  stickyAppCookie: 'must be a cookie name (RFC 6265 token characters, not AWSELB or AWSELBCORS), or null for no application-controlled stickiness'
 })
 
 const KNOWN_FIELDS = Object.freeze(Object.keys(OPTION_RULES) as OptionField[])
@@ -177,7 +203,51 @@ export function resolveOptions(input: ClbProxyOptions, settings: ResolveOptionsS
     maxCaptures: resolveInteger('maxCaptures', valueOrDefault(input.maxCaptures, CLB_DEFAULTS.maxCaptures), OPTION_LIMITS.maxCaptures),
     captureBytes: resolveInteger('captureBytes', valueOrDefault(input.captureBytes, CLB_DEFAULTS.captureBytes), OPTION_LIMITS.captureBytes),
     keepaliveRace: resolveKeepaliveRace(valueOrDefault(input.keepaliveRace, CLB_DEFAULTS.keepaliveRace)),
-    admin: input.admin === undefined || input.admin === null ? null : resolveListenField('admin', input.admin)
+    admin: input.admin === undefined || input.admin === null ? null : resolveListenField('admin', input.admin),
+    healthCheck: resolveHealthCheck(input.healthCheck === undefined ? CLB_DEFAULTS.healthCheck : input.healthCheck),
+    healthIntervalSeconds: resolveInteger(
+      'healthIntervalSeconds',
+      valueOrDefault(input.healthIntervalSeconds, CLB_DEFAULTS.healthIntervalSeconds),
+      OPTION_LIMITS.healthIntervalSeconds
+    ),
+    healthTimeoutSeconds: resolveInteger(
+      'healthTimeoutSeconds',
+      valueOrDefault(input.healthTimeoutSeconds, CLB_DEFAULTS.healthTimeoutSeconds),
+      OPTION_LIMITS.healthTimeoutSeconds
+    ),
+    healthyThreshold: resolveInteger('healthyThreshold', valueOrDefault(input.healthyThreshold, CLB_DEFAULTS.healthyThreshold), OPTION_LIMITS.healthyThreshold),
+    unhealthyThreshold: resolveInteger('unhealthyThreshold', valueOrDefault(input.unhealthyThreshold, CLB_DEFAULTS.unhealthyThreshold), OPTION_LIMITS.unhealthyThreshold),
+    maxInstanceConnections: resolveInteger(
+      'maxInstanceConnections',
+      valueOrDefault(input.maxInstanceConnections, CLB_DEFAULTS.maxInstanceConnections),
+      OPTION_LIMITS.maxInstanceConnections
+    ),
+    surgeQueueSize: resolveInteger('surgeQueueSize', valueOrDefault(input.surgeQueueSize, CLB_DEFAULTS.surgeQueueSize), OPTION_LIMITS.surgeQueueSize),
+    drainingTimeoutSeconds: resolveInteger(
+      'drainingTimeoutSeconds',
+      valueOrDefault(input.drainingTimeoutSeconds, CLB_DEFAULTS.drainingTimeoutSeconds),
+      OPTION_LIMITS.drainingTimeoutSeconds
+    ),
+    stickyDurationSeconds: input.stickyDurationSeconds === undefined || input.stickyDurationSeconds === null
+      ? CLB_DEFAULTS.stickyDurationSeconds
+      : resolveInteger('stickyDurationSeconds', input.stickyDurationSeconds, OPTION_LIMITS.stickyDurationSeconds),
+    stickyAppCookie: resolveStickyAppCookie(input.stickyAppCookie === undefined ? CLB_DEFAULTS.stickyAppCookie : input.stickyAppCookie)
+  }
+  // API-HC HealthCheck.Timeout: "This value must be less than the Interval value."
+  if (resolved.healthTimeoutSeconds >= resolved.healthIntervalSeconds) {
+    throw new OptionError({
+      field: 'healthTimeoutSeconds',
+      value: resolved.healthTimeoutSeconds,
+      rule: `must be less than the health-check interval (${resolved.healthIntervalSeconds} s; API-HC: "This value must be less than the Interval value")`
+    })
+  }
+  // A listener has one stickiness policy or none (CLB-STICKY: SetLoadBalancerPoliciesOfListener takes one).
+  if (resolved.stickyDurationSeconds !== null && resolved.stickyAppCookie !== null) {
+    throw new OptionError({
+      field: 'stickyAppCookie',
+      value: resolved.stickyAppCookie,
+      rule: 'cannot be combined with duration-based stickiness (stickyDurationSeconds): a CLB listener has one stickiness policy'
+    })
   }
   return Object.freeze({
     ...resolved,
@@ -291,6 +361,11 @@ function resolveBackends(value: ReadonlyArray<BackendAddress | string>, requireB
     })
   }
   return value.map((backend: unknown, index) => resolveBackend(backend, `backends[${index}]`))
+}
+
+/** One instance address, as `backends` takes it (`http://HOST:PORT` or `{ host, port }`); throws OptionError. */
+export function resolveBackendAddress(value: unknown, label = 'url'): BackendAddress {
+  return Object.freeze(resolveBackend(value, label))
 }
 
 function resolveBackend(value: unknown, label: string): BackendAddress {
@@ -425,6 +500,36 @@ function resolveNumber(field: OptionField, value: number, range: Range): number 
 function gotWithType(value: unknown, expected: 'number' | 'string'): string {
   if (typeof value === expected || value === null || value === undefined) return `got ${quoteValue(value)}`
   return `got the ${typeof value} ${quoteValue(value)}`
+}
+
+function resolveHealthCheck(value: HealthCheckTarget | string | null): HealthCheckTarget | null {
+  if (value === null) return null
+  if (typeof value === 'string') {
+    const parsed = parseHealthCheckTarget(value)
+    if ('error' in parsed) throw new OptionError({ field: 'healthCheck', value, rule: OPTION_RULES.healthCheck })
+    return Object.freeze(parsed)
+  }
+  if (typeof value !== 'object' || Array.isArray(value)) {
+    throw new OptionError({ field: 'healthCheck', value, rule: OPTION_RULES.healthCheck })
+  }
+  rejectUnknownKeys(value as unknown as Record<string, unknown>, ['protocol', 'port', 'path'], 'healthCheck.', 'healthCheck')
+  // An object goes through the same parser as the text, so both forms obey one rule.
+  const { protocol, port, path } = value as { protocol?: unknown, port?: unknown, path?: unknown }
+  const text = `${String(protocol)}${port === null || port === undefined ? '' : `:${String(port)}`}${path === null || path === undefined ? '' : String(path)}`
+  const parsed = parseHealthCheckTarget(text.replace(/^(HTTPS?)\//i, '$1:/'))
+  if ('error' in parsed) throw new OptionError({ field: 'healthCheck', value, rule: OPTION_RULES.healthCheck })
+  return Object.freeze(parsed)
+}
+
+// RFC 6265 section 4.1.1: cookie-name = token (RFC 2616 section 2.2).
+const COOKIE_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
+
+function resolveStickyAppCookie(value: string | null): string | null {
+  if (value === null) return null
+  if (typeof value !== 'string' || !COOKIE_NAME.test(value) || value === 'AWSELB' || value === 'AWSELBCORS') {
+    throw new OptionError({ field: 'stickyAppCookie', value, rule: OPTION_RULES.stickyAppCookie, got: gotWithType(value, 'string') })
+  }
+  return value
 }
 
 // --- hosts and ports --------------------------------------------------------------------

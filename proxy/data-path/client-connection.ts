@@ -234,6 +234,8 @@ export class ClientConnection implements ClientSide {
     if (this.exchange !== null) {
       // Mid-body: the client, not the instance, is the one that went quiet (CLB-HTTPERR 408).
       if (this.parser.state !== 'complete') this.exchange.abandonRequest('client-timeout')
+      // A complete request still waiting in the surge queue has no backend timer of its own.
+      else this.exchange.clientIdle()
       return
     }
     if (this.requestStartedAtMicros !== null) return this.respondWithoutBackend(408, 'client-timeout', [])
@@ -291,6 +293,7 @@ export class ClientConnection implements ClientSide {
       defects,
       defectCounts: this.parser.defectCounts,
       instance: null,
+      instanceId: null,
       backendError: null,
       primaryDefect: defects[0] ?? null,
       responseBytes: null,

@@ -4,7 +4,9 @@ import type { RequestHead } from '../../validators/request-parser.js'
 import { ResponseParser, isEventStream } from '../../validators/response-parser.js'
 import { judge } from '../../validators/verdict.js'
 import type { AccessLogRecord } from '../core/access-log-record.js'
-import type { BackendConnection, BackendPool, ConnectionUser, Instance } from '../balancer/backend-pool.js'
+import type { BackendConnection, BackendPool, ConnectionUser, Instance, QueuedRequest } from '../balancer/backend-pool.js'
+import { NOT_STICKY, type StickinessPolicy, type StickyChoice } from '../balancer/stickiness-policy.js'
+import { insertHeaderLines } from '../balancer/stickiness.js'
 import { secondsBetween, type Clock } from '../core/clock.js'
 import type { ClbProxyEvents, CutReason, ExchangeOutcome } from '../core/events.js'
 import { buildForwardedHead, hostWithoutPort } from './forwarded-head.js'
@@ -14,6 +16,8 @@ import { SYNTHETIC_RESPONSES, keepsClientConnection, type SyntheticStatus } from
 export interface ExchangeContext {
   readonly options: ResolvedOptions
   readonly pool: BackendPool
+  /** The listener's stickiness policy; null: every request is routed on its own. */
+  readonly stickiness: StickinessPolicy | null
   readonly clock: Clock
   readonly events: ClbProxyEvents
 }
@@ -45,8 +49,24 @@ export interface RequestInfo {
  * malformed response, 504 for a close without a response or the idle timeout) -> commit or
  * synthesize -> log.
  */
-export class Exchange implements ConnectionUser {
+/** Request body bytes held for a request waiting in the surge queue before the client is paused. */
+const QUEUED_BODY_BYTES = 64 * 1024
+/** Request bytes kept until the connection is established, so a refused connection can be retried elsewhere. */
+const RETRY_BODY_BYTES = 64 * 1024
+
+export class Exchange implements ConnectionUser, QueuedRequest {
   private instance: Instance | null = null
+  /** Waiting in the surge queue (CLB-CW SurgeQueueLength) for an instance with a free slot. */
+  private queued = false
+  private readonly queuedBody: Buffer[] = []
+  private queuedBodyBytes = 0
+  private resumeRequest: (() => void) | null = null
+  /** Instances a connection was attempted to (a refused one is retried on another). */
+  private readonly tried = new Set<Instance>()
+  /** Body bytes sent on a connection not yet established; null once too many to retry with. */
+  private retryBody: Buffer[] | null = null
+  private retryBodyBytes = 0
+  private sticky: StickyChoice = NOT_STICKY
   private connection: BackendConnection | null = null
   private socket: net.Socket | null = null
   private connected = false
@@ -73,10 +93,69 @@ export class Exchange implements ConnectionUser {
 
   /** Stage "pick instance" and "send": dispatches the head and any body bytes already received. */
   start (initialBody: Buffer | null, requestComplete: boolean): void {
-    const instance = this.context.pool.pick()
-    if (instance === null) return this.synthesize(503, 'backend-unreachable')
+    if (requestComplete) this.requestComplete = true
+    const stickiness = this.context.stickiness
+    if (stickiness !== null) this.sticky = stickiness.choose(this.request.head.fields)
+    const routed = this.context.pool.route(this, this.sticky.instance)
+    switch (routed.kind) {
+      // CLB-HTTPERR 503: "There are no registered instances" / "There are no healthy instances".
+      case 'no-instance-in-service': return this.synthesize(503, 'no-healthy-instance')
+      // CLB-CW SpilloverCount: rejected "because the surge queue is full"; [HTTP listener] 503.
+      case 'spillover': return this.synthesize(503, 'spillover')
+      case 'queued':
+        this.queued = true
+        if (initialBody !== null) this.holdWhileQueued(initialBody)
+        return
+      case 'instance': return this.send(routed.instance, initialBody)
+    }
+  }
+
+  /** QueuedRequest: an instance has a free slot for this request, which waited in the surge queue. */
+  dispatch (instance: Instance): void {
+    if (this.done) return
+    this.queued = false
+    const body = this.queuedBodyBytes > 0 ? Buffer.concat(this.queuedBody, this.queuedBodyBytes) : null
+    this.queuedBody.length = 0
+    this.queuedBodyBytes = 0
+    this.send(instance, body)
+    const resume = this.resumeRequest
+    this.resumeRequest = null
+    resume?.()
+  }
+
+  /** QueuedRequest: the last instance in service went while this request waited. */
+  noInstanceInService (): void {
+    if (this.done) return
+    this.synthesize(503, 'no-healthy-instance')
+  }
+
+  /**
+   * InFlightRequest: the instance was deregistered (draining disabled, or its timeout passed) or
+   * went out of service with draining disabled. CLB-DRAIN: such requests "are not completed"; the
+   * client gets CLB's 504 (observed, O-CTB), or a committed response is cut.
+   */
+  instanceGone (): void {
+    if (this.done) return
+    if (this.committed) return this.cut('instance-deregistered')
+    this.synthesize(504, 'instance-deregistered')
+  }
+
+  /** The client connection's idle timeout passed with the request complete: only a queued request is still ours to answer. */
+  clientIdle (): void {
+    // CLB-HTTPERR 504: the request "did not complete within the idle timeout period".
+    if (this.queued && !this.done) this.synthesize(504, 'backend-timeout')
+  }
+
+  private holdWhileQueued (bytes: Buffer): boolean {
+    this.queuedBody.push(bytes)
+    this.queuedBodyBytes += bytes.length
+    return this.queuedBodyBytes < QUEUED_BODY_BYTES
+  }
+
+  /** Stage "send": the head and the body bytes so far, on a kept-alive connection or a new one. */
+  private send (instance: Instance, initialBody: Buffer | null): void {
     this.instance = instance
-    instance.outstanding++
+    this.tried.add(instance)
     const acquired = instance.acquire()
     // The keep-alive race, emulated (docs/clb-choices.md): CLB reuses a connection the instance just closed.
     if (acquired.kind === 'closed-by-instance') return this.synthesize(504, 'keepalive-race')
@@ -92,6 +171,8 @@ export class Exchange implements ConnectionUser {
     })
     connection.user = this
     if (reused) this.dispatchedAtMicros = this.context.clock.nowMicros()
+    else this.retryBody = initialBody === null ? [] : [initialBody]
+    this.retryBodyBytes = initialBody?.length ?? 0
     if (initialBody !== null && initialBody.length > 0) {
       // The head and the body bytes that came with it leave in one write (writev), not two.
       socket.cork()
@@ -101,20 +182,26 @@ export class Exchange implements ConnectionUser {
     } else {
       socket.write(head)
     }
-    if (requestComplete) this.requestComplete = true
   }
 
   /** Request body bytes as they arrive from the client (forwarded as framed on the wire). */
   sendBody (bytes: Buffer): boolean {
     this.requestBodyBytes += bytes.length
+    if (this.queued && !this.done) return this.holdWhileQueued(bytes)
     // Forwarding stops when the instance reset the connection (it answered early and closed):
     // the bytes are counted as received and discarded; its answer is still read (BackendSocket).
     if (this.done || this.connection === null || !this.connection.writable) return true
+    if (!this.connected && this.retryBody !== null) {
+      this.retryBodyBytes += bytes.length
+      if (this.retryBodyBytes <= RETRY_BODY_BYTES) this.retryBody.push(bytes)
+      else this.retryBody = null
+    }
     return (this.socket as net.Socket).write(bytes)
   }
 
   onRequestDrain (resume: () => void): void {
-    if (this.socket === null || this.done) resume()
+    if (this.queued && !this.done) this.resumeRequest = resume
+    else if (this.socket === null || this.done) resume()
     else this.socket.once('drain', resume)
   }
 
@@ -157,6 +244,7 @@ export class Exchange implements ConnectionUser {
   /** ConnectionUser: a new connection to the instance is established; the request goes out now. */
   onConnect (): void {
     this.connected = true
+    this.retryBody = null
     this.dispatchedAtMicros = this.context.clock.nowMicros()
   }
 
@@ -197,10 +285,7 @@ export class Exchange implements ConnectionUser {
   /** ConnectionUser: the instance closed the connection (FIN or reset), or it never opened. */
   onClosed (): void {
     if (this.done) return
-    if (!this.connected) {
-      // The connection was never established (refused, unreachable): no healthy instance answers.
-      return this.synthesize(503, 'backend-unreachable')
-    }
+    if (!this.connected) return this.connectionFailed()
     this.parser.finish()
     if (this.committed) {
       if (this.parser.state === 'complete') return this.finishRelayed()
@@ -210,6 +295,33 @@ export class Exchange implements ConnectionUser {
     // CLB-HTTPERR 504 cause 2: "Registered instances closing the connection to Elastic Load Balancing."
     if (this.parser.defects.some((d) => d.code === 'EMPTY_RESPONSE')) return this.synthesize(504, 'backend-closed')
     this.reject()
+  }
+
+  /**
+   * The connection to the instance was never established (refused, unreachable). CLB-CW
+   * BackendConnectionErrors: "Because the load balancer retries the connection when there are
+   * errors, this count can exceed the request rate": the request goes to another instance in
+   * service when one has a free slot and every byte sent so far was kept (RETRY_BODY_BYTES);
+   * otherwise CLB's 503 (CLB-HTTPERR 503, unreachable instances, observed in O-natalian).
+   */
+  private connectionFailed (): void {
+    const failed = this.instance as Instance
+    const connection = this.connection as BackendConnection
+    this.context.events.emit('backend-connection-error', {
+      instanceId: failed.id,
+      instance: failed.label,
+      error: connection.systemError ?? 'ECONNREFUSED',
+      source: 'request'
+    })
+    const body = this.retryBody
+    if (body !== null) {
+      const next = this.context.pool.retry(this, failed, this.tried)
+      if (next !== null) {
+        connection.user = null
+        return this.send(next, body.length === 0 ? null : Buffer.concat(body))
+      }
+    }
+    this.synthesize(503, 'backend-unreachable')
   }
 
   /** ConnectionUser: nothing sent or received for the idle timeout (CLB-IDLE). */
@@ -229,7 +341,8 @@ export class Exchange implements ConnectionUser {
     const head = this.parser.head as NonNullable<ResponseParser['head']>
     const end = this.parser.messageEnd
     this.respondedAtMicros = this.context.clock.nowMicros()
-    this.writeBuffered(end)
+    const added = this.addStickinessHeaders(head)
+    this.writeBuffered(end + added)
     this.sentBodyBytes = end - head.end
     this.finishRelayed()
   }
@@ -240,9 +353,34 @@ export class Exchange implements ConnectionUser {
     this.committed = true
     this.respondedAtMicros = this.context.clock.nowMicros()
     const head = this.parser.head as NonNullable<ResponseParser['head']>
+    const added = this.addStickinessHeaders(head)
     this.writeBuffered(this.bufferedBytes)
-    this.sentBodyBytes = this.bufferedBytes - head.end
+    this.sentBodyBytes = this.bufferedBytes - added - head.end
     this.chunks.length = 0
+  }
+
+  /**
+   * The stickiness policy's cookie lines (CLB-STICKY), added to the held head before the client
+   * sees it; the rest of the bytes are unchanged. Returns how many bytes were added.
+   */
+  private addStickinessHeaders (head: NonNullable<ResponseParser['head']>): number {
+    const stickiness = this.context.stickiness
+    if (stickiness === null || this.instance === null) return 0
+    const lines = stickiness.responseHeaderLines(this.instance, this.sticky, head.fields)
+    if (lines.length === 0) return 0
+    const held = Buffer.concat(this.chunks, this.bufferedBytes)
+    let rewritten: Buffer
+    try {
+      rewritten = insertHeaderLines(held, head.end, lines)
+    } catch {
+      // A head the parser accepted always ends with a blank line; should one not, it goes unchanged.
+      return 0
+    }
+    this.chunks.length = 0
+    this.chunks.push(rewritten)
+    const added = rewritten.length - held.length
+    this.bufferedBytes += added
+    return added
   }
 
   private streamCommitted (chunk: Buffer, defectsBefore: number): void {
@@ -334,7 +472,8 @@ export class Exchange implements ConnectionUser {
       if (how.keepBackend && this.instance !== null) this.instance.release(connection)
       else connection.socket.destroy()
     }
-    if (this.instance !== null) this.instance.outstanding--
+    this.queued = false
+    this.context.pool.finished(this, this.instance)
     const clock = this.context.clock
     const head = this.request.head
     // CLB-LOGS: backend:port and the three timings are "-" / -1 when the instance was not reached,
@@ -377,6 +516,7 @@ export class Exchange implements ConnectionUser {
       defects,
       defectCounts: this.parser.defectCounts,
       instance: this.instance?.label ?? null,
+      instanceId: this.instance?.id ?? null,
       backendError: connection?.systemError ?? null,
       primaryDefect: this.decidingDefect(outcome),
       responseBytes,

@@ -2,18 +2,20 @@ import net from 'node:net'
 import { once } from 'node:events'
 import type { Logger } from 'pino'
 import { createAccessLogWriter, type AccessLogWriter } from '../observers/access-log-writer.js'
-import { BackendPool } from '../balancer/backend-pool.js'
+import { BackendPool, type BalancerSettings } from '../balancer/backend-pool.js'
+import { describeInstance, type InstanceDescription } from '../balancer/instance-description.js'
+import { StickinessPolicy } from '../balancer/stickiness-policy.js'
 import { ClientConnection } from '../data-path/client-connection.js'
 import { systemClock, type Clock } from '../core/clock.js'
 import { subscribeCaptures } from '../observers/captures.js'
 import type { CaptureSummary } from '../observers/capture-format.js'
 import type { AdminServer } from '../admin/admin-server.js'
 import { ClbMetrics, subscribeMetrics, type MetricsSnapshot } from '../observers/metrics.js'
-import { DEFAULT_MAX_RECORDED_ENTRIES, Recorder, subscribeRecorder, type AccessLogEntry, type WaitForOptions } from '../observers/recorder.js'
+import { DEFAULT_MAX_RECORDED_ENTRIES, Recorder, WaitForError, subscribeRecorder, type AccessLogEntry, type WaitForOptions } from '../observers/recorder.js'
 import { defaultLogger, subscribeDiagnostics } from '../observers/diagnostics.js'
-import { ClbProxyEvents, type ClbProxyEventMap } from '../core/events.js'
-import type { ClbProxyOptions, ResolvedOptions } from '../core/options.js'
-import { resolveOptions } from '../core/resolve-options.js'
+import { ClbProxyEvents, type ClbProxyEventMap, type InstanceState, type InstanceStateName } from '../core/events.js'
+import type { BackendAddress, ClbProxyOptions, ResolvedOptions } from '../core/options.js'
+import { resolveBackendAddress, resolveOptions } from '../core/resolve-options.js'
 
 export interface ClbProxyHooks {
   /** Diagnostics destination (default: pino JSON on stderr). */
@@ -27,6 +29,16 @@ export interface ClbProxyHooks {
    * route: the last N (default DEFAULT_MAX_RECORDED_ENTRIES, 10 000); 0 keeps none.
    */
   readonly maxRecordedEntries?: number
+  /**
+   * Multiplies the health-check interval and timeout and the draining timeout, which keep CLB's
+   * ranges (seconds): tests set e.g. 0.01 so a 5 s interval runs every 50 ms. Default 1.
+   */
+  readonly timeScale?: number
+}
+
+export interface WaitForInstanceStateOptions {
+  /** Default 10 000 ms. */
+  readonly timeoutMs?: number
 }
 
 /** The events `proxy.on()` / `proxy.off()` take: the lifecycle events plus 'request'. */
@@ -60,6 +72,25 @@ export interface ClbProxy {
   metrics (): MetricsSnapshot
   /** Sockets open right now: client connections and backend connections. */
   openSockets (): { readonly clients: number; readonly backends: number }
+  /** The registered instances, DescribeInstanceHealth-style, in registration order (draining ones included). */
+  instances (): InstanceDescription[]
+  /**
+   * Registers an instance (`http://HOST:PORT` or `{ host, port }`); with health checks it is in
+   * service after its first passing check. Registering an address already registered returns it.
+   * Throws an OptionError for a bad address.
+   */
+  register (url: string | BackendAddress): InstanceDescription
+  /**
+   * Deregisters an instance by id: no new requests; in-flight ones finish within the draining
+   * timeout (or get 504 when draining is disabled). False for an unknown id.
+   */
+  deregister (id: string): boolean
+  /**
+   * Resolves with the instance's state once its State is `state` (at once if it already is). A
+   * deregistered instance reads OutOfService ("Instance is not currently registered with the
+   * LoadBalancer."). Rejects with a WaitForError after `timeoutMs` or when the proxy closes.
+   */
+  waitForInstanceState (id: string, state: InstanceStateName, options?: WaitForInstanceStateOptions): Promise<InstanceState>
   /**
    * Stops accepting, lets in-flight exchanges finish for up to drainTimeoutSeconds, cuts the rest,
    * closes every backend connection and flushes the access log. Idempotent.
@@ -75,8 +106,40 @@ export async function startClbProxy (input: ClbProxyOptions, hooks: ClbProxyHook
   const events = new ClbProxyEvents()
   const clock = hooks.clock ?? systemClock
   const logger = hooks.logger ?? defaultLogger()
-  const pool = new BackendPool(options.backends, { idleTimeoutMs: options.idleTimeoutSeconds * 1000, keepaliveRace: options.keepaliveRace, clock, events })
-  const context = { options, pool, clock, events }
+  const timeScale = hooks.timeScale ?? 1
+  if (typeof timeScale !== 'number' || !(timeScale > 0) || timeScale > 1) throw new RangeError(`hooks.timeScale must be a number above 0 and at most 1, got ${String(timeScale)}`)
+  const balancerSettings: BalancerSettings = {
+    idleTimeoutMs: options.idleTimeoutSeconds * 1000,
+    keepaliveRace: options.keepaliveRace,
+    clock,
+    events,
+    maxInstanceConnections: options.maxInstanceConnections,
+    surgeQueueSize: options.surgeQueueSize,
+    drainingTimeoutMs: options.drainingTimeoutSeconds * 1000 * timeScale,
+    healthCheck: options.healthCheck === null
+      ? null
+      : {
+          target: options.healthCheck,
+          intervalMs: options.healthIntervalSeconds * 1000 * timeScale,
+          timeoutMs: options.healthTimeoutSeconds * 1000 * timeScale,
+          healthyThreshold: options.healthyThreshold,
+          unhealthyThreshold: options.unhealthyThreshold,
+          maxHeadBytes: options.maxHeadBytes
+        }
+  }
+  const pool = new BackendPool(options.backends, balancerSettings)
+  const stickiness = options.stickyDurationSeconds !== null
+    ? new StickinessPolicy({ kind: 'duration', expirationSeconds: options.stickyDurationSeconds, loadBalancerName: options.name }, () => pool.instances)
+    : options.stickyAppCookie !== null
+      ? new StickinessPolicy({ kind: 'application', cookieName: options.stickyAppCookie, loadBalancerName: options.name }, () => pool.instances)
+      : null
+  const context = { options, pool, stickiness, clock, events }
+  // Instances no longer registered, by id: their last state, for waitForInstanceState.
+  const deregistered = new Map<string, InstanceState>()
+  events.on('instance-state', (change) => {
+    if (change.registered) deregistered.delete(change.instanceId)
+    else deregistered.set(change.instanceId, change.current)
+  })
   const connections = new Set<ClientConnection>()
   let whenAllClosed: (() => void) | null = null
 
@@ -103,8 +166,10 @@ export async function startClbProxy (input: ClbProxyOptions, hooks: ClbProxyHook
   const captures = subscribeCaptures(events, options, logger)
   const unsubscribeDiagnostics = subscribeDiagnostics(events, logger, { ...options, captureFileFor: (record) => captures.fileFor(record) })
   const unsubscribeRecorder = subscribeRecorder(events, recorder)
-  const metrics = new ClbMetrics({ loadBalancerName: options.name, registeredInstances: options.backends.length, sinceMicros: clock.nowMicros() })
+  const metrics = new ClbMetrics({ loadBalancerName: options.name, sinceMicros: clock.nowMicros() })
   const unsubscribeMetrics = subscribeMetrics(events, metrics)
+  // Every subscriber is in place: registering the instances now is seen by all of them.
+  pool.start()
 
   // allowHalfOpen: a client may send its request and then FIN; it still gets its response.
   const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
@@ -118,6 +183,7 @@ export async function startClbProxy (input: ClbProxyOptions, hooks: ClbProxyHook
   try {
     await once(server, 'listening')
   } catch (error) {
+    await pool.destroyAll()
     unsubscribeDiagnostics()
     await captures.close()
     await writer?.close()
@@ -129,6 +195,42 @@ export async function startClbProxy (input: ClbProxyOptions, hooks: ClbProxyHook
   const url = `http://${host.includes(':') ? `[${host}]` : host}:${bound.port}`
 
   let closing: Promise<void> | null = null
+  let closed = false
+  const stateWaiters = new Set<{ closed: () => void }>()
+
+  const currentState = (id: string): InstanceState | undefined => pool.find(id)?.state ?? deregistered.get(id)
+  const waitForInstanceState = async (id: string, state: InstanceStateName, waitOptions: WaitForInstanceStateOptions = {}): Promise<InstanceState> => {
+    const now = currentState(id)
+    if (now?.State === state) return now
+    const timeoutMs = waitOptions.timeoutMs ?? 10000
+    return await new Promise<InstanceState>((resolve, reject) => {
+      const done = (): void => {
+        clearTimeout(timer)
+        events.off('instance-state', onChange)
+        stateWaiters.delete(waiter)
+      }
+      const onChange = (): void => {
+        const current = currentState(id)
+        if (current?.State !== state) return
+        done()
+        resolve(current)
+      }
+      const waiter = {
+        closed: () => {
+          done()
+          reject(new WaitForError('CLB_WAIT_FOR_CLOSED', `the proxy closed before instance ${id} was ${state}`))
+        }
+      }
+      const timer = setTimeout(() => {
+        done()
+        const last = currentState(id)
+        reject(new WaitForError('CLB_WAIT_FOR_TIMEOUT', `instance ${id} was not ${state} within ${timeoutMs} ms (it is ${last === undefined ? 'not registered' : `${last.State}: ${last.Description}`})`))
+      }, timeoutMs)
+      if (closed) return waiter.closed()
+      stateWaiters.add(waiter)
+      events.on('instance-state', onChange)
+    })
+  }
   const close = async (): Promise<void> => {
     const serverClosed = new Promise<void>((resolve) => server.close(() => resolve()))
     for (const connection of connections) connection.closeWhenIdle()
@@ -145,6 +247,8 @@ export async function startClbProxy (input: ClbProxyOptions, hooks: ClbProxyHook
     }
     await serverClosed
     await pool.destroyAll()
+    closed = true
+    for (const waiter of [...stateWaiters]) waiter.closed()
     unsubscribeDiagnostics()
     try {
       // Independent of each other: a capture directory that fails must not keep the access log
@@ -170,7 +274,10 @@ export async function startClbProxy (input: ClbProxyOptions, hooks: ClbProxyHook
       admin = await startAdminServer(options.admin, {
         metrics: () => metrics.snapshot(),
         entries: () => recorder.entries(),
-        captures: () => captures.list()
+        captures: () => captures.list(),
+        instances: () => pool.instances.map(describeInstance),
+        register: (url) => describeInstance(pool.register(resolveBackendAddress(url))),
+        deregister: (id) => pool.deregister(id)
       })
     } catch (error) {
       await close()
@@ -200,6 +307,10 @@ export async function startClbProxy (input: ClbProxyOptions, hooks: ClbProxyHook
     captures: () => captures.list(),
     metrics: () => metrics.snapshot(),
     openSockets: () => ({ clients: connections.size, backends: pool.openConnections }),
+    instances: () => pool.instances.map(describeInstance),
+    register: (url) => describeInstance(pool.register(resolveBackendAddress(url))),
+    deregister: (id) => pool.deregister(id),
+    waitForInstanceState,
     close: () => (closing ??= close())
   }
   return proxy

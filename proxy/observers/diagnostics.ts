@@ -17,6 +17,7 @@ import { judge } from '../../validators/verdict.js'
 import { escapeForeign, shellQuote } from './diagnostics-escape.js'
 import { subscribeKeepaliveDiagnostics } from './diagnostics-keepalive.js'
 import { subscribeUpgradeDiagnostics } from './diagnostics-upgrade.js'
+import { subscribeInstanceDiagnostics } from './diagnostics-instances.js'
 import type { ClbProxyEvents, ExchangeRecord } from '../core/events.js'
 import type { ResolvedOptions } from '../core/options.js'
 
@@ -93,6 +94,11 @@ export function summarizeDefects (defects: readonly Defect[], counts: Readonly<P
 }
 
 export interface DiagnosticsOptions extends Pick<ResolvedOptions, 'idleTimeoutSeconds' | 'keepaliveRace' | 'profile'> {
+  /** For a 503 with no instance in service: each instance's state and last check (diagnostics-instances.ts). */
+  readonly describeInstances?: () => string
+  /** For a spillover 503: the limits that were reached. */
+  readonly maxInstanceConnections?: number
+  readonly surgeQueueSize?: number
   /**
    * The capture file a record is written to, when it is captured (CaptureStore.fileFor); the
    * capture writer decides the name when it queues the record. Absent when captures are off.
@@ -105,8 +111,10 @@ export interface DiagnosticsOptions extends Pick<ResolvedOptions, 'idleTimeoutSe
  * function unsubscribes them and prints the totals the once-per-cause notices did not show.
  */
 export function subscribeDiagnostics (events: ClbProxyEvents, logger: Logger, options: DiagnosticsOptions): () => void {
+  const instances = subscribeInstanceDiagnostics(events, logger)
   const unsubscribers = [
-    subscribeExchangeDiagnostics(events, logger, options),
+    () => instances.unsubscribe(),
+    subscribeExchangeDiagnostics(events, logger, { ...options, describeInstances: () => instances.describeInstances() }),
     subscribeKeepaliveDiagnostics(events, logger, options),
     subscribeUpgradeDiagnostics(events, logger)
   ]
@@ -216,6 +224,12 @@ function describeOutcome (record: ExchangeRecord, options: DiagnosticsOptions): 
       if (instance === null) return 'no instance is registered'
       if (record.backendError === null) return `connection to ${instance} could not be established`
       return describeConnectionError(instance, record.backendError)
+    case 'no-healthy-instance': return options.describeInstances?.() ?? 'no registered instance is in service'
+    // CLB-CW SpilloverCount: "rejected because the surge queue is full".
+    case 'spillover': return 'spillover: every instance in service was serving its ' +
+      `${options.maxInstanceConnections ?? 'maximum'} requests at once and the surge queue (${options.surgeQueueSize ?? 'its maximum'}) was full`
+    case 'instance-deregistered': return `the instance${instance === null ? '' : ` ${instance}`} was deregistered before it answered ` +
+      '(connection draining disabled or its timeout passed; CLB-DRAIN: in-flight requests "are not completed")'
     case 'drain-timeout': return `the proxy was stopping and the drain timeout passed before the instance${instance === null ? '' : ` ${instance}`} answered`
     case 'client-timeout': return 'the client did not finish its request within the idle timeout'
     case 'client-closed': return 'the client closed the connection before the response'
@@ -233,6 +247,7 @@ function describeCut (record: ExchangeRecord, options: { readonly idleTimeoutSec
     case 'idle-timeout': return `nothing was sent or received for the ${options.idleTimeoutSeconds} s idle timeout (CLB-IDLE: the load balancer closes the connection)`
     case 'shutdown': return 'the proxy was stopping and the drain timeout passed while the response was being sent'
     case 'request-abandoned': return 'the client stopped sending its request body while the response was being sent'
+    case 'instance-deregistered': return `${instance} was deregistered while the response was being sent (connection draining disabled or its timeout passed)`
     default:
       return `${instance} stopped before the response was complete` +
         `${record.backendError === null ? '' : ` (${escapeForeign(record.backendError, MAX_ERROR_CHARS)})`}`

@@ -17,7 +17,7 @@
  */
 import type { DefectCode } from '../../validators/defects.js'
 import { formatTimestamp } from './access-log-format.js'
-import type { ClbProxyEventMap, ClbProxyEvents, ExchangeRecord } from '../core/events.js'
+import type { ClbProxyEventMap, ClbProxyEvents, ExchangeRecord, InstanceStateChange, InstanceStateName } from '../core/events.js'
 
 /** A CloudWatch counter: its useful statistic is Sum (CLB-CW). */
 export interface CountMetric {
@@ -84,6 +84,7 @@ export interface MetricsSnapshot {
 }
 
 type BackendIdleEvent = ClbProxyEventMap['backend-idle-event'][0]
+type BackendConnectionErrorEvent = ClbProxyEventMap['backend-connection-error'][0]
 type CounterName = 'RequestCount' | 'HTTPCode_ELB_4XX' | 'HTTPCode_ELB_5XX' | 'HTTPCode_Backend_2XX' | 'HTTPCode_Backend_3XX' |
 'HTTPCode_Backend_4XX' | 'HTTPCode_Backend_5XX' | 'BackendConnectionErrors' | 'SpilloverCount' | 'KeepaliveEarlyCloseCount'
 
@@ -92,8 +93,6 @@ const BACKEND_CLASSES = { 2: 'HTTPCode_Backend_2XX', 3: 'HTTPCode_Backend_3XX', 
 export interface ClbMetricsSettings {
   /** The LoadBalancerName dimension (options.name). */
   readonly loadBalancerName: string
-  /** Registered instances (options.backends.length). */
-  readonly registeredInstances: number
   /** Microseconds since the epoch when counting starts. */
   readonly sinceMicros: number
 }
@@ -118,6 +117,9 @@ export class ClbMetrics {
   private latencySum = 0
   private latencyMin = Infinity
   private latencyMax = -Infinity
+  /** Each registered instance's State, from the 'instance-state' events. */
+  private readonly instanceStates = new Map<string, InstanceStateName>()
+  private surgeQueueMaximum = 0
 
   constructor (private readonly settings: ClbMetricsSettings) {}
 
@@ -137,9 +139,8 @@ export class ClbMetrics {
       this.counters[BACKEND_CLASSES[statusClass as 2 | 3 | 4 | 5]]++
       this.counters.RequestCount++
     }
-    // CLB-CW BackendConnectionErrors: connections "not successfully established" to an instance.
-    // We do not retry a failed connection, so it is one per request.
-    if (exchange.outcome === 'backend-unreachable') this.counters.BackendConnectionErrors++
+    // CLB-CW SpilloverCount: "rejected because the surge queue is full".
+    if (exchange.outcome === 'spillover') this.counters.SpilloverCount++
     // CLB-CW Latency [HTTP]: from sending the request to the instance until it started sending
     // response headers; only requests an instance answered have one (the access log's backend_processing_time).
     const latency = exchange.log.backendProcessingSeconds
@@ -157,6 +158,26 @@ export class ClbMetrics {
     if (event.event === 'closed') this.counters.KeepaliveEarlyCloseCount++
     // Bytes on an idle connection are the same defect the parser reports within a read (docs/defects.md).
     else this.countDefect('EXTRA_BYTES_AFTER_RESPONSE')
+  }
+
+  /**
+   * CLB-CW BackendConnectionErrors: connections "not successfully established" to an instance, one
+   * per attempt ("Because the load balancer retries the connection when there are errors, this
+   * count can exceed the request rate"), health checks included.
+   */
+  recordBackendConnectionError (_event: BackendConnectionErrorEvent): void {
+    this.counters.BackendConnectionErrors++
+  }
+
+  /** CLB-CW HealthyHostCount / UnHealthyHostCount come from the instances' states. */
+  recordInstanceState (change: InstanceStateChange): void {
+    if (change.registered) this.instanceStates.set(change.instanceId, change.current.State)
+    else this.instanceStates.delete(change.instanceId)
+  }
+
+  /** CLB-CW SurgeQueueLength: Maximum is the useful statistic. */
+  recordSurgeQueueLength (length: number): void {
+    if (length > this.surgeQueueMaximum) this.surgeQueueMaximum = length
   }
 
   snapshot (): MetricsSnapshot {
@@ -184,18 +205,23 @@ export class ClbMetrics {
           Maximum: sampled ? this.latencyMax : null
         },
         BackendConnectionErrors: count('BackendConnectionErrors'),
-        // No surge queue yet: a request is dispatched at once or answered 503, so nothing is queued or spilled over.
         SpilloverCount: count('SpilloverCount'),
-        SurgeQueueLength: { Unit: 'Count', Maximum: 0 },
-        // No health checks yet: every registered instance counts as healthy.
-        HealthyHostCount: hosts(this.settings.registeredInstances),
-        UnHealthyHostCount: hosts(0)
+        SurgeQueueLength: { Unit: 'Count', Maximum: this.surgeQueueMaximum },
+        // The current counts (per-period statistics come with the per-minute datapoints).
+        HealthyHostCount: hosts(this.countInState('InService')),
+        UnHealthyHostCount: hosts(this.countInState('OutOfService'))
       },
       ClbProxy: {
         DefectCount: { Unit: 'Count', Sum: this.defectTotal, ByCode: Object.fromEntries(this.defectsByCode) },
         KeepaliveEarlyCloseCount: count('KeepaliveEarlyCloseCount')
       }
     }
+  }
+
+  private countInState (state: InstanceStateName): number {
+    let count = 0
+    for (const current of this.instanceStates.values()) if (current === state) count++
+    return count
   }
 
   private countDefect (code: DefectCode): void {
@@ -208,10 +234,19 @@ export class ClbMetrics {
 export function subscribeMetrics (events: ClbProxyEvents, metrics: ClbMetrics): () => void {
   const onExchange = (exchange: ExchangeRecord): void => metrics.recordExchange(exchange)
   const onIdleEvent = (event: BackendIdleEvent): void => metrics.recordBackendIdleEvent(event)
+  const onConnectionError = (event: BackendConnectionErrorEvent): void => metrics.recordBackendConnectionError(event)
+  const onInstanceState = (change: InstanceStateChange): void => metrics.recordInstanceState(change)
+  const onSurgeQueue = ({ length }: { readonly length: number }): void => metrics.recordSurgeQueueLength(length)
   events.on('exchange', onExchange)
   events.on('backend-idle-event', onIdleEvent)
+  events.on('backend-connection-error', onConnectionError)
+  events.on('instance-state', onInstanceState)
+  events.on('surge-queue', onSurgeQueue)
   return () => {
     events.off('exchange', onExchange)
     events.off('backend-idle-event', onIdleEvent)
+    events.off('backend-connection-error', onConnectionError)
+    events.off('instance-state', onInstanceState)
+    events.off('surge-queue', onSurgeQueue)
   }
 }

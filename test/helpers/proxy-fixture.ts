@@ -37,6 +37,8 @@ export interface FixtureOptions {
   readonly respond?: (request: ReceivedRequest) => Reply
   /** false: no raw backend (give `proxy.backends` yourself). */
   readonly backend?: boolean
+  /** The proxy's timeScale hook: health-check intervals and draining timeouts run this much faster. */
+  readonly timeScale?: number
 }
 
 export interface ClientResponse {
@@ -179,7 +181,7 @@ export async function startProxyFixture (t: Test, options: FixtureOptions = {}):
     captureDir: null,
     ...(backend === null ? {} : { backends: [{ host: backend.host, port: backend.port }] }),
     ...options.proxy
-  }, { clock: { nowMicros: () => FIXED_MICROS }, logger, accessLogStream })
+  }, { clock: { nowMicros: () => FIXED_MICROS }, logger, accessLogStream, ...(options.timeScale === undefined ? {} : { timeScale: options.timeScale }) })
   const port = proxy.address.port
 
   // The proxy's own side of each client connection, keyed by the client's port.

@@ -47,6 +47,7 @@ export function sampleExchangeRecord (overrides: Partial<Omit<ExchangeRecord, 'l
     defects: [CL_ABC],
     defectCounts: { CL_NOT_INTEGER: 1 },
     instance: '127.0.0.1:8081',
+    instanceId: 'i-0a1b2c3d4e5f60718',
     backendError: null,
     primaryDefect: CL_ABC,
     responseBytes: Buffer.from('HTTP/1.1 200 OK\r\nContent-Length: abc\r\n\r\nhello', 'latin1'),

@@ -51,14 +51,15 @@ const REJECTED: ExchangeRecord = {
   defects: [{ code: 'CL_NOT_INTEGER', offset: 33, message: 'Content-Length value "2x" is not an integer' }],
   defectCounts: { CL_NOT_INTEGER: 1 },
   instance: '127.0.0.1:3000',
+  instanceId: 'i-0a1b2c3d4e5f60718',
   backendError: null,
   primaryDefect: { code: 'CL_NOT_INTEGER', offset: 33, message: 'Content-Length value "2x" is not an integer' },
   responseBytes: REJECTED_BYTES,
   requestHead: Buffer.from('GET /three HTTP/1.1\r\nHost: app\r\n\r\n', 'latin1')
 }
 const RECORDS: ExchangeRecord[] = [
-  { outcome: 'relayed', cutReason: null, elbGenerated: false, log: LOG, defects: [], defectCounts: {}, instance: null, backendError: null, primaryDefect: null, responseBytes: null, requestHead: null },
-  { outcome: 'relayed', cutReason: null, elbGenerated: false, log: { ...LOG, target: '/two' }, defects: [{ code: 'CL_DUP_SAME', offset: 40, message: 'Content-Length twice' }], defectCounts: { CL_DUP_SAME: 1 }, instance: '127.0.0.1:3000', backendError: null, primaryDefect: null, responseBytes: null, requestHead: null },
+  { outcome: 'relayed', cutReason: null, elbGenerated: false, log: LOG, defects: [], defectCounts: {}, instance: null, instanceId: null, backendError: null, primaryDefect: null, responseBytes: null, requestHead: null },
+  { outcome: 'relayed', cutReason: null, elbGenerated: false, log: { ...LOG, target: '/two' }, defects: [{ code: 'CL_DUP_SAME', offset: 40, message: 'Content-Length twice' }], defectCounts: { CL_DUP_SAME: 1 }, instance: '127.0.0.1:3000', instanceId: 'i-0a1b2c3d4e5f60718', backendError: null, primaryDefect: null, responseBytes: null, requestHead: null },
   REJECTED
 ]
 
@@ -70,10 +71,19 @@ async function fixtureSources (t: { teardown (fn: () => unknown): void }): Promi
   const store = subscribeCaptures(events, { ...CLB_DEFAULTS, captureDir }, silent)
   events.emit('exchange', REJECTED)
   await store.close() // resolves once the queued capture is written
-  const metrics = new ClbMetrics({ loadBalancerName: 'clb-proxy', registeredInstances: 1, sinceMicros: MICROS })
+  const metrics = new ClbMetrics({ loadBalancerName: 'clb-proxy', sinceMicros: MICROS })
   for (const record of RECORDS) metrics.recordExchange(record)
   const entries = RECORDS.map(toAccessLogEntry)
-  return { sources: { metrics: () => metrics.snapshot(), entries: () => entries, captures: () => store.list() }, captureDir, metrics }
+  // The instance routes are tested against a running proxy (test/proxy/library/instances.test.ts).
+  const sources: AdminSources = {
+    metrics: () => metrics.snapshot(),
+    entries: () => entries,
+    captures: () => store.list(),
+    instances: () => [],
+    register: () => { throw new Error('not used here') },
+    deregister: () => false
+  }
+  return { sources, captureDir, metrics }
 }
 
 t.test('inject: /healthz, /metrics and /entries', async (t) => {

@@ -5,7 +5,7 @@ import { CLB_DEFAULTS, type ClbProxyOptions } from '../../../proxy/core/options.
 import { OptionError, parseByteSize, resolveOptions } from '../../../proxy/core/resolve-options.js'
 
 const BACKEND = 'http://127.0.0.1:3000'
-const KNOWN = 'listen, backends, accessLog, name, idleTimeoutSeconds, responseBufferBytes, responseHoldMs, lingerSeconds, maxHeadBytes, profile, drainTimeoutSeconds, captureDir, maxCaptures, captureBytes, keepaliveRace, admin'
+const KNOWN = 'listen, backends, accessLog, name, idleTimeoutSeconds, responseBufferBytes, responseHoldMs, lingerSeconds, maxHeadBytes, profile, drainTimeoutSeconds, captureDir, maxCaptures, captureBytes, keepaliveRace, admin, healthCheck, healthIntervalSeconds, healthTimeoutSeconds, healthyThreshold, unhealthyThreshold, maxInstanceConnections, surgeQueueSize, drainingTimeoutSeconds, stickyDurationSeconds, stickyAppCookie'
 
 interface Rejection {
   readonly input: unknown
@@ -73,7 +73,17 @@ t.test('defaults fill every field', async (t) => {
     maxCaptures: 100,
     captureBytes: 65536,
     keepaliveRace: 'detect',
-    admin: null
+    admin: null,
+    healthCheck: null,
+    healthIntervalSeconds: 30,
+    healthTimeoutSeconds: 5,
+    healthyThreshold: 10,
+    unhealthyThreshold: 2,
+    maxInstanceConnections: 128,
+    surgeQueueSize: 1024,
+    drainingTimeoutSeconds: 300,
+    stickyDurationSeconds: null,
+    stickyAppCookie: null
   })
   const explicitUndefined = resolveOptions({
     backends: [BACKEND],
@@ -470,4 +480,57 @@ t.test('admin', async (t) => {
   rejectsField(t, 'admin', [
     ['127.0.0.1', 'admin must be HOST:PORT with a port from 0 to 65535, or null for no admin listener, got "127.0.0.1"']
   ])
+})
+
+t.test('the balancer options: health check target, CLB ranges, timeout below interval, one stickiness policy', async (t) => {
+  const resolved = resolveOptions({
+    backends: [BACKEND],
+    healthCheck: 'http:8080/health',
+    healthIntervalSeconds: 5,
+    healthTimeoutSeconds: 2,
+    healthyThreshold: 2,
+    unhealthyThreshold: 10,
+    maxInstanceConnections: 1,
+    surgeQueueSize: 0,
+    drainingTimeoutSeconds: 0,
+    stickyDurationSeconds: 0
+  })
+  t.strictSame(resolved.healthCheck, { protocol: 'HTTP', port: 8080, path: '/health' })
+  t.ok(Object.isFrozen(resolved.healthCheck), 'the target is frozen')
+  t.strictSame(resolveOptions({ backends: [BACKEND], healthCheck: 'TCP' }).healthCheck, { protocol: 'TCP', port: null, path: null })
+  t.strictSame(resolveOptions({ backends: [BACKEND], healthCheck: { protocol: 'HTTP', port: null, path: '/up' } }).healthCheck,
+    { protocol: 'HTTP', port: null, path: '/up' }, 'the object form goes through the same parser')
+  t.equal(resolveOptions({ backends: [BACKEND], stickyAppCookie: 'JSESSIONID' }).stickyAppCookie, 'JSESSIONID')
+
+  const rejected: Array<[Record<string, unknown>, string, string]> = [
+    [{ healthCheck: 'HTTP:80' }, 'healthCheck', 'healthCheck must be a CLB health-check target'],
+    [{ healthCheck: 'UDP:53' }, 'healthCheck', 'healthCheck must be a CLB health-check target'],
+    [{ healthCheck: { protocol: 'TCP', port: 0 } }, 'healthCheck', 'healthCheck must be a CLB health-check target'],
+    [{ healthIntervalSeconds: 4 }, 'healthIntervalSeconds', "healthIntervalSeconds must be an integer number of seconds from 5 to 300 (CLB's range), got \"4\""],
+    [{ healthIntervalSeconds: 301 }, 'healthIntervalSeconds', 'from 5 to 300'],
+    [{ healthTimeoutSeconds: 1 }, 'healthTimeoutSeconds', 'from 2 to 60'],
+    [{ healthTimeoutSeconds: 30 }, 'healthTimeoutSeconds', 'healthTimeoutSeconds must be less than the health-check interval (30 s; API-HC: "This value must be less than the Interval value"), got "30"'],
+    [{ healthyThreshold: 1 }, 'healthyThreshold', 'from 2 to 10'],
+    [{ unhealthyThreshold: 11 }, 'unhealthyThreshold', 'from 2 to 10'],
+    [{ maxInstanceConnections: 0 }, 'maxInstanceConnections', 'from 1 to 100000'],
+    [{ surgeQueueSize: 1025 }, 'surgeQueueSize', "from 0 to 1024 (CLB's maximum queue size)"],
+    [{ drainingTimeoutSeconds: 3601 }, 'drainingTimeoutSeconds', 'or 0 to disable connection draining'],
+    [{ drainingTimeoutSeconds: 1.5 }, 'drainingTimeoutSeconds', 'from 1 to 3600'],
+    [{ stickyDurationSeconds: -1 }, 'stickyDurationSeconds', 'from 0 (a browser session)'],
+    [{ stickyAppCookie: 'has space' }, 'stickyAppCookie', 'must be a cookie name'],
+    [{ stickyAppCookie: 'AWSELB' }, 'stickyAppCookie', 'not AWSELB or AWSELBCORS'],
+    [{ stickyAppCookie: 'SESSION', stickyDurationSeconds: 60 }, 'stickyAppCookie', 'a CLB listener has one stickiness policy']
+  ]
+  for (const [input, field, text] of rejected) {
+    const thrown = (() => {
+      try {
+        resolveOptions({ backends: [BACKEND], ...input })
+      } catch (error) {
+        return error as OptionError
+      }
+      return null
+    })()
+    t.equal(thrown?.field, field, `${JSON.stringify(input)}: field`)
+    t.ok(thrown?.message.includes(text), `${JSON.stringify(input)}: ${thrown?.message ?? 'accepted'}`)
+  }
 })

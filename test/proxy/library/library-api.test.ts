@@ -323,6 +323,7 @@ t.test("a throwing 'request' listener does not break the exchange that emitted i
     defects: [],
     defectCounts: {},
     instance: null,
+    instanceId: null,
     backendError: null,
     primaryDefect: null,
     responseBytes: null,

@@ -107,6 +107,7 @@ function rejectedRecord (overrides: { micros?: number, response?: Buffer } = {})
     defects: [defect],
     defectCounts: { [defect.code]: 1 },
     instance: '127.0.0.1:3000',
+    instanceId: 'i-0a1b2c3d4e5f60718',
     backendError: null,
     primaryDefect: defect,
     responseBytes: overrides.response ?? CL_NOT_INTEGER_RESPONSE,

@@ -54,7 +54,7 @@ function elbWithoutBackend (outcome: ExchangeOutcome, status: number, defects: D
 }
 
 function exchange (outcome: ExchangeOutcome, elbGenerated: boolean, log: Partial<AccessLogRecord>, defects: Defect[], primaryDefect: Defect | null): ExchangeRecord {
-  return { outcome, cutReason: null, elbGenerated, log: { ...BASE_LOG, ...log }, defects, defectCounts: {}, instance: null, backendError: null, primaryDefect, responseBytes: null, requestHead: null }
+  return { outcome, cutReason: null, elbGenerated, log: { ...BASE_LOG, ...log }, defects, defectCounts: {}, instance: null, instanceId: null, backendError: null, primaryDefect, responseBytes: null, requestHead: null }
 }
 
 const EMPTY: MetricsSnapshot = {
@@ -73,7 +73,7 @@ const EMPTY: MetricsSnapshot = {
     BackendConnectionErrors: { Unit: 'Count', Sum: 0 },
     SpilloverCount: { Unit: 'Count', Sum: 0 },
     SurgeQueueLength: { Unit: 'Count', Maximum: 0 },
-    HealthyHostCount: { Unit: 'Count', Average: 3, Minimum: 3, Maximum: 3 },
+    HealthyHostCount: { Unit: 'Count', Average: 0, Minimum: 0, Maximum: 0 },
     UnHealthyHostCount: { Unit: 'Count', Average: 0, Minimum: 0, Maximum: 0 }
   },
   ClbProxy: {
@@ -83,10 +83,10 @@ const EMPTY: MetricsSnapshot = {
 }
 
 function newMetrics (): ClbMetrics {
-  return new ClbMetrics({ loadBalancerName: 'orders', registeredInstances: 3, sinceMicros: SINCE_MICROS })
+  return new ClbMetrics({ loadBalancerName: 'orders', sinceMicros: SINCE_MICROS })
 }
 
-t.test('before any request: every counter is 0, hosts are the registered instances, Latency has no sample', async (t) => {
+t.test('before any request or instance: every counter is 0, no hosts, Latency has no sample', async (t) => {
   t.strictSame(newMetrics().snapshot(), EMPTY)
 })
 
@@ -101,6 +101,9 @@ t.test('one of every outcome: each lands in exactly the CloudWatch counters it b
     exchange('cut', false, { elbStatusCode: 200, backendStatusCode: 200, backendProcessingSeconds: 1 }, [defect('CHUNKED_TRUNCATED', 2_000_000)], null),
     exchange('rejected', true, { elbStatusCode: 502, backendStatusCode: 'rejected', backendProcessingSeconds: 0.5 }, [defect('CL_NOT_INTEGER', 40)], defect('CL_NOT_INTEGER', 40)),
     elbWithoutBackend('backend-unreachable', 503),
+    elbWithoutBackend('no-healthy-instance', 503),
+    elbWithoutBackend('spillover', 503),
+    elbWithoutBackend('instance-deregistered', 504),
     elbWithoutBackend('backend-closed', 504),
     elbWithoutBackend('backend-timeout', 504),
     elbWithoutBackend('keepalive-race', 504),
@@ -110,20 +113,25 @@ t.test('one of every outcome: each lands in exactly the CloudWatch counters it b
     elbWithoutBackend('client-closed', 408)
   ]
   for (const record of records) metrics.recordExchange(record)
+  // One refused request connection, retried on another instance, and one refused health check.
+  metrics.recordBackendConnectionError({ instanceId: 'i-0a1b2c3d4e5f60718', instance: '127.0.0.1:3000', error: 'ECONNREFUSED', source: 'request' })
+  metrics.recordBackendConnectionError({ instanceId: 'i-0a1b2c3d4e5f60718', instance: '127.0.0.1:3000', error: 'ECONNREFUSED', source: 'health-check' })
   const snapshot = metrics.snapshot()
   t.strictSame(snapshot.Metrics, {
     ...EMPTY.Metrics,
-    // Routed requests: 6 answered by an instance (cut included), 5 answered 502/503/504 by the load balancer.
-    RequestCount: { Unit: 'Count', Sum: 11 },
+    // 6 answered by an instance (cut included), 8 answered 502/503/504 by the load balancer.
+    RequestCount: { Unit: 'Count', Sum: 14 },
     HTTPCode_ELB_4XX: { Unit: 'Count', Sum: 4 },
-    HTTPCode_ELB_5XX: { Unit: 'Count', Sum: 5 },
+    HTTPCode_ELB_5XX: { Unit: 'Count', Sum: 8 },
     HTTPCode_Backend_2XX: { Unit: 'Count', Sum: 3 },
     HTTPCode_Backend_3XX: { Unit: 'Count', Sum: 1 },
     HTTPCode_Backend_4XX: { Unit: 'Count', Sum: 1 },
     HTTPCode_Backend_5XX: { Unit: 'Count', Sum: 1 },
     // Only where an instance answered: the six relayed/cut responses and the rejected one.
     Latency: { Unit: 'Seconds', SampleCount: 7, Sum: 2.875, Average: 2.875 / 7, Minimum: 0.125, Maximum: 1 },
-    BackendConnectionErrors: { Unit: 'Count', Sum: 1 }
+    // One per failed connection attempt, from the 'backend-connection-error' events, not per request.
+    BackendConnectionErrors: { Unit: 'Count', Sum: 2 },
+    SpilloverCount: { Unit: 'Count', Sum: 1 }
   })
   t.strictSame(snapshot.ClbProxy.DefectCount, {
     Unit: 'Count',
@@ -179,4 +187,32 @@ t.test('subscribeMetrics counts the lifecycle events until unsubscribed', async 
   t.equal(snapshot.ClbProxy.KeepaliveEarlyCloseCount.Sum, 1)
   t.equal(events.listenerCount('exchange'), 0)
   t.equal(events.listenerCount('backend-idle-event'), 0)
+})
+
+t.test('HealthyHostCount and UnHealthyHostCount follow the instance-state events; SurgeQueueLength keeps its maximum', async (t) => {
+  const metrics = newMetrics()
+  const state = (id: string, State: 'InService' | 'OutOfService' | 'Unknown', registered = true) => ({
+    instanceId: id,
+    instance: '127.0.0.1:3000',
+    previous: null,
+    current: { InstanceId: id, State, ReasonCode: 'N/A' as const, Description: 'N/A' },
+    registered,
+    lastCheck: null
+  })
+  metrics.recordInstanceState(state('i-00000000000000001', 'OutOfService'))
+  metrics.recordInstanceState(state('i-00000000000000002', 'InService'))
+  metrics.recordInstanceState(state('i-00000000000000003', 'InService'))
+  metrics.recordInstanceState(state('i-00000000000000001', 'InService'))
+  metrics.recordInstanceState(state('i-00000000000000002', 'OutOfService'))
+  metrics.recordInstanceState(state('i-00000000000000004', 'Unknown'))
+  let m = metrics.snapshot().Metrics
+  t.strictSame(m.HealthyHostCount, { Unit: 'Count', Average: 2, Minimum: 2, Maximum: 2 })
+  t.strictSame(m.UnHealthyHostCount, { Unit: 'Count', Average: 1, Minimum: 1, Maximum: 1 }, 'Unknown counts in neither')
+  metrics.recordInstanceState(state('i-00000000000000002', 'OutOfService', false))
+  metrics.recordInstanceState(state('i-00000000000000003', 'OutOfService', false))
+  m = metrics.snapshot().Metrics
+  t.strictSame(m.HealthyHostCount.Maximum, 1, 'a deregistered instance is no longer counted')
+  t.strictSame(m.UnHealthyHostCount.Maximum, 0)
+  for (const length of [1, 2, 5, 3, 0]) metrics.recordSurgeQueueLength(length)
+  t.strictSame(metrics.snapshot().Metrics.SurgeQueueLength, { Unit: 'Count', Maximum: 5 })
 })

@@ -1,0 +1,234 @@
+/**
+ * The balancer beyond health: the surge queue and spillover, connection draining with and without
+ * a timeout, both kinds of stickiness (cookie bytes asserted whole), and registration and
+ * deregistration through the library handle and the admin API. Real sockets on port 0; draining
+ * timeouts are CLB's seconds run 50 times faster through the timeScale hook.
+ */
+import t from 'tap'
+import { ELB_NAME, FIXED_TIMESTAMP, startProxyFixture } from '../../helpers/proxy-fixture.js'
+import { startInstanceServer } from '../../helpers/instance-server.js'
+import { SYNTHETIC_RESPONSES } from '../../../proxy/data-path/synthetic-responses.js'
+import { stickinessCookieValue } from '../../../proxy/balancer/stickiness.js'
+
+const TIME_SCALE = 0.02
+
+function bodyOf (bytes: Buffer): string {
+  return bytes.toString('latin1').split('\r\n\r\n')[1] ?? ''
+}
+
+t.test('surge queue: one request per instance, a queue of 1, the third request spills over with CLB\'s 503', async (t) => {
+  const app = await startInstanceServer(t, 'app')
+  const f = await startProxyFixture(t, { backend: false, proxy: { backends: [app.url], maxInstanceConnections: 1, surgeQueueSize: 1 } })
+  const first = await f.connect()
+  first.write('GET /hold HTTP/1.1\r\nHost: shop\r\n\r\n')
+  await app.whenHeld(1)
+  const second = await f.connect()
+  second.write('GET /queued HTTP/1.1\r\nHost: shop\r\n\r\n')
+  await f.until(() => f.proxy.metrics().Metrics.SurgeQueueLength.Maximum === 1)
+  const third = await f.request('GET /spilled HTTP/1.1\r\nHost: shop\r\n\r\n')
+  t.equal(third.bytes.toString('latin1'), SYNTHETIC_RESPONSES[503].toString('latin1'), "spillover: CLB's 503 bytes")
+  t.equal(third.records[0]?.outcome, 'spillover')
+  t.equal(app.heads.filter((head) => head.startsWith('GET /queued')).length, 0, 'the queued request waits: the instance has not seen it')
+
+  app.release()
+  const [firstResponse, secondResponse] = await Promise.all([first.response(), second.response()])
+  t.equal(bodyOf(firstResponse.bytes), 'app')
+  t.equal(bodyOf(secondResponse.bytes), 'app', 'the queued request went out when the slot freed')
+  const metrics = f.proxy.metrics().Metrics
+  t.strictSame(metrics.SpilloverCount, { Unit: 'Count', Sum: 1 })
+  t.strictSame(metrics.SurgeQueueLength, { Unit: 'Count', Maximum: 1 })
+  t.match(f.logLines.find((line) => line.includes('/spilled')), new RegExp(`^${FIXED_TIMESTAMP} ${ELB_NAME} 127\\.0\\.0\\.1:\\d+ - -1 -1 -1 503 0 0 0 "GET http://shop:${f.port}/spilled HTTP/1.1" "-" - -$`))
+  t.match(f.diagnostics.find((d) => d.outcome === 'spillover')?.msg, /spillover: every instance in service was serving its 1 requests at once and the surge queue \(1\) was full/)
+  first.end()
+  second.end()
+  await f.close(t)
+})
+
+t.test('a queued request whose client leaves is taken out of the queue and logged once', async (t) => {
+  const app = await startInstanceServer(t, 'app')
+  const f = await startProxyFixture(t, { backend: false, proxy: { backends: [app.url], maxInstanceConnections: 1, surgeQueueSize: 4 } })
+  const first = await f.connect()
+  first.write('GET /hold HTTP/1.1\r\nHost: shop\r\n\r\n')
+  await app.whenHeld(1)
+  const leaving = await f.connect()
+  leaving.write('GET /queued HTTP/1.1\r\nHost: shop\r\n\r\n')
+  await f.until(() => f.proxy.metrics().Metrics.SurgeQueueLength.Maximum === 1)
+  // A reset, as a browser tab that is closed sends: a FIN alone would be a half-close, after which
+  // a client may still read its answer (the proxy runs with allowHalfOpen).
+  leaving.socket.resetAndDestroy()
+  await f.waitForExchanges(1)
+  t.equal(f.records[0]?.outcome, 'client-closed')
+  app.release()
+  await first.response()
+  t.equal(app.heads.filter((head) => head.startsWith('GET /queued')).length, 0, 'the departed client\'s request never reached the instance')
+  first.end()
+  await f.close(t)
+})
+
+t.test('draining: a deregistered instance takes no new request, finishes the one in flight, then is removed', async (t) => {
+  const a = await startInstanceServer(t, 'a')
+  const b = await startInstanceServer(t, 'b')
+  const f = await startProxyFixture(t, { backend: false, timeScale: TIME_SCALE, proxy: { backends: [a.url, b.url], drainingTimeoutSeconds: 300 } })
+  const [aId] = f.proxy.instances().map((i) => i.InstanceId) as [string]
+  const inFlight = await f.connect()
+  inFlight.write('GET /hold HTTP/1.1\r\nHost: shop\r\n\r\n')
+  await a.whenHeld(1)
+  t.equal(f.proxy.deregister(aId), true)
+  t.strictSame(f.proxy.instances().map((i) => [i.InstanceId === aId, i.State, i.ReasonCode, i.Description]), [
+    [true, 'InService', 'ELB', 'Instance deregistration currently in progress.'],
+    [false, 'InService', 'N/A', 'N/A']
+  ])
+  for (let i = 0; i < 3; i++) t.equal(bodyOf((await f.request('GET / HTTP/1.1\r\nHost: shop\r\n\r\n')).bytes), 'b', 'new requests go to the other instance')
+  a.release()
+  const finished = await inFlight.response()
+  t.equal(bodyOf(finished.bytes), 'a', 'the request in flight finished on the draining instance')
+  const gone = await f.proxy.waitForInstanceState(aId, 'OutOfService')
+  t.equal(gone.Description, 'Instance is not currently registered with the LoadBalancer.')
+  t.strictSame(f.proxy.instances().map((i) => i.Url), [b.url], 'removed once its last request finished')
+  inFlight.end()
+  await f.close(t)
+})
+
+t.test('draining timeout: a request still in flight when it passes gets CLB\'s 504', async (t) => {
+  const a = await startInstanceServer(t, 'a')
+  // 1 s, CLB's minimum, run as 20 ms.
+  const f = await startProxyFixture(t, { backend: false, timeScale: TIME_SCALE, proxy: { backends: [a.url], drainingTimeoutSeconds: 1 } })
+  const id = f.proxy.instances()[0]?.InstanceId as string
+  const client = await f.connect()
+  client.write('GET /hold HTTP/1.1\r\nHost: shop\r\n\r\n')
+  await a.whenHeld(1)
+  f.proxy.deregister(id)
+  const response = await client.response()
+  t.equal(response.bytes.toString('latin1'), SYNTHETIC_RESPONSES[504].toString('latin1'))
+  t.equal(response.records[0]?.outcome, 'instance-deregistered')
+  t.strictSame(f.logLines, [`${FIXED_TIMESTAMP} ${ELB_NAME} 127.0.0.1:${client.port} - -1 -1 -1 504 0 0 0 "GET http://shop:${f.port}/hold HTTP/1.1" "-" - -`])
+  await f.proxy.waitForInstanceState(id, 'OutOfService')
+  const after = await f.request('GET / HTTP/1.1\r\nHost: shop\r\n\r\n')
+  t.equal(after.records[0]?.outcome, 'no-healthy-instance', 'no instance registered any more: 503')
+  client.end()
+  await f.close(t)
+})
+
+t.test('draining disabled: in-flight requests get CLB\'s 504 at once', async (t) => {
+  const a = await startInstanceServer(t, 'a')
+  const f = await startProxyFixture(t, { backend: false, proxy: { backends: [a.url], drainingTimeoutSeconds: 0 } })
+  const id = f.proxy.instances()[0]?.InstanceId as string
+  const client = await f.connect()
+  client.write('GET /hold HTTP/1.1\r\nHost: shop\r\n\r\n')
+  await a.whenHeld(1)
+  t.equal(f.proxy.deregister(id), true)
+  t.equal(f.records.length, 1, 'answered synchronously, before deregister() returned')
+  const response = await client.response()
+  t.equal(response.bytes.toString('latin1'), SYNTHETIC_RESPONSES[504].toString('latin1'))
+  t.strictSame(f.proxy.instances(), [])
+  t.equal(f.proxy.deregister(id), false, 'an unknown id')
+  client.end()
+  await f.close(t)
+})
+
+t.test('duration-based stickiness: AWSELB and AWSELBCORS bytes, the cookie routes, a failed instance re-picks', async (t) => {
+  const a = await startInstanceServer(t, 'a')
+  const b = await startInstanceServer(t, 'b')
+  const f = await startProxyFixture(t, { backend: false, proxy: { backends: [a.url, b.url], stickyDurationSeconds: 600 } })
+  const [aId, bId] = f.proxy.instances().map((i) => i.InstanceId) as [string, string]
+  const value = (id: string): string => stickinessCookieValue(ELB_NAME, id)
+  const first = await f.request('GET / HTTP/1.1\r\nHost: shop\r\n\r\n')
+  const picked = bodyOf(first.bytes)
+  const pickedId = picked === 'a' ? aId : bId
+  t.equal(first.bytes.toString('latin1'), 'HTTP/1.1 200 OK\r\nContent-Length: 1\r\n' +
+    `Set-Cookie: AWSELB=${value(pickedId)};PATH=/;MAX-AGE=600\r\n` +
+    `Set-Cookie: AWSELBCORS=${value(pickedId)};PATH=/;MAX-AGE=600;SECURE;SAMESITE=None\r\n` +
+    'Cache-control: no-cache="set-cookie"\r\n' +
+    `\r\n${picked}`, 'the cookies are inserted before the blank line; the rest is unchanged')
+  t.match(value(pickedId), /^[0-9A-F]{128,}$/)
+  t.match(f.logLines[0], / 200 200 0 1 "GET /, 'sent_bytes counts the body only, as before')
+
+  for (let i = 0; i < 4; i++) {
+    const again = await f.request(`GET / HTTP/1.1\r\nHost: shop\r\nCookie: theme=dark; AWSELB=${value(pickedId)}\r\n\r\n`)
+    t.equal(bodyOf(again.bytes), picked, 'the cookie routes to its instance')
+    t.notOk(again.bytes.toString('latin1').includes('Set-Cookie'), 'and is not refreshed (CLB-STICKY)')
+  }
+  f.proxy.deregister(pickedId)
+  const moved = await f.request(`GET / HTTP/1.1\r\nHost: shop\r\nCookie: AWSELB=${value(pickedId)}\r\n\r\n`)
+  const other = picked === 'a' ? 'b' : 'a'
+  const otherId = picked === 'a' ? bId : aId
+  t.equal(bodyOf(moved.bytes), other, 'its instance is gone: routed as usual')
+  t.ok(moved.bytes.toString('latin1').includes(`Set-Cookie: AWSELB=${value(otherId)};PATH=/;MAX-AGE=600\r\n`), 'and the cookie replaced')
+  await f.close(t)
+})
+
+t.test('duration 0: a browser-session cookie without MAX-AGE', async (t) => {
+  const a = await startInstanceServer(t, 'a')
+  const f = await startProxyFixture(t, { backend: false, proxy: { backends: [a.url], stickyDurationSeconds: 0 } })
+  const id = f.proxy.instances()[0]?.InstanceId as string
+  const response = await f.request('GET / HTTP/1.1\r\nHost: shop\r\n\r\n')
+  const v = stickinessCookieValue(ELB_NAME, id)
+  t.ok(response.bytes.toString('latin1').startsWith(`HTTP/1.1 200 OK\r\nContent-Length: 1\r\nSet-Cookie: AWSELB=${v};PATH=/\r\nSet-Cookie: AWSELBCORS=${v};PATH=/;SECURE;SAMESITE=None\r\n`))
+  await f.close(t)
+})
+
+t.test('application-controlled stickiness follows the app cookie, its attributes copied and the path re-encoded', async (t) => {
+  const f = await startProxyFixture(t, { proxy: { stickyAppCookie: 'SESSION' } })
+  const id = f.proxy.instances()[0]?.InstanceId as string
+  const v = stickinessCookieValue(ELB_NAME, id)
+  f.replies.push({ pieces: [Buffer.from('HTTP/1.1 200 OK\r\nSet-Cookie: SESSION=abc; Path=/my_path; Max-Age=600; HttpOnly\r\nContent-Length: 2\r\n\r\nhi')] })
+  const login = await f.request('GET /login HTTP/1.1\r\nHost: shop\r\n\r\n')
+  t.equal(login.bytes.toString('latin1'), 'HTTP/1.1 200 OK\r\nSet-Cookie: SESSION=abc; Path=/my_path; Max-Age=600; HttpOnly\r\nContent-Length: 2\r\n' +
+    `Set-Cookie: AWSELB=${v};PATH=/my%5Fpath;MAX-AGE=600;HTTPONLY\r\nCache-control: no-cache="set-cookie"\r\n\r\nhi`)
+  f.replies.push({ pieces: [Buffer.from('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok')] })
+  const next = await f.request(`GET /cart HTTP/1.1\r\nHost: shop\r\nCookie: SESSION=abc; AWSELB=${v}\r\n\r\n`)
+  t.equal(next.bytes.toString('latin1'), 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok', 'no app cookie set: nothing inserted')
+  f.replies.push({ pieces: [Buffer.from('HTTP/1.1 200 OK\r\nSet-Cookie: SESSION=def;\r\nContent-Length: 2\r\n\r\nok')] })
+  const quirk = await f.request('GET /again HTTP/1.1\r\nHost: shop\r\n\r\n')
+  t.notOk(quirk.bytes.toString('latin1').includes('AWSELB'), 'a trailing ";" makes the load balancer ignore the app cookie (CLB-STICKY)')
+  await f.close(t)
+})
+
+t.test('register and deregister through the admin API and the library; GET /instances is DescribeInstanceHealth-shaped', async (t) => {
+  const a = await startInstanceServer(t, 'a')
+  const b = await startInstanceServer(t, 'b')
+  const c = await startInstanceServer(t, 'c')
+  const f = await startProxyFixture(t, {
+    backend: false,
+    timeScale: TIME_SCALE,
+    proxy: { backends: [a.url], admin: '127.0.0.1:0', healthCheck: 'HTTP:/health', healthIntervalSeconds: 5, healthTimeoutSeconds: 4, healthyThreshold: 2 }
+  })
+  const admin = f.proxy.adminUrl as string
+  const aId = f.proxy.instances()[0]?.InstanceId as string
+  await f.proxy.waitForInstanceState(aId, 'InService')
+
+  const listed = await (await fetch(`${admin}/instances`)).json() as { InstanceStates: Array<Record<string, unknown>> }
+  t.equal(listed.InstanceStates.length, 1)
+  t.match(listed.InstanceStates[0], { InstanceId: aId, State: 'InService', ReasonCode: 'N/A', Description: 'N/A', Address: `127.0.0.1:${a.port}`, Url: a.url, OutstandingRequests: 0, Routable: true })
+  t.match((listed.InstanceStates[0]?.LastChecks as unknown[])[0], { passed: true, status: 200, error: null })
+
+  const created = await fetch(`${admin}/instances`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ url: b.url }) })
+  t.equal(created.status, 201)
+  const bState = await created.json() as { InstanceId: string, State: string, Description: string }
+  t.match(bState, { State: 'OutOfService', Description: 'Instance registration is still in progress.' }, 'registered, waiting for its first check')
+  await f.proxy.waitForInstanceState(bState.InstanceId, 'InService')
+
+  const bad = await fetch(`${admin}/instances`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ url: 'ftp://x' }) })
+  t.equal(bad.status, 400)
+  t.match(await bad.json(), { error: /^url must be an http:\/\/HOST:PORT URL/ })
+  const missing = await fetch(`${admin}/instances`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' })
+  t.equal(missing.status, 400, 'the JSON schema requires url')
+
+  const removed = await fetch(`${admin}/instances/${aId}`, { method: 'DELETE' })
+  t.equal(removed.status, 202)
+  t.match(await removed.json(), { InstanceId: aId, State: 'OutOfService', Description: 'Instance is not currently registered with the LoadBalancer.' }, 'idle: removed at once')
+  t.equal((await fetch(`${admin}/instances/${aId}`, { method: 'DELETE' })).status, 404)
+  t.equal((await fetch(`${admin}/instances/not-an-id`, { method: 'DELETE' })).status, 400, 'the id pattern is checked')
+
+  const viaLibrary = f.proxy.register(c.url)
+  t.equal(f.proxy.register({ host: '127.0.0.1', port: c.port }).InstanceId, viaLibrary.InstanceId, 'the same address is the same instance')
+  await f.proxy.waitForInstanceState(viaLibrary.InstanceId, 'InService')
+  t.throws(() => f.proxy.register('http://127.0.0.1:0'), { code: 'CLB_INVALID_OPTION' })
+  t.strictSame(f.proxy.instances().map((i) => i.Url), [b.url, c.url])
+  const bodies = new Set<string>()
+  for (let i = 0; i < 4; i++) bodies.add(bodyOf((await f.request('GET / HTTP/1.1\r\nHost: shop\r\n\r\n')).bytes))
+  t.strictSame([...bodies].sort(), ['b', 'c'], 'both registered instances take requests; the deregistered one none')
+  t.equal(a.heads.filter((head) => !head.startsWith('GET /health')).length, 0)
+  await t.rejects(f.proxy.waitForInstanceState(viaLibrary.InstanceId, 'Unknown', { timeoutMs: 50 }), { code: 'CLB_WAIT_FOR_TIMEOUT' })
+  await f.close(t)
+})
