@@ -7,6 +7,10 @@
  * response carries exactly one defect: the rest of its bytes are valid HTTP/1.1 (RFC 9112), and
  * the socket is ended after them, so nothing else (framing, a half-open socket) can be blamed.
  * docs/demo-backend.md lists each route's bytes, CLB's answer and the AWS sentence behind it.
+ *
+ * Health: `GET /health` answers 200 `ok` until `GET /demo/health/fail` switches it to 500, and
+ * `GET /demo/health/pass` switches it back; the CLI runs two named instances behind a CLB health
+ * check on /health, so a user can take one out of service and watch the load balancer react.
  */
 import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify'
 
@@ -21,7 +25,22 @@ export interface DemoRoute {
   readonly curlHint?: string
 }
 
+export interface DemoBackendOptions {
+  /** Default '127.0.0.1'. */
+  readonly host?: string
+  /** Default 0: the OS picks a free port. */
+  readonly port?: number
+  /**
+   * The instance's name (e.g. 'demo-a'): sent as the x-demo-instance header of every response
+   * fastify writes, and named in the /demo/health/* answers. 1 to 32 ASCII letters, digits or
+   * hyphens. Default: none, and no such header (the routes' bytes stay as documented).
+   */
+  readonly name?: string
+}
+
 export interface DemoBackend {
+  /** The name given to startDemoBackend, or null. */
+  readonly name: string | null
   /** e.g. 'http://127.0.0.1:41234' */
   readonly url: string
   readonly host: string
@@ -44,11 +63,25 @@ export const DEMO_KEEP_ALIVE_TIMEOUT_MS = 75_000
 /** /slow answers after this many seconds unless ?seconds= says otherwise: past CLB's default 60 s idle timeout. */
 export const DEMO_SLOW_DEFAULT_SECONDS = 65
 
+/** The health-check path of the demo instances: the CLI's demo runs CLB's check `HTTP:/health` against it. */
+export const DEMO_HEALTH_PATH = '/health'
+/** From now on this instance's /health answers 500: it fails its health checks. */
+export const DEMO_HEALTH_FAIL_PATH = '/demo/health/fail'
+/** From now on this instance's /health answers 200 again. */
+export const DEMO_HEALTH_PASS_PATH = '/demo/health/pass'
+/** Names the instance that answered (a named demo backend only); lower case, as fastify writes its own. */
+export const DEMO_INSTANCE_HEADER = 'x-demo-instance'
+
+/** A header value and a word in a sentence: no characters that need quoting anywhere. */
+const DEMO_NAME = /^[A-Za-z0-9-]{1,32}$/
+
 /** CLB-IDLE: the idle timeout is at most 4,000 s; waiting longer shows nothing new. */
 const SLOW_MAX_SECONDS = 4000
 
 const HEALTHY_BODY = 'hello from the clb-proxy demo backend\n'
 const BACKEND_502_BODY = 'the demo backend itself answered 502\n'
+
+const HEALTH_OK_BODY = 'ok\n'
 
 const ELB_502 = '502 BAD_GATEWAY (ELB-generated)'
 const ELB_504 = '504 GATEWAY_TIMEOUT (ELB-generated)'
@@ -198,9 +231,31 @@ function bracketIpv6 (host: string): string {
   return host.includes(':') ? `[${host}]` : host
 }
 
-export async function startDemoBackend (options: { host?: string; port?: number } = {}): Promise<DemoBackend> {
+/** The /health switch's answers: what it did and what the load balancer will do about it. */
+function demoHealthSwitchText (name: string | null, failing: boolean): string {
+  const who = name ?? 'this demo instance'
+  // API-HC HealthCheck.Target: 'Any answer other than "200 OK" within the timeout period is
+  // considered unhealthy'; CLB-HC: OutOfService after UnhealthyThreshold consecutive failures,
+  // InService again after HealthyThreshold consecutive passes.
+  return failing
+    ? `${who}: ${DEMO_HEALTH_PATH} answers 500 from now on; after UnhealthyThreshold failed checks in a row ` +
+      `${who} goes OutOfService and requests go to the other instances (undo: ${DEMO_HEALTH_PASS_PATH})\n`
+    : `${who}: ${DEMO_HEALTH_PATH} answers 200 from now on; after HealthyThreshold passed checks in a row ` +
+      `${who} goes InService and gets requests again\n`
+}
+
+/** The body of /health while it fails (500). */
+function demoHealthFailingText (name: string | null): string {
+  return `${name ?? 'this demo instance'} fails its health check on purpose (GET ${DEMO_HEALTH_PASS_PATH} to stop)\n`
+}
+
+export async function startDemoBackend (options: DemoBackendOptions = {}): Promise<DemoBackend> {
   const host = options.host ?? '127.0.0.1'
   const requestedPort = options.port ?? 0
+  const name = options.name ?? null
+  if (name !== null && (typeof name !== 'string' || !DEMO_NAME.test(name))) {
+    throw new TypeError(`the demo backend's name must be 1 to 32 ASCII letters, digits or hyphens, got ${JSON.stringify(name)}`)
+  }
 
   const app = Fastify({
     logger: false,
@@ -212,6 +267,30 @@ export async function startDemoBackend (options: { host?: string; port?: number 
   })
 
   const pendingSlowTimers = new Set<NodeJS.Timeout>()
+  let failingHealthCheck = false
+
+  if (name !== null) {
+    // Every response fastify writes (the defect routes write their own bytes, unchanged).
+    app.addHook('onRequest', (_request, reply, done) => {
+      reply.header(DEMO_INSTANCE_HEADER, name)
+      done()
+    })
+  }
+
+  app.get(DEMO_HEALTH_PATH, (_request, reply) => {
+    if (failingHealthCheck) reply.code(500).type('text/plain; charset=utf-8').send(demoHealthFailingText(name))
+    else reply.type('text/plain; charset=utf-8').send(HEALTH_OK_BODY)
+  })
+
+  app.get(DEMO_HEALTH_FAIL_PATH, (_request, reply) => {
+    failingHealthCheck = true
+    reply.type('text/plain; charset=utf-8').send(demoHealthSwitchText(name, true))
+  })
+
+  app.get(DEMO_HEALTH_PASS_PATH, (_request, reply) => {
+    failingHealthCheck = false
+    reply.type('text/plain; charset=utf-8').send(demoHealthSwitchText(name, false))
+  })
 
   app.get(HEALTHY_ROUTE.path, (_request, reply) => {
     reply.type('text/plain; charset=utf-8').send(HEALTHY_BODY)
@@ -262,6 +341,7 @@ export async function startDemoBackend (options: { host?: string; port?: number 
 
   let closing: Promise<void> | null = null
   return Object.freeze({
+    name,
     url: `http://${bracketIpv6(host)}:${port}`,
     host,
     port,

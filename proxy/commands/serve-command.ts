@@ -1,18 +1,59 @@
 /**
- * Serving: `serve()` starts the proxy in front of the backends, or in front of the built-in demo
- * backend when none is given, prints its banner, waits for SIGINT/SIGTERM and stops it, letting
- * in-flight requests finish. A start or stop failure becomes one line that names the address or
- * file and the system error, and an exit code.
+ * Serving: `serve()` starts the proxy in front of the backends, or in front of two instances of the
+ * built-in demo backend (demo-a, demo-b) behind a fast health check when none is given, prints its
+ * banner, waits for SIGINT/SIGTERM and stops it, letting in-flight requests finish. A start or stop
+ * failure becomes one line that names the address or file and the system error, and an exit code.
  */
 // Type-only: erased at runtime. The modules themselves are imported in serve().
 import type { ClbProxy } from '../library/clb-proxy.js'
 import type { DemoBackend } from '../byte-servers/demo-backend.js'
 import type { BackendAddress, ClbProxyOptions, ResolvedOptions } from '../core/options.js'
+// Small modules the option resolver loads anyway.
+import { CLB_DEFAULTS } from '../core/options.js'
+import { formatHealthCheckTarget } from '../core/health-check-target.js'
 import { OptionError } from '../core/resolve-options.js'
 import { EXIT_FAILURE, EXIT_OK, listenForStop, usageError, type CliIo } from './command-line.js'
 
 // Entries kept for the admin listener's /entries when the CLI runs with --admin.
 const CLI_RECORDED_ENTRIES_WITH_ADMIN = 1000
+
+/** The demo's instances, in registration order: two, so that one can fail while the other serves. */
+export const DEMO_INSTANCE_NAMES: readonly string[] = Object.freeze(['demo-a', 'demo-b'])
+
+/**
+ * The demo's health check: CLB's minimums (API-HC HealthCheck: Interval 5-300 s, Timeout 2-60 s,
+ * thresholds 2-10), so an instance that starts failing leaves service within about 10 s. CLB's
+ * defaults (CLB_DEFAULTS: 30 s, 5 s, HealthyThreshold 10) would keep a first-time user waiting minutes.
+ */
+export const DEMO_HEALTH_CHECK = Object.freeze({
+  healthCheck: 'HTTP:/health',
+  healthIntervalSeconds: 5,
+  healthTimeoutSeconds: 2,
+  healthyThreshold: 2,
+  unhealthyThreshold: 2
+})
+
+type HealthField = keyof typeof DEMO_HEALTH_CHECK
+const HEALTH_FIELDS_COUNT = Object.keys(DEMO_HEALTH_CHECK).length
+
+/** How the banner names a health option the user set (by flag or environment variable). */
+const HEALTH_FIELD_TEXT: Readonly<Record<HealthField, string>> = Object.freeze({
+  healthCheck: 'target',
+  healthIntervalSeconds: 'interval',
+  healthTimeoutSeconds: 'timeout',
+  healthyThreshold: 'healthy threshold',
+  unhealthyThreshold: 'unhealthy threshold'
+})
+
+type DemoModule = typeof import('../byte-servers/demo-backend.js')
+
+interface DemoRun {
+  readonly module: DemoModule
+  /** The instances started so far, in DEMO_INSTANCE_NAMES order. */
+  readonly instances: DemoBackend[]
+  /** The 503 status line CLB answers when no instance is in service. */
+  readonly noInstanceStatusLine: string
+}
 
 /**
  * The proxy modules are imported here, not at the top: --help, --version and a bad option are
@@ -20,19 +61,27 @@ const CLI_RECORDED_ENTRIES_WITH_ADMIN = 1000
  */
 export async function serve(options: ClbProxyOptions, resolved: ResolvedOptions, io: CliIo): Promise<number> {
   const stop = listenForStop(io.signals ?? process)
-  let demo: { readonly backend: DemoBackend; readonly formatTryTable: (proxyUrl: string) => string } | undefined
+  let demo: DemoRun | undefined
   let proxy: ClbProxy | undefined
   try {
     let backends: readonly (BackendAddress | string)[] = resolved.backends
+    let proxyOptions = options
     if (backends.length === 0) {
-      const { startDemoBackend, formatTryTable } = await import('../byte-servers/demo-backend.js')
+      const module = await import('../byte-servers/demo-backend.js')
+      const { SYNTHETIC_RESPONSES } = await import('../data-path/synthetic-responses.js')
+      const noInstanceStatusLine = SYNTHETIC_RESPONSES[503].toString('latin1').split('\r\n')[0] ?? ''
+      demo = { module, instances: [], noInstanceStatusLine }
       try {
-        demo = { backend: await startDemoBackend({ host: '127.0.0.1', port: 0 }), formatTryTable }
+        for (const name of DEMO_INSTANCE_NAMES) {
+          demo.instances.push(await module.startDemoBackend({ host: '127.0.0.1', port: 0, name }))
+        }
       } catch (error) {
         io.stderr.write(`clb-proxy: cannot start the demo backend on 127.0.0.1: ${describeSystemError(error)}\n`)
         return EXIT_FAILURE
       }
-      backends = [{ host: demo.backend.host, port: demo.backend.port }]
+      backends = demo.instances.map((instance) => ({ host: instance.host, port: instance.port }))
+      // Through startClbProxy, so the demo's values pass the same resolveOptions as the user's.
+      proxyOptions = withDemoHealthCheck(options)
     }
 
     const { startClbProxy } = await import('../library/clb-proxy.js')
@@ -47,7 +96,7 @@ export async function serve(options: ClbProxyOptions, resolved: ResolvedOptions,
       const logger = (io.stderr as { isTTY?: boolean }).isTTY === true
         ? (await import('../observers/diagnostics-text.js')).textLogger(io.stderr)
         : undefined
-      proxy = await startClbProxy({ ...options, backends }, {
+      proxy = await startClbProxy({ ...proxyOptions, backends }, {
         maxRecordedEntries,
         ...(accessLogStream === undefined ? {} : { accessLogStream }),
         ...(logger === undefined ? {} : { logger })
@@ -58,11 +107,8 @@ export async function serve(options: ClbProxyOptions, resolved: ResolvedOptions,
       return EXIT_FAILURE
     }
 
-    io.stderr.write(
-      demo === undefined
-        ? backendsBanner(proxy, resolved)
-        : demoBanner(proxy, demo.backend, demo.formatTryTable(proxy.url), resolved)
-    )
+    if (demo !== undefined) await firstHealthChecks(proxy)
+    io.stderr.write(demo === undefined ? backendsBanner(proxy, resolved) : demoBanner(proxy, demo, options, resolved))
     if (proxy.adminUrl !== null) io.stderr.write(`clb-proxy: admin listener on ${proxy.adminUrl} (/metrics, /entries, /captures, /healthz)\n`)
     const signal = await stop.stopped
     stop.dispose() // a second Ctrl-C now gets Node's default: quit at once
@@ -81,8 +127,59 @@ export async function serve(options: ClbProxyOptions, resolved: ResolvedOptions,
   } finally {
     stop.dispose()
     await proxy?.close()
-    await demo?.backend.close()
+    await Promise.all(demo?.instances.map((instance) => instance.close()) ?? [])
   }
+}
+
+/**
+ * The user's health options win, each on its own (flag or environment variable); the demo's
+ * settings fill the others.
+ */
+function withDemoHealthCheck(options: ClbProxyOptions): ClbProxyOptions {
+  const userTimeout = options.healthTimeoutSeconds
+  return {
+    ...options,
+    healthCheck: options.healthCheck === undefined ? DEMO_HEALTH_CHECK.healthCheck : options.healthCheck,
+    // API-HC HealthCheck.Timeout: "This value must be less than the Interval value": a timeout of
+    // the user's at or above the demo's interval moves the interval just past it.
+    healthIntervalSeconds:
+      options.healthIntervalSeconds ?? Math.max(DEMO_HEALTH_CHECK.healthIntervalSeconds, (userTimeout ?? 0) + 1),
+    healthTimeoutSeconds: userTimeout ?? DEMO_HEALTH_CHECK.healthTimeoutSeconds,
+    healthyThreshold: options.healthyThreshold ?? DEMO_HEALTH_CHECK.healthyThreshold,
+    unhealthyThreshold: options.unhealthyThreshold ?? DEMO_HEALTH_CHECK.unhealthyThreshold
+  }
+}
+
+/**
+ * Resolves once every instance has had its first health check, or after one health-check timeout
+ * and a second. A new instance is in service after its first passing check (CLB-CW
+ * HealthyHostCount), so the banner shows settled states, its diagnostic lines come before the
+ * banner, and a first request does not meet "registration in progress".
+ */
+async function firstHealthChecks(proxy: ClbProxy): Promise<void> {
+  if (proxy.options.healthCheck !== null) {
+    const waiting = new Set(
+      proxy.instances().filter((instance) => instance.LastChecks.length === 0).map((instance) => instance.InstanceId)
+    )
+    if (waiting.size > 0) {
+      await new Promise<void>((resolve) => {
+        const onCheck = ({ instanceId }: { readonly instanceId: string }): void => {
+          waiting.delete(instanceId)
+          if (waiting.size === 0) done()
+        }
+        const done = (): void => {
+          clearTimeout(timer)
+          proxy.off('health-check', onCheck)
+          resolve()
+        }
+        const timer = setTimeout(done, (proxy.options.healthTimeoutSeconds + 1) * 1000)
+        proxy.on('health-check', onCheck)
+      })
+    }
+  }
+  // The state change a check causes is emitted after its 'health-check' event, and a diagnostics
+  // stream may hold a line for a tick: let both reach stderr before the banner does.
+  await new Promise<void>((resolve) => setImmediate(resolve))
 }
 
 function hostPort(address: { readonly host: string; readonly port: number }): string {
@@ -99,16 +196,92 @@ function backendsBanner(proxy: ClbProxy, resolved: ResolvedOptions): string {
   return `clb-proxy: listening on ${proxy.url}, forwarding to ${backends} (access log: ${accessLogText(resolved.accessLog)})\n`
 }
 
-function demoBanner(proxy: ClbProxy, demo: DemoBackend, tryTable: string, resolved: ResolvedOptions): string {
+function demoBanner(proxy: ClbProxy, demo: DemoRun, userOptions: ClbProxyOptions, resolved: ResolvedOptions): string {
+  const names = demo.instances.map((instance) => instance.name ?? instance.url)
   return [
     `clb-proxy: listening on ${proxy.url} (access log: ${accessLogText(resolved.accessLog)})`,
-    `clb-proxy: no --backend given, so requests go to the built-in demo backend at ${demo.url}`,
+    `clb-proxy: no --backend given, so requests go to the built-in demo backend: two instances, ${names.join(' and ')}`,
     '',
-    tryTable.replace(/\n+$/, ''),
+    demo.module.formatTryTable(proxy.url).replace(/\n+$/, ''),
+    '',
+    ...demoHealthBlock(proxy, demo, userOptions),
     '',
     'Press Ctrl-C to stop.',
     ''
   ].join('\n')
+}
+
+/** The instances, the health check, and how to take one out of service and what follows. */
+function demoHealthBlock(proxy: ClbProxy, demo: DemoRun, userOptions: ClbProxyOptions): string[] {
+  const settings = proxy.options
+  const { DEMO_HEALTH_PATH, DEMO_HEALTH_FAIL_PATH, DEMO_HEALTH_PASS_PATH, DEMO_INSTANCE_HEADER } = demo.module
+  const described = proxy.instances()
+  const rows = demo.instances.map((instance) => {
+    const description = described.find((candidate) => candidate.Address === hostPort(instance))
+    return {
+      name: instance.name ?? '',
+      id: description?.InstanceId ?? '-',
+      address: hostPort(instance),
+      url: instance.url,
+      state: description?.State ?? '-'
+    }
+  })
+  const nameWidth = Math.max(...rows.map((row) => row.name.length))
+  const urlWidth = Math.max(...rows.map((row) => row.url.length))
+  const table = rows.map((row) => `  ${row.name.padEnd(nameWidth)}  ${row.id}  ${row.url.padEnd(urlWidth)}  ${row.state}`)
+  const target = settings.healthCheck
+  // Not from the command line, where --health-check takes a target and the demo fills one in.
+  if (target === null) {
+    return ['Health checks are off: every registered instance is in service.', '', ...table]
+  }
+
+  const userSet = (Object.keys(DEMO_HEALTH_CHECK) as HealthField[]).filter((field) => userOptions[field] !== undefined)
+  const whose =
+    userSet.length === 0
+      ? "the demo's settings: CLB's minimums, so that a change shows within seconds"
+      : userSet.length === HEALTH_FIELDS_COUNT
+        ? 'all yours'
+        : `yours: ${userSet.map((field) => HEALTH_FIELD_TEXT[field]).join(', ')}; the rest are the demo's`
+  const lines = [
+    `Health checks (${whose}):`,
+    `  target ${formatHealthCheckTarget(target)}, every ${settings.healthIntervalSeconds} s, timeout ${settings.healthTimeoutSeconds} s, ` +
+      `healthy threshold ${settings.healthyThreshold}, unhealthy threshold ${settings.unhealthyThreshold}`,
+    `  (CLB's defaults: every ${CLB_DEFAULTS.healthIntervalSeconds} s, timeout ${CLB_DEFAULTS.healthTimeoutSeconds} s, ` +
+      `healthy threshold ${CLB_DEFAULTS.healthyThreshold}, unhealthy threshold ${CLB_DEFAULTS.unhealthyThreshold})`,
+    '',
+    ...table
+  ]
+  // The walk-through needs the demo's own check: an HTTP GET of /health on each instance's port.
+  if (target.protocol !== 'HTTP' || target.port !== null || target.path !== DEMO_HEALTH_PATH) {
+    lines.push(
+      '',
+      `  Your health check does not request ${DEMO_HEALTH_PATH} on each instance's own port, so the demo's`,
+      `  ${DEMO_HEALTH_FAIL_PATH} and ${DEMO_HEALTH_PASS_PATH} switches do not change what it sees.`
+    )
+    return lines
+  }
+  const [first, second] = rows
+  if (first === undefined || second === undefined) return lines
+  const failSeconds = settings.unhealthyThreshold * settings.healthIntervalSeconds
+  const passSeconds = settings.healthyThreshold * settings.healthIntervalSeconds
+  lines.push(
+    '',
+    `  Requests go to both (least outstanding requests, ties take turns); curl -i shows which one`,
+    `  answered in its ${DEMO_INSTANCE_HEADER} header, and the access log names its port.`,
+    '',
+    `  Make ${first.name} fail its health check. Ask ${first.name} directly: through the proxy the request`,
+    '  would reach whichever instance the load balancer picks.',
+    `    curl ${first.url}${DEMO_HEALTH_FAIL_PATH}`,
+    `  After ${settings.unhealthyThreshold} failed checks (within about ${failSeconds} s) stderr shows`,
+    `    instance ${first.id} (${first.address}): InService -> OutOfService (Instance: ...)`,
+    `  and every request goes to ${second.name}. Make ${second.name} fail too`,
+    `    curl ${second.url}${DEMO_HEALTH_FAIL_PATH}`,
+    '  and with no instance in service the proxy answers every request itself, as CLB does:',
+    `    ${demo.noInstanceStatusLine}`,
+    `  Make ${first.name} pass again (InService after ${settings.healthyThreshold} passed checks, within about ${passSeconds} s):`,
+    `    curl ${first.url}${DEMO_HEALTH_PASS_PATH}`
+  )
+  return lines
 }
 
 /** EADDRINUSE and friends as one line that names the address; anything else by its message. */

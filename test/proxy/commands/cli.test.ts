@@ -275,7 +275,7 @@ t.test('starts with the given backend, stops on SIGTERM and exits 0', async (t) 
   t.equal(await connectionCount(backend), 0, 'no connection to the backend left open')
 })
 
-t.test('without a backend it starts the demo backend, prints the try table, and closes both on SIGINT', async (t) => {
+t.test('without a backend it starts the two demo instances, prints the try table, and closes them all on SIGINT', async (t) => {
   const { formatTryTable } = await import('../../../proxy/byte-servers/demo-backend.js')
   const stdout = new Sink()
   const stderr = new Sink()
@@ -285,20 +285,21 @@ t.test('without a backend it starts the demo backend, prints the try table, and 
   await stderr.waitFor(/Press Ctrl-C to stop\.\n/)
   const [, proxyUrl = '', proxyPort = ''] =
     /^clb-proxy: listening on (http:\/\/127\.0\.0\.1:(\d+)) /.exec(stderr.text) ?? []
-  const [, demoUrl = '', demoPort = ''] = /demo backend at (http:\/\/127\.0\.0\.1:(\d+))\n/.exec(stderr.text) ?? []
-  t.equal(
-    stderr.text,
-    [
-      `clb-proxy: listening on ${proxyUrl} (access log: stdout)`,
-      `clb-proxy: no --backend given, so requests go to the built-in demo backend at ${demoUrl}`,
-      '',
-      formatTryTable(proxyUrl).replace(/\n+$/, ''),
-      '',
-      'Press Ctrl-C to stop.',
-      ''
-    ].join('\n')
-  )
-  t.not(proxyPort, demoPort)
+  const demoPorts = [...stderr.text.matchAll(/^ {2}demo-[ab] {2}i-[0-9a-f]{17} {2}http:\/\/127\.0\.0\.1:(\d+) /gm)].map((match) => match[1] ?? '')
+  const head = [
+    `clb-proxy: listening on ${proxyUrl} (access log: stdout)`,
+    'clb-proxy: no --backend given, so requests go to the built-in demo backend: two instances, demo-a and demo-b',
+    '',
+    formatTryTable(proxyUrl).replace(/\n+$/, ''),
+    '',
+    'Health checks ('
+  ].join('\n')
+  // The health-check block is asserted whole in serve-demo-health.test.ts.
+  t.equal(stderr.text.slice(0, head.length), head, 'the banner starts as before, then the health-check block')
+  t.equal(stderr.text.slice(-'\n\nPress Ctrl-C to stop.\n'.length), '\n\nPress Ctrl-C to stop.\n')
+  t.equal(demoPorts.length, 2, 'two demo instances')
+  t.not(proxyPort, demoPorts[0])
+  t.not(proxyPort, demoPorts[1])
   const response = await fetch(`${proxyUrl}/`)
   t.equal(response.status, 200, 'the demo backend answers through the proxy')
   await response.arrayBuffer()
@@ -309,9 +310,9 @@ t.test('without a backend it starts the demo backend, prints the try table, and 
   t.equal(logLines.length, 2, "one access-log line on the run's stdout, then the final newline")
   const fields = logLines[0]?.split(' ') ?? []
   t.equal(fields[1], 'clb-proxy', 'the default name')
-  t.equal(fields[3], `127.0.0.1:${demoPort}`, 'the request went to the demo backend')
+  t.ok(demoPorts.map((port) => `127.0.0.1:${port}`).includes(fields[3] ?? ''), 'the request went to a demo instance')
   t.equal(await isListening('127.0.0.1', Number(proxyPort)), false, 'the proxy port is closed')
-  t.equal(await isListening('127.0.0.1', Number(demoPort)), false, 'the demo backend port is closed')
+  for (const port of demoPorts) t.equal(await isListening('127.0.0.1', Number(port)), false, `the demo instance on ${port} is closed`)
   t.equal(signals.listenerCount('SIGTERM') + signals.listenerCount('SIGINT'), 0, 'signal listeners removed')
 })
 
