@@ -69,7 +69,8 @@ const INSTANCE_SCHEMA = {
   }
 } as const
 
-const ERROR_SCHEMA = { type: 'object', properties: { error: { type: 'string' } } } as const
+// `message` carries fastify's own reason for a 400 (e.g. "body must have required property 'url'").
+const ERROR_SCHEMA = { type: 'object', properties: { error: { type: 'string' }, message: { type: 'string' } } } as const
 
 const INSTANCE_ID_PARAMS = {
   type: 'object',
@@ -100,6 +101,11 @@ export interface AdminServer {
 /** The admin routes on a fastify instance that is not listening yet (tests call `inject()` on it). */
 export function buildAdminApp (sources: AdminSources): FastifyInstance {
   const app = Fastify({ logger: false })
+  // Fastify's own 4xx answers (schema validation, an unsupported media type) say why in one field.
+  app.setErrorHandler(async (error: { statusCode?: number, message: string }, _request, reply) => {
+    const status = error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 500
+    return await reply.code(status).send({ error: status === 500 ? 'internal error' : error.message })
+  })
 
   app.get('/healthz', async () => ({ status: 'ok' }))
 

@@ -300,12 +300,8 @@ export interface BalancerSettings extends PoolSettings {
   } | null
 }
 
-/** What route() decided for one request. */
-export type Routed =
-  | { readonly kind: 'instance'; readonly instance: Instance }
-  | { readonly kind: 'queued' }
-  | { readonly kind: 'no-instance-in-service' }
-  | { readonly kind: 'spillover' }
+/** What route() decided for one request: the instance it now holds a slot of, or why none (no object per request). */
+export type Routed = Instance | 'queued' | 'no-instance-in-service' | 'spillover'
 
 /**
  * The registered instances: their health, routing by least outstanding requests (ELB-HOW: "least
@@ -420,18 +416,18 @@ export class BackendPool {
     const limit = this.settings.maxInstanceConnections
     let instance: Instance | null = preferred !== null && preferred.routable && preferred.outstanding < limit ? preferred : null
     if (instance === null) {
-      if (this.routableCount() === 0) return { kind: 'no-instance-in-service' }
+      if (this.routableCount() === 0) return 'no-instance-in-service'
       // Requests already waiting go first: a new one may not overtake the queue.
       instance = this.queue.length === 0 ? this.pick() : null
     }
     if (instance !== null) {
       instance.inFlight.add(request)
-      return { kind: 'instance', instance }
+      return instance
     }
-    if (this.queue.length >= this.settings.surgeQueueSize) return { kind: 'spillover' }
+    if (this.queue.length >= this.settings.surgeQueueSize) return 'spillover'
     this.queue.push(request)
     this.settings.events.emit('surge-queue', { length: this.queue.length })
-    return { kind: 'queued' }
+    return 'queued'
   }
 
   /**
@@ -440,7 +436,7 @@ export class BackendPool {
    * are errors, this count can exceed the request rate." The request keeps its slot on `failed`
    * until it has one elsewhere; null when no other routable instance has a free slot.
    */
-  retry (request: InFlightRequest, failed: Instance, tried: ReadonlySet<Instance>): Instance | null {
+  retry (request: InFlightRequest, failed: Instance, tried: readonly Instance[]): Instance | null {
     const instance = this.pick(tried)
     failed.inFlight.delete(request)
     if (instance === null) {
@@ -467,13 +463,13 @@ export class BackendPool {
   }
 
   /** The least outstanding requests among routable instances with a free slot, ties round robin. */
-  private pick (exclude?: ReadonlySet<Instance>): Instance | null {
+  private pick (exclude?: readonly Instance[]): Instance | null {
     const count = this.registered.length
     const limit = this.settings.maxInstanceConnections
     let best: Instance | null = null
     for (let k = 0; k < count; k++) {
       const candidate = this.registered[(this.nextTieBreak + k) % count] as Instance
-      if (!candidate.routable || candidate.outstanding >= limit || exclude?.has(candidate) === true) continue
+      if (!candidate.routable || candidate.outstanding >= limit || exclude?.includes(candidate) === true) continue
       if (best === null || candidate.outstanding < best.outstanding) best = candidate
     }
     if (count > 0) this.nextTieBreak = (this.nextTieBreak + 1) % count

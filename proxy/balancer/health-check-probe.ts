@@ -176,7 +176,10 @@ function judgeResponse (parser: ResponseParser, errorCode: string | null): Decis
   if (head === null) return null
   // Any status but 200 fails as soon as the head is read: the body cannot change the verdict.
   if (head.statusCode !== 200) {
-    return { passed: false, status: head.statusCode, defect: null, error: errorCode, summary: () => `${head.statusCode}, not 200` }
+    // A redirect names where it points: `/health` answered by `/health/` is the classic mistake.
+    const location = head.statusCode >= 300 && head.statusCode < 400 ? head.fields.find((f) => f.lowerName === 'location')?.value : undefined
+    const to = location === undefined ? '' : ` to ${location.length > 200 ? `${location.slice(0, 200)}...` : location}`
+    return { passed: false, status: head.statusCode, defect: null, error: errorCode, summary: () => `${head.statusCode}${to}, not 200` }
   }
   const bodyBytes = parser.bytesReceived - head.end
   // CLB-HC, Ping Path: "If the response includes a body, your application must either set the

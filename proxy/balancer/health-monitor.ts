@@ -39,12 +39,17 @@ export class HealthMonitor {
     if (this.schedules.has(id)) return
     const schedule: Schedule = { timer: null, abort: new AbortController(), pending: null }
     this.schedules.set(id, schedule)
+    const port = this.settings.target.port
+    const checked = port === null || port === address.port ? null : `${address.host.includes(':') ? `[${address.host}]` : address.host}:${port}`
     const run = (): void => {
       schedule.timer = setTimeout(run, this.settings.intervalMs)
       const { target, timeoutMs, clock, maxHeadBytes } = this.settings
       const pending = probeInstance(address, { target, timeoutMs, clock, maxHeadBytes }, schedule.abort.signal).then((result) => {
         if (schedule.pending === pending) schedule.pending = null
-        if (this.schedules.get(id) === schedule && !schedule.abort.signal.aborted) this.onResult(id, result)
+        if (this.schedules.get(id) !== schedule || schedule.abort.signal.aborted) return
+        // A target with its own port checks another address than the instance's: say which one, or
+        // "connection refused" on the check's port reads as if the instance were down.
+        this.onResult(id, checked === null ? result : { ...result, summary: `${result.summary} (checked ${checked})` })
       })
       schedule.pending = pending
     }

@@ -60,6 +60,8 @@ function parseHttpTarget (protocol: 'HTTP' | 'HTTPS', text: string, rest: string
     // control character there would make another request line.
     return { error: `the path must be printable ASCII without spaces: character ${badAt + 1} of "${printable(path)}" is not` }
   }
+  // RFC 9112 section 3.2: the request-target is origin-form, path and query; a fragment is never sent.
+  if (path.includes('#')) return { error: `the path may not hold a fragment ("#..."), which is never sent on a request line: "${printable(path)}"` }
   return { protocol, port, path }
 }
 

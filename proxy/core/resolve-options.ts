@@ -506,7 +506,7 @@ function resolveHealthCheck(value: HealthCheckTarget | string | null): HealthChe
   if (value === null) return null
   if (typeof value === 'string') {
     const parsed = parseHealthCheckTarget(value)
-    if ('error' in parsed) throw new OptionError({ field: 'healthCheck', value, rule: OPTION_RULES.healthCheck })
+    if ('error' in parsed) throw new OptionError({ field: 'healthCheck', value, rule: `${OPTION_RULES.healthCheck} (${parsed.error})` })
     return Object.freeze(parsed)
   }
   if (typeof value !== 'object' || Array.isArray(value)) {

@@ -217,6 +217,8 @@ export class ClientConnection implements ClientSide {
     if (this.exchange !== null) {
       // A FIN before the request is complete: it never will be (CLB-HTTPERR 408).
       if (this.parser.state !== 'complete') this.exchange.abandonRequest('client-closed')
+      // A request still waiting in the surge queue is not sent for a client that left.
+      else this.exchange.clientEndedWhileQueued()
       return
     }
     if (this.requestStartedAtMicros !== null && this.parser.state !== 'complete') {

@@ -58,11 +58,12 @@ export class Exchange implements ConnectionUser, QueuedRequest {
   private instance: Instance | null = null
   /** Waiting in the surge queue (CLB-CW SurgeQueueLength) for an instance with a free slot. */
   private queued = false
-  private readonly queuedBody: Buffer[] = []
+  /** Body bytes received while queued (made only for a queued request: nothing is allocated per request). */
+  private queuedBody: Buffer[] | null = null
   private queuedBodyBytes = 0
   private resumeRequest: (() => void) | null = null
-  /** Instances a connection was attempted to (a refused one is retried on another). */
-  private readonly tried = new Set<Instance>()
+  /** Instances whose connection failed for this request (a refused one is retried on another); made on the first failure. */
+  private tried: Instance[] | null = null
   /** Body bytes sent on a connection not yet established; null once too many to retry with. */
   private retryBody: Buffer[] | null = null
   private retryBodyBytes = 0
@@ -97,7 +98,7 @@ export class Exchange implements ConnectionUser, QueuedRequest {
     const stickiness = this.context.stickiness
     if (stickiness !== null) this.sticky = stickiness.choose(this.request.head.fields)
     const routed = this.context.pool.route(this, this.sticky.instance)
-    switch (routed.kind) {
+    switch (routed) {
       // CLB-HTTPERR 503: "There are no registered instances" / "There are no healthy instances".
       case 'no-instance-in-service': return this.synthesize(503, 'no-healthy-instance')
       // CLB-CW SpilloverCount: rejected "because the surge queue is full"; [HTTP listener] 503.
@@ -106,7 +107,7 @@ export class Exchange implements ConnectionUser, QueuedRequest {
         this.queued = true
         if (initialBody !== null) this.holdWhileQueued(initialBody)
         return
-      case 'instance': return this.send(routed.instance, initialBody)
+      default: return this.send(routed, initialBody)
     }
   }
 
@@ -114,8 +115,8 @@ export class Exchange implements ConnectionUser, QueuedRequest {
   dispatch (instance: Instance): void {
     if (this.done) return
     this.queued = false
-    const body = this.queuedBodyBytes > 0 ? Buffer.concat(this.queuedBody, this.queuedBodyBytes) : null
-    this.queuedBody.length = 0
+    const body = this.queuedBody !== null && this.queuedBodyBytes > 0 ? Buffer.concat(this.queuedBody, this.queuedBodyBytes) : null
+    this.queuedBody = null
     this.queuedBodyBytes = 0
     this.send(instance, body)
     const resume = this.resumeRequest
@@ -140,6 +141,17 @@ export class Exchange implements ConnectionUser, QueuedRequest {
     this.synthesize(504, 'instance-deregistered')
   }
 
+  /**
+   * The client closed its side (FIN) while this request waited in the surge queue. Our choice
+   * (docs/clb-choices.md): the request is dropped, never sent to an instance, and logged as the
+   * client's departure (408, CLB-HTTPERR 408 cause 2), so a client that gave up (a timed-out curl,
+   * a closed tab) frees its place and does not run a request nobody waits for. A request already
+   * sent is not affected: a half-closed client still gets its answer.
+   */
+  clientEndedWhileQueued (): void {
+    if (this.queued && !this.done) this.clientGone()
+  }
+
   /** The client connection's idle timeout passed with the request complete: only a queued request is still ours to answer. */
   clientIdle (): void {
     // CLB-HTTPERR 504: the request "did not complete within the idle timeout period".
@@ -147,6 +159,7 @@ export class Exchange implements ConnectionUser, QueuedRequest {
   }
 
   private holdWhileQueued (bytes: Buffer): boolean {
+    this.queuedBody ??= []
     this.queuedBody.push(bytes)
     this.queuedBodyBytes += bytes.length
     return this.queuedBodyBytes < QUEUED_BODY_BYTES
@@ -155,7 +168,6 @@ export class Exchange implements ConnectionUser, QueuedRequest {
   /** Stage "send": the head and the body bytes so far, on a kept-alive connection or a new one. */
   private send (instance: Instance, initialBody: Buffer | null): void {
     this.instance = instance
-    this.tried.add(instance)
     const acquired = instance.acquire()
     // The keep-alive race, emulated (docs/clb-choices.md): CLB reuses a connection the instance just closed.
     if (acquired.kind === 'closed-by-instance') return this.synthesize(504, 'keepalive-race')
@@ -315,6 +327,8 @@ export class Exchange implements ConnectionUser, QueuedRequest {
     })
     const body = this.retryBody
     if (body !== null) {
+      this.tried ??= []
+      this.tried.push(failed)
       const next = this.context.pool.retry(this, failed, this.tried)
       if (next !== null) {
         connection.user = null

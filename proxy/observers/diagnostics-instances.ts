@@ -53,6 +53,7 @@ export function subscribeInstanceDiagnostics (events: ClbProxyEvents, logger: Lo
     const check = change.lastCheck === null ? '' : `; ${describeCheck(change.lastCheck)}`
     if (!change.registered) {
       known.delete(change.instanceId)
+      // A registration never announced (no health checks): its removal is still worth a line.
       logger.info(fields, `${name} deregistered: ${stateText(change.current)}`)
       return
     }
@@ -77,9 +78,9 @@ export function subscribeInstanceDiagnostics (events: ClbProxyEvents, logger: Lo
     describeInstances () {
       if (known.size === 0) return 'no instance is registered (CLB-HTTPERR 503: "There are no registered instances")'
       const listed = [...known.entries()].slice(0, MAX_INSTANCES_LISTED).map(([id, entry]) =>
-        `${id} (${entry.label}) ${entry.state.State}: ${entry.state.Description}${entry.lastCheck === null ? '' : `, ${describeCheck(entry.lastCheck)}`}`)
+        `${id} (${entry.label}) ${entry.state.State}: ${entry.state.Description.replace(/\.$/, '')}${entry.lastCheck === null ? '' : `, ${describeCheck(entry.lastCheck)}`}`)
       const more = known.size > MAX_INSTANCES_LISTED ? `; and ${known.size - MAX_INSTANCES_LISTED} more` : ''
-      return `no registered instance is in service (CLB-HTTPERR 503: "There are no healthy instances"): ${listed.join('; ')}${more}`
+      return `no registered instance can take requests (CLB-HTTPERR 503: "There are no healthy instances"): ${listed.join('; ')}${more}`
     },
     unsubscribe () {
       events.off('instance-state', onState)

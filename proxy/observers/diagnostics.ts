@@ -226,10 +226,10 @@ function describeOutcome (record: ExchangeRecord, options: DiagnosticsOptions): 
       return describeConnectionError(instance, record.backendError)
     case 'no-healthy-instance': return options.describeInstances?.() ?? 'no registered instance is in service'
     // CLB-CW SpilloverCount: "rejected because the surge queue is full".
-    case 'spillover': return 'spillover: every instance in service was serving its ' +
-      `${options.maxInstanceConnections ?? 'maximum'} requests at once and the surge queue (${options.surgeQueueSize ?? 'its maximum'}) was full`
-    case 'instance-deregistered': return `the instance${instance === null ? '' : ` ${instance}`} was deregistered before it answered ` +
-      '(connection draining disabled or its timeout passed; CLB-DRAIN: in-flight requests "are not completed")'
+    case 'spillover': return 'spillover: every instance in service was serving as many requests at once as it may ' +
+      `(${options.maxInstanceConnections ?? 'the maximum'}) and the surge queue was full (${options.surgeQueueSize ?? 'its maximum'})`
+    case 'instance-deregistered': return `the instance${instance === null ? '' : ` ${instance}`} was deregistered, or failed its health checks, ` +
+      'before it answered (connection draining disabled or its timeout passed; CLB-DRAIN: in-flight requests "are not completed")'
     case 'drain-timeout': return `the proxy was stopping and the drain timeout passed before the instance${instance === null ? '' : ` ${instance}`} answered`
     case 'client-timeout': return 'the client did not finish its request within the idle timeout'
     case 'client-closed': return 'the client closed the connection before the response'
@@ -247,7 +247,7 @@ function describeCut (record: ExchangeRecord, options: { readonly idleTimeoutSec
     case 'idle-timeout': return `nothing was sent or received for the ${options.idleTimeoutSeconds} s idle timeout (CLB-IDLE: the load balancer closes the connection)`
     case 'shutdown': return 'the proxy was stopping and the drain timeout passed while the response was being sent'
     case 'request-abandoned': return 'the client stopped sending its request body while the response was being sent'
-    case 'instance-deregistered': return `${instance} was deregistered while the response was being sent (connection draining disabled or its timeout passed)`
+    case 'instance-deregistered': return `${instance} was deregistered, or failed its health checks, while the response was being sent (connection draining disabled or its timeout passed)`
     default:
       return `${instance} stopped before the response was complete` +
         `${record.backendError === null ? '' : ` (${escapeForeign(record.backendError, MAX_ERROR_CHARS)})`}`

@@ -5,9 +5,9 @@
  * ExchangeRecords and idle-connection events, so it is tested without sockets.
  *
  * Choices where CLB-CW is silent or UNCONFIRMED (spec §4), also in docs/library.md:
- * - RequestCount counts requests that were routed to an instance, whatever happened next: the
- *   instances' responses (including their own errors) and the load balancer's 502/503/504 for a
- *   routed request. It does not count the 4XX the load balancer answers for a malformed or
+ * - RequestCount counts the instances' responses (including their own errors) and every
+ *   502/503/504 of the load balancer, the 503s of no instance in service and of spillover
+ *   included (never routed, but not malformed either). It does not count the 4XX the load balancer answers for a malformed or
  *   incomplete request (400, 405, 408), which is never routed. Why: CLB-CW defines the HTTP
  *   RequestCount as "requests received and routed, including HTTP error responses from the
  *   registered instances", and HTTPCode_ELB_4XX as generated "when a request is malformed or

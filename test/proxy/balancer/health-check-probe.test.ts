@@ -195,7 +195,7 @@ t.test('HTTP 200 passes; the request is exactly the documented GET with our head
 t.test('HTTP 302 fails with its status as soon as the head is read (the body never comes)', async (t) => {
   const instance = await startInstance(t, answer('HTTP/1.1 302 Found\r\nLocation: /login\r\nContent-Length: 100\r\n\r\n'))
   const outcome = await probeInstance({ host: instance.host, port: instance.port }, settings('HTTP:/'))
-  t.strictSame(outcome, result({ passed: false, status: 302, summary: '302, not 200' }))
+  t.strictSame(outcome, result({ passed: false, status: 302, summary: '302 to /login, not 200' }))
   await instance.allClosed(1)
 })
 

@@ -96,7 +96,7 @@ t.test('thresholds both ways: in service after the first pass, out after 2 failu
 })
 
 t.test('a redirect, a malformed 200 and a close are failures, each with its reason', async (t) => {
-  for (const [mode, expected] of [['redirect', '302, not 200'], ['malformed', /CL_NOT_INTEGER/], ['close', /EMPTY_RESPONSE|closed/]] as const) {
+  for (const [mode, expected] of [['redirect', '302 to /login, not 200'], ['malformed', /CL_NOT_INTEGER/], ['close', /EMPTY_RESPONSE|closed/]] as const) {
     await t.test(mode, async (t) => {
       const app = await startInstanceServer(t, 'app')
       app.health = mode
@@ -129,7 +129,7 @@ t.test('no instance in service: CLB\'s exact 503 bytes and the line "- -1 -1 -1 
   const second = await f.request('GET /orders HTTP/1.1\r\nHost: shop\r\n\r\n')
   t.equal(second.records[0]?.outcome, 'no-healthy-instance')
   const diagnostic = f.diagnostics.filter((d) => d.outcome === 'no-healthy-instance').at(-1)
-  t.match(diagnostic?.msg, new RegExp(`^503 from the load balancer: no registered instance is in service \\(CLB-HTTPERR 503: "There are no healthy instances"\\): ${id} \\(127\\.0\\.0\\.1:${app.port}\\) OutOfService: .*last health check: 302, not 200`))
+  t.match(diagnostic?.msg, new RegExp(`^503 from the load balancer: no registered instance can take requests \\(CLB-HTTPERR 503: "There are no healthy instances"\\): ${id} \\(127\\.0\\.0\\.1:${app.port}\\) OutOfService: .*last health check: 302 to \\/login, not 200`))
   t.equal(app.heads.filter((head) => !head.startsWith('GET /health ')).length, 0, 'no request reached the instance')
   await f.close(t)
 })
