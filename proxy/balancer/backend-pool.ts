@@ -124,6 +124,8 @@ export interface PoolSettings {
 
 /** An exchange holding one of an instance's request slots; told when the instance is taken away. */
 export interface InFlightRequest {
+  /** Where the request sits in its instance's InFlightRequests (kept by that list; -1 when in none). */
+  inFlightIndex: number
   /** Deregistered with draining disabled or timed out, or out of service with draining disabled: CLB's 504 (or a cut). */
   instanceGone (): void
 }
@@ -145,11 +147,47 @@ export const KEPT_HEALTH_CHECKS = 5
  * on backend connections), and routes HTTP requests to the instance with the fewest outstanding
  * requests (ELB-HOW: "least outstanding requests routing algorithm for HTTP and HTTPS listeners").
  */
+/**
+ * The requests one instance is serving: an array with swap-remove, each request knowing its index,
+ * so adding and removing (twice per request) allocate nothing and leave no holes. A Set churned
+ * like this measured a higher p99 on /small (its backing store is reallocated as entries come and go).
+ */
+export class InFlightRequests {
+  private readonly requests: InFlightRequest[] = []
+
+  get size (): number {
+    return this.requests.length
+  }
+
+  add (request: InFlightRequest): void {
+    request.inFlightIndex = this.requests.length
+    this.requests.push(request)
+  }
+
+  /** False when the request was not in this list. */
+  delete (request: InFlightRequest): boolean {
+    const index = request.inFlightIndex
+    if (index < 0 || this.requests[index] !== request) return false
+    const last = this.requests.pop() as InFlightRequest
+    if (last !== request) {
+      this.requests[index] = last
+      last.inFlightIndex = index
+    }
+    request.inFlightIndex = -1
+    return true
+  }
+
+  /** A copy, for telling each request while the list changes under it. */
+  snapshot (): InFlightRequest[] {
+    return [...this.requests]
+  }
+}
+
 export class Instance {
   readonly id: string
   readonly label: string
   /** The exchanges holding one of this instance's request slots (least outstanding requests counts them). */
-  readonly inFlight = new Set<InFlightRequest>()
+  readonly inFlight = new InFlightRequests()
   health: HealthStatus
   /** Deregistered and draining: no new requests; the state says "deregistration currently in progress". */
   deregistering = false
@@ -393,14 +431,14 @@ export class BackendPool {
       return true
     }
     if (this.settings.drainingTimeoutMs === 0) {
-      for (const request of [...instance.inFlight]) request.instanceGone()
+      for (const request of instance.inFlight.snapshot()) request.instanceGone()
       this.remove(instance, previous)
       return true
     }
     this.emitState(instance, previous, true, null)
     this.drainingTimers.set(instance, setTimeout(() => {
       this.drainingTimers.delete(instance)
-      for (const request of [...instance.inFlight]) request.instanceGone()
+      for (const request of instance.inFlight.snapshot()) request.instanceGone()
       this.remove(instance, instance.state)
     }, this.settings.drainingTimeoutMs))
     if (this.routableCount() === 0) this.failQueued()
@@ -537,7 +575,7 @@ export class BackendPool {
       // CLB-DRAIN: with draining disabled, in-flight requests to unhealthy instances "are not
       // completed"; with draining, they complete ("The maximum timeout limit does not apply to
       // connections to unhealthy instances").
-      if (this.settings.drainingTimeoutMs === 0) for (const request of [...instance.inFlight]) request.instanceGone()
+      if (this.settings.drainingTimeoutMs === 0) for (const request of instance.inFlight.snapshot()) request.instanceGone()
       if (this.routableCount() === 0) this.failQueued()
     }
   }

@@ -55,6 +55,8 @@ const QUEUED_BODY_BYTES = 64 * 1024
 const RETRY_BODY_BYTES = 64 * 1024
 
 export class Exchange implements ConnectionUser, QueuedRequest {
+  /** QueuedRequest/InFlightRequest: its place in its instance's in-flight list (kept by that list). */
+  inFlightIndex = -1
   private instance: Instance | null = null
   /** Waiting in the surge queue (CLB-CW SurgeQueueLength) for an instance with a free slot. */
   private queued = false
