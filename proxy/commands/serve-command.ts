@@ -13,6 +13,7 @@ import { CLB_DEFAULTS } from '../core/options.js'
 import { formatHealthCheckTarget } from '../core/health-check-target.js'
 import { OptionError } from '../core/resolve-options.js'
 import { EXIT_FAILURE, EXIT_OK, listenForStop, usageError, type CliIo } from './command-line.js'
+import { OPTION_FLAGS } from './option-flags.js'
 
 // Entries kept for the admin listener's /entries when the CLI runs with --admin.
 const CLI_RECORDED_ENTRIES_WITH_ADMIN = 1000
@@ -108,7 +109,7 @@ export async function serve(options: ClbProxyOptions, resolved: ResolvedOptions,
     }
 
     if (demo !== undefined) await firstHealthChecks(proxy)
-    io.stderr.write(demo === undefined ? backendsBanner(proxy, resolved) : demoBanner(proxy, demo, options, resolved))
+    io.stderr.write(demo === undefined ? backendsBanner(proxy, resolved) + healthCheckNotice(proxy, options) : demoBanner(proxy, demo, options, resolved))
     if (proxy.adminUrl !== null) io.stderr.write(`clb-proxy: admin listener on ${proxy.adminUrl} (/metrics, /entries, /captures, /instances, /healthz)\n`)
     const signal = await stop.stopped
     stop.dispose() // a second Ctrl-C now gets Node's default: quit at once
@@ -191,8 +192,28 @@ function accessLogText(accessLog: string | null): string {
   return accessLog === '-' ? 'stdout' : accessLog
 }
 
+/**
+ * With --health-check: one line that says how instances are checked. Without it, but with a
+ * health-check setting: one line that says the setting does nothing (no check runs, every instance
+ * is in service), instead of ignoring it in silence.
+ */
+function healthCheckNotice(proxy: ClbProxy, options: ClbProxyOptions): string {
+  const resolved = proxy.options
+  if (resolved.healthCheck !== null) {
+    return `clb-proxy: health check ${formatHealthCheckTarget(resolved.healthCheck)} every ${resolved.healthIntervalSeconds} s, ` +
+      `timeout ${resolved.healthTimeoutSeconds} s, healthy threshold ${resolved.healthyThreshold}, unhealthy threshold ${resolved.unhealthyThreshold}; ` +
+      'each instance is OutOfService until its first check passes\n'
+  }
+  const flags = (Object.keys(DEMO_HEALTH_CHECK) as HealthField[])
+    .filter((field) => field !== 'healthCheck' && options[field] !== undefined)
+    .map((field) => `--${OPTION_FLAGS.find((option) => option.field === field)?.flag ?? field}`)
+  if (flags.length === 0) return ''
+  return `clb-proxy: ${flags.join(', ')} ${flags.length === 1 ? 'has' : 'have'} no effect without --health-check: no health check runs, every instance is in service\n`
+}
+
 function backendsBanner(proxy: ClbProxy, resolved: ResolvedOptions): string {
-  const backends = resolved.backends.map((backend) => `http://${hostPort(backend)}`).join(', ')
+  // A backend given twice is one registered instance (its id comes from its address).
+  const backends = [...new Set(resolved.backends.map((backend) => `http://${hostPort(backend)}`))].join(', ')
   return `clb-proxy: listening on ${proxy.url}, forwarding to ${backends} (access log: ${accessLogText(resolved.accessLog)})\n`
 }
 

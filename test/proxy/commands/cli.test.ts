@@ -388,3 +388,25 @@ t.test('on a terminal, diagnostics are plain text lines on stderr', async (t) =>
   signals.emit('SIGTERM')
   t.equal(await exited, 0)
 })
+
+t.test('a health-check setting without --health-check gets one notice; --health-check gets one line saying how instances are checked', async (t) => {
+  const backend = await listeningServer(t, (socket) => {
+    socket.on('data', () => socket.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'))
+  })
+  const backendUrl = `http://127.0.0.1:${portOf(backend)}`
+  const cases: ReadonlyArray<readonly [string[], NodeJS.ProcessEnv, string]> = [
+    [['--health-interval', '10'], {}, 'clb-proxy: --health-interval has no effect without --health-check: no health check runs, every instance is in service\n'],
+    [['--healthy-threshold', '3'], { CLB_UNHEALTHY_THRESHOLD: '4' }, 'clb-proxy: --healthy-threshold, --unhealthy-threshold have no effect without --health-check: no health check runs, every instance is in service\n'],
+    [['--health-check', 'tcp'], {}, 'clb-proxy: health check TCP every 30 s, timeout 5 s, healthy threshold 10, unhealthy threshold 2; each instance is OutOfService until its first check passes\n']
+  ]
+  for (const [flags, env, notice] of cases) {
+    const stderr = new Sink()
+    const signals = new EventEmitter()
+    const exited = run(['--listen', '127.0.0.1:0', '--backend', backendUrl, '--backend', backendUrl, '--access-log', '/dev/null', ...flags], env, { stdout: new Sink(), stderr, signals })
+    const [banner = ''] = await stderr.waitFor(/^clb-proxy: listening on http:\/\/127\.0\.0\.1:\d+, forwarding to .*\n.*\n/)
+    t.equal(banner.split('\n')[1] + '\n', notice, flags.join(' '))
+    t.match(banner, new RegExp(`forwarding to ${backendUrl} \\(`), 'a backend given twice is named once')
+    signals.emit('SIGTERM')
+    t.equal(await exited, 0)
+  }
+})
