@@ -5,7 +5,9 @@
  * data path, which reads raw bytes (docs/architecture.md).
  *
  *   GET /healthz          200 {"status":"ok"}
- *   GET /metrics          the MetricsSnapshot (proxy/observers/metrics.ts)
+ *   GET /metrics          the same metrics in Prometheus's text format (prometheus.ts, prom-client)
+ *   GET /metrics.json     the MetricsSnapshot (proxy/observers/metrics.ts); with ?metric=NAME&period=60,
+ *                         that metric's datapoints like `aws cloudwatch get-metric-statistics`
  *   GET /entries?limit=N  the last N access-log entries (default 100), oldest first
  *   GET /captures         the capture files kept now, newest first
  *   GET /captures/:name   one capture file's text; only names /captures lists (no paths)
@@ -18,7 +20,8 @@ import { basename } from 'node:path'
 import type net from 'node:net'
 import Fastify, { type FastifyInstance } from 'fastify'
 import type { CaptureSummary } from '../observers/capture-format.js'
-import type { MetricsSnapshot } from '../observers/metrics.js'
+import { DATAPOINT_METRICS, type DatapointMetric, type MetricStatistics, type MetricsSnapshot, type StatisticsQuery } from '../observers/metrics.js'
+import { prometheusRegistry } from './prometheus.js'
 import type { BackendAddress, ListenAddress } from '../core/options.js'
 import type { InstanceDescription } from '../core/instance-description.js'
 import { OptionError } from '../core/resolve-options.js'
@@ -27,6 +30,7 @@ import { DEFAULT_MAX_RECORDED_ENTRIES, type AccessLogEntry } from '../observers/
 /** What the admin routes read; the running proxy provides each. */
 export interface AdminSources {
   readonly metrics: () => MetricsSnapshot
+  readonly metricStatistics: (metric: DatapointMetric, query: StatisticsQuery) => MetricStatistics
   readonly entries: () => readonly AccessLogEntry[]
   readonly captures: () => readonly CaptureSummary[]
   readonly instances: () => readonly InstanceDescription[]
@@ -109,7 +113,34 @@ export function buildAdminApp (sources: AdminSources): FastifyInstance {
 
   app.get('/healthz', async () => ({ status: 'ok' }))
 
-  app.get('/metrics', async () => sources.metrics())
+  const registry = prometheusRegistry(sources.metrics)
+  app.get('/metrics', async (_request, reply) => {
+    return await reply.type(registry.contentType).send(await registry.metrics())
+  })
+
+  app.get<{ Querystring: { metric?: DatapointMetric, period: number, start?: string, end?: string } }>('/metrics.json', {
+    schema: {
+      querystring: {
+        type: 'object',
+        properties: {
+          metric: { type: 'string', enum: [...DATAPOINT_METRICS] },
+          // CLB-CW: "measures and sends its metrics in 60-second intervals": a period is whole minutes.
+          period: { type: 'integer', minimum: 60, multipleOf: 60, default: 60 },
+          start: { type: 'string', format: 'date-time' },
+          end: { type: 'string', format: 'date-time' }
+        },
+        additionalProperties: false
+      }
+    }
+  }, async (request) => {
+    const { metric, period, start, end } = request.query
+    if (metric === undefined) return sources.metrics()
+    return sources.metricStatistics(metric, {
+      period,
+      ...(start === undefined ? {} : { startMicros: Date.parse(start) * 1000 }),
+      ...(end === undefined ? {} : { endMicros: Date.parse(end) * 1000 })
+    })
+  })
 
   app.get<{ Querystring: { limit: number } }>('/entries', {
     schema: {

@@ -226,7 +226,7 @@ export const OPTION_FLAGS: readonly OptionFlag[] = Object.freeze([
     env: 'CLB_ADMIN',
     valueName: 'HOST:PORT',
     multiple: false,
-    summary: 'Admin HTTP listener: /metrics (CloudWatch names), /captures, /instances, /healthz.',
+    summary: 'Admin listener: /metrics (Prometheus), /metrics.json (CloudWatch), /captures, /instances.',
     defaultText: 'none',
     fromText: asIs
   },

@@ -10,7 +10,7 @@ import { systemClock, type Clock } from '../core/clock.js'
 import { subscribeCaptures } from '../observers/captures.js'
 import type { CaptureSummary } from '../observers/capture-format.js'
 import type { AdminServer } from '../admin/admin-server.js'
-import { ClbMetrics, subscribeMetrics, type MetricsSnapshot } from '../observers/metrics.js'
+import { ClbMetrics, subscribeMetrics, type DatapointMetric, type MetricStatistics, type MetricsSnapshot, type StatisticsQuery } from '../observers/metrics.js'
 import { DEFAULT_MAX_RECORDED_ENTRIES, Recorder, WaitForError, subscribeRecorder, type AccessLogEntry, type WaitForOptions } from '../observers/recorder.js'
 import { defaultLogger, subscribeDiagnostics } from '../observers/diagnostics.js'
 import { ClbProxyEvents, type ClbProxyEventMap, type InstanceState, type InstanceStateName } from '../core/events.js'
@@ -70,6 +70,11 @@ export interface ClbProxy {
   captures (): CaptureSummary[]
   /** Counters named after CLB's CloudWatch metrics, cumulative since start. */
   metrics (): MetricsSnapshot
+  /**
+   * One metric's datapoints per period (default 60 s), like `aws cloudwatch get-metric-statistics`:
+   * SampleCount, Sum, Average, Minimum, Maximum; the last 24 hours are kept.
+   */
+  metricStatistics (metric: DatapointMetric, query?: StatisticsQuery): MetricStatistics
   /** Sockets open right now: client connections and backend connections. */
   openSockets (): { readonly clients: number; readonly backends: number }
   /** The registered instances, DescribeInstanceHealth-style, in registration order (draining ones included). */
@@ -166,7 +171,7 @@ export async function startClbProxy (input: ClbProxyOptions, hooks: ClbProxyHook
   const captures = subscribeCaptures(events, options, logger)
   const unsubscribeDiagnostics = subscribeDiagnostics(events, logger, { ...options, captureFileFor: (record) => captures.fileFor(record) })
   const unsubscribeRecorder = subscribeRecorder(events, recorder)
-  const metrics = new ClbMetrics({ loadBalancerName: options.name, sinceMicros: clock.nowMicros() })
+  const metrics = new ClbMetrics({ loadBalancerName: options.name, sinceMicros: clock.nowMicros(), nowMicros: () => clock.nowMicros() })
   const unsubscribeMetrics = subscribeMetrics(events, metrics)
   // Every subscriber is in place: registering the instances now is seen by all of them.
   pool.start()
@@ -273,6 +278,7 @@ export async function startClbProxy (input: ClbProxyOptions, hooks: ClbProxyHook
       const { startAdminServer } = await import('../admin/admin-server.js')
       admin = await startAdminServer(options.admin, {
         metrics: () => metrics.snapshot(),
+        metricStatistics: (metric, query) => metrics.statistics(metric, query),
         entries: () => recorder.entries(),
         captures: () => captures.list(),
         instances: () => pool.instances.map(describeInstance),
@@ -306,6 +312,7 @@ export async function startClbProxy (input: ClbProxyOptions, hooks: ClbProxyHook
     waitFor: (predicate, waitOptions) => recorder.waitFor(predicate, waitOptions),
     captures: () => captures.list(),
     metrics: () => metrics.snapshot(),
+    metricStatistics: (metric, query) => metrics.statistics(metric, query),
     openSockets: () => ({ clients: connections.size, backends: pool.openConnections }),
     instances: () => pool.instances.map(describeInstance),
     register: (url) => describeInstance(pool.register(resolveBackendAddress(url))),

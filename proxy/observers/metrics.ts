@@ -90,9 +90,56 @@ type CounterName = 'RequestCount' | 'HTTPCode_ELB_4XX' | 'HTTPCode_ELB_5XX' | 'H
 
 const BACKEND_CLASSES = { 2: 'HTTPCode_Backend_2XX', 3: 'HTTPCode_Backend_3XX', 4: 'HTTPCode_Backend_4XX', 5: 'HTTPCode_Backend_5XX' } as const
 
+/** The metrics `statistics()` serves, by their CloudWatch names. */
+export const DATAPOINT_METRICS = Object.freeze([
+  'RequestCount', 'HTTPCode_ELB_4XX', 'HTTPCode_ELB_5XX', 'HTTPCode_Backend_2XX', 'HTTPCode_Backend_3XX', 'HTTPCode_Backend_4XX',
+  'HTTPCode_Backend_5XX', 'Latency', 'BackendConnectionErrors', 'SpilloverCount', 'SurgeQueueLength', 'HealthyHostCount', 'UnHealthyHostCount'
+] as const)
+export type DatapointMetric = typeof DATAPOINT_METRICS[number]
+
+/** One period of one metric, as `aws cloudwatch get-metric-statistics` returns it. */
+export interface Datapoint {
+  /** The period's start (ISO 8601). */
+  readonly Timestamp: string
+  readonly SampleCount: number
+  readonly Sum: number
+  readonly Average: number
+  readonly Minimum: number
+  readonly Maximum: number
+  readonly Unit: 'Count' | 'Seconds'
+}
+
+export interface MetricStatistics {
+  readonly Label: DatapointMetric
+  /** Oldest first; a period without a sample has no datapoint ("If there are no requests ... the metric is not reported"). */
+  readonly Datapoints: Datapoint[]
+}
+
+export interface StatisticsQuery {
+  /** Seconds, a multiple of 60 (CLB reports "in 60-second intervals"). Default 60. */
+  readonly period?: number
+  /** Microseconds since the epoch; default: the oldest minute kept. */
+  readonly startMicros?: number
+  /** Exclusive; default: now. */
+  readonly endMicros?: number
+}
+
+/** Our choice: per-minute datapoints kept for the last 24 hours (1440 minutes), whatever the traffic. */
+export const KEPT_MINUTES = 1440
+const MINUTE_MICROS = 60_000_000
+
+interface Stat {
+  sampleCount: number
+  sum: number
+  minimum: number
+  maximum: number
+}
+
 export interface ClbMetricsSettings {
   /** The LoadBalancerName dimension (options.name). */
   readonly loadBalancerName: string
+  /** When each sample is counted (default: the system clock); tests freeze or step it. */
+  readonly nowMicros?: () => number
   /** Microseconds since the epoch when counting starts. */
   readonly sinceMicros: number
 }
@@ -120,8 +167,87 @@ export class ClbMetrics {
   /** Each registered instance's State, from the 'instance-state' events. */
   private readonly instanceStates = new Map<string, InstanceStateName>()
   private surgeQueueMaximum = 0
+  /** Per-minute statistics, oldest first (Map keeps insertion order), at most KEPT_MINUTES. */
+  private readonly minutes = new Map<number, Map<DatapointMetric, Stat>>()
+  private currentMinute = -1
+  private current: Map<DatapointMetric, Stat> = new Map()
+  private readonly nowMicros: () => number
 
-  constructor (private readonly settings: ClbMetricsSettings) {}
+  constructor (private readonly settings: ClbMetricsSettings) {
+    this.nowMicros = settings.nowMicros ?? (() => Date.now() * 1000)
+  }
+
+  /** One sample of one metric in the current minute (CloudWatch's count metrics: each event is a sample of 1). */
+  private sample (metric: DatapointMetric, value: number): void {
+    const minute = Math.floor(this.nowMicros() / MINUTE_MICROS) * MINUTE_MICROS
+    if (minute !== this.currentMinute) this.startMinute(minute)
+    const stat = this.current.get(metric)
+    if (stat === undefined) {
+      this.current.set(metric, { sampleCount: 1, sum: value, minimum: value, maximum: value })
+      return
+    }
+    stat.sampleCount++
+    stat.sum += value
+    if (value < stat.minimum) stat.minimum = value
+    if (value > stat.maximum) stat.maximum = value
+  }
+
+  private startMinute (minute: number): void {
+    this.currentMinute = minute
+    let bucket = this.minutes.get(minute)
+    if (bucket === undefined) {
+      bucket = new Map()
+      this.minutes.set(minute, bucket)
+      while (this.minutes.size > KEPT_MINUTES) this.minutes.delete(this.minutes.keys().next().value as number)
+    }
+    this.current = bucket
+    // A gauge has a value in every minute with traffic: its current value starts the minute.
+    if (this.instanceStates.size > 0 && !bucket.has('HealthyHostCount')) this.sampleHosts()
+  }
+
+  private sampleHosts (): void {
+    this.sample('HealthyHostCount', this.countInState('InService'))
+    this.sample('UnHealthyHostCount', this.countInState('OutOfService'))
+  }
+
+  /**
+   * A metric's datapoints, like `aws cloudwatch get-metric-statistics --period P`: per period,
+   * SampleCount, Sum, Average, Minimum and Maximum of the samples. Periods are aligned to the epoch.
+   */
+  statistics (metric: DatapointMetric, query: StatisticsQuery = {}): MetricStatistics {
+    const periodMicros = (query.period ?? 60) * 1_000_000
+    const start = query.startMicros ?? -Infinity
+    const end = query.endMicros ?? Infinity
+    const periods = new Map<number, Stat>()
+    for (const [minute, bucket] of this.minutes) {
+      if (minute < start || minute >= end) continue
+      const stat = bucket.get(metric)
+      if (stat === undefined) continue
+      const period = Math.floor(minute / periodMicros) * periodMicros
+      const total = periods.get(period)
+      if (total === undefined) {
+        periods.set(period, { ...stat })
+        continue
+      }
+      total.sampleCount += stat.sampleCount
+      total.sum += stat.sum
+      total.minimum = Math.min(total.minimum, stat.minimum)
+      total.maximum = Math.max(total.maximum, stat.maximum)
+    }
+    const unit = metric === 'Latency' ? 'Seconds' : 'Count'
+    return {
+      Label: metric,
+      Datapoints: [...periods].map(([period, stat]) => ({
+        Timestamp: formatTimestamp(period),
+        SampleCount: stat.sampleCount,
+        Sum: stat.sum,
+        Average: stat.sum / stat.sampleCount,
+        Minimum: stat.minimum,
+        Maximum: stat.maximum,
+        Unit: unit
+      }))
+    }
+  }
 
   /** Counts one finished request. */
   recordExchange (exchange: ExchangeRecord): void {
@@ -129,18 +255,18 @@ export class ClbMetrics {
     const statusClass = status === null ? null : Math.floor(status / 100)
     if (exchange.elbGenerated) {
       // CLB-CW HTTPCode_ELB_4XX/5XX: codes generated by the load balancer.
-      if (statusClass === 4) this.counters.HTTPCode_ELB_4XX++
+      if (statusClass === 4) this.count('HTTPCode_ELB_4XX')
       if (statusClass === 5) {
-        this.counters.HTTPCode_ELB_5XX++
-        this.counters.RequestCount++
+        this.count('HTTPCode_ELB_5XX')
+        this.count('RequestCount')
       }
     } else if (statusClass !== null && statusClass >= 2 && statusClass <= 5) {
       // CLB-CW HTTPCode_Backend_XXX: "response codes generated by instances; excludes LB-generated codes".
-      this.counters[BACKEND_CLASSES[statusClass as 2 | 3 | 4 | 5]]++
-      this.counters.RequestCount++
+      this.count(BACKEND_CLASSES[statusClass as 2 | 3 | 4 | 5])
+      this.count('RequestCount')
     }
     // CLB-CW SpilloverCount: "rejected because the surge queue is full".
-    if (exchange.outcome === 'spillover') this.counters.SpilloverCount++
+    if (exchange.outcome === 'spillover') this.count('SpilloverCount')
     // CLB-CW Latency [HTTP]: from sending the request to the instance until it started sending
     // response headers; only requests an instance answered have one (the access log's backend_processing_time).
     const latency = exchange.log.backendProcessingSeconds
@@ -149,6 +275,7 @@ export class ClbMetrics {
       this.latencySum += latency
       this.latencyMin = Math.min(this.latencyMin, latency)
       this.latencyMax = Math.max(this.latencyMax, latency)
+      this.sample('Latency', latency)
     }
     for (const code of new Set(exchange.defects.map((defect) => defect.code))) this.countDefect(code)
   }
@@ -166,18 +293,25 @@ export class ClbMetrics {
    * count can exceed the request rate"), health checks included.
    */
   recordBackendConnectionError (_event: BackendConnectionErrorEvent): void {
-    this.counters.BackendConnectionErrors++
+    this.count('BackendConnectionErrors')
+  }
+
+  private count (name: CounterName & DatapointMetric): void {
+    this.counters[name]++
+    this.sample(name, 1)
   }
 
   /** CLB-CW HealthyHostCount / UnHealthyHostCount come from the instances' states. */
   recordInstanceState (change: InstanceStateChange): void {
     if (change.registered) this.instanceStates.set(change.instanceId, change.current.State)
     else this.instanceStates.delete(change.instanceId)
+    this.sampleHosts()
   }
 
   /** CLB-CW SurgeQueueLength: Maximum is the useful statistic. */
   recordSurgeQueueLength (length: number): void {
     if (length > this.surgeQueueMaximum) this.surgeQueueMaximum = length
+    this.sample('SurgeQueueLength', length)
   }
 
   snapshot (): MetricsSnapshot {

@@ -77,6 +77,7 @@ async function fixtureSources (t: { teardown (fn: () => unknown): void }): Promi
   // The instance routes are tested against a running proxy (test/proxy/library/instances.test.ts).
   const sources: AdminSources = {
     metrics: () => metrics.snapshot(),
+    metricStatistics: (metric, query) => metrics.statistics(metric, query),
     entries: () => entries,
     captures: () => store.list(),
     instances: () => [],
@@ -96,7 +97,7 @@ t.test('inject: /healthz, /metrics and /entries', async (t) => {
   t.equal(health.headers['content-type'], 'application/json; charset=utf-8')
   t.strictSame(health.json(), { status: 'ok' })
 
-  const metricsResponse = await app.inject('/metrics')
+  const metricsResponse = await app.inject('/metrics.json')
   t.equal(metricsResponse.statusCode, 200)
   t.strictSame(metricsResponse.json(), metrics.snapshot())
   t.match(metricsResponse.json(), { Namespace: 'AWS/ELB', Metrics: { RequestCount: { Unit: 'Count', Sum: 3 }, HTTPCode_ELB_5XX: { Sum: 1 }, Latency: { Unit: 'Seconds' } } })
@@ -194,7 +195,7 @@ t.test('over a real socket: startClbProxy starts the admin listener with options
   await once(client, 'close')
   await proxy.waitFor((entry) => entry.record.target === '/bad')
 
-  const metrics = JSON.parse((await get(`${adminUrl}/metrics`)).body)
+  const metrics = JSON.parse((await get(`${adminUrl}/metrics.json`)).body)
   t.strictSame([metrics.Metrics.RequestCount.Sum, metrics.Metrics.HTTPCode_ELB_5XX.Sum, metrics.ClbProxy.DefectCount.ByCode], [1, 1, { CL_NOT_INTEGER: 1 }])
   const entries = JSON.parse((await get(`${adminUrl}/entries?limit=1`)).body)
   t.equal(entries.count, 1)
@@ -232,4 +233,30 @@ t.test('without options.admin there is no admin listener; a busy admin port fail
   const [connectError] = await once(connect, 'error') as [NodeJS.ErrnoException]
   t.equal(connectError.code, 'ECONNREFUSED', "the proxy's own listener was closed again")
   await new Promise<void>((resolve) => busy.close(() => resolve()))
+})
+
+t.test('inject: /metrics in Prometheus text (prom-client) with the CloudWatch names; /metrics.json?metric= like get-metric-statistics', async (t) => {
+  const { sources, metrics } = await fixtureSources(t)
+  const app = buildAdminApp(sources)
+  t.teardown(() => app.close())
+  const text = await app.inject('/metrics')
+  t.equal(text.statusCode, 200)
+  t.match(text.headers['content-type'], /^text\/plain; version=0\.0\.4/)
+  const snapshot = metrics.snapshot().Metrics
+  const lines = text.body.split('\n')
+  t.ok(lines.includes('# TYPE aws_elb_RequestCount counter'))
+  t.ok(lines.includes(`aws_elb_RequestCount{LoadBalancerName="clb-proxy"} ${snapshot.RequestCount.Sum}`), 'RequestCount, the same count as the snapshot')
+  t.ok(lines.includes(`aws_elb_HTTPCode_ELB_5XX{LoadBalancerName="clb-proxy"} ${snapshot.HTTPCode_ELB_5XX.Sum}`))
+  t.ok(lines.includes(`aws_elb_Latency_seconds_count{LoadBalancerName="clb-proxy"} ${snapshot.Latency.SampleCount}`))
+  t.ok(lines.includes('# TYPE aws_elb_HealthyHostCount gauge'))
+  t.ok(lines.some((line) => line.startsWith('clb_proxy_DefectCount{LoadBalancerName="clb-proxy",code="CL_DUP_SAME"} ')), 'defects by code')
+
+  const datapoints = await app.inject('/metrics.json?metric=RequestCount&period=60')
+  t.equal(datapoints.statusCode, 200)
+  t.strictSame(datapoints.json(), metrics.statistics('RequestCount', { period: 60 }))
+  t.equal(datapoints.json().Label, 'RequestCount')
+  const bad = await app.inject('/metrics.json?metric=RequestCount&period=30')
+  t.equal(bad.statusCode, 400, 'a period is whole minutes')
+  t.match(bad.json(), { error: /period must be multiple of 60|period must be >= 60/ })
+  t.equal((await app.inject('/metrics.json?metric=NoSuchMetric')).statusCode, 400)
 })

@@ -2,7 +2,7 @@ import t from 'tap'
 import type { Defect, DefectCode } from '../../../validators/defects.js'
 import type { AccessLogRecord } from '../../../proxy/core/access-log-record.js'
 import { ClbProxyEvents, type ExchangeOutcome, type ExchangeRecord } from '../../../proxy/core/events.js'
-import { ClbMetrics, subscribeMetrics, type MetricsSnapshot } from '../../../proxy/observers/metrics.js'
+import { ClbMetrics, KEPT_MINUTES, subscribeMetrics, type MetricsSnapshot } from '../../../proxy/observers/metrics.js'
 
 // 2026-11-25T08:00:00.000001Z
 const SINCE_MICROS = Date.UTC(2026, 10, 25, 8, 0, 0) * 1000 + 1
@@ -215,4 +215,45 @@ t.test('HealthyHostCount and UnHealthyHostCount follow the instance-state events
   t.strictSame(m.UnHealthyHostCount.Maximum, 0)
   for (const length of [1, 2, 5, 3, 0]) metrics.recordSurgeQueueLength(length)
   t.strictSame(metrics.snapshot().Metrics.SurgeQueueLength, { Unit: 'Count', Maximum: 5 })
+})
+
+t.test('per-minute datapoints like get-metric-statistics: SampleCount, Sum, Average, Minimum, Maximum per period', async (t) => {
+  const MINUTE = 60_000_000
+  const start = Date.UTC(2026, 10, 25, 8, 0, 0) * 1000
+  let now = start + 5_000_000
+  const metrics = new ClbMetrics({ loadBalancerName: 'orders', sinceMicros: start, nowMicros: () => now })
+  metrics.recordInstanceState({ instanceId: 'i-00000000000000001', instance: '127.0.0.1:3000', previous: null, current: { InstanceId: 'i-00000000000000001', State: 'InService', ReasonCode: 'N/A', Description: 'N/A' }, registered: true, lastCheck: null })
+  metrics.recordExchange(relayed(200, 0.25))
+  metrics.recordExchange(relayed(500, 0.75))
+  now = start + 2 * MINUTE + 1
+  metrics.recordExchange(relayed(200, 0.5))
+  metrics.recordExchange(elbWithoutBackend('spillover', 503))
+  metrics.recordSurgeQueueLength(3)
+  metrics.recordSurgeQueueLength(0)
+
+  t.strictSame(metrics.statistics('RequestCount'), {
+    Label: 'RequestCount',
+    Datapoints: [
+      { Timestamp: '2026-11-25T08:00:00.000000Z', SampleCount: 2, Sum: 2, Average: 1, Minimum: 1, Maximum: 1, Unit: 'Count' },
+      { Timestamp: '2026-11-25T08:02:00.000000Z', SampleCount: 2, Sum: 2, Average: 1, Minimum: 1, Maximum: 1, Unit: 'Count' }
+    ]
+  }, 'a minute without traffic has no datapoint (CLB-CW: no data, not reported)')
+  t.strictSame(metrics.statistics('Latency', { period: 300 }).Datapoints, [
+    { Timestamp: '2026-11-25T08:00:00.000000Z', SampleCount: 3, Sum: 1.5, Average: 0.5, Minimum: 0.25, Maximum: 0.75, Unit: 'Seconds' }
+  ], 'minutes add up into longer periods')
+  t.strictSame(metrics.statistics('HTTPCode_Backend_5XX').Datapoints.map((d) => d.Sum), [1])
+  t.strictSame(metrics.statistics('SpilloverCount').Datapoints.map((d) => [d.Timestamp, d.Sum]), [['2026-11-25T08:02:00.000000Z', 1]])
+  t.strictSame(metrics.statistics('SurgeQueueLength').Datapoints.map((d) => d.Maximum), [3], 'Maximum is the useful statistic')
+  t.strictSame(metrics.statistics('HealthyHostCount').Datapoints.map((d) => [d.Timestamp, d.Average]),
+    [['2026-11-25T08:00:00.000000Z', 1], ['2026-11-25T08:02:00.000000Z', 1]], 'a gauge has a value in every minute with traffic')
+  t.strictSame(metrics.statistics('RequestCount', { startMicros: start + MINUTE }).Datapoints.length, 1, 'start bounds the query')
+  t.strictSame(metrics.statistics('RequestCount', { endMicros: start + MINUTE }).Datapoints.length, 1, 'end bounds it (exclusive)')
+
+  for (let minute = 3; minute < KEPT_MINUTES + 3; minute++) {
+    now = start + minute * MINUTE
+    metrics.recordExchange(relayed(200, 0.1))
+  }
+  const kept = metrics.statistics('RequestCount').Datapoints
+  t.equal(kept.length, KEPT_MINUTES, 'bounded: the last 24 hours of minutes')
+  t.equal(kept[0]?.Timestamp, '2026-11-25T08:03:00.000000Z', 'the oldest minutes were dropped first')
 })
