@@ -14,17 +14,29 @@
  *   GET /instances        the registered instances: { InstanceStates: [...] } (DescribeInstanceHealth's shape)
  *   POST /instances       register { "url": "http://HOST:PORT" }: 201 with the instance
  *   DELETE /instances/:id deregister (connection draining): 202 with the instance's state, 404 if unknown
+ *   GET /                 the dashboard (dashboard-assets.ts), live through GET /events (server-sent events)
+ *   GET /captures/:name/bytes  a capture's response bytes (base64), its defects and replay command, for the dashboard
+ *
+ * Every route answers only requests whose Host is the listener's own (an IP literal or localhost
+ * and its port): a page on another origin cannot read captures through DNS rebinding. Captures
+ * shown here have their Authorization and Cookie values redacted unless `?redact=false`.
  */
 import { readFile } from 'node:fs/promises'
 import { basename } from 'node:path'
 import type net from 'node:net'
-import Fastify, { type FastifyInstance } from 'fastify'
+import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify'
 import type { CaptureSummary } from '../observers/capture-format.js'
 import { DATAPOINT_METRICS, type DatapointMetric, type MetricStatistics, type MetricsSnapshot, type StatisticsQuery } from '../observers/metrics.js'
 import { prometheusRegistry } from './prometheus.js'
 import type { BackendAddress, ListenAddress } from '../core/options.js'
 import type { InstanceDescription } from '../core/instance-description.js'
 import { OptionError } from '../core/resolve-options.js'
+import { isIP } from 'node:net'
+import type { ServerResponse } from 'node:http'
+import { parseCapture } from '../observers/capture-format.js'
+import { shellQuote } from '../observers/diagnostics-escape.js'
+import type { InstanceStateChange } from '../core/events.js'
+import { DASHBOARD_CSS, DASHBOARD_HTML, DASHBOARD_JS } from './dashboard-assets.js'
 import { DEFAULT_MAX_RECORDED_ENTRIES, type AccessLogEntry } from '../observers/recorder.js'
 
 /** What the admin routes read; the running proxy provides each. */
@@ -33,10 +45,51 @@ export interface AdminSources {
   readonly metricStatistics: (metric: DatapointMetric, query: StatisticsQuery) => MetricStatistics
   readonly entries: () => readonly AccessLogEntry[]
   readonly captures: () => readonly CaptureSummary[]
+  /** Resolves once the captures queued so far are written, so /captures lists the capture of a 502 just answered. */
+  readonly capturesSettled?: () => Promise<void>
   readonly instances: () => readonly InstanceDescription[]
   /** Throws an OptionError for a bad address. */
   readonly register: (url: string | BackendAddress) => InstanceDescription
   readonly deregister: (id: string) => boolean
+  /** Live updates for the dashboard; each returns its unsubscribe function. */
+  readonly onEntry?: (listener: (entry: AccessLogEntry) => void) => () => void
+  readonly onInstanceState?: (listener: (change: InstanceStateChange) => void) => () => void
+}
+
+/** Request-head fields whose values a capture shown by the admin listener hides (credentials). */
+const REDACTED_FIELDS = /^(authorization|proxy-authorization|cookie)$/i
+
+/** The header values to hide in a capture's request head. */
+function secretsIn (requestHead: Buffer | null): string[] {
+  if (requestHead === null) return []
+  const secrets: string[] = []
+  for (const line of requestHead.toString('latin1').split(/\r?\n/)) {
+    const colon = line.indexOf(':')
+    if (colon <= 0 || !REDACTED_FIELDS.test(line.slice(0, colon).trim())) continue
+    const value = line.slice(colon + 1).trim()
+    if (value.length > 0) secrets.push(value)
+  }
+  return secrets
+}
+
+function redact (text: string, secrets: readonly string[]): string {
+  let redacted = text
+  for (const secret of secrets) redacted = redacted.split(secret).join('[redacted]')
+  return redacted
+}
+
+/**
+ * The Host header names this listener: an IP literal or `localhost`, with its port. A name that
+ * resolves here through someone's DNS (rebinding) is refused, so a page on another origin cannot
+ * read the admin API from the browser of the developer running it.
+ */
+function isOwnHost (host: string | undefined, port: number): boolean {
+  if (host === undefined) return false
+  const match = /^(\[[^\]]+\]|[^:]+)(?::(\d+))?$/.exec(host.trim().toLowerCase())
+  if (match === null) return false
+  const name = (match[1] as string).replace(/^\[|\]$/g, '')
+  const hostPort = match[2] === undefined ? 80 : Number(match[2])
+  return hostPort === port && (name === 'localhost' || isIP(name) !== 0)
 }
 
 // DescribeInstanceHealth's InstanceState, plus the address, requests in flight and last checks.
@@ -111,7 +164,41 @@ export function buildAdminApp (sources: AdminSources): FastifyInstance {
     return await reply.code(status).send({ error: status === 500 ? 'internal error' : error.message })
   })
 
+  app.addHook('onRequest', async (request, reply) => {
+    // inject() (tests, no socket) has no bound port to compare with.
+    const address = app.server.address()
+    if (address === null || typeof address === 'string') return
+    if (isOwnHost(request.headers.host, address.port)) return
+    return await reply.code(421).send({
+      error: `Misdirected Request: this admin listener answers only its own address (Host ${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}, localhost:${address.port} or another IP literal with that port), not ${JSON.stringify(request.headers.host ?? '')}: a page on another origin must not read it (DNS rebinding)`
+    })
+  })
+
   app.get('/healthz', async () => ({ status: 'ok' }))
+
+  app.get('/', async (_request, reply) => await reply.type('text/html; charset=utf-8').send(DASHBOARD_HTML))
+  app.get('/dashboard.js', async (_request, reply) => await reply.type('text/javascript; charset=utf-8').send(DASHBOARD_JS))
+  app.get('/dashboard.css', async (_request, reply) => await reply.type('text/css; charset=utf-8').send(DASHBOARD_CSS))
+
+  // Server-sent events: each access-log entry and each instance state change, as they happen.
+  const streams = new Set<ServerResponse>()
+  app.addHook('preClose', async () => { for (const stream of streams) stream.end() })
+  app.get('/events', async (request, reply) => {
+    reply.hijack()
+    const stream = reply.raw
+    stream.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive' })
+    stream.write('retry: 2000\n\n')
+    streams.add(stream)
+    const send = (event: string, data: unknown): void => { stream.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`) }
+    const unsubscribers = [
+      sources.onEntry?.((entry) => send('entry', entryAsJson(entry))),
+      sources.onInstanceState?.((change) => send('instance', change))
+    ]
+    request.raw.on('close', () => {
+      streams.delete(stream)
+      for (const unsubscribe of unsubscribers) unsubscribe?.()
+    })
+  })
 
   const registry = prometheusRegistry(sources.metrics)
   app.get('/metrics', async (_request, reply) => {
@@ -156,22 +243,52 @@ export function buildAdminApp (sources: AdminSources): FastifyInstance {
     return { count: recent.length, entries: recent.map(entryAsJson) }
   })
 
-  app.get('/captures', async () => ({ captures: sources.captures().map(captureAsJson) }))
+  app.get('/captures', async () => {
+    await sources.capturesSettled?.()
+    return { captures: sources.captures().map(captureAsJson) }
+  })
 
-  app.get<{ Params: { name: string } }>('/captures/:name', async (request, reply) => {
+  /** A capture listed now, by file name, and its text; a 404 answer when there is none. */
+  const readListedCapture = async (name: string, reply: FastifyReply): Promise<{ file: string, text: string } | null> => {
     // Only a name /captures lists is served, and it is looked up, never joined to a path:
     // `..`, `/` or an encoded separator cannot reach another file.
-    const capture = sources.captures().find((summary) => basename(summary.file) === request.params.name)
-    if (capture === undefined) return await reply.code(404).send({ error: `no capture named ${JSON.stringify(request.params.name)}; GET /captures lists them` })
-    let text: string
+    const capture = sources.captures().find((summary) => basename(summary.file) === name)
+    if (capture === undefined) {
+      await reply.code(404).send({ error: `no capture named ${JSON.stringify(name)}; GET /captures lists them` })
+      return null
+    }
     try {
-      text = await readFile(capture.file, 'utf8')
+      return { file: capture.file, text: await readFile(capture.file, 'utf8') }
     } catch (error) {
       // Removed since it was listed (max-captures rotation, or by hand).
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return await reply.code(404).send({ error: `capture ${JSON.stringify(request.params.name)} was removed` })
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
+        await reply.code(404).send({ error: `capture ${JSON.stringify(name)} was removed` })
+        return null
+      }
       throw error
     }
+  }
+  const REDACT_QUERY = { type: 'object', properties: { redact: { type: 'boolean', default: true } }, additionalProperties: false } as const
+
+  app.get<{ Params: { name: string }, Querystring: { redact: boolean } }>('/captures/:name', { schema: { querystring: REDACT_QUERY } }, async (request, reply) => {
+    const capture = await readListedCapture(request.params.name, reply)
+    if (capture === null) return reply
+    const text = request.query.redact ? redact(capture.text, secretsIn(parseCapture(capture.text).requestHead)) : capture.text
     return await reply.type('text/plain; charset=utf-8').send(text)
+  })
+
+  app.get<{ Params: { name: string }, Querystring: { redact: boolean } }>('/captures/:name/bytes', { schema: { querystring: REDACT_QUERY } }, async (request, reply) => {
+    const capture = await readListedCapture(request.params.name, reply)
+    if (capture === null) return reply
+    const parsed = parseCapture(capture.text)
+    const secrets = request.query.redact ? secretsIn(parsed.requestHead) : []
+    return {
+      name: request.params.name,
+      responseBase64: parsed.responseBytes.toString('base64'),
+      requestHead: parsed.requestHead === null ? null : redact(parsed.requestHead.toString('latin1'), secrets),
+      defects: parsed.defects,
+      replay: `clb-proxy replay ${shellQuote(capture.file)}`
+    }
   })
 
   app.get('/instances', {

@@ -101,6 +101,26 @@ export const OPTION_FLAGS: readonly OptionFlag[] = Object.freeze([
     fromText: asIs
   },
   {
+    field: 'accessLogDir',
+    flag: 'access-log-dir',
+    env: 'CLB_ACCESS_LOG_DIR',
+    valueName: 'DIR',
+    multiple: false,
+    summary: 'Also write log files named and laid out as CLB delivers them to S3 (AWSLogs/...).',
+    defaultText: 'none',
+    fromText: asIs
+  },
+  {
+    field: 'emitIntervalMinutes',
+    flag: 'emit-interval',
+    env: 'CLB_EMIT_INTERVAL',
+    valueName: '5|60',
+    multiple: false,
+    summary: "Minutes each --access-log-dir file covers: 5 or 60 (CLB's EmitInterval).",
+    defaultText: `${CLB_DEFAULTS.emitIntervalMinutes} min`,
+    fromText: countFromText('emitIntervalMinutes')
+  },
+  {
     field: 'name',
     flag: 'name',
     env: 'CLB_NAME',

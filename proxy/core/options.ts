@@ -10,6 +10,8 @@ import type { HealthCheckTarget } from './health-check-target.js'
 
 export type Profile = 'clb' | 'strict'
 export type KeepaliveRaceMode = 'detect' | 'emulate'
+/** CLB-LOGS EmitInterval: "5 or 60 minutes" (spec §3.1). */
+export type EmitIntervalMinutes = 5 | 60
 
 export interface BackendAddress {
   /** Host name or IP literal as given by the user (no brackets for IPv6). */
@@ -34,6 +36,15 @@ export interface ClbProxyOptions {
   backends?: ReadonlyArray<BackendAddress | string>
   /** Access-log destination: a file path, or '-' for stdout. CLI `--access-log`, env `CLB_ACCESS_LOG`. */
   accessLog?: string | null
+  /**
+   * A directory where access-log files are laid out and named as CLB delivers them to S3 (spec
+   * §3.1: `AWSLogs/<account>/elasticloadbalancing/<region>/yyyy/mm/dd/<name>.log`), one file per
+   * emit interval; null: none. Independent of `accessLog` (both may be on). CLI `--access-log-dir`,
+   * env `CLB_ACCESS_LOG_DIR`.
+   */
+  accessLogDir?: string | null
+  /** CLB-LOGS EmitInterval, minutes, 5 or 60: the span of one file in accessLogDir. CLI `--emit-interval`, env `CLB_EMIT_INTERVAL`. */
+  emitIntervalMinutes?: EmitIntervalMinutes
   /** The `elb` field of each access-log line (CLB load balancer name rules). CLI `--name`, env `CLB_NAME`. */
   name?: string
   /** CLB ConnectionSettings.IdleTimeout, seconds, 1-4000. CLI `--idle-timeout`, env `CLB_IDLE_TIMEOUT`. */
@@ -113,6 +124,8 @@ export interface ResolvedOptions {
   readonly listen: ListenAddress
   readonly backends: readonly BackendAddress[]
   readonly accessLog: string | null
+  readonly accessLogDir: string | null
+  readonly emitIntervalMinutes: EmitIntervalMinutes
   readonly name: string
   readonly idleTimeoutSeconds: number
   readonly responseBufferBytes: number
@@ -142,6 +155,10 @@ export const CLB_DEFAULTS = Object.freeze({
   listen: Object.freeze({ host: '127.0.0.1', port: 8080 }),
   backends: Object.freeze([]) as readonly BackendAddress[],
   accessLog: '-',
+  // Our choice: no S3-style log files unless asked for (the access log above is always on).
+  accessLogDir: null as string | null,
+  // CLB-LOGS: EmitInterval "5 or 60 minutes", default 60 (spec §3.1).
+  emitIntervalMinutes: 60 as EmitIntervalMinutes,
   // CLB names: at most 32 alphanumerics or hyphens, not starting or ending with a hyphen.
   name: 'clb-proxy',
   // CLB-IDLE: "By default, Elastic Load Balancing sets the idle timeout ... to 60 seconds"; range 1-4000 s.

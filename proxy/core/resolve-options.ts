@@ -11,6 +11,7 @@ import {
   CLB_DEFAULTS,
   type BackendAddress,
   type ClbProxyOptions,
+  type EmitIntervalMinutes,
   type KeepaliveRaceMode,
   type ListenAddress,
   type Profile,
@@ -70,6 +71,8 @@ export const OPTION_RULES: Readonly<Record<OptionField, string>> = Object.freeze
     'must be HOST:PORT with a port from 0 to 65535 (IPv6 as [::1]:8080; port 0 picks a free port)',
   backends: 'must be an http://HOST:PORT URL (port 1 to 65535, default 80, no path or query)',
   accessLog: "must be a file path, '-' for stdout, or null for no access log",
+  accessLogDir: 'must be a directory path, or null for no access-log files laid out as in S3',
+  emitIntervalMinutes: "must be 5 or 60 minutes (CLB's EmitInterval values)",
   name:
     'must be 1 to 32 characters, only ASCII letters, digits or hyphens, not starting or ending with a hyphen (CLB load balancer name rules)',
   idleTimeoutSeconds: "must be an integer from 1 to 4000 (CLB's range)",
@@ -167,6 +170,8 @@ export function resolveOptions(input: ClbProxyOptions, settings: ResolveOptionsS
     listen: resolveListen(valueOrDefault(input.listen, CLB_DEFAULTS.listen)),
     backends: resolveBackends(valueOrDefault(input.backends, CLB_DEFAULTS.backends), settings.requireBackends ?? true),
     accessLog: resolveAccessLog(input.accessLog === undefined ? CLB_DEFAULTS.accessLog : input.accessLog),
+    accessLogDir: resolveAccessLogDir(input.accessLogDir === undefined ? CLB_DEFAULTS.accessLogDir : input.accessLogDir),
+    emitIntervalMinutes: resolveEmitInterval(valueOrDefault(input.emitIntervalMinutes, CLB_DEFAULTS.emitIntervalMinutes)),
     name: resolveName(valueOrDefault(input.name, CLB_DEFAULTS.name)),
     idleTimeoutSeconds: resolveInteger(
       'idleTimeoutSeconds',
@@ -439,6 +444,23 @@ function resolveAccessLog(value: string | null): string | null {
   if (value === null) return null
   if (typeof value !== 'string' || value === '' || value.includes('\0')) {
     throw new OptionError({ field: 'accessLog', value, rule: OPTION_RULES.accessLog })
+  }
+  return value
+}
+
+function resolveAccessLogDir(value: string | null): string | null {
+  if (value === null) return null
+  if (typeof value !== 'string' || value.length === 0 || value.includes('\0')) {
+    throw new OptionError({ field: 'accessLogDir', value, rule: OPTION_RULES.accessLogDir, got: gotWithType(value, 'string') })
+  }
+  return value
+}
+
+// CLB-LOGS EmitInterval: 5 or 60 minutes, default 60 ("If the interval is set for 5 minutes, the
+// logs are published at 1:05, 1:10, 1:15, and so on", spec §3.1).
+function resolveEmitInterval(value: EmitIntervalMinutes): EmitIntervalMinutes {
+  if (value !== 5 && value !== 60) {
+    throw new OptionError({ field: 'emitIntervalMinutes', value, rule: OPTION_RULES.emitIntervalMinutes, got: gotWithType(value, 'number') })
   }
   return value
 }

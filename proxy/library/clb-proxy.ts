@@ -2,6 +2,7 @@ import net from 'node:net'
 import { once } from 'node:events'
 import type { Logger } from 'pino'
 import { createAccessLogWriter, type AccessLogWriter } from '../observers/access-log-writer.js'
+import { createAccessLogDirWriter } from '../observers/access-log-dir.js'
 import { BackendPool, type BalancerSettings } from '../balancer/backend-pool.js'
 import { describeInstance, type InstanceDescription } from '../balancer/instance-description.js'
 import { StickinessPolicy } from '../balancer/stickiness-policy.js'
@@ -156,14 +157,21 @@ export async function startClbProxy (input: ClbProxyOptions, hooks: ClbProxyHook
     if (problem.kind === 'written-again') logger.info({ notice: 'access-log', ...details }, message)
     else logger.error({ notice: 'access-log', ...details }, message)
   }
+  // Files laid out as CLB delivers them to S3 (spec §3.1); created first, so a bad directory fails
+  // before any file opens. Named after the listener's bound address once it is known.
+  let listenerIp = options.listen.host
+  const accessLogDir = options.accessLogDir === null
+    ? null
+    : createAccessLogDirWriter({ dir: options.accessLogDir, emitIntervalMinutes: options.emitIntervalMinutes, loadBalancerName: options.name, ipAddress: () => listenerIp, clock, onProblem: onAccessLogProblem })
   let accessLog: AccessLogWriter | null = null
   if (hooks.accessLogStream !== undefined) accessLog = createAccessLogWriter({ stream: hooks.accessLogStream, onProblem: onAccessLogProblem })
   else if (options.accessLog !== null) accessLog = createAccessLogWriter({ destination: options.accessLog, onProblem: onAccessLogProblem })
   const writer = accessLog
-  if (writer !== null) {
+  for (const destination of [writer, accessLogDir]) {
+    if (destination === null) continue
     events.on('exchange', (record) => {
       // A line that cannot be written must not take the proxy down; say so on stderr instead.
-      try { writer.write(record.log) } catch (error) { logger.error({ err: error }, 'access-log line not written') }
+      try { destination.write(record.log) } catch (error) { logger.error({ err: error }, 'access-log line not written') }
     })
   }
   // The capture writer decides each capture's file name when it first sees the record, so the
@@ -192,9 +200,11 @@ export async function startClbProxy (input: ClbProxyOptions, hooks: ClbProxyHook
     unsubscribeDiagnostics()
     await captures.close()
     await writer?.close()
+    await accessLogDir?.close()
     throw error
   }
   const bound = server.address() as net.AddressInfo
+  listenerIp = bound.address
   const host = options.listen.host
   const address = { host, port: bound.port }
   const url = `http://${host.includes(':') ? `[${host}]` : host}:${bound.port}`
@@ -258,8 +268,9 @@ export async function startClbProxy (input: ClbProxyOptions, hooks: ClbProxyHook
     try {
       // Independent of each other: a capture directory that fails must not keep the access log
       // from being flushed, nor the other way round.
-      const [capturesClosed, accessLogClosed] = await Promise.allSettled([captures.close(), writer?.close()])
+      const [capturesClosed, accessLogClosed, accessLogDirClosed] = await Promise.allSettled([captures.close(), writer?.close(), accessLogDir?.close()])
       if (accessLogClosed.status === 'rejected') throw accessLogClosed.reason
+      if (accessLogDirClosed.status === 'rejected') throw accessLogDirClosed.reason
       if (capturesClosed.status === 'rejected') throw capturesClosed.reason
     } finally {
       // After the drain, so an exchange that finished during it could still satisfy a waitFor;
@@ -281,10 +292,23 @@ export async function startClbProxy (input: ClbProxyOptions, hooks: ClbProxyHook
         metricStatistics: (metric, query) => metrics.statistics(metric, query),
         entries: () => recorder.entries(),
         captures: () => captures.list(),
+        capturesSettled: () => captures.settled(),
         instances: () => pool.instances.map(describeInstance),
         register: (url) => describeInstance(pool.register(resolveBackendAddress(url))),
-        deregister: (id) => pool.deregister(id)
+        deregister: (id) => pool.deregister(id),
+        onEntry: (listener) => {
+          recorder.on('entry', listener)
+          return () => { recorder.off('entry', listener) }
+        },
+        onInstanceState: (listener) => {
+          events.on('instance-state', listener)
+          return () => { events.off('instance-state', listener) }
+        }
       })
+      // The admin API serves captures and can register instances: say so when it is reachable from elsewhere.
+      if (!isLoopback(options.admin.host)) {
+        logger.warn({ notice: 'admin-not-loopback', admin: admin.url }, `the admin listener ${admin.url} is bound beyond loopback: anyone who can reach it can read captures and register or deregister instances`)
+      }
     } catch (error) {
       await close()
       throw error
@@ -323,4 +347,7 @@ export async function startClbProxy (input: ClbProxyOptions, hooks: ClbProxyHook
   return proxy
 }
 
-
+/** 127.0.0.0/8, ::1 and localhost: reachable from this machine only. */
+function isLoopback (host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host)
+}

@@ -23,6 +23,8 @@ export interface CaptureStore {
   close (): Promise<void>
   /** The capture files kept now, newest first. */
   list (): CaptureSummary[]
+  /** Resolves once every capture queued so far is written (or failed): list() then includes them. */
+  settled (): Promise<void>
   /**
    * The file `record` is captured to, null when it is not captured (an outcome that is not
    * captured, or the store is closed) or when the directory failed at the last attempt (reported
@@ -73,7 +75,7 @@ export function isCaptured (record: ExchangeRecord): boolean {
  */
 export function subscribeCaptures (events: ClbProxyEvents, options: CaptureOptions, logger: Logger): CaptureStore {
   const directory = options.captureDir
-  if (directory === null) return { close: async () => undefined, list: () => [], fileFor: () => null }
+  if (directory === null) return { close: async () => undefined, list: () => [], settled: async () => undefined, fileFor: () => null }
   const kept: KeptCapture[] = []
   const pending: QueuedCapture[] = []
   const planned = new WeakMap<ExchangeRecord, string | null>()
@@ -225,6 +227,10 @@ export function subscribeCaptures (events: ClbProxyEvents, options: CaptureOptio
       }
     })()),
     list: () => kept.map((capture) => capture.summary).reverse(),
+    settled: async () => {
+      await adopted
+      await worker
+    },
     fileFor: plan
   }
 }

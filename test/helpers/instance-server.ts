@@ -1,7 +1,8 @@
 /**
  * A small instance for balancer tests: a raw `net` server that answers GET requests on kept-alive
  * connections. `/health` answers as its `health` mode says (a 200, a 500, a 302 redirect, a
- * malformed 200, or a close without a byte); `/hold` waits until `release()`; anything else
+ * malformed 200, or a close without a byte); `/malformed` answers a 200 whose Content-Length is
+ * not an integer (CLB's 502); `/hold` waits until `release()`; anything else
  * answers 200 with the instance's name as the body, so a test sees which instance answered.
  * Every request's head is recorded; every connection is closed at teardown.
  */
@@ -60,6 +61,9 @@ export async function startInstanceServer (t: Test, name: string): Promise<Insta
         if (path === '/health') {
           if (instance.health === 'close') socket.destroy()
           else socket.write(HEALTH_ANSWERS[instance.health])
+        } else if (path === '/malformed') {
+          // KC-502: "a Content-Length header which contains a non-integer".
+          socket.write('HTTP/1.1 200 OK\r\nContent-Length: abc\r\n\r\nok')
         } else if (path === '/hold') {
           held.push(socket)
           for (const waiter of [...heldWaiters]) {

@@ -147,11 +147,15 @@ t.test('inject: /captures lists the store; /captures/:name serves only listed na
 
   // A file in the directory that the store does not list, and paths that try to leave the directory.
   await writeFile(join(captureDir, 'notes.txt'), 'not a capture')
-  for (const url of ['/captures/notes.txt', '/captures/..%2F..%2Fetc%2Fpasswd', '/captures/%2Fetc%2Fpasswd', `/captures/..%2F${basename(captureDir)}%2F${name}`, '/captures/..']) {
+  for (const url of ['/captures/notes.txt', '/captures/..%2F..%2Fetc%2Fpasswd', '/captures/%2Fetc%2Fpasswd', `/captures/..%2F${basename(captureDir)}%2F${name}`]) {
     const response = await app.inject(url)
     t.equal(response.statusCode, 404, url)
     t.notMatch(response.body, /not a capture|root:/, `${url}: no file content`)
   }
+  // `/captures/..` is the path `/` once resolved (RFC 3986 section 5.2.4): the dashboard page, no file.
+  const dotDot = await app.inject('/captures/..')
+  t.equal(dotDot.headers['content-type'], 'text/html; charset=utf-8', '/captures/..: the dashboard')
+  t.notMatch(dotDot.body, /not a capture|root:/, '/captures/..: no file content')
 
   await unlink(summary.file)
   const removed = await app.inject(`/captures/${name}`)

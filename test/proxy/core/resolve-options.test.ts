@@ -5,7 +5,7 @@ import { CLB_DEFAULTS, type ClbProxyOptions } from '../../../proxy/core/options.
 import { OptionError, parseByteSize, resolveOptions } from '../../../proxy/core/resolve-options.js'
 
 const BACKEND = 'http://127.0.0.1:3000'
-const KNOWN = 'listen, backends, accessLog, name, idleTimeoutSeconds, responseBufferBytes, responseHoldMs, lingerSeconds, maxHeadBytes, profile, drainTimeoutSeconds, captureDir, maxCaptures, captureBytes, keepaliveRace, admin, healthCheck, healthIntervalSeconds, healthTimeoutSeconds, healthyThreshold, unhealthyThreshold, maxInstanceConnections, surgeQueueSize, drainingTimeoutSeconds, stickyDurationSeconds, stickyAppCookie'
+const KNOWN = 'listen, backends, accessLog, accessLogDir, emitIntervalMinutes, name, idleTimeoutSeconds, responseBufferBytes, responseHoldMs, lingerSeconds, maxHeadBytes, profile, drainTimeoutSeconds, captureDir, maxCaptures, captureBytes, keepaliveRace, admin, healthCheck, healthIntervalSeconds, healthTimeoutSeconds, healthyThreshold, unhealthyThreshold, maxInstanceConnections, surgeQueueSize, drainingTimeoutSeconds, stickyDurationSeconds, stickyAppCookie'
 
 interface Rejection {
   readonly input: unknown
@@ -61,6 +61,8 @@ t.test('defaults fill every field', async (t) => {
     listen: { host: '127.0.0.1', port: 8080 },
     backends: [{ host: '127.0.0.1', port: 3000 }],
     accessLog: '-',
+    accessLogDir: null,
+    emitIntervalMinutes: 60,
     name: 'clb-proxy',
     idleTimeoutSeconds: 60,
     responseBufferBytes: 1048576,

@@ -1,0 +1,102 @@
+/**
+ * The dashboard in a real headless browser (Debian's chromium, driven by playwright-core): the page
+ * loads, shows a 502 produced during the test coloured as ELB-generated, highlights its defect byte
+ * in the capture, and shows an instance going OutOfService, all live (server-sent events). Also the
+ * admin listener's guards: the Host check against DNS rebinding and the redaction of credentials in
+ * captures. A screenshot is saved as a run artifact (.tap/artifacts/dashboard.png, git-ignored).
+ */
+import t from 'tap'
+import { existsSync } from 'node:fs'
+import { mkdir } from 'node:fs/promises'
+import http from 'node:http'
+import { chromium } from 'playwright-core'
+import { pino } from 'pino'
+import { startClbProxy } from '../../../proxy/library/clb-proxy.js'
+import { startInstanceServer } from '../../helpers/instance-server.js'
+import { REPO_ROOT } from '../../helpers/repo.js'
+import { join } from 'node:path'
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
+
+/** A GET with a chosen Host header (fetch does not let a page set it). */
+async function getWithHost (url: string, host: string): Promise<{ status: number, body: string }> {
+  return await new Promise((resolve, reject) => {
+    http.get(url, { headers: { host } }, (response) => {
+      let body = ''
+      response.setEncoding('utf8')
+      response.on('data', (chunk: string) => { body += chunk })
+      response.on('end', () => resolve({ status: response.statusCode ?? 0, body }))
+    }).on('error', reject)
+  })
+}
+
+t.test('the dashboard shows a 502 with its defect byte highlighted and an instance going OutOfService, live', async (t) => {
+  t.ok(existsSync(CHROMIUM), `chromium at ${CHROMIUM} (.ci/run installs Debian's chromium)`)
+  const a = await startInstanceServer(t, 'a')
+  const b = await startInstanceServer(t, 'b')
+  const proxy = await startClbProxy({
+    listen: '127.0.0.1:0',
+    admin: '127.0.0.1:0',
+    accessLog: null,
+    captureDir: t.testdir(),
+    healthCheck: 'HTTP:/health',
+    healthIntervalSeconds: 5,
+    healthTimeoutSeconds: 4,
+    backends: [a.url, b.url]
+  }, { logger: pino({ level: 'silent' }), timeScale: 0.06 })
+  t.teardown(() => proxy.close())
+  const [, bId] = proxy.instances().map((i) => i.InstanceId) as [string, string]
+  await Promise.all(proxy.instances().map((i) => proxy.waitForInstanceState(i.InstanceId, 'InService')))
+  const admin = proxy.adminUrl as string
+
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] })
+  t.teardown(() => browser.close())
+  const page = await browser.newPage()
+  const pageErrors: string[] = []
+  page.on('pageerror', (error) => pageErrors.push(String(error)))
+  await page.goto(`${admin}/`)
+  await page.waitForSelector('#status:text("live")')
+  await page.locator('#instances tbody tr.InService').nth(1).waitFor()
+  t.equal(await page.locator('#instances tbody tr').count(), 2, 'both instances listed, in service')
+
+  const response = await fetch(`${proxy.url}/malformed`, { headers: { authorization: 'Bearer s3cret-token' } })
+  t.equal(response.status, 502)
+  await response.arrayBuffer()
+  const row = page.locator('#entries tbody tr.elb[data-status="502"]')
+  await row.waitFor()
+  t.match(await row.locator('td.line').textContent(), / 502 - 0 0 "GET http:\/\/127\.0\.0\.1:\d+\/malformed HTTP\/1\.1"/, 'the access-log line, coloured as ELB-generated')
+  t.equal(await row.evaluate((element) => getComputedStyle(element.querySelector('td.status') as Element).backgroundColor), 'rgb(199, 37, 78)')
+
+  await page.locator('#captures li').first().click()
+  const mark = page.locator('#capture-bytes mark.defect')
+  await mark.waitFor()
+  const [capture] = proxy.captures()
+  const defect = capture?.defects.find((d) => d.code === 'CL_NOT_INTEGER')
+  t.equal(await mark.getAttribute('data-offset'), String(defect?.offset), 'the highlighted byte is the defect\'s offset')
+  t.equal(await mark.textContent(), 'a', 'the first byte of "abc"')
+  t.match(await page.locator('#replay').textContent(), /^clb-proxy replay /, 'the replay command to copy')
+
+  await page.locator('#chart rect.elb[data-count="1"]').waitFor()
+  t.pass('the chart shows one ELB 5XX this minute')
+
+  b.health = 'error'
+  await page.locator(`#instances tbody tr.OutOfService[data-instance-id="${bId}"]`).waitFor()
+  t.match(await page.locator(`#instances tbody tr[data-instance-id="${bId}"] td.state`).textContent(), 'OutOfService', 'the state change arrives live')
+
+  await mkdir(join(REPO_ROOT, '.tap', 'artifacts'), { recursive: true })
+  await page.screenshot({ path: join(REPO_ROOT, '.tap', 'artifacts', 'dashboard.png'), fullPage: true })
+  t.strictSame(pageErrors, [], 'no script error on the page')
+
+  const name = capture?.file.split('/').at(-1) as string
+  const shown = await (await fetch(`${admin}/captures/${encodeURIComponent(name)}`)).text()
+  t.notOk(shown.includes('s3cret-token'), 'a capture shown by the admin listener hides the Authorization value')
+  t.ok(shown.includes('[redacted]'))
+  t.ok((await (await fetch(`${admin}/captures/${encodeURIComponent(name)}?redact=false`)).text()).includes('s3cret-token'), 'unless asked')
+
+  const port = new URL(admin).port
+  t.equal((await getWithHost(`${admin}/instances`, `localhost:${port}`)).status, 200)
+  const rebound = await getWithHost(`${admin}/instances`, `evil.example:${port}`)
+  t.equal(rebound.status, 421, 'a Host that is not this listener is refused (DNS rebinding)')
+  t.match(rebound.body, /DNS rebinding/)
+  t.equal((await getWithHost(`${admin}/`, `127.0.0.1:${Number(port) + 1}`)).status, 421, 'the port must be its own too')
+})
