@@ -127,12 +127,14 @@ function describeForCli(error: OptionError, sources: ReadonlyMap<string, FieldSo
 /** Subcommands, each in its own module, loaded only when used. */
 export const SUBCOMMANDS = Object.freeze({
   check: 'Send one request straight to a backend and explain whether CLB would pass its response.',
-  replay: 'Start a backend that answers every request with the bytes of a capture file.'
+  replay: 'Start a backend that answers every request with the bytes of a capture file.',
+  analyze: 'Triage CLB access logs (.log, .gz, S3 trees): errors per minute, causes, slow instances.'
 })
 
 export async function run(argv: string[], env: NodeJS.ProcessEnv, io: CliIo): Promise<number> {
   if (argv[0] === 'check') return (await import('./check-command.js')).runCheck(argv.slice(1), env, io)
   if (argv[0] === 'replay') return (await import('./replay-command.js')).runReplay(argv.slice(1), env, io)
+  if (argv[0] === 'analyze') return (await import('./analyze-command.js')).runAnalyze(argv.slice(1), env, io)
   const commandLine = parseCommandLine(argv)
   switch (commandLine.kind) {
     case 'usage-error':

@@ -1,0 +1,130 @@
+/**
+ * `clb-proxy analyze PATH... [--json | --html FILE] | --athena`: triage of real CLB access logs
+ * (and clb-proxy's own). Reads plain and gzip files and S3-layout directory trees as streams
+ * (analyze-read.ts), counts in bounded memory (analyze-stats.ts), and reports what AWS tells
+ * users to look for (analyze-report.ts), as text, JSON or a self-contained HTML page
+ * (analyze-output.ts); `--athena` prints the same report as SQL for the official Athena table
+ * (analyze-athena.ts).
+ *
+ * Output: the report on stdout (or in the --html FILE), a progress line on stderr when it is a
+ * terminal. Exit codes, as for the other commands: 0 on success; 1 when a file cannot be read
+ * midway (e.g. a corrupt gzip); 2 for a bad argument or a PATH that does not exist.
+ */
+import { writeFile } from 'node:fs/promises'
+import { parseArgs } from 'node:util'
+import { renderAthena } from './analyze-athena.js'
+import { renderHtml, renderText } from './analyze-output.js'
+import { InputError, listInputs, Progress, readInto, type InputFile } from './analyze-read.js'
+import { buildReport } from './analyze-report.js'
+import { AnalyzeStats } from './analyze-stats.js'
+import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, explainParseFailure, type CliIo } from './command-line.js'
+import { quoteValue } from '../core/resolve-options.js'
+
+const ANALYZE_OPTIONS = Object.freeze({
+  json: { type: 'boolean' as const },
+  html: { type: 'string' as const },
+  athena: { type: 'boolean' as const },
+  help: { type: 'boolean' as const, short: 'h' }
+})
+
+export function analyzeHelpText (): string {
+  return [
+    'Usage: clb-proxy analyze PATH... [--json | --html FILE]',
+    '       clb-proxy analyze --athena',
+    '',
+    'Reads Classic Load Balancer access logs (and clb-proxy\'s own): .log files, .gz files, and',
+    'directories in the S3 layout (AWSLogs/<account>/elasticloadbalancing/<region>/yyyy/mm/dd/...),',
+    'and reports requests and errors per minute, ELB-generated vs backend-generated 4XX/5XX,',
+    '502s from the backend itself, the instances and paths with the most errors,',
+    'backend_processing_time percentiles, each error signature with its likely cause, and the',
+    'keep-alive signature (fast 504s with -1 timings) with its fix. Lines that are not CLB lines',
+    'are counted and the first 20 listed with file:line.',
+    '',
+    'Options:',
+    '  --json       Print the report as JSON.',
+    '  --html FILE  Also write the report as a self-contained HTML page to FILE.',
+    '  --athena     Print the Athena table for CLB logs and the report as SQL queries.',
+    '  -h, --help   Print this help and exit.',
+    '',
+    'Exit status: 0 on success, 1 if a file fails while being read, 2 for a bad argument.',
+    ''
+  ].join('\n')
+}
+
+function usageError (io: CliIo, message: string): number {
+  io.stderr.write(`clb-proxy analyze: ${message}\nTry 'clb-proxy analyze --help'\n`)
+  return EXIT_USAGE
+}
+
+export interface AnalyzeResult {
+  readonly stats: AnalyzeStats
+  readonly files: number
+}
+
+/** Reads every file into one AnalyzeStats; the progress line goes to `progressTo` on a terminal. */
+export async function analyzeFiles (files: readonly InputFile[], progressTo: NodeJS.WritableStream): Promise<AnalyzeResult> {
+  const stats = new AnalyzeStats()
+  const progress = new Progress(progressTo, files.reduce((sum, file) => sum + file.size, 0))
+  try {
+    for (const file of files) await readInto(file, stats, (bytes) => progress.add(bytes, stats.lines))
+  } finally {
+    progress.end()
+  }
+  return { stats, files: files.length }
+}
+
+export async function runAnalyze (argv: string[], _env: NodeJS.ProcessEnv, io: CliIo): Promise<number> {
+  let values: { json?: boolean | undefined, html?: string | undefined, athena?: boolean | undefined, help?: boolean | undefined }
+  let positionals: string[]
+  try {
+    ({ values, positionals } = parseArgs({ args: argv, options: ANALYZE_OPTIONS, strict: true, allowPositionals: true }))
+  } catch (error) {
+    if (!String((error as NodeJS.ErrnoException).code).startsWith('ERR_PARSE_ARGS_')) throw error
+    return usageError(io, explainParseFailure(argv, ANALYZE_OPTIONS, () => 'FILE', null) ?? (error as Error).message)
+  }
+  if (values.help === true) {
+    io.stdout.write(analyzeHelpText())
+    return EXIT_OK
+  }
+  if (values.athena === true) {
+    if (positionals.length > 0 || values.json === true || values.html !== undefined) {
+      return usageError(io, `--athena takes no PATH and no other option (got ${quoteValue(positionals[0] ?? (values.json === true ? '--json' : '--html'))})`)
+    }
+    io.stdout.write(renderAthena())
+    return EXIT_OK
+  }
+  if (positionals.length === 0) return usageError(io, 'missing PATH: an access-log file, a .gz file or a directory of them')
+  if (values.json === true && values.html !== undefined) return usageError(io, 'choose one of --json and --html')
+  if (values.html === '') return usageError(io, "option '--html' needs a value (--html FILE)")
+
+  let files: InputFile[]
+  try {
+    files = await listInputs(positionals)
+  } catch (error) {
+    if (error instanceof InputError) return usageError(io, error.message)
+    throw error
+  }
+  let result: AnalyzeResult
+  try {
+    result = await analyzeFiles(files, io.stderr)
+  } catch (error) {
+    io.stderr.write(`clb-proxy analyze: ${(error as Error).message}\n`)
+    return EXIT_FAILURE
+  }
+  const report = buildReport(result.stats, result.files)
+  if (values.json === true) {
+    io.stdout.write(`${JSON.stringify(report, null, 2)}\n`)
+    return EXIT_OK
+  }
+  io.stdout.write(renderText(report))
+  if (values.html !== undefined) {
+    try {
+      await writeFile(values.html, renderHtml(report))
+    } catch (error) {
+      io.stderr.write(`clb-proxy analyze: cannot write ${quoteValue(values.html)}: ${(error as Error).message}\n`)
+      return EXIT_FAILURE
+    }
+    io.stdout.write(`HTML report written to ${values.html}\n`)
+  }
+  return EXIT_OK
+}

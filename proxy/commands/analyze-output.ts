@@ -1,0 +1,141 @@
+/**
+ * The text (default) and HTML (`--html FILE`) renderings of an AnalyzeReport. The HTML page is
+ * self-contained: inline CSS, an inline SVG bar chart, no script, no external asset. Text from
+ * the log (paths, instances, unparseable lines) is foreign: escaped for HTML, and on a terminal
+ * every control byte is written `\xHH` (terminalSafe), as the diagnostics do.
+ */
+import { terminalSafe } from '../observers/diagnostics-escape.js'
+import type { AnalyzeReport } from './analyze-report.js'
+
+function percent (part: number, whole: number): string {
+  return whole === 0 ? '0%' : `${((part / whole) * 100).toFixed(2)}%`
+}
+
+function secs (value: number): string {
+  return `${Number(value.toFixed(6))} s`
+}
+
+function bucketLabel (report: AnalyzeReport): string {
+  return report.bucketMinutes === 1 ? 'minute' : `${report.bucketMinutes} minutes`
+}
+
+export function renderText (report: AnalyzeReport): string {
+  const out: string[] = []
+  const t = report.totals
+  out.push(`clb-proxy analyze: ${report.requests} requests in ${report.files} file${report.files === 1 ? '' : 's'} (${report.lines} lines, ${report.unparseable.count} unparseable${report.blankLines > 0 ? `, ${report.blankLines} blank` : ''})`)
+  if (report.firstMinute !== null) out.push(`from ${report.firstMinute} to ${report.lastMinute}`)
+  out.push('')
+  out.push('Errors, by who generated them (elb_status_code vs backend_status_code, KC-502):')
+  out.push(`  ELB 4XX      ${String(t.elb4xx).padStart(9)}  ${percent(t.elb4xx, report.requests)}`)
+  out.push(`  ELB 5XX      ${String(t.elb5xx).padStart(9)}  ${percent(t.elb5xx, report.requests)}`)
+  out.push(`  backend 4XX  ${String(t.backend4xx).padStart(9)}  ${percent(t.backend4xx, report.requests)}`)
+  out.push(`  backend 5XX  ${String(t.backend5xx).padStart(9)}  ${percent(t.backend5xx, report.requests)}`)
+  out.push(`  502 502      ${String(t.both502).padStart(9)}  (both codes 502: the backend's own 502s)`)
+  if (t.tcp > 0) out.push(`  TCP/SSL listener lines ("- - - "): ${t.tcp}`)
+  if (t.noStatus > 0) out.push(`  no status sent (elb_status_code -): ${t.noStatus}`)
+  out.push('')
+  if (report.signatures.length > 0) {
+    out.push('Error signatures (elb backend_status backend:port timings: count, likely cause):')
+    for (const s of report.signatures) {
+      out.push(`  ${s.elbStatus} ${s.backendStatus} ${s.backend === 'instance' ? 'backend:port' : '-'} ${s.timings === 'all -1' ? '-1 -1 -1' : 'timed'}: ${s.count}`)
+      out.push(`      ${s.generatedBy === 'elb' ? 'ELB-generated' : 'backend-generated'}: ${s.cause} [${s.source}]`)
+    }
+    if (report.otherSignatures > 0) out.push(`  (${report.otherSignatures} more error lines with rarer signatures)`)
+    out.push('')
+  }
+  if (report.keepAlive !== null) {
+    out.push(`Keep-alive signature: ${report.keepAlive.count} 504s with no backend and -1 timings.`)
+    out.push(`  The slowest request an instance answered took ${secs(report.keepAlive.slowestAnsweredSeconds)} (backend_processing_time);`)
+    out.push(report.keepAlive.slowestAnsweredSeconds < 30
+      ? '  far below the idle timeout, so these 504s are most likely instances closing kept-alive connections early.'
+      : '  close to an idle timeout: a slow application may cause some of these 504s too.')
+    out.push(`  Fix: ${report.keepAlive.advice}`)
+    out.push('')
+  }
+  const latency = report.backendProcessingTime
+  if (latency !== null) {
+    out.push(`backend_processing_time over ${latency.count} requests: p50 ${secs(latency.p50)}, p90 ${secs(latency.p90)}, p99 ${secs(latency.p99)}, max ${secs(latency.max)}`)
+    out.push('')
+  }
+  if (report.topInstances.rows.length > 0) {
+    out.push(`Instances with the most errors${report.topInstances.approximate ? ' (approximate: many distinct instances)' : ''}:`)
+    for (const row of report.topInstances.rows) out.push(`  ${String(row.errors).padStart(9)}  ${terminalSafe(row.instance)}`)
+    out.push('')
+  }
+  if (report.topPaths.rows.length > 0) {
+    out.push(`Paths with the most errors${report.topPaths.approximate ? ' (approximate: many distinct paths)' : ''}:`)
+    for (const row of report.topPaths.rows) out.push(`  ${String(row.errors).padStart(9)}  ${terminalSafe(row.path)}`)
+    out.push('')
+  }
+  if (report.perMinute.length > 0) {
+    out.push(`Per ${bucketLabel(report)} (UTC): requests, errors, error rate; ELB 4XX/5XX, backend 4XX/5XX`)
+    for (const m of report.perMinute) {
+      out.push(`  ${m.minute}  ${String(m.requests).padStart(8)}  ${String(m.errors).padStart(7)}  ${percent(m.errors, m.requests).padStart(7)}   ${m.elb4xx}/${m.elb5xx}  ${m.backend4xx}/${m.backend5xx}`)
+    }
+    out.push('')
+  }
+  if (report.unparseable.count > 0) {
+    out.push(`Unparseable lines: ${report.unparseable.count}${report.unparseable.count > report.unparseable.listed.length ? ` (the first ${report.unparseable.listed.length} listed)` : ''}`)
+    for (const u of report.unparseable.listed) out.push(`  ${terminalSafe(u.file)}:${u.line}: ${terminalSafe(u.text)}`)
+    out.push('')
+  }
+  return out.join('\n')
+}
+
+function html (text: string): string {
+  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`)
+}
+
+/** An inline SVG bar chart: requests (grey) and errors (red) per bucket. */
+function chart (report: AnalyzeReport): string {
+  const rows = report.perMinute
+  if (rows.length === 0) return '<p>No requests.</p>'
+  const width = 900
+  const height = 200
+  const barWidth = width / rows.length
+  const max = Math.max(...rows.map((r) => r.requests), 1)
+  const bars = rows.map((r, i) => {
+    const x = (i * barWidth).toFixed(2)
+    const w = Math.max(barWidth - 1, 0.5).toFixed(2)
+    const h = ((r.requests / max) * height).toFixed(2)
+    const eh = ((r.errors / max) * height).toFixed(2)
+    return `<g><title>${html(r.minute)}: ${r.requests} requests, ${r.errors} errors</title>` +
+      `<rect x="${x}" y="${(height - Number(h)).toFixed(2)}" width="${w}" height="${h}" class="req"/>` +
+      `<rect x="${x}" y="${(height - Number(eh)).toFixed(2)}" width="${w}" height="${eh}" class="err"/></g>`
+  }).join('')
+  return `<svg viewBox="0 0 ${width} ${height + 20}" width="100%" role="img" aria-label="requests and errors per ${bucketLabel(report)}">${bars}` +
+    `<text x="0" y="${height + 15}">${html(rows[0]?.minute ?? '')}</text><text x="${width}" y="${height + 15}" text-anchor="end">${html(rows[rows.length - 1]?.minute ?? '')}</text></svg>`
+}
+
+export function renderHtml (report: AnalyzeReport): string {
+  const t = report.totals
+  const table = (head: string[], rows: Array<Array<string | number>>): string =>
+    `<table><tr>${head.map((h) => `<th>${html(h)}</th>`).join('')}</tr>${rows.map((r) => `<tr>${r.map((c) => `<td>${html(String(c))}</td>`).join('')}</tr>`).join('')}</table>`
+  const latency = report.backendProcessingTime
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>clb-proxy analyze</title>
+<style>
+body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222}
+table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:.2em .6em;text-align:left}
+.req{fill:#9aa}.err{fill:#c33}svg text{font-size:11px;fill:#555}code{background:#f4f4f4}
+</style></head><body>
+<h1>CLB access-log triage</h1>
+<p>${report.requests} requests in ${report.files} file(s), ${report.lines} lines, ${report.unparseable.count} unparseable${report.firstMinute !== null ? `, from ${html(report.firstMinute)} to ${html(report.lastMinute ?? '')}` : ''}.</p>
+<h2>Requests and errors per ${html(bucketLabel(report))}</h2>
+${chart(report)}
+<h2>Errors by who generated them</h2>
+${table(['kind', 'count'], [['ELB 4XX', t.elb4xx], ['ELB 5XX', t.elb5xx], ['backend 4XX', t.backend4xx], ['backend 5XX', t.backend5xx], ['502 502 (the backend\'s own 502s)', t.both502], ['TCP/SSL listener lines', t.tcp]])}
+<h2>Error signatures</h2>
+${table(['elb', 'backend status', 'backend:port', 'timings', 'count', 'generated by', 'likely cause', 'source'], report.signatures.map((s) => [s.elbStatus, s.backendStatus, s.backend, s.timings, s.count, s.generatedBy, s.cause, s.source]))}
+${report.keepAlive !== null ? `<h2>Keep-alive signature</h2><p>${report.keepAlive.count} 504s with no backend and -1 timings; slowest answered request ${report.keepAlive.slowestAnsweredSeconds} s.</p><p>${html(report.keepAlive.advice)}</p>` : ''}
+<h2>backend_processing_time</h2>
+${latency === null ? '<p>No measured request.</p>' : table(['count', 'p50 (s)', 'p90 (s)', 'p99 (s)', 'max (s)'], [[latency.count, latency.p50, latency.p90, latency.p99, latency.max]])}
+<h2>Instances with the most errors${report.topInstances.approximate ? ' (approximate)' : ''}</h2>
+${table(['backend:port', 'errors'], report.topInstances.rows.map((r) => [r.instance, r.errors]))}
+<h2>Paths with the most errors${report.topPaths.approximate ? ' (approximate)' : ''}</h2>
+${table(['path', 'errors'], report.topPaths.rows.map((r) => [r.path, r.errors]))}
+<h2>Unparseable lines: ${report.unparseable.count}</h2>
+${table(['file:line', 'text'], report.unparseable.listed.map((u) => [`${u.file}:${u.line}`, u.text]))}
+</body></html>
+`
+}

@@ -1,0 +1,203 @@
+/**
+ * The reader of one CLB access-log line for `clb-proxy analyze`: bytes in, the fields the report
+ * needs out, no regex and no string per field (the hot loop of analyze; bench/analyze.mjs).
+ *
+ * The syntax is CLB-LOGS (spec §3.2): `timestamp elb client:port backend:port
+ * request_processing_time backend_processing_time response_processing_time elb_status_code
+ * backend_status_code received_bytes sent_bytes "request" "user_agent" ssl_cipher ssl_protocol`.
+ * What it accepts, field by field, follows the Athena pattern (spec §3.6) where that pattern is
+ * right about real lines, and is wider where real lines are wider:
+ * - `"user_agent" ssl_cipher ssl_protocol` are optional: they "were added on May 18, 2015"
+ *   (CLB-HIST), older lines end after `"request"` (the 408 line of spec §2.4);
+ * - `backend:port` may be `-` ("if the load balancer can't send the request to a registered
+ *   instance ..."), the status codes `-` (TCP/SSL listeners; clb-proxy's rejected response) or `0`;
+ * - the request is `"- - - "` for TCP/SSL listeners, and may hold a raw space or quote ("The load
+ *   balancer preserves the URL sent by the client, as is"): it ends at the `"` that ends the line
+ *   or is followed by ` "`.
+ * Anything else is not a CLB line: the caller counts it with its line number.
+ */
+
+/** The fields of one line the report uses. Offsets point into the buffer given to parseClbLine. */
+export interface ClbLineFields {
+  /** Minutes since the epoch of the timestamp (UTC), from its `YYYY-MM-DDTHH:MM` prefix. */
+  minute: number
+  /** `backend:port` offsets; backendStart === backendEnd - 1 with a `-` means no backend. */
+  backendStart: number
+  backendEnd: number
+  hasBackend: boolean
+  /** Microseconds; -1 for CLB's `-1` (could not dispatch, see spec §3.3 rows 5-7). */
+  requestMicros: number
+  backendMicros: number
+  responseMicros: number
+  /** The status code, -1 for `-` (or an empty field, which Athena's pattern admits). */
+  elbStatus: number
+  backendStatus: number
+  /** Offsets of the URL in the request field (empty for `"- - - "`). */
+  urlStart: number
+  urlEnd: number
+  /** `"- - - "`: a TCP/SSL listener line (CLB-LOGS). */
+  isTcp: boolean
+}
+
+export function emptyFields (): ClbLineFields {
+  return {
+    minute: 0,
+    backendStart: 0,
+    backendEnd: 0,
+    hasBackend: false,
+    requestMicros: 0,
+    backendMicros: 0,
+    responseMicros: 0,
+    elbStatus: 0,
+    backendStatus: 0,
+    urlStart: 0,
+    urlEnd: 0,
+    isTcp: false
+  }
+}
+
+const SPACE = 32
+const QUOTE = 34
+const DASH = 45
+const DOT = 46
+const COLON = 58
+const ZERO = 48
+
+/** Cache of the day of the last timestamp: logs are in time order, Date.UTC runs once a day. */
+let lastDayKey = -1
+let lastDayMinutes = 0
+
+function digit (buf: Uint8Array, at: number): number {
+  const d = (buf[at] as number) - ZERO
+  return d >= 0 && d <= 9 ? d : -1000000
+}
+
+/** `YYYY-MM-DDTHH:MM` at [start, start + 16): minutes since the epoch, or -1. */
+function parseMinute (buf: Uint8Array, start: number, end: number): number {
+  if (end - start < 16 || buf[start + 4] !== DASH || buf[start + 7] !== DASH || buf[start + 10] !== 84 || buf[start + 13] !== COLON) return -1
+  const year = digit(buf, start) * 1000 + digit(buf, start + 1) * 100 + digit(buf, start + 2) * 10 + digit(buf, start + 3)
+  const month = digit(buf, start + 5) * 10 + digit(buf, start + 6)
+  const day = digit(buf, start + 8) * 10 + digit(buf, start + 9)
+  const hour = digit(buf, start + 11) * 10 + digit(buf, start + 12)
+  const minute = digit(buf, start + 14) * 10 + digit(buf, start + 15)
+  if (year < 0 || month < 1 || month > 12 || day < 1 || day > 31 || hour < 0 || hour > 23 || minute < 0 || minute > 59) return -1
+  const dayKey = (year * 100 + month) * 100 + day
+  if (dayKey !== lastDayKey) {
+    lastDayKey = dayKey
+    lastDayMinutes = Date.UTC(year, month - 1, day) / 60000
+  }
+  return lastDayMinutes + hour * 60 + minute
+}
+
+/** `-1`, or seconds with up to 6 decimals (spec §3.4), as integer microseconds; NaN if neither. */
+function parseMicros (buf: Uint8Array, start: number, end: number): number {
+  if (end - start === 2 && buf[start] === DASH && buf[start + 1] === ZERO + 1) return -1
+  let whole = 0
+  let i = start
+  for (; i < end; i++) {
+    const d = (buf[i] as number) - ZERO
+    if (d < 0 || d > 9) break
+    whole = whole * 10 + d
+  }
+  if (i === start) return NaN
+  let micros = whole * 1000000
+  if (i < end) {
+    if (buf[i] !== DOT) return NaN
+    let scale = 100000
+    for (i++; i < end; i++) {
+      const d = (buf[i] as number) - ZERO
+      if (d < 0 || d > 9) return NaN
+      micros += d * scale
+      scale = scale / 10
+    }
+  }
+  return Math.round(micros)
+}
+
+/** A status code: digits, or `-`/empty as -1; NaN otherwise. */
+function parseStatus (buf: Uint8Array, start: number, end: number): number {
+  if (end === start || (end - start === 1 && buf[start] === DASH)) return -1
+  let value = 0
+  for (let i = start; i < end; i++) {
+    const d = (buf[i] as number) - ZERO
+    if (d < 0 || d > 9) return NaN
+    value = value * 10 + d
+  }
+  return end - start > 3 ? NaN : value
+}
+
+/** Byte counts: digits or `-`. */
+function isCount (buf: Uint8Array, start: number, end: number): boolean {
+  if (end === start) return false
+  if (end - start === 1 && buf[start] === DASH) return true
+  for (let i = start; i < end; i++) {
+    const d = (buf[i] as number) - ZERO
+    if (d < 0 || d > 9) return false
+  }
+  return true
+}
+
+/** Ends of the 11 space-separated fields before the request; reused, the parser is not reentrant. */
+const ends = new Int32Array(11)
+
+/**
+ * Reads the line buf[start, end) (no newline, no CR) into `out`. Returns false when it is not a
+ * CLB access-log line; `out` then holds garbage.
+ */
+export function parseClbLine (buf: Uint8Array, start: number, end: number, out: ClbLineFields): boolean {
+  let at = start
+  for (let field = 0; field < 11; field++) {
+    while (at < end && buf[at] !== SPACE) at++
+    if (at >= end || at === (field === 0 ? start : ends[field - 1] as number + 1)) return false
+    ends[field] = at
+    at++
+  }
+  const minute = parseMinute(buf, start, ends[0] as number)
+  if (minute < 0) return false
+  out.minute = minute
+  // client:port must have a colon (Athena: `([^ ]*):([0-9]*)`); backend:port may be `-`.
+  const backendStart = (ends[2] as number) + 1
+  const backendEnd = ends[3] as number
+  out.backendStart = backendStart
+  out.backendEnd = backendEnd
+  out.hasBackend = !(backendEnd - backendStart === 1 && buf[backendStart] === DASH)
+  out.requestMicros = parseMicros(buf, backendEnd + 1, ends[4] as number)
+  out.backendMicros = parseMicros(buf, (ends[4] as number) + 1, ends[5] as number)
+  out.responseMicros = parseMicros(buf, (ends[5] as number) + 1, ends[6] as number)
+  if (Number.isNaN(out.requestMicros) || Number.isNaN(out.backendMicros) || Number.isNaN(out.responseMicros)) return false
+  out.elbStatus = parseStatus(buf, (ends[6] as number) + 1, ends[7] as number)
+  out.backendStatus = parseStatus(buf, (ends[7] as number) + 1, ends[8] as number)
+  if (Number.isNaN(out.elbStatus) || Number.isNaN(out.backendStatus)) return false
+  if (!isCount(buf, (ends[8] as number) + 1, ends[9] as number) || !isCount(buf, (ends[9] as number) + 1, ends[10] as number)) return false
+  // "request": from the quote after sent_bytes to the quote that ends the line or precedes ` "`.
+  const requestStart = at
+  if (buf[requestStart] !== QUOTE) return false
+  let close = requestStart + 1
+  for (;;) {
+    while (close < end && buf[close] !== QUOTE) close++
+    if (close >= end) return false
+    if (close === end - 1 || (buf[close + 1] === SPACE && buf[close + 2] === QUOTE)) break
+    close++
+  }
+  let urlStart = requestStart + 1
+  while (urlStart < close && buf[urlStart] !== SPACE) urlStart++
+  urlStart++
+  let urlEnd = urlStart
+  while (urlEnd < close && buf[urlEnd] !== SPACE) urlEnd++
+  out.isTcp = close - requestStart === 7 && buf[requestStart + 1] === DASH && buf[requestStart + 3] === DASH && buf[requestStart + 5] === DASH
+  if (out.isTcp || urlStart > close) {
+    out.urlStart = out.urlEnd = close
+  } else {
+    out.urlStart = urlStart
+    out.urlEnd = urlEnd
+  }
+  return true
+}
+
+/** A text line, for tests and small inputs: the fields, or null when it is not a CLB line. */
+export function parseClbLineText (line: string): (ClbLineFields & { backend: string, url: string }) | null {
+  const buf = Buffer.from(line, 'utf8')
+  const out = emptyFields()
+  if (!parseClbLine(buf, 0, buf.length, out)) return null
+  return { ...out, backend: buf.toString('utf8', out.backendStart, out.backendEnd), url: buf.toString('utf8', out.urlStart, out.urlEnd) }
+}

@@ -1,0 +1,168 @@
+/**
+ * The input side of `clb-proxy analyze`: the files named on the command line and the log files of
+ * directory trees in the S3 layout (`AWSLogs/<account>/elasticloadbalancing/<region>/yyyy/mm/dd/
+ * ..._elasticloadbalancing_..._.log`, spec §3.1), plain or gzip (sniffed from the magic bytes),
+ * read as streams and cut into lines by hand on the bytes, so memory stays one chunk plus one
+ * line (a line longer than MAX_LINE_BYTES is counted unparseable, not held).
+ */
+import { createReadStream } from 'node:fs'
+import { open, readdir, stat } from 'node:fs/promises'
+import { join } from 'node:path'
+import { createGunzip } from 'node:zlib'
+import { emptyFields, parseClbLine } from './analyze-parse.js'
+import type { AnalyzeStats } from './analyze-stats.js'
+
+export const MAX_LINE_BYTES = 1 << 20
+const NEWLINE = 10
+const CR = 13
+
+export interface InputFile {
+  readonly path: string
+  readonly size: number
+}
+
+/** A path that is neither a file nor a directory we can read. */
+export class InputError extends Error {}
+
+/**
+ * The files to read, in order: each PATH as given; a directory's files (recursively, sorted by
+ * name, which for the S3 layout is date order) ending in `.log` or `.gz`. ELB's
+ * `ELBAccessLogTestFile` ("not an actual access log file", CLB-LOGS-EN) has neither ending.
+ */
+export async function listInputs (paths: readonly string[]): Promise<InputFile[]> {
+  const files: InputFile[] = []
+  for (const path of paths) {
+    let info
+    try {
+      info = await stat(path)
+    } catch (error) {
+      throw new InputError(`cannot read '${path}': ${(error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file or directory' : (error as Error).message}`)
+    }
+    if (info.isDirectory()) await walk(path, files)
+    else files.push({ path, size: info.size })
+  }
+  return files
+}
+
+async function walk (dir: string, files: InputFile[]): Promise<void> {
+  const entries = (await readdir(dir, { withFileTypes: true })).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+  for (const entry of entries) {
+    const path = join(dir, entry.name)
+    if (entry.isDirectory()) await walk(path, files)
+    else if (entry.isFile() && (entry.name.endsWith('.log') || entry.name.endsWith('.gz'))) files.push({ path, size: (await stat(path)).size })
+  }
+}
+
+async function isGzip (path: string): Promise<boolean> {
+  const handle = await open(path, 'r')
+  try {
+    const head = Buffer.alloc(2)
+    const { bytesRead } = await handle.read(head, 0, 2, 0)
+    return bytesRead === 2 && head[0] === 0x1f && head[1] === 0x8b
+  } finally {
+    await handle.close()
+  }
+}
+
+/** Reads one file into `stats`; `onBytes(n)` hears the file bytes read (compressed for gzip). */
+export async function readInto (file: InputFile, stats: AnalyzeStats, onBytes: (bytes: number) => void): Promise<void> {
+  const raw = createReadStream(file.path, { highWaterMark: 1 << 20 })
+  const gzip = await isGzip(file.path)
+  let source: AsyncIterable<Buffer> = raw
+  if (gzip) {
+    // A listener on the file stream, not on the iterated one: 'data' would switch that to flowing.
+    raw.on('data', (chunk) => onBytes(chunk.length))
+    const gunzip = createGunzip()
+    raw.on('error', (error) => gunzip.destroy(error))
+    source = raw.pipe(gunzip)
+  }
+  const fields = emptyFields()
+  let lineNumber = 0
+  let buf: Buffer = Buffer.alloc(0)
+  const text = (start: number, end: number): string => buf.toString('utf8', start, end)
+  /** A line longer than MAX_LINE_BYTES: skipping to its end. */
+  let skipping = false
+  let carry: Buffer | null = null
+
+  const line = (start: number, end: number): void => {
+    lineNumber++
+    if (end > start && buf[end - 1] === CR) end--
+    if (end === start) { stats.addBlank(); return }
+    if (parseClbLine(buf, start, end, fields)) stats.add(fields, text)
+    else stats.addUnparseable(file.path, lineNumber, buf.toString('utf8', start, end))
+  }
+
+  for await (const chunk of source) {
+    if (!gzip) onBytes(chunk.length)
+    let at = 0
+    if (carry !== null || skipping) {
+      const newline = chunk.indexOf(NEWLINE)
+      if (newline < 0) {
+        if (!skipping) {
+          carry = Buffer.concat([carry as Buffer, chunk])
+          if (carry.length > MAX_LINE_BYTES) { skipping = true; overlong(stats, file.path, lineNumber + 1, carry); carry = null }
+        }
+        continue
+      }
+      if (skipping) {
+        skipping = false
+        lineNumber++
+      } else {
+        buf = Buffer.concat([carry as Buffer, chunk.subarray(0, newline)])
+        line(0, buf.length)
+      }
+      carry = null
+      at = newline + 1
+    }
+    buf = chunk
+    for (;;) {
+      const newline = buf.indexOf(NEWLINE, at)
+      if (newline < 0) break
+      line(at, newline)
+      at = newline + 1
+    }
+    if (at < buf.length) {
+      carry = Buffer.from(buf.subarray(at))
+      if (carry.length > MAX_LINE_BYTES) { skipping = true; overlong(stats, file.path, lineNumber + 1, carry); carry = null }
+    }
+  }
+  if (carry !== null) {
+    buf = carry
+    line(0, buf.length)
+  } else if (skipping) {
+    lineNumber++
+  }
+}
+
+function overlong (stats: AnalyzeStats, path: string, lineNumber: number, head: Buffer): void {
+  stats.addUnparseable(path, lineNumber, `(longer than ${MAX_LINE_BYTES} bytes) ${head.toString('utf8', 0, 100)}`)
+}
+
+/** A progress line on a terminal: `\r`, at most every 200 ms, erased at the end. Nothing elsewhere. */
+export class Progress {
+  private done = 0
+  private lastWrite = 0
+  private shown = false
+  constructor (private readonly stream: NodeJS.WritableStream & { isTTY?: boolean }, private readonly total: number, private readonly now: () => number = Date.now) {}
+
+  add (bytes: number, lines: number): void {
+    this.done += bytes
+    if (this.stream.isTTY !== true) return
+    const now = this.now()
+    if (now - this.lastWrite < 200) return
+    this.lastWrite = now
+    const percent = this.total > 0 ? Math.min(100, Math.floor((this.done / this.total) * 100)) : 100
+    this.stream.write(`\ranalyze: ${percent}% of ${formatBytes(this.total)}, ${lines} lines`)
+    this.shown = true
+  }
+
+  end (): void {
+    if (this.shown) this.stream.write('\r\x1b[K')
+  }
+}
+
+function formatBytes (bytes: number): string {
+  if (bytes >= 1 << 30) return `${(bytes / (1 << 30)).toFixed(1)} GiB`
+  if (bytes >= 1 << 20) return `${(bytes / (1 << 20)).toFixed(1)} MiB`
+  return `${Math.ceil(bytes / 1024)} KiB`
+}

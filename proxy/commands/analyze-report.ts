@@ -1,0 +1,100 @@
+/**
+ * The report of `clb-proxy analyze`, built once from AnalyzeStats: the JSON shape (`--json`), and
+ * what the text and HTML renderings show. Each error signature carries its likely cause in the
+ * words of the spec (shared/spec/clb-behavior.md §2, §3.3, §3.4) and where that is said.
+ */
+import { LatencyHistogram, TOP_LISTED, type AnalyzeStats, type UnparseableLine } from './analyze-stats.js'
+
+export interface SignatureRow {
+  readonly elbStatus: string
+  readonly backendStatus: string
+  readonly backend: 'instance' | 'none'
+  readonly timings: 'measured' | 'all -1'
+  readonly count: number
+  readonly generatedBy: 'elb' | 'backend'
+  readonly cause: string
+  readonly source: string
+}
+
+export interface AnalyzeReport {
+  readonly files: number
+  readonly lines: number
+  readonly requests: number
+  readonly blankLines: number
+  readonly unparseable: { readonly count: number, readonly listed: readonly UnparseableLine[] }
+  readonly firstMinute: string | null
+  readonly lastMinute: string | null
+  readonly bucketMinutes: number
+  readonly perMinute: ReadonlyArray<{ readonly minute: string, readonly requests: number, readonly errors: number, readonly errorRate: number, readonly elb4xx: number, readonly elb5xx: number, readonly backend4xx: number, readonly backend5xx: number }>
+  readonly totals: { readonly tcp: number, readonly noStatus: number, readonly elb4xx: number, readonly elb5xx: number, readonly backend4xx: number, readonly backend5xx: number, readonly both502: number }
+  readonly backendProcessingTime: { readonly count: number, readonly p50: number, readonly p90: number, readonly p99: number, readonly max: number } | null
+  readonly topInstances: { readonly rows: ReadonlyArray<{ readonly instance: string, readonly errors: number }>, readonly approximate: boolean }
+  readonly topPaths: { readonly rows: ReadonlyArray<{ readonly path: string, readonly errors: number }>, readonly approximate: boolean }
+  readonly signatures: readonly SignatureRow[]
+  readonly otherSignatures: number
+  readonly keepAlive: { readonly count: number, readonly slowestAnsweredSeconds: number, readonly advice: string } | null
+}
+
+export const KEEPALIVE_ADVICE = 'Set the backend keep-alive timeout greater than the load balancer idle timeout (default 60 s), so the load balancer is the one that closes idle connections (CLB-IDLE); CLB-BACKEND: "The keep-alive timeout should be at least 60 seconds".'
+
+function cause (elb: number, backend: number, hasBackend: boolean, allMinusOne: boolean): { generatedBy: 'elb' | 'backend', cause: string, source: string } {
+  if (backend === elb) return { generatedBy: 'backend', cause: `the instance itself answered ${elb}; the load balancer passed it on (counted in HTTPCode_Backend_${Math.floor(elb / 100)}XX)`, source: 'KC-502, spec §2.1, §3.4' }
+  if (elb === 504 && !hasBackend && allMinusOne) return { generatedBy: 'elb', cause: 'the instance closed a kept-alive connection before the idle timeout (the load balancer reused it: a fast 504, never logged by the backend), or did not answer within the idle timeout', source: 'CLB-HTTPERR 504, CLB-LOGS rows 4-7, spec §2.2' }
+  if (elb === 504) return { generatedBy: 'elb', cause: 'the instance did not answer within the idle timeout, or closed the connection without a response (or was deregistered with the request in flight)', source: 'spec §2.2' }
+  if (elb === 503 && !hasBackend) return { generatedBy: 'elb', cause: 'no healthy instance (per Availability Zone unless cross-zone load balancing is on), or the surge queue was full (spillover), or load balancer capacity', source: 'CLB-HTTPERR 503, CLB-CW SpilloverCount, spec §2.3' }
+  if (elb === 503) return { generatedBy: 'elb', cause: 'the load balancer answered 503 itself: no healthy instance, spillover or capacity', source: 'spec §2.3' }
+  if (elb === 502 && (backend === -1 || backend === 0)) return { generatedBy: 'elb', cause: 'the instance sent a response the load balancer could not parse (a malformed response: e.g. more than one CRLF between headers, a non-integer Content-Length, more body bytes than Content-Length)', source: 'KC-502, spec §2.1' }
+  if (elb === 502) return { generatedBy: 'elb', cause: 'the load balancer answered 502: a response it could not parse', source: 'KC-502, spec §2.1' }
+  if (elb === 408) return { generatedBy: 'elb', cause: 'the client stopped sending its request (head or body) for the idle timeout', source: 'CLB-HTTPERR 408, spec §2.4' }
+  if (elb === 400) return { generatedBy: 'elb', cause: 'a malformed request (request line, header, framing, CONNECT) or a request rejected by desync mitigation', source: 'CLB-HTTPERR 400, spec §2.5' }
+  if (elb === 405) return { generatedBy: 'elb', cause: 'a method longer than 127 characters', source: 'CLB-HTTPERR 405, spec §2.5' }
+  return { generatedBy: 'elb', cause: `the load balancer answered ${elb} and the instance ${backend < 0 ? 'did not' : `answered ${backend}`}`, source: 'spec §3.3' }
+}
+
+function minuteIso (minute: number): string {
+  return new Date(minute * 60000).toISOString().slice(0, 16) + 'Z'
+}
+
+function seconds (micros: number): number {
+  return micros / 1e6
+}
+
+export function buildReport (stats: AnalyzeStats, files: number): AnalyzeReport {
+  const perMinute = [...stats.buckets].sort((a, b) => a[0] - b[0]).map(([minute, b]) => {
+    const errors = b.elb4xx + b.elb5xx + b.backend4xx + b.backend5xx
+    return { minute: minuteIso(minute), errors, errorRate: b.requests === 0 ? 0 : errors / b.requests, ...b }
+  })
+  const signatures: SignatureRow[] = [...stats.signatures].map(([key, count]) => {
+    const [elb, backend, hasBackend, allMinusOne] = key.split(' ').map(Number) as [number, number, number, number]
+    return {
+      elbStatus: String(elb),
+      backendStatus: backend < 0 ? '-' : String(backend),
+      backend: hasBackend === 1 ? 'instance' as const : 'none' as const,
+      timings: allMinusOne === 1 ? 'all -1' as const : 'measured' as const,
+      count,
+      ...cause(elb, backend, hasBackend === 1, allMinusOne === 1)
+    }
+  }).sort((a, b) => b.count - a.count || (a.elbStatus < b.elbStatus ? -1 : 1))
+  const keepAliveCount = signatures.filter((s) => s.elbStatus === '504' && s.backend === 'none' && s.timings === 'all -1').reduce((sum, s) => sum + s.count, 0)
+  const latency: LatencyHistogram = stats.latency
+  return {
+    files,
+    lines: stats.lines,
+    requests: stats.requests,
+    blankLines: stats.blankLines,
+    unparseable: { count: stats.unparseable, listed: stats.unparseableListed },
+    firstMinute: stats.requests > 0 ? minuteIso(stats.firstMinute) : null,
+    lastMinute: stats.requests > 0 ? minuteIso(stats.lastMinute) : null,
+    bucketMinutes: stats.bucketMinutes,
+    perMinute,
+    totals: { tcp: stats.tcp, noStatus: stats.noStatus, elb4xx: stats.elb4xx, elb5xx: stats.elb5xx, backend4xx: stats.backend4xx, backend5xx: stats.backend5xx, both502: stats.both502 },
+    backendProcessingTime: latency.count === 0
+      ? null
+      : { count: latency.count, p50: seconds(latency.quantile(0.5)), p90: seconds(latency.quantile(0.9)), p99: seconds(latency.quantile(0.99)), max: seconds(latency.max) },
+    topInstances: { rows: stats.instanceErrors.top(TOP_LISTED).map(([instance, errors]) => ({ instance, errors })), approximate: stats.instanceErrors.prunedMax > 0 },
+    topPaths: { rows: stats.pathErrors.top(TOP_LISTED).map(([path, errors]) => ({ path, errors })), approximate: stats.pathErrors.prunedMax > 0 },
+    signatures,
+    otherSignatures: stats.otherSignatures,
+    keepAlive: keepAliveCount === 0 ? null : { count: keepAliveCount, slowestAnsweredSeconds: seconds(stats.answeredMaxMicros), advice: KEEPALIVE_ADVICE }
+  }
+}

@@ -1,0 +1,225 @@
+/**
+ * What `clb-proxy analyze` counts, in memory that does not grow with the input: a fixed
+ * log-scale histogram for latency percentiles, time buckets that double in width past
+ * MAX_TIME_BUCKETS, top-N maps pruned to TOP_CAPACITY keys, the first MAX_UNPARSEABLE_LISTED
+ * unparseable lines (all are counted).
+ *
+ * The questions come from AWS (spec §2): "Differentiate with logs: elb_status_code vs
+ * backend_status_code" (KC-502), the per-instance view, `Latency` = backend_processing_time
+ * (CLB-LOGS row 6), and the signatures of spec §2.2, §2.3, §3.4.
+ */
+import type { ClbLineFields } from './analyze-parse.js'
+
+export const MAX_TIME_BUCKETS = 4096
+export const TOP_CAPACITY = 1000
+export const TOP_LISTED = 10
+export const MAX_UNPARSEABLE_LISTED = 20
+const MAX_SIGNATURES = 256
+const UNPARSEABLE_TEXT_MAX = 200
+
+/** Log-scale histogram of microseconds: 32 buckets per power of two, ±1.1% (fixed size). */
+export class LatencyHistogram {
+  static readonly SUB = 32
+  readonly counts = new Float64Array(64 * LatencyHistogram.SUB + 1)
+  count = 0
+  max = 0
+
+  add (micros: number): void {
+    this.count++
+    if (micros > this.max) this.max = micros
+    const index = micros < 1 ? 0 : 1 + Math.floor(Math.log2(micros) * LatencyHistogram.SUB)
+    this.counts[index] = (this.counts[index] as number) + 1
+  }
+
+  merge (other: LatencyHistogram): void {
+    for (let i = 0; i < this.counts.length; i++) this.counts[i] = (this.counts[i] as number) + (other.counts[i] as number)
+    this.count += other.count
+    if (other.max > this.max) this.max = other.max
+  }
+
+  /** The value at quantile q, in microseconds: the middle of its bucket, never above the max. */
+  quantile (q: number): number {
+    if (this.count === 0) return 0
+    const rank = Math.max(1, Math.ceil(q * this.count))
+    if (rank >= this.count) return this.max
+    let seen = 0
+    for (let i = 0; i < this.counts.length; i++) {
+      seen += this.counts[i] as number
+      if (seen >= rank) {
+        if (i === 0) return 0
+        const low = 2 ** ((i - 1) / LatencyHistogram.SUB)
+        const high = 2 ** (i / LatencyHistogram.SUB)
+        return Math.min(this.max, Math.round((low + high) / 2))
+      }
+    }
+    return this.max
+  }
+}
+
+/** Counts per key, pruned to the `capacity` largest when it holds twice as many (Misra-Gries-like). */
+export class BoundedTop {
+  readonly counts = new Map<string, number>()
+  /** The largest count ever pruned: counts are exact when it is 0, else may miss up to it. */
+  prunedMax = 0
+  constructor (readonly capacity: number = TOP_CAPACITY) {}
+
+  add (key: string, by = 1): void {
+    this.counts.set(key, (this.counts.get(key) ?? 0) + by)
+    if (this.counts.size >= this.capacity * 2) this.prune()
+  }
+
+  private prune (): void {
+    const sorted = [...this.counts].sort((a, b) => b[1] - a[1])
+    this.counts.clear()
+    for (const [key, count] of sorted.slice(0, this.capacity)) this.counts.set(key, count)
+    for (const [, count] of sorted.slice(this.capacity)) if (count > this.prunedMax) this.prunedMax = count
+  }
+
+  top (n: number): Array<[string, number]> {
+    return [...this.counts].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)).slice(0, n)
+  }
+}
+
+/** Per time bucket: requests, and 4XX/5XX by who generated them. */
+export interface TimeBucket {
+  requests: number
+  elb4xx: number
+  elb5xx: number
+  backend4xx: number
+  backend5xx: number
+}
+
+export interface UnparseableLine {
+  readonly file: string
+  readonly line: number
+  readonly text: string
+}
+
+/** The running totals; `add()` is called once per parsed line. */
+export class AnalyzeStats {
+  lines = 0
+  blankLines = 0
+  unparseable = 0
+  readonly unparseableListed: UnparseableLine[] = []
+  requests = 0
+  tcp = 0
+  elb4xx = 0
+  elb5xx = 0
+  backend4xx = 0
+  backend5xx = 0
+  both502 = 0
+  /** elb_status_code `-`: nothing was sent (clb-proxy's lines, docs/access-log.md choice 3). */
+  noStatus = 0
+  firstMinute = Infinity
+  lastMinute = -Infinity
+  bucketMinutes = 1
+  readonly buckets = new Map<number, TimeBucket>()
+  readonly latency = new LatencyHistogram()
+  readonly instanceErrors = new BoundedTop()
+  readonly pathErrors = new BoundedTop()
+  /** Key `elb backend hasBackend allMinusOne`, see signatureOf(). */
+  readonly signatures = new Map<string, number>()
+  otherSignatures = 0
+  /** Slowest measured backend_processing_time of a request the backend answered, in microseconds. */
+  answeredMaxMicros = 0
+
+  addUnparseable (file: string, line: number, text: string): void {
+    this.lines++
+    this.unparseable++
+    if (this.unparseableListed.length < MAX_UNPARSEABLE_LISTED) {
+      this.unparseableListed.push({ file, line, text: text.length > UNPARSEABLE_TEXT_MAX ? `${text.slice(0, UNPARSEABLE_TEXT_MAX)}…` : text })
+    }
+  }
+
+  addBlank (): void {
+    this.lines++
+    this.blankLines++
+  }
+
+  /** One parsed line; `text(start, end)` gives a field as a string (called only for errors). */
+  add (f: ClbLineFields, text: (start: number, end: number) => string): void {
+    this.lines++
+    this.requests++
+    const minute = f.minute
+    if (minute < this.firstMinute) this.firstMinute = minute
+    if (minute > this.lastMinute) this.lastMinute = minute
+    const key = minute - (minute % this.bucketMinutes)
+    let bucket = this.buckets.get(key)
+    if (bucket === undefined) {
+      bucket = { requests: 0, elb4xx: 0, elb5xx: 0, backend4xx: 0, backend5xx: 0 }
+      this.buckets.set(key, bucket)
+      if (this.buckets.size > MAX_TIME_BUCKETS) {
+        this.widenBuckets()
+        bucket = this.buckets.get(minute - (minute % this.bucketMinutes)) as TimeBucket
+      }
+    }
+    bucket.requests++
+    if (f.isTcp) this.tcp++
+    if (f.backendMicros >= 0) this.latency.add(f.backendMicros)
+    const elb = f.elbStatus
+    const backend = f.backendStatus
+    if (elb < 0) this.noStatus++
+    if (elb < 400) {
+      if (backend >= 100 && f.backendMicros > this.answeredMaxMicros) this.answeredMaxMicros = f.backendMicros
+      return
+    }
+    // Backend-generated: the load balancer passed on the instance's own status (KC-502).
+    const fromBackend = backend === elb
+    if (fromBackend && f.backendMicros > this.answeredMaxMicros) this.answeredMaxMicros = f.backendMicros
+    if (elb < 500) {
+      if (fromBackend) { this.backend4xx++; bucket.backend4xx++ } else { this.elb4xx++; bucket.elb4xx++ }
+    } else {
+      if (fromBackend) { this.backend5xx++; bucket.backend5xx++ } else { this.elb5xx++; bucket.elb5xx++ }
+      if (elb === 502 && backend === 502) this.both502++
+    }
+    const signature = `${elb} ${backend} ${f.hasBackend ? 1 : 0} ${f.requestMicros === -1 && f.backendMicros === -1 && f.responseMicros === -1 ? 1 : 0}`
+    const seen = this.signatures.get(signature)
+    if (seen !== undefined) this.signatures.set(signature, seen + 1)
+    else if (this.signatures.size < MAX_SIGNATURES) this.signatures.set(signature, 1)
+    else this.otherSignatures++
+    if (f.hasBackend) this.instanceErrors.add(text(f.backendStart, f.backendEnd))
+    if (f.urlEnd > f.urlStart) this.pathErrors.add(pathOfUrl(text(f.urlStart, f.urlEnd)))
+  }
+
+  private widenBuckets (): void {
+    while (this.buckets.size > MAX_TIME_BUCKETS) {
+      this.bucketMinutes *= 2
+      const old = [...this.buckets]
+      this.buckets.clear()
+      for (const [minute, counts] of old) {
+        const key = minute - (minute % this.bucketMinutes)
+        const into = this.buckets.get(key)
+        if (into === undefined) { this.buckets.set(key, counts); continue }
+        into.requests += counts.requests
+        into.elb4xx += counts.elb4xx
+        into.elb5xx += counts.elb5xx
+        into.backend4xx += counts.backend4xx
+        into.backend5xx += counts.backend5xx
+      }
+    }
+  }
+
+  /** The sizes of everything kept, to show (and test) that memory is bounded. */
+  sizes (): { buckets: number, instances: number, paths: number, signatures: number, unparseableListed: number } {
+    return {
+      buckets: this.buckets.size,
+      instances: this.instanceErrors.counts.size,
+      paths: this.pathErrors.counts.size,
+      signatures: this.signatures.size,
+      unparseableListed: this.unparseableListed.length
+    }
+  }
+}
+
+/** The path of a logged URL (`http://host:80/a/b?q=1` -> `/a/b`), to group errors by path. */
+export function pathOfUrl (url: string): string {
+  let from = 0
+  const scheme = url.indexOf('://')
+  if (scheme > 0 && scheme < 8) {
+    const slash = url.indexOf('/', scheme + 3)
+    if (slash < 0) return '/'
+    from = slash
+  }
+  const query = url.indexOf('?', from)
+  return url.slice(from, query >= 0 ? query : url.length) || '/'
+}

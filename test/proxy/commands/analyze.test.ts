@@ -1,0 +1,386 @@
+import { EventEmitter } from 'node:events'
+import { closeSync, mkdirSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs'
+import { join } from 'node:path'
+import { gzipSync } from 'node:zlib'
+import t from 'tap'
+import { Sink } from '../../helpers/sink.js'
+import { SAMPLE_RECORD } from '../../helpers/records.js'
+import { run } from '../../../proxy/commands/cli.js'
+import { analyzeFiles } from '../../../proxy/commands/analyze-command.js'
+import { emptyFields, parseClbLine, parseClbLineText } from '../../../proxy/commands/analyze-parse.js'
+import { listInputs, MAX_LINE_BYTES, Progress } from '../../../proxy/commands/analyze-read.js'
+import { buildReport, type AnalyzeReport } from '../../../proxy/commands/analyze-report.js'
+import { BoundedTop, LatencyHistogram, MAX_TIME_BUCKETS, MAX_UNPARSEABLE_LISTED, TOP_CAPACITY } from '../../../proxy/commands/analyze-stats.js'
+import { renderHtml, renderText } from '../../../proxy/commands/analyze-output.js'
+import { formatAccessLogLine } from '../../../proxy/observers/access-log-format.js'
+import { REPO_ROOT } from '../../helpers/repo.js'
+
+const SPEC_LINES_FILE = join(REPO_ROOT, 'test', 'fixtures', 'analyze', 'spec-lines.log')
+const SPEC_LINES = readFileSync(SPEC_LINES_FILE, 'utf8').split('\n').filter((line) => line !== '')
+
+interface Outcome { readonly code: number, readonly stdout: string, readonly stderr: string }
+
+async function analyze (argv: string[], stderr: Sink = new Sink()): Promise<Outcome> {
+  const stdout = new Sink()
+  const code = await run(['analyze', ...argv], {}, { stdout, stderr, signals: new EventEmitter() })
+  return { code, stdout: stdout.text, stderr: stderr.text }
+}
+
+async function analyzeJson (argv: string[]): Promise<AnalyzeReport> {
+  const outcome = await analyze(['--json', ...argv])
+  if (outcome.code !== 0) throw new Error(`analyze failed: ${outcome.stderr}`)
+  return JSON.parse(outcome.stdout) as AnalyzeReport
+}
+
+/** A deterministic mix of CLB lines: 200s, backend 404/500/502, ELB 400/408/502/503/504. */
+function generatedLine (i: number, distinctPaths = false): string {
+  const minute = Math.floor(i / 50)
+  const ts = new Date(Date.UTC(2024, 0, 1) + minute * 60000 + (i % 60) * 1000).toISOString().replace('Z', '123Z')
+  const instance = `10.0.${i % 3}.${i % 7}:80`
+  const path = distinctPaths ? `/p/${i}` : `/api/${i % 5}`
+  const request = `"GET http://lb.example.com:80${path}?q=${i} HTTP/1.1" "curl/8.0" - -`
+  const kind = i % 20
+  const timed = (s: string, elb: string, backend: string): string => `${ts} my-lb 192.0.2.1:${1024 + (i % 1000)} ${instance} 0.00004 ${s} 0.00002 ${elb} ${backend} 0 29 ${request}`
+  const none = (elb: string): string => `${ts} my-lb 192.0.2.1:${1024 + (i % 1000)} - -1 -1 -1 ${elb} 0 0 0 ${request}`
+  switch (kind) {
+    case 0: return none('504')
+    case 1: return none('503')
+    case 2: return timed('0.0021', '502', '-')
+    case 3: return timed('0.3', '502', '502')
+    case 4: return timed('0.01', '404', '404')
+    case 5: return timed('1.5', '500', '500')
+    case 6: return none('408')
+    case 7: return `${ts} my-lb 192.0.2.1:1 - -1 -1 -1 400 0 0 0 "- - - " "-" - -`
+    default: return timed(`0.00${kind}`, '200', '200')
+  }
+}
+
+function writeLines (file: string, count: number, distinctPaths = false): void {
+  const fd = openSync(file, 'w')
+  let batch: string[] = []
+  for (let i = 0; i < count; i++) {
+    batch.push(generatedLine(i, distinctPaths))
+    if (batch.length === 10000) { writeSync(fd, `${batch.join('\n')}\n`); batch = [] }
+  }
+  if (batch.length > 0) writeSync(fd, `${batch.join('\n')}\n`)
+  closeSync(fd)
+}
+
+t.test('every real and documented line of the spec is read (fixtures/analyze/README.md)', async (t) => {
+  const parsed = SPEC_LINES.map((line) => parseClbLineText(line))
+  t.equal(parsed.length, 13)
+  // Line 4 (O-HH) lost its client:port field in the blog: not a CLB line as printed.
+  t.equal(parsed[3], null, 'the redacted O-HH line is refused')
+  parsed.forEach((fields, index) => { if (index !== 3) t.not(fields, null, `line ${index + 1} parses`) })
+  const [pre2015, web503, , , truncated, post504, backend503, tcp443, https503, docHttp, docHttps, docTcp, docSsl] = parsed
+  t.match(pre2015, { elbStatus: 408, backendStatus: 0, hasBackend: false, requestMicros: -1, backendMicros: -1, responseMicros: -1, url: 'https://media.xxxyyyzzz.com:443/videos/F4_M-T4X0MM6Hvy1PFHesw', minute: Date.UTC(2015, 3, 10, 8, 11) / 60000 })
+  t.match(web503, { elbStatus: 503, backendStatus: 0, hasBackend: false, backend: '-' })
+  t.match(truncated, { elbStatus: 504, url: 'https://xxxx:443/xxxx' })
+  t.match(post504, { elbStatus: 504, url: 'https://app.club-os.com:443/action/FollowUp/save' })
+  t.match(backend503, { elbStatus: 503, backendStatus: 503, backend: '172.27.19.217:80', requestMicros: 80, backendMicros: 626, responseMicros: 57 })
+  t.match(tcp443, { elbStatus: -1, backendStatus: -1, isTcp: true, backendMicros: 9, url: '' })
+  t.match(https503, { elbStatus: 503, hasBackend: false })
+  t.match(docHttp, { elbStatus: 200, backendStatus: 200, backend: '10.0.0.1:80', backendMicros: 1048, url: 'http://www.example.com:80/', isTcp: false })
+  t.match(docHttps, { elbStatus: 200, responseMicros: 1337 })
+  t.match(docTcp, { isTcp: true, elbStatus: -1 })
+  t.match(docSsl, { isTcp: true, backendMicros: 15 })
+})
+
+t.test('the report of the spec lines', async (t) => {
+  const report = await analyzeJson([SPEC_LINES_FILE])
+  t.equal(report.lines, 13)
+  t.equal(report.requests, 12)
+  t.equal(report.unparseable.count, 1)
+  t.strictSame(report.unparseable.listed.map((u) => `${u.file}:${u.line}`), [`${SPEC_LINES_FILE}:4`])
+  t.equal(report.totals.tcp, 3)
+  t.equal(report.totals.elb4xx, 1, 'the 408')
+  t.equal(report.totals.elb5xx, 5, 'three 503s and two 504s without a backend')
+  t.equal(report.totals.backend5xx, 1, 'the 503 503')
+  const signature = (elb: string, backend: string): unknown => report.signatures.find((s) => s.elbStatus === elb && s.backendStatus === backend)
+  t.match(signature('504', '0'), { count: 2, backend: 'none', timings: 'all -1', generatedBy: 'elb', cause: /closed a kept-alive connection .* idle timeout/ })
+  t.match(signature('503', '0'), { count: 3, cause: /no healthy instance.*spillover/ })
+  t.match(signature('503', '503'), { count: 1, generatedBy: 'backend' })
+  t.match(signature('408', '0'), { cause: /client stopped sending/ })
+  t.match(report.keepAlive, { count: 2, advice: /at least 60 seconds/ })
+  t.match(report.topInstances.rows, [{ instance: '172.27.19.217:80', errors: 1 }])
+  t.equal(report.backendProcessingTime?.count, 6, 'every line with a measured backend_processing_time')
+  t.equal(report.backendProcessingTime?.max, 0.001048)
+})
+
+t.test("clb-proxy's own lines: a rejected 502 (`502 -`), nothing sent (`-`), a 504 without backend", async (t) => {
+  const lines = [
+    formatAccessLogLine({ ...SAMPLE_RECORD, elbStatusCode: 502, backendStatusCode: 'rejected' }),
+    formatAccessLogLine({ ...SAMPLE_RECORD, elbStatusCode: null, backendStatusCode: 'no-response', backend: null }),
+    formatAccessLogLine({ ...SAMPLE_RECORD, elbStatusCode: 504, backendStatusCode: 'no-response', backend: null, requestProcessingSeconds: null, backendProcessingSeconds: null, responseProcessingSeconds: null }),
+    formatAccessLogLine({ ...SAMPLE_RECORD, method: null, target: null, httpVersion: null, elbStatusCode: 400, backendStatusCode: 'no-response', backend: null })
+  ]
+  const dir = t.testdir({ 'own.log': `${lines.join('\n')}\n` })
+  const report = await analyzeJson([join(dir, 'own.log')])
+  t.equal(report.unparseable.count, 0)
+  t.equal(report.totals.noStatus, 1)
+  t.match(report.signatures.find((s) => s.elbStatus === '502'), { backendStatus: '-', backend: 'instance', cause: /malformed response/ })
+  t.ok(report.keepAlive)
+  t.equal(report.totals.tcp, 1, '"- - - " of an unparseable request')
+})
+
+t.test('an S3 tree of .log and .gz files gives the report of the concatenated plain file', async (t) => {
+  const lines = Array.from({ length: 3000 }, (_, i) => generatedLine(i))
+  const part = (from: number, to: number): string => `${lines.slice(from, to).join('\n')}\n`
+  const day = (d: string): string => join('bucket', 'prefix', 'AWSLogs', '123456789012', 'elasticloadbalancing', 'us-east-1', '2024', '01', d)
+  const dir = t.testdir({ 'all.log': part(0, 3000) })
+  const name = (end: string): string => `123456789012_elasticloadbalancing_us-east-1_my-lb_${end}_10.0.0.9_abcd1234.log`
+  mkdirSync(join(dir, day('01')), { recursive: true })
+  mkdirSync(join(dir, day('02')), { recursive: true })
+  writeFileSync(join(dir, day('01'), name('20240101T0010Z')), part(0, 1000))
+  writeFileSync(join(dir, day('01'), `${name('20240101T0020Z')}.gz`), gzipSync(part(1000, 2000)))
+  writeFileSync(join(dir, day('02'), name('20240102T0010Z')).replace(/\.log$/, '.log.gz'), gzipSync(part(2000, 3000)))
+  writeFileSync(join(dir, 'bucket', 'prefix', 'AWSLogs', '123456789012', 'ELBAccessLogTestFile'), 'Enable AccessLog for ELB: my-lb at 2024-01-01T00:00:00.000Z')
+  const tree = await analyzeJson([join(dir, 'bucket')])
+  const plain = await analyzeJson([join(dir, 'all.log')])
+  t.equal(tree.files, 3, 'the test file is not a log')
+  t.strictSame({ ...tree, files: 0 }, { ...plain, files: 0 })
+  t.equal(plain.requests, 3000)
+  t.equal(plain.unparseable.count, 0)
+  t.equal(plain.totals.both502, 150)
+  t.equal(plain.perMinute.length, 60)
+  t.match(plain.perMinute[0], { minute: '2024-01-01T00:00Z', requests: 50 })
+})
+
+t.test('unparseable lines are counted with file:line, the first 20 listed; blank lines and CRLF', async (t) => {
+  const good = generatedLine(8)
+  const body = [good, 'garbage 1', '', `${good}\r`, ...Array.from({ length: 30 }, (_, i) => `not a line ${i}`), good.replace('2024-01-01T', '2024/01/01T')].join('\n')
+  const dir = t.testdir({ 'bad.log': body })
+  const file = join(dir, 'bad.log')
+  const report = await analyzeJson([file])
+  t.equal(report.requests, 2)
+  t.equal(report.blankLines, 1)
+  t.equal(report.unparseable.count, 32)
+  t.equal(report.unparseable.listed.length, MAX_UNPARSEABLE_LISTED)
+  t.strictSame(report.unparseable.listed.slice(0, 3).map((u) => `${u.file}:${u.line}: ${u.text}`), [`${file}:2: garbage 1`, `${file}:5: not a line 0`, `${file}:6: not a line 1`])
+  const text = await analyze([file])
+  t.match(text.stdout, `Unparseable lines: 32 (the first 20 listed)\n  ${file}:2: garbage 1`)
+})
+
+t.test('field checks: each malformed field makes the line unparseable', async (t) => {
+  const good = generatedLine(9)
+  t.ok(parseClbLineText(good))
+  const replacing = (index: number, value: string): string => good.split(' ').map((field, i) => (i === index ? value : field)).join(' ')
+  for (const [index, value] of [[0, '2024-13-01T00:00:00.1Z'], [0, 'short'], [4, '0.0.1'], [4, 'x'], [5, '1.x'], [7, '2000'], [7, '2x0'], [9, 'x'], [10, '']] as const) {
+    t.equal(parseClbLineText(replacing(index, value)), null, `field ${index} = '${value}'`)
+  }
+  t.equal(parseClbLineText(good.replace('"GET', 'GET')), null, 'request not quoted')
+  t.equal(parseClbLineText(good.replace(/" "curl.*$/, ' HTTP/1.1')), null, 'request never closed')
+  t.match(parseClbLineText(good.replace('/api/', '/a"b/')), { url: /a"b/ }, 'a raw quote inside the URL')
+  t.match(parseClbLineText(good.replace(' 200 200 0 29 ', ' 200 200 - - ')), { elbStatus: 200 }, 'byte counts may be -')
+  t.match(parseClbLineText(good.replace(' 200 200 ', '  200 ')), null, 'an empty field between single spaces is refused')
+  t.match(parseClbLineText(`${good.split('"')[0]}"GET"`), { url: '', isTcp: false }, 'a request of one word')
+  const buf = Buffer.from(`xx${good}yy`)
+  t.ok(parseClbLine(buf, 2, buf.length - 2, emptyFields()), 'offsets inside a larger buffer')
+})
+
+t.test('--json shape', async (t) => {
+  const dir = t.testdir({ 'a.log': `${Array.from({ length: 400 }, (_, i) => generatedLine(i)).join('\n')}\n` })
+  const report = await analyzeJson([join(dir, 'a.log')])
+  t.strictSame(Object.keys(report).sort(), ['backendProcessingTime', 'blankLines', 'bucketMinutes', 'files', 'firstMinute', 'keepAlive', 'lastMinute', 'lines', 'otherSignatures', 'perMinute', 'requests', 'signatures', 'topInstances', 'topPaths', 'totals', 'unparseable'])
+  t.match(report.perMinute[0], { minute: '2024-01-01T00:00Z', requests: 50, errors: Number, errorRate: Number, elb4xx: Number, elb5xx: Number, backend4xx: Number, backend5xx: Number })
+  t.match(report.backendProcessingTime, { count: Number, p50: Number, p90: Number, p99: Number, max: 1.5 })
+  t.ok((report.backendProcessingTime?.p50 ?? 0) <= (report.backendProcessingTime?.p90 ?? 0))
+  t.equal(report.topPaths.rows.length, 5)
+  t.match(report.topPaths.rows[0], { path: /^\/api\/\d$/, errors: Number })
+  t.equal(report.topInstances.approximate, false)
+})
+
+t.test('text report names the sections and the keep-alive fix', async (t) => {
+  const dir = t.testdir({ 'a.log': `${Array.from({ length: 200 }, (_, i) => generatedLine(i)).join('\n')}\n` })
+  const { code, stdout, stderr } = await analyze([join(dir, 'a.log')])
+  t.equal(code, 0)
+  t.equal(stderr, '', 'no progress line when stderr is not a terminal')
+  for (const heading of ['Errors, by who generated them', 'Error signatures', 'Keep-alive signature: 10 504s', 'at least 60 seconds', 'backend_processing_time over', 'Instances with the most errors', 'Paths with the most errors', 'Per minute (UTC)', '502 502             10']) {
+    t.match(stdout, heading)
+  }
+})
+
+t.test('--html writes a self-contained page', async (t) => {
+  const dir = t.testdir({ 'a.log': `${Array.from({ length: 300 }, (_, i) => generatedLine(i)).join('\n')}\nbad <script>\n` })
+  const out = join(dir, 'report.html')
+  const { code, stdout } = await analyze([join(dir, 'a.log'), '--html', out])
+  t.equal(code, 0)
+  t.match(stdout, `HTML report written to ${out}`)
+  const page = readFileSync(out, 'utf8')
+  t.match(page, /^<!doctype html>/)
+  t.match(page, '<style>')
+  t.match(page, /<svg viewBox="[^"]+"[^>]*>(<g><title>[^<]+<\/title><rect[^>]+\/><rect[^>]+\/><\/g>){6}/)
+  t.notMatch(page, /(src|href)\s*=/i, 'no src or href at all')
+  t.notMatch(page, /https?:\/\//, 'no URL of any kind')
+  t.notMatch(page, '<script>', 'log text is escaped')
+  t.match(page, 'bad &#60;script&#62;')
+  t.match(renderHtml({ ...JSON.parse((await analyze(['--json', join(dir, 'a.log')])).stdout), perMinute: [], backendProcessingTime: null, keepAlive: null }), 'No requests.')
+  t.equal((await analyze([join(dir, 'a.log'), '--html', join(dir, 'missing-dir', 'r.html')])).code, 1, 'an unwritable FILE')
+})
+
+t.test('bad arguments exit 2 and name the argument', async (t) => {
+  const dir = t.testdir({ 'a.log': `${generatedLine(0)}\n` })
+  const cases: Array<[string[], RegExp]> = [
+    [[], /missing PATH/],
+    [['--frobnicate', join(dir, 'a.log')], /unknown option '--frobnicate'/],
+    [[join(dir, 'nope.log')], new RegExp(`cannot read '${join(dir, 'nope.log').replace(/[/\\.]/g, '\\$&')}': no such file or directory`)],
+    [['--html'], /option '--html' needs a value/],
+    [['--html=', join(dir, 'a.log')], /option '--html' needs a value/],
+    [['--json', '--html', 'x.html', join(dir, 'a.log')], /one of --json and --html/],
+    [['--athena', join(dir, 'a.log')], /--athena takes no PATH/],
+    [['--athena', '--json'], /--athena takes no PATH .*--json/],
+    [['--json=yes', join(dir, 'a.log')], /does not take a value/]
+  ]
+  for (const [argv, message] of cases) {
+    const outcome = await analyze(argv)
+    t.equal(outcome.code, 2, argv.join(' '))
+    t.match(outcome.stderr, message)
+    t.match(outcome.stderr, "Try 'clb-proxy analyze --help'")
+  }
+  const help = await analyze(['--help'])
+  t.equal(help.code, 0)
+  t.match(help.stdout, 'Usage: clb-proxy analyze PATH...')
+})
+
+t.test('a corrupt .gz fails with exit 1 and names the error', async (t) => {
+  const dir = t.testdir({ 'x.log.gz': Buffer.concat([gzipSync('a'.repeat(1000)).subarray(0, 12), Buffer.from('not deflate at all')]) })
+  const outcome = await analyze([join(dir, 'x.log.gz')])
+  t.equal(outcome.code, 1)
+  t.match(outcome.stderr, /clb-proxy analyze: .+/)
+})
+
+t.test('lines split across chunks, an unterminated last line, an overlong line', async (t) => {
+  const line = generatedLine(8)
+  const long = 'x'.repeat(MAX_LINE_BYTES + 10)
+  const dir = t.testdir({ 'a.log': `${line}\n${line}\n${long}\n${line}\n${'y'.repeat(MAX_LINE_BYTES * 2)}\n${line}\n${line}` })
+  const report = await analyzeJson([join(dir, 'a.log')])
+  t.equal(report.requests, 5)
+  t.equal(report.unparseable.count, 2)
+  t.strictSame(report.unparseable.listed.map((u) => u.line), [3, 5])
+  t.match(report.unparseable.listed[0]?.text, /^(\(longer than 1048576 bytes\) )?x+…$/)
+  const tail = t.testdir({ 'b.log': `${line}\n${'z'.repeat(MAX_LINE_BYTES + 5)}` })
+  const tailReport = await analyzeJson([join(tail, 'b.log')])
+  t.equal(tailReport.lines, 2)
+  t.equal(tailReport.unparseable.count, 1)
+})
+
+t.test('memory stays bounded: 200k lines, distinct paths, more minutes than buckets', async (t) => {
+  const dir = t.testdir({})
+  const file = join(dir, 'big.log')
+  writeLines(file, 200_000, true)
+  const { stats } = await analyzeFiles(await listInputs([file]), new Sink())
+  t.equal(stats.requests, 200_000)
+  const sizes = stats.sizes()
+  t.ok(sizes.paths < 2 * TOP_CAPACITY, `paths kept: ${sizes.paths}`)
+  t.ok(sizes.buckets <= MAX_TIME_BUCKETS, `time buckets kept: ${sizes.buckets}`)
+  t.equal(stats.bucketMinutes, 1, '4000 minutes fit')
+  t.ok(sizes.signatures < 20)
+  const report = buildReport(stats, 1)
+  t.equal(report.topPaths.approximate, true, 'said when counts are approximate')
+  t.equal(report.perMinute.reduce((sum, m) => sum + m.requests, 0), 200_000)
+})
+
+t.test('time buckets double in width past MAX_TIME_BUCKETS, keeping every count', async (t) => {
+  const dir = t.testdir({})
+  const file = join(dir, 'long.log')
+  // One line every 2 minutes over 3 x MAX_TIME_BUCKETS minutes.
+  const lines = Array.from({ length: Math.ceil(MAX_TIME_BUCKETS * 1.5) }, (_, i) => generatedLine(i * 100))
+  writeFileSync(file, `${lines.join('\n')}\n`)
+  const { stats } = await analyzeFiles(await listInputs([file]), new Sink())
+  t.ok(stats.bucketMinutes > 1)
+  t.ok(stats.buckets.size <= MAX_TIME_BUCKETS)
+  const report = buildReport(stats, 1)
+  t.equal(report.perMinute.reduce((sum, m) => sum + m.requests, 0), lines.length)
+  t.equal(report.perMinute.reduce((sum, m) => sum + m.elb5xx + m.backend5xx, 0), report.totals.elb5xx + report.totals.backend5xx)
+})
+
+t.test('bounded structures', async (t) => {
+  const top = new BoundedTop(2)
+  for (const key of ['a', 'a', 'a', 'b', 'b', 'c', 'd']) top.add(key)
+  t.ok(top.counts.size < 4)
+  t.strictSame(top.top(1), [['a', 3]])
+  t.equal(top.prunedMax, 1)
+  const histogram = new LatencyHistogram()
+  t.equal(histogram.quantile(0.5), 0, 'empty')
+  for (let i = 1; i <= 1000; i++) histogram.add(i * 1000)
+  histogram.add(0)
+  const p50 = histogram.quantile(0.5)
+  t.ok(Math.abs(p50 - 500_000) / 500_000 < 0.03, `p50 ${p50}`)
+  t.equal(histogram.quantile(1), 1_000_000)
+  const other = new LatencyHistogram()
+  other.add(5_000_000)
+  histogram.merge(other)
+  t.equal(histogram.max, 5_000_000)
+  t.equal(histogram.count, 1002)
+  const zeros = new LatencyHistogram()
+  zeros.add(0)
+  t.equal(zeros.quantile(0.99), 0)
+})
+
+t.test('the progress line: only on a terminal, with \\r, erased at the end', async (t) => {
+  const plain = new Sink()
+  const quiet = new Progress(plain, 100)
+  quiet.add(50, 10)
+  quiet.end()
+  t.equal(plain.text, '')
+  const tty = Object.assign(new Sink(), { isTTY: true })
+  let now = 1000
+  const progress = new Progress(tty, 2 << 20, () => now)
+  progress.add(1 << 20, 5000)
+  progress.add(10, 5001)
+  now += 500
+  progress.add(1 << 20, 9000)
+  progress.end()
+  t.equal(tty.text, '\ranalyze: 50% of 2.0 MiB, 5000 lines\ranalyze: 100% of 2.0 MiB, 9000 lines\r\x1b[K')
+  const small = Object.assign(new Sink(), { isTTY: true })
+  new Progress(small, 0).add(0, 0)
+  t.equal(small.text, '\ranalyze: 100% of 0 KiB, 0 lines')
+  const big = Object.assign(new Sink(), { isTTY: true })
+  new Progress(big, 3 * 2 ** 30).add(0, 0)
+  t.match(big.text, '3.0 GiB')
+  const stderr = Object.assign(new Sink(), { isTTY: true })
+  const dir = t.testdir({ 'a.log': `${generatedLine(8)}\n` })
+  t.equal((await analyze([join(dir, 'a.log')], stderr)).code, 0)
+  t.match(stderr.text, /^\ranalyze: 100% of 1 KiB, 0 lines\r\x1b\[K$/)
+})
+
+t.test('every cause, and the text and HTML of rarer cases', async (t) => {
+  const ts = '2024-01-01T00:00:01.000001Z'
+  const req = '"GET http://h:80/x HTTP/1.1" "ua" - -'
+  const lines = [
+    `${ts} lb 1.2.3.4:5 10.0.0.1:80 0.1 45.5 0.1 200 200 0 1 ${req}`,
+    `${ts} lb 1.2.3.4:5 - -1 -1 -1 504 0 0 0 ${req}`,
+    `${ts} lb 1.2.3.4:5 10.0.0.1:80 0.1 60 -1 504 - 0 0 ${req}`,
+    `${ts} lb 1.2.3.4:5 10.0.0.1:80 0.1 0.1 0.1 503 - 0 0 ${req}`,
+    `${ts} lb 1.2.3.4:5 10.0.0.1:80 0.1 0.1 0.1 502 200 0 0 ${req}`,
+    `${ts} lb 1.2.3.4:5 - -1 -1 -1 405 0 0 0 ${req}`,
+    `${ts} lb 1.2.3.4:5 - -1 -1 -1 400 0 0 0 ${req}`,
+    `${ts} lb 1.2.3.4:5 10.0.0.1:80 0.1 0.1 0.1 418 - 0 0 ${req}`,
+    `${ts} lb 1.2.3.4:5 10.0.0.1:80 0.1 0.1 0.1 460 200 0 0 ${req}`,
+    `${ts} lb 1.2.3.4:5 10.0.0.1:80 0.1 0.1 0.1 - - 0 0 "GET http://h:80 HTTP/1.1"`
+  ]
+  const dir = t.testdir({ 'a.log': lines.join('\n') })
+  const report = await analyzeJson([join(dir, 'a.log')])
+  const causeOf = (elb: string, backend: string): string => report.signatures.find((s) => s.elbStatus === elb && s.backendStatus === backend)?.cause ?? ''
+  t.match(causeOf('504', '-'), /did not answer within the idle timeout/)
+  t.match(causeOf('503', '-'), /answered 503 itself/)
+  t.match(causeOf('502', '200'), /could not parse/)
+  t.match(causeOf('405', '0'), /127 characters/)
+  t.match(causeOf('400', '0'), /malformed request/)
+  t.match(causeOf('418', '-'), /answered 418 and the instance did not/)
+  t.match(causeOf('460', '200'), /answered 460 and the instance answered 200/)
+  t.equal(report.keepAlive?.slowestAnsweredSeconds, 45.5)
+  t.strictSame(report.topPaths.rows.map((r) => r.path), ['/x'])
+  const { stdout } = await analyze([join(dir, 'a.log')])
+  t.match(stdout, 'in 1 file (10 lines')
+  t.match(stdout, 'close to an idle timeout')
+  t.match(stdout, 'no status sent (elb_status_code -): 1')
+  const wide = renderText({ ...report, bucketMinutes: 4, otherSignatures: 3, files: 2, requests: 0, firstMinute: null, blankLines: 2, topInstances: { ...report.topInstances, approximate: true }, topPaths: { ...report.topPaths, approximate: true }, unparseable: { count: 1, listed: [{ file: 'f', line: 1, text: 'x' }] } })
+  for (const text of ['Per 4 minutes (UTC)', '3 more error lines', 'in 2 files', '2 blank', '(approximate: many distinct instances)', '(approximate: many distinct paths)', 'Unparseable lines: 1\n', '0%']) t.match(wide, text)
+  t.notMatch(renderText({ ...report, signatures: [], keepAlive: null, backendProcessingTime: null, perMinute: [], topInstances: { rows: [], approximate: false }, topPaths: { rows: [], approximate: false } }), /Error signatures|Keep-alive|backend_processing_time over|Per minute/)
+  const page = renderHtml({ ...report, firstMinute: null, bucketMinutes: 2, topInstances: { ...report.topInstances, approximate: true }, topPaths: { ...report.topPaths, approximate: true } })
+  t.match(page, 'per 2 minutes')
+  t.match(page, 'Instances with the most errors (approximate)')
+  t.match(page, 'Paths with the most errors (approximate)')
+  t.match(renderHtml({ ...report, perMinute: [{ minute: 'm', requests: 0, errors: 0, errorRate: 0, elb4xx: 0, elb5xx: 0, backend4xx: 0, backend5xx: 0 }], lastMinute: null }), '<svg')
+})
