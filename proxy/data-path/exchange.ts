@@ -43,17 +43,18 @@ export interface RequestInfo {
   readonly receivedAtMicros: number
 }
 
-/**
- * One request and its response, on the backend side. Stages (docs/architecture.md): pick instance
- * (503) -> send (503 when the connection is refused) -> read and judge the response (502 for a
- * malformed response, 504 for a close without a response or the idle timeout) -> commit or
- * synthesize -> log.
- */
 /** Request body bytes held for a request waiting in the surge queue before the client is paused. */
 const QUEUED_BODY_BYTES = 64 * 1024
 /** Request bytes kept until the connection is established, so a refused connection can be retried elsewhere. */
 const RETRY_BODY_BYTES = 64 * 1024
 
+/**
+ * One request and its response, on the backend side. Stages (docs/architecture.md): pick instance
+ * (503 with none in service or on spillover; or wait in the surge queue) -> send (a refused
+ * connection retried on another instance, else 503) -> read and judge the response (502 for a
+ * malformed response, 504 for a close without a response or the idle timeout) -> commit or
+ * synthesize -> log.
+ */
 export class Exchange implements ConnectionUser, QueuedRequest {
   /** QueuedRequest/InFlightRequest: its place in its instance's in-flight list (kept by that list). */
   inFlightIndex = -1
