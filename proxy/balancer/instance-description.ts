@@ -1,5 +1,5 @@
 import type { InstanceDescription } from '../core/instance-description.js'
-import type { Instance } from './backend-pool.js'
+import type { Instance } from './instance.js'
 
 export type { InstanceDescription }
 

@@ -4,7 +4,7 @@
  * from stickiness.ts; this decides when they are sent.
  */
 import type { HeaderField } from '../../validators/field-line.js'
-import type { Instance } from './backend-pool.js'
+import type { Instance } from './instance.js'
 import {
   STICKINESS_CACHE_CONTROL_LINE,
   STICKINESS_COOKIE,

@@ -1,6 +1,6 @@
 /** An instance's in-flight list: swap-remove keeps every request's index right, whatever the order. */
 import t from 'tap'
-import { InFlightRequests, type InFlightRequest } from '../../../proxy/balancer/backend-pool.js'
+import { InFlightRequests, type InFlightRequest } from '../../../proxy/balancer/instance.js'
 
 function request (name: string): InFlightRequest & { readonly name: string } {
   return { name, inFlightIndex: -1, instanceGone () {} }

@@ -1,0 +1,234 @@
+/**
+ * One registered instance: its id and health, the requests it is serving (least outstanding
+ * requests counts them) and its kept-alive connections.
+ */
+import diagnosticsChannel from 'node:diagnostics_channel'
+import type { Clock } from '../core/clock.js'
+import type { BackendAddress, KeepaliveRaceMode } from '../core/options.js'
+import type { ClbProxyEvents, HealthCheckResult, InstanceState } from '../core/events.js'
+import { BackendConnection, BackendSocket, type ConnectionUser } from './backend-connection.js'
+import { instanceIdFor, instanceLabel } from './instance-id.js'
+import { ALWAYS_IN_SERVICE, INSTANCE_DESCRIPTIONS, REGISTERING, type HealthStatus } from './instance-health.js'
+
+/**
+ * Where a kept-alive connection was until the instance closed it early. In 'emulate' mode the
+ * next request that would have reused it gets CLB's 504, as on a real CLB when the close and
+ * the reuse cross (CLB-HTTPERR 504 cause 2).
+ */
+interface ClosedByInstance {
+  readonly closedAtMicros: number
+  readonly idleSeconds: number
+}
+
+// node:net publishes every socket net.connect() creates on this channel; a BackendSocket is
+// created with `new` and published here the same way, so tools that watch the channel still see it.
+const clientSocketChannel = diagnosticsChannel.channel('net.client.socket')
+
+export type Acquired =
+  | { readonly kind: 'connection'; readonly connection: BackendConnection; readonly reused: boolean }
+  | { readonly kind: 'closed-by-instance'; readonly idleSeconds: number }
+
+export interface PoolSettings {
+  readonly idleTimeoutMs: number
+  readonly keepaliveRace: KeepaliveRaceMode
+  readonly clock: Clock
+  readonly events: ClbProxyEvents
+}
+
+/** An exchange holding one of an instance's request slots; told when the instance is taken away. */
+export interface InFlightRequest {
+  /** Where the request sits in its instance's InFlightRequests (kept by that list; -1 when in none). */
+  inFlightIndex: number
+  /** Deregistered with draining disabled or timed out, or out of service with draining disabled: CLB's 504 (or a cut). */
+  instanceGone (): void
+}
+
+/** An exchange waiting in the surge queue. */
+export interface QueuedRequest extends InFlightRequest {
+  /** An instance has a free slot for it: the slot is already taken in its name. */
+  dispatch (instance: Instance): void
+  /** No instance is in service any more: CLB's 503. */
+  noInstanceInService (): void
+}
+
+/** How many checks each instance keeps for the admin API. */
+export const KEPT_HEALTH_CHECKS = 5
+
+/**
+ * The requests one instance is serving: an array with swap-remove, each request knowing its index,
+ * so adding and removing (twice per request) allocate nothing and leave no holes. A Set churned
+ * like this measured a higher p99 on /small (its backing store is reallocated as entries come and go).
+ */
+export class InFlightRequests {
+  private readonly requests: InFlightRequest[] = []
+
+  get size (): number {
+    return this.requests.length
+  }
+
+  add (request: InFlightRequest): void {
+    request.inFlightIndex = this.requests.length
+    this.requests.push(request)
+  }
+
+  /** False when the request was not in this list. */
+  delete (request: InFlightRequest): boolean {
+    const index = request.inFlightIndex
+    if (index < 0 || this.requests[index] !== request) return false
+    const last = this.requests.pop() as InFlightRequest
+    if (last !== request) {
+      this.requests[index] = last
+      last.inFlightIndex = index
+    }
+    request.inFlightIndex = -1
+    return true
+  }
+
+  /** A copy, for telling each request while the list changes under it. */
+  snapshot (): InFlightRequest[] {
+    return [...this.requests]
+  }
+}
+
+/**
+ * Registered instances and their kept-alive connections. CLB keeps backend connections open and
+ * reuses them (ELB-HOW: "Classic Load Balancers use pre-open connections"; pipelining is not used
+ * on backend connections), and routes HTTP requests to the instance with the fewest outstanding
+ * requests (ELB-HOW: "least outstanding requests routing algorithm for HTTP and HTTPS listeners").
+ */
+export class Instance {
+  readonly id: string
+  readonly label: string
+  /** The exchanges holding one of this instance's request slots (least outstanding requests counts them). */
+  readonly inFlight = new InFlightRequests()
+  health: HealthStatus
+  /** Deregistered and draining: no new requests; the state says "deregistration currently in progress". */
+  deregistering = false
+  /** The last KEPT_HEALTH_CHECKS checks, newest last. */
+  readonly lastChecks: HealthCheckResult[] = []
+  /** Removed from the load balancer: a connection released now is closed, not kept. */
+  retired = false
+  private readonly idle: Array<BackendConnection | ClosedByInstance> = []
+  /** The pool's own user of each connection, made once per connection (not per exchange). */
+  private readonly idleUsers = new WeakMap<BackendConnection, ConnectionUser>()
+  private readonly open = new Set<BackendConnection>()
+
+  constructor (readonly address: BackendAddress, private readonly settings: PoolSettings, healthChecked: boolean) {
+    this.id = instanceIdFor(address)
+    this.label = instanceLabel(address)
+    this.health = healthChecked ? REGISTERING : ALWAYS_IN_SERVICE
+  }
+
+  get outstanding (): number {
+    return this.inFlight.size
+  }
+
+  /** Requests may be routed here: in service by its health checks and not deregistering. */
+  get routable (): boolean {
+    return this.health.inService && !this.deregistering
+  }
+
+  /** DescribeInstanceHealth's InstanceState for this instance. */
+  get state (): InstanceState {
+    if (this.deregistering) {
+      // CLB-DRAIN: "InService: Instance deregistration currently in progress".
+      return { InstanceId: this.id, State: this.health.State, ReasonCode: 'ELB', Description: INSTANCE_DESCRIPTIONS.deregistrationInProgress }
+    }
+    return { InstanceId: this.id, State: this.health.State, ReasonCode: this.health.ReasonCode, Description: this.health.Description }
+  }
+
+  /** Open sockets to this instance, idle or busy. */
+  get openConnections (): number {
+    return this.open.size
+  }
+
+  /** A kept-alive connection if one is idle (most recently used first), else a new one. */
+  acquire (): Acquired {
+    while (this.idle.length > 0) {
+      const entry = this.idle.pop() as BackendConnection | ClosedByInstance
+      if (!(entry instanceof BackendConnection)) {
+        // CLB would itself have closed the connection once idle for the idle timeout.
+        const expired = this.settings.clock.nowMicros() - entry.closedAtMicros > this.settings.idleTimeoutMs * 1000
+        if (!expired) return { kind: 'closed-by-instance', idleSeconds: entry.idleSeconds }
+        continue
+      }
+      entry.user = null
+      if (entry.reusable) return { kind: 'connection', connection: entry, reused: true }
+      entry.socket.destroy()
+    }
+    const socket = new BackendSocket()
+    socket.setNoDelay(true)
+    socket.connect({ host: this.address.host, port: this.address.port })
+    if (clientSocketChannel.hasSubscribers) clientSocketChannel.publish({ socket })
+    // CLB-IDLE: "If no data has been sent or received by the time that the idle timeout period
+    // elapses, the load balancer closes the connection": one timer for the connection's life,
+    // restarted by Node on every read and write, whether an exchange or the pool holds it.
+    socket.setTimeout(this.settings.idleTimeoutMs)
+    const connection = new BackendConnection(socket, (gone) => this.open.delete(gone))
+    this.open.add(connection)
+    return { kind: 'connection', connection, reused: false }
+  }
+
+  /** Returns a connection after a complete exchange that left it reusable. */
+  release (connection: BackendConnection): void {
+    if (!connection.reusable || this.retired) {
+      connection.user = null
+      connection.socket.destroy()
+      return
+    }
+    connection.idleSinceMicros = this.settings.clock.nowMicros()
+    connection.user = this.idleUserOf(connection)
+    this.idle.push(connection)
+  }
+
+  private idleUserOf (connection: BackendConnection): ConnectionUser {
+    let user = this.idleUsers.get(connection)
+    if (user !== undefined) return user
+    const { events, clock } = this.settings
+    user = {
+      onConnect: () => {},
+      onIdleTimeout: () => this.discard(connection, null),
+      onData: (chunk) => {
+        events.emit('backend-idle-event', { backend: this.label, event: 'extra-bytes', bytes: chunk.length, idleSeconds: this.idleSeconds(connection) })
+        this.discard(connection, null)
+      },
+      // The instance's FIN, or a reset: it closed a kept-alive connection before the idle timeout,
+      // the cause of CLB's intermittent 504s (CLB-IDLE, CLB-BACKEND: "The keep-alive timeout
+      // should be at least 60 seconds").
+      onClosed: () => {
+        if (!this.idle.includes(connection)) return
+        const idleSeconds = this.idleSeconds(connection)
+        events.emit('backend-idle-event', { backend: this.label, event: 'closed', bytes: 0, idleSeconds })
+        const mark = this.settings.keepaliveRace === 'emulate' ? { closedAtMicros: clock.nowMicros(), idleSeconds } : null
+        this.discard(connection, mark)
+      }
+    }
+    this.idleUsers.set(connection, user)
+    return user
+  }
+
+  private idleSeconds (connection: BackendConnection): number {
+    return Math.max(0, this.settings.clock.nowMicros() - connection.idleSinceMicros) / 1e6
+  }
+
+  /** Drops an idle connection; `mark` keeps its place for the keep-alive race emulation. */
+  private discard (connection: BackendConnection, mark: ClosedByInstance | null): void {
+    const index = this.idle.indexOf(connection)
+    if (index !== -1) {
+      if (mark === null) this.idle.splice(index, 1)
+      else this.idle[index] = mark
+    }
+    connection.user = null
+    connection.socket.destroy()
+  }
+
+  /** Destroys every connection; resolves when each has emitted 'close'. */
+  async destroyAll (): Promise<void> {
+    this.idle.length = 0
+    const closing = [...this.open].map(({ socket }) => new Promise<void>((resolve) => {
+      socket.once('close', () => resolve())
+      socket.destroy()
+    }))
+    await Promise.all(closing)
+  }
+}
