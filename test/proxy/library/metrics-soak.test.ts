@@ -29,6 +29,11 @@ t.test('mixed traffic: 200s, the instance\'s 500s, 502s, 400s; RequestCount + HT
   const m = f.proxy.metrics().Metrics
   t.strictSame([m.HTTPCode_Backend_2XX.Sum, m.HTTPCode_Backend_5XX.Sum, m.HTTPCode_ELB_5XX.Sum, m.HTTPCode_ELB_4XX.Sum], [ROUNDS, ROUNDS, ROUNDS, ROUNDS])
   t.equal(m.RequestCount.Sum + m.HTTPCode_ELB_4XX.Sum, f.proxy.lines().length, 'RequestCount + HTTPCode_ELB_4XX = the access-log lines')
+  // CLB-CW Latency: from sending the request to the instance until its response began: one sample
+  // per request an instance answered (relayed or rejected), none for a request never routed.
+  t.equal(m.Latency.SampleCount, 3 * ROUNDS, 'Latency: one sample per request that reached an instance')
+  t.equal(m.BackendConnectionErrors.Sum, 0, 'no failed connection')
+  t.equal(m.SpilloverCount.Sum, 0)
 
   const admin = f.proxy.adminUrl as string
   const text = await (await fetch(`${admin}/metrics`)).text()
