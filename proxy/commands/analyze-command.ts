@@ -6,7 +6,7 @@
  * (analyze-output.ts); `--athena` prints the same report as SQL for the official Athena table
  * (analyze-athena.ts).
  *
- * Output: the report on stdout (or in the --html FILE), a progress line on stderr when it is a
+ * Output: the report on stdout (or in the --html FILE), a progress bar on stderr when it is a
  * terminal. Exit codes, as for the other commands: 0 on success; 1 when a file cannot be read
  * midway (e.g. a corrupt gzip); 2 for a bad argument or a PATH that does not exist.
  */

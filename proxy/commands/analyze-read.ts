@@ -5,6 +5,7 @@
  * read as streams and cut into lines by hand on the bytes, so memory stays one chunk plus one
  * line (a line longer than MAX_LINE_BYTES is counted unparseable, not held).
  */
+import { Presets, SingleBar } from 'cli-progress'
 import { createReadStream } from 'node:fs'
 import { open, readdir, stat } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -138,26 +139,40 @@ function overlong (stats: AnalyzeStats, path: string, lineNumber: number, head: 
   stats.addUnparseable(path, lineNumber, `(longer than ${MAX_LINE_BYTES} bytes) ${head.toString('utf8', 0, 100)}`)
 }
 
-/** A progress line on a terminal: `\r`, at most every 200 ms, erased at the end. Nothing elsewhere. */
+/**
+ * The progress bar on a terminal (cli-progress): bytes read of the total, and the lines so far.
+ * Nothing at all when the stream is not a terminal (piped, redirected, CI); erased at the end.
+ */
 export class Progress {
-  private done = 0
-  private lastWrite = 0
-  private shown = false
-  constructor (private readonly stream: NodeJS.WritableStream & { isTTY?: boolean }, private readonly total: number, private readonly now: () => number = Date.now) {}
+  private readonly bar: SingleBar | null
+  private started = false
+
+  constructor (stream: NodeJS.WritableStream & { isTTY?: boolean }, private readonly total: number) {
+    this.bar = stream.isTTY === true
+      ? new SingleBar({
+        stream: stream as NodeJS.WriteStream,
+        format: `analyze [{bar}] {percentage}% of ${formatBytes(total)} | {lines} lines`,
+        barsize: 30,
+        // Redrawn at most 5 times a second, whatever the read rate; the last frame is erased.
+        fps: 5,
+        clearOnComplete: true,
+        hideCursor: false,
+        stopOnComplete: false
+      }, Presets.shades_classic)
+      : null
+  }
 
   add (bytes: number, lines: number): void {
-    this.done += bytes
-    if (this.stream.isTTY !== true) return
-    const now = this.now()
-    if (now - this.lastWrite < 200) return
-    this.lastWrite = now
-    const percent = this.total > 0 ? Math.min(100, Math.floor((this.done / this.total) * 100)) : 100
-    this.stream.write(`\ranalyze: ${percent}% of ${formatBytes(this.total)}, ${lines} lines`)
-    this.shown = true
+    if (this.bar === null) return
+    if (!this.started) {
+      this.started = true
+      this.bar.start(Math.max(this.total, 1), 0, { lines })
+    }
+    this.bar.increment(bytes, { lines })
   }
 
   end (): void {
-    if (this.shown) this.stream.write('\r\x1b[K')
+    if (this.bar !== null && this.started) this.bar.stop()
   }
 }
 
