@@ -4,3 +4,4 @@ export { RequestParser, MAX_METHOD_LENGTH, type RequestHead, type RequestFraming
 export { judge, type ResponseVerdict } from './verdict.js'
 export { escapeBytes } from './bytes.js'
 export type { HeaderField } from './field-line.js'
+export { classifyRequest, blocks, desyncAction, DESYNC_TIERS, DESYNC_REASONS, DESYNC_REASON_TIERS, type DesyncTier, type DesyncReason, type DesyncFinding, type DesyncClassification, type DesyncMode, type DesyncAction } from './desync-classifier.js'
