@@ -349,6 +349,16 @@ export const OPTION_FLAGS: readonly OptionFlag[] = Object.freeze([
     summary: "Application-controlled stickiness: follow the app's cookie NAME.",
     defaultText: 'none: no stickiness',
     fromText: asIs
+  },
+  {
+    field: 'desyncMode',
+    flag: 'desync-mode',
+    env: 'CLB_DESYNC_MODE',
+    valueName: 'MODE',
+    multiple: false,
+    summary: 'Desync mitigation: monitor, defensive (400 for Severe) or strictest (400 unless Compliant).',
+    defaultText: CLB_DEFAULTS.desyncMode,
+    fromText: asIs
   }
 ] satisfies OptionFlag[])
 

@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events'
 import type { Defect, DefectCode } from '../../validators/defects.js'
 import type { AccessLogRecord } from './access-log-record.js'
+import type { DesyncTier } from '../../validators/desync-classifier.js'
 
 /**
  * How an exchange ended, by stage (docs/architecture.md):
@@ -20,12 +21,14 @@ import type { AccessLogRecord } from './access-log-record.js'
  *   timeout passed) before it answered; 504, as observed (O-CTB);
  * - 'drain-timeout': close() reached drainTimeoutSeconds with the response not yet committed; 504;
  * - 'bad-request': the client's request was malformed; 400 or 405;
+ * - 'desync-blocked': desync mitigation blocked the request (its tier is blocked by desyncMode); 400
+ *   and the client connection is closed (CLB-DESYNC);
  * - 'client-timeout': the client did not finish its request within the idle timeout; 408;
  * - 'client-closed': the client went away before a response could be sent; logged as 408.
  */
 export type ExchangeOutcome = 'relayed' | 'rejected' | 'cut' | 'backend-closed' | 'keepalive-race' | 'backend-timeout' |
 'backend-unreachable' | 'no-healthy-instance' | 'spillover' | 'instance-deregistered' | 'drain-timeout' | 'bad-request' |
-'client-timeout' | 'client-closed'
+'desync-blocked' | 'client-timeout' | 'client-closed'
 
 /**
  * Why a committed response was cut ('cut' outcomes only):
@@ -102,6 +105,12 @@ export interface ExchangeRecord {
   readonly responseBytes: Buffer | null
   /** The request head as the client sent it (bounded), null when nothing parseable arrived. */
   readonly requestHead: Buffer | null
+  /**
+   * The request's desync classification (CLB-DESYNC: Compliant, Acceptable, Ambiguous, Severe) and
+   * the reason that decided it, with its offset in the request head; absent for a request whose
+   * head was never complete (a 400 of the parser, a 408).
+   */
+  readonly desync?: { readonly tier: DesyncTier, readonly reason: string, readonly offset: number | null, readonly message: string | null }
 }
 
 export interface ClbProxyEventMap {

@@ -7,6 +7,7 @@
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { HealthCheckTarget } from './health-check-target.js'
+import type { DesyncMode } from '../../validators/desync-classifier.js'
 
 export type Profile = 'clb' | 'strict'
 export type KeepaliveRaceMode = 'detect' | 'emulate'
@@ -117,6 +118,11 @@ export interface ClbProxyOptions {
   stickyDurationSeconds?: number | null
   /** Application-controlled stickiness (AppCookieStickinessPolicy): the app's cookie name; null: off. CLI `--sticky-app-cookie`, env `CLB_STICKY_APP_COOKIE`. */
   stickyAppCookie?: string | null
+  /**
+   * Desync mitigation mode (CLB-DESYNC `elb.http.desyncmitigationmode`): which request tiers are
+   * blocked with a 400. CLI `--desync-mode`, env `CLB_DESYNC_MODE`.
+   */
+  desyncMode?: DesyncMode
 }
 
 /** The validated, frozen form every module reads. */
@@ -149,6 +155,7 @@ export interface ResolvedOptions {
   readonly drainingTimeoutSeconds: number
   readonly stickyDurationSeconds: number | null
   readonly stickyAppCookie: string | null
+  readonly desyncMode: DesyncMode
 }
 
 export const CLB_DEFAULTS = Object.freeze({
@@ -202,5 +209,7 @@ export const CLB_DEFAULTS = Object.freeze({
   drainingTimeoutSeconds: 300,
   // CLB-STICKY: "By default, a Classic Load Balancer routes each request independently".
   stickyDurationSeconds: null as number | null,
-  stickyAppCookie: null as string | null
+  stickyAppCookie: null as string | null,
+  // CLB-DESYNC / BOTO: "defensive" is the default desync mitigation mode.
+  desyncMode: 'defensive' as DesyncMode
 })

@@ -18,6 +18,7 @@ import {
   type ResolvedOptions
 } from './options.js'
 import { parseHealthCheckTarget, type HealthCheckTarget } from './health-check-target.js'
+import type { DesyncMode } from '../../validators/desync-classifier.js'
 
 export type OptionField = keyof ClbProxyOptions
 
@@ -97,7 +98,8 @@ export const OPTION_RULES: Readonly<Record<OptionField, string>> = Object.freeze
   surgeQueueSize: "must be an integer from 0 to 1024 (CLB's maximum queue size)",
   drainingTimeoutSeconds: "must be an integer number of seconds from 1 to 3600 (CLB's range), or 0 to disable connection draining",
   stickyDurationSeconds: 'must be an integer number of seconds from 0 (a browser session) to 2147483647, or null for no duration-based stickiness',
-  stickyAppCookie: 'must be a cookie name (RFC 6265 token characters, not AWSELB or AWSELBCORS), or null for no application-controlled stickiness'
+  stickyAppCookie: 'must be a cookie name (RFC 6265 token characters, not AWSELB or AWSELBCORS), or null for no application-controlled stickiness',
+  desyncMode: "must be 'monitor', 'defensive' or 'strictest' (CLB's desync mitigation modes)"
 })
 
 const KNOWN_FIELDS = Object.freeze(Object.keys(OPTION_RULES) as OptionField[])
@@ -236,7 +238,8 @@ export function resolveOptions(input: ClbProxyOptions, settings: ResolveOptionsS
     stickyDurationSeconds: input.stickyDurationSeconds === undefined || input.stickyDurationSeconds === null
       ? CLB_DEFAULTS.stickyDurationSeconds
       : resolveInteger('stickyDurationSeconds', input.stickyDurationSeconds, OPTION_LIMITS.stickyDurationSeconds),
-    stickyAppCookie: resolveStickyAppCookie(input.stickyAppCookie === undefined ? CLB_DEFAULTS.stickyAppCookie : input.stickyAppCookie)
+    stickyAppCookie: resolveStickyAppCookie(input.stickyAppCookie === undefined ? CLB_DEFAULTS.stickyAppCookie : input.stickyAppCookie),
+    desyncMode: resolveDesyncMode(valueOrDefault(input.desyncMode, CLB_DEFAULTS.desyncMode))
   }
   // API-HC HealthCheck.Timeout: "This value must be less than the Interval value."
   if (resolved.healthTimeoutSeconds >= resolved.healthIntervalSeconds) {
@@ -481,6 +484,13 @@ function resolveCaptureDir(value: string | null): string | null {
   if (value === null) return null
   if (typeof value !== 'string' || value.length === 0 || value.includes('\0')) {
     throw new OptionError({ field: 'captureDir', value, rule: OPTION_RULES.captureDir, got: gotWithType(value, 'string') })
+  }
+  return value
+}
+
+function resolveDesyncMode(value: DesyncMode): DesyncMode {
+  if (value !== 'monitor' && value !== 'defensive' && value !== 'strictest') {
+    throw new OptionError({ field: 'desyncMode', value, rule: OPTION_RULES.desyncMode })
   }
   return value
 }

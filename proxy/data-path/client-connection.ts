@@ -1,9 +1,10 @@
 import type net from 'node:net'
 import { RequestParser, type RequestHead, type RequestParserState } from '../../validators/request-parser.js'
+import { classifyRequest, desyncAction } from '../../validators/desync-classifier.js'
 import type { Defect } from '../../validators/defects.js'
 import type { AccessLogRecord } from '../core/access-log-record.js'
 import { Exchange, type ClientSide, type ExchangeContext } from './exchange.js'
-import type { ExchangeOutcome } from '../core/events.js'
+import type { ExchangeOutcome, ExchangeRecord } from '../core/events.js'
 import { hostWithoutPort } from './forwarded-head.js'
 import { CONTINUE_RESPONSE, SYNTHETIC_RESPONSES, type SyntheticStatus } from './synthetic-responses.js'
 
@@ -192,10 +193,27 @@ export class ClientConnection implements ClientSide {
     // is forwarded without Upgrade/Connection (forwarded-head.ts); observers say so once per path.
     const upgrade = head.fields.find((f) => f.lowerName === 'upgrade')
     if (upgrade !== undefined) this.context.events.emit('upgrade-dropped', { method: head.method, target: head.target, protocol: upgrade.value })
+    const rawHead = this.headChunks.length === 1 ? this.headChunks[0] as Buffer : Buffer.concat(this.headChunks)
+    // Stage "classify" (CLB-DESYNC): the head's tier decides, by desyncMode, whether the request is
+    // blocked (400, close), routed and then closed (defensive, Ambiguous) or routed as usual.
+    const classification = classifyRequest(rawHead, leadingEmptyLines(rawHead))
+    const decisive = classification.reasons.find((finding) => finding.reason === classification.reason) ?? null
+    const desync: NonNullable<ExchangeRecord['desync']> = {
+      tier: classification.tier,
+      reason: classification.reason,
+      offset: decisive?.offset ?? null,
+      message: decisive?.message ?? null
+    }
+    const action = desyncAction(this.context.options.desyncMode, classification.tier)
+    if (action === 'block') return this.respondWithoutBackend(400, 'desync-blocked', [], desync)
     const exchange = new Exchange(this.context, this, {
       head,
-      rawHead: this.headChunks.length === 1 ? this.headChunks[0] as Buffer : Buffer.concat(this.headChunks),
-      receivedAtMicros: this.requestStartedAtMicros ?? this.context.clock.nowMicros()
+      rawHead,
+      receivedAtMicros: this.requestStartedAtMicros ?? this.context.clock.nowMicros(),
+      desync,
+      // CLB-DESYNC, defensive mode and Ambiguous requests: "routes the requests but closes the
+      // client and target connections".
+      closeAfterResponse: action === 'allow-and-close'
     })
     this.exchange = exchange
     exchange.start(initialBody.length > 0 ? initialBody : null, requestComplete)
@@ -260,7 +278,7 @@ export class ClientConnection implements ClientSide {
   }
 
   /** A status the load balancer answers without involving an instance; the connection then closes. */
-  private respondWithoutBackend (status: SyntheticStatus, outcome: ExchangeOutcome, defects: readonly Defect[]): void {
+  private respondWithoutBackend (status: SyntheticStatus, outcome: ExchangeOutcome, defects: readonly Defect[], desync?: ExchangeRecord['desync']): void {
     this.write(SYNTHETIC_RESPONSES[status])
     const line = this.parser.requestLineSeen
     const head = this.parser.head
@@ -299,7 +317,8 @@ export class ClientConnection implements ClientSide {
       backendError: null,
       primaryDefect: defects[0] ?? null,
       responseBytes: null,
-      requestHead: this.headChunks.length > 0 ? Buffer.concat(this.headChunks) : null
+      requestHead: this.headChunks.length > 0 ? Buffer.concat(this.headChunks) : null,
+      ...(desync === undefined ? {} : { desync })
     })
     this.requestStartedAtMicros = null
     this.lingerAndClose()
@@ -308,4 +327,11 @@ export class ClientConnection implements ClientSide {
 
 function stateOf (parser: RequestParser): RequestParserState {
   return parser.state
+}
+
+/** Where the request line starts: RFC 9112 section 2.2 lets a server ignore empty lines before it. */
+function leadingEmptyLines (head: Buffer): number {
+  let at = 0
+  while (at < head.length && (head[at] === 0x0d || head[at] === 0x0a)) at++
+  return at
 }

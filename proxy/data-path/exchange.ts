@@ -10,7 +10,7 @@ import type { Instance, QueuedRequest } from '../balancer/instance.js'
 import { NOT_STICKY, type StickinessPolicy, type StickyChoice } from '../balancer/stickiness-policy.js'
 import { insertHeaderLines } from '../balancer/stickiness.js'
 import { secondsBetween, type Clock } from '../core/clock.js'
-import type { ClbProxyEvents, CutReason, ExchangeOutcome } from '../core/events.js'
+import type { ClbProxyEvents, CutReason, ExchangeOutcome, ExchangeRecord } from '../core/events.js'
 import { buildForwardedHead, hostWithoutPort } from './forwarded-head.js'
 import type { ResolvedOptions } from '../core/options.js'
 import { SYNTHETIC_RESPONSES, keepsClientConnection, type SyntheticStatus } from './synthetic-responses.js'
@@ -43,6 +43,10 @@ export interface RequestInfo {
   readonly head: RequestHead
   readonly rawHead: Buffer
   readonly receivedAtMicros: number
+  /** The request's desync classification (stage "classify"). */
+  readonly desync?: ExchangeRecord['desync']
+  /** Close the client and the backend connection after the response (desync mitigation, defensive mode, Ambiguous). */
+  readonly closeAfterResponse?: boolean
 }
 
 /** Request body bytes held for a request waiting in the surge queue before the client is paused. */
@@ -484,6 +488,10 @@ export class Exchange implements ConnectionUser, QueuedRequest {
   }): void {
     if (this.done) return
     this.done = true
+    if (this.request.closeAfterResponse === true) {
+      how.keepBackend = false
+      how.keepClient = false
+    }
     if (this.holdTimer !== null) clearTimeout(this.holdTimer)
     const connection = this.connection
     if (connection !== null) {
@@ -539,7 +547,8 @@ export class Exchange implements ConnectionUser, QueuedRequest {
       backendError: connection?.systemError ?? null,
       primaryDefect: this.decidingDefect(outcome),
       responseBytes,
-      requestHead: this.request.rawHead
+      requestHead: this.request.rawHead,
+      ...(this.request.desync === undefined ? {} : { desync: this.request.desync })
     })
     this.client.exchangeDone(how.keepClient)
   }

@@ -94,6 +94,8 @@ export function summarizeDefects (defects: readonly Defect[], counts: Readonly<P
 }
 
 export interface DiagnosticsOptions extends Pick<ResolvedOptions, 'idleTimeoutSeconds' | 'keepaliveRace' | 'profile'> {
+  /** For the 400 of desync mitigation: the mode that blocked the request. */
+  readonly desyncMode?: ResolvedOptions['desyncMode']
   /** For a 503 with no instance in service: each instance's state and last check (diagnostics-instances.ts). */
   readonly describeInstances?: () => string
   /** For a spillover 503: the limits that were reached. */
@@ -234,6 +236,11 @@ function describeOutcome (record: ExchangeRecord, options: DiagnosticsOptions): 
     case 'client-timeout': return 'the client did not finish its request within the idle timeout'
     case 'client-closed': return 'the client closed the connection before the response'
     case 'bad-request': return 'the request was malformed'
+    // CLB-DESYNC: the mode "blocks the request, serves a 400 response to the client, and closes the client connection".
+    case 'desync-blocked': return record.desync === undefined
+      ? 'desync mitigation blocked the request'
+      : `desync mitigation mode ${options.desyncMode ?? 'defensive'} blocks ${record.desync.tier} requests: ${escapeForeign(record.desync.message ?? record.desync.reason, MAX_MESSAGE_CHARS)}` +
+        `${record.desync.offset === null ? '' : ` (byte ${record.desync.offset} of the request head)`}; the client connection is closed`
     case 'cut': return 'the response was aborted after it had started'
     default: return record.outcome
   }

@@ -64,6 +64,8 @@ export interface CloudWatchMetrics {
   readonly SurgeQueueLength: QueueLengthMetric
   readonly HealthyHostCount: HostCountMetric
   readonly UnHealthyHostCount: HostCountMetric
+  /** [HTTP] "The number of requests that do not comply with RFC 7230": every tier but Compliant, whatever the mode (CLB-CW). */
+  readonly DesyncMitigationMode_NonCompliant_Request_Count: CountMetric
 }
 
 /** Counters of clb-proxy's own, with no CloudWatch equivalent. */
@@ -86,14 +88,16 @@ export interface MetricsSnapshot {
 type BackendIdleEvent = ClbProxyEventMap['backend-idle-event'][0]
 type BackendConnectionErrorEvent = ClbProxyEventMap['backend-connection-error'][0]
 type CounterName = 'RequestCount' | 'HTTPCode_ELB_4XX' | 'HTTPCode_ELB_5XX' | 'HTTPCode_Backend_2XX' | 'HTTPCode_Backend_3XX' |
-'HTTPCode_Backend_4XX' | 'HTTPCode_Backend_5XX' | 'BackendConnectionErrors' | 'SpilloverCount' | 'KeepaliveEarlyCloseCount'
+'HTTPCode_Backend_4XX' | 'HTTPCode_Backend_5XX' | 'BackendConnectionErrors' | 'SpilloverCount' | 'KeepaliveEarlyCloseCount' |
+'DesyncMitigationMode_NonCompliant_Request_Count'
 
 const BACKEND_CLASSES = { 2: 'HTTPCode_Backend_2XX', 3: 'HTTPCode_Backend_3XX', 4: 'HTTPCode_Backend_4XX', 5: 'HTTPCode_Backend_5XX' } as const
 
 /** The metrics `statistics()` serves, by their CloudWatch names. */
 export const DATAPOINT_METRICS = Object.freeze([
   'RequestCount', 'HTTPCode_ELB_4XX', 'HTTPCode_ELB_5XX', 'HTTPCode_Backend_2XX', 'HTTPCode_Backend_3XX', 'HTTPCode_Backend_4XX',
-  'HTTPCode_Backend_5XX', 'Latency', 'BackendConnectionErrors', 'SpilloverCount', 'SurgeQueueLength', 'HealthyHostCount', 'UnHealthyHostCount'
+  'HTTPCode_Backend_5XX', 'Latency', 'BackendConnectionErrors', 'SpilloverCount', 'SurgeQueueLength', 'HealthyHostCount', 'UnHealthyHostCount',
+  'DesyncMitigationMode_NonCompliant_Request_Count'
 ] as const)
 export type DatapointMetric = typeof DATAPOINT_METRICS[number]
 
@@ -155,7 +159,8 @@ export class ClbMetrics {
     HTTPCode_Backend_5XX: 0,
     BackendConnectionErrors: 0,
     SpilloverCount: 0,
-    KeepaliveEarlyCloseCount: 0
+    KeepaliveEarlyCloseCount: 0,
+    DesyncMitigationMode_NonCompliant_Request_Count: 0
   }
 
   private readonly defectsByCode = new Map<DefectCode, number>()
@@ -267,6 +272,8 @@ export class ClbMetrics {
     }
     // CLB-CW SpilloverCount: "rejected because the surge queue is full".
     if (exchange.outcome === 'spillover') this.count('SpilloverCount')
+    // CLB-CW DesyncMitigationMode_NonCompliant_Request_Count: "requests that do not comply with RFC 7230".
+    if (exchange.desync !== undefined && exchange.desync.tier !== 'Compliant') this.count('DesyncMitigationMode_NonCompliant_Request_Count')
     // CLB-CW Latency [HTTP]: from sending the request to the instance until it started sending
     // response headers; only requests an instance answered have one (the access log's backend_processing_time).
     const latency = exchange.log.backendProcessingSeconds
@@ -343,7 +350,8 @@ export class ClbMetrics {
         SurgeQueueLength: { Unit: 'Count', Maximum: this.surgeQueueMaximum },
         // The current counts (per-period statistics come with the per-minute datapoints).
         HealthyHostCount: hosts(this.countInState('InService')),
-        UnHealthyHostCount: hosts(this.countInState('OutOfService'))
+        UnHealthyHostCount: hosts(this.countInState('OutOfService')),
+        DesyncMitigationMode_NonCompliant_Request_Count: count('DesyncMitigationMode_NonCompliant_Request_Count')
       },
       ClbProxy: {
         DefectCount: { Unit: 'Count', Sum: this.defectTotal, ByCode: Object.fromEntries(this.defectsByCode) },

@@ -5,7 +5,7 @@ import { CLB_DEFAULTS, type ClbProxyOptions } from '../../../proxy/core/options.
 import { OptionError, parseByteSize, resolveOptions } from '../../../proxy/core/resolve-options.js'
 
 const BACKEND = 'http://127.0.0.1:3000'
-const KNOWN = 'listen, backends, accessLog, accessLogDir, emitIntervalMinutes, name, idleTimeoutSeconds, responseBufferBytes, responseHoldMs, lingerSeconds, maxHeadBytes, profile, drainTimeoutSeconds, captureDir, maxCaptures, captureBytes, keepaliveRace, admin, healthCheck, healthIntervalSeconds, healthTimeoutSeconds, healthyThreshold, unhealthyThreshold, maxInstanceConnections, surgeQueueSize, drainingTimeoutSeconds, stickyDurationSeconds, stickyAppCookie'
+const KNOWN = 'listen, backends, accessLog, accessLogDir, emitIntervalMinutes, name, idleTimeoutSeconds, responseBufferBytes, responseHoldMs, lingerSeconds, maxHeadBytes, profile, drainTimeoutSeconds, captureDir, maxCaptures, captureBytes, keepaliveRace, admin, healthCheck, healthIntervalSeconds, healthTimeoutSeconds, healthyThreshold, unhealthyThreshold, maxInstanceConnections, surgeQueueSize, drainingTimeoutSeconds, stickyDurationSeconds, stickyAppCookie, desyncMode'
 
 interface Rejection {
   readonly input: unknown
@@ -85,7 +85,8 @@ t.test('defaults fill every field', async (t) => {
     surgeQueueSize: 1024,
     drainingTimeoutSeconds: 300,
     stickyDurationSeconds: null,
-    stickyAppCookie: null
+    stickyAppCookie: null,
+    desyncMode: 'defensive'
   })
   const explicitUndefined = resolveOptions({
     backends: [BACKEND],
@@ -535,4 +536,10 @@ t.test('the balancer options: health check target, CLB ranges, timeout below int
     t.equal(thrown?.field, field, `${JSON.stringify(input)}: field`)
     t.ok(thrown?.message.includes(text), `${JSON.stringify(input)}: ${thrown?.message ?? 'accepted'}`)
   }
+})
+
+t.test('desyncMode: CLB\'s three modes, defensive by default', async (t) => {
+  t.equal(resolveOptions({ backends: [BACKEND] }).desyncMode, 'defensive')
+  t.equal(resolveOptions({ backends: [BACKEND], desyncMode: 'strictest' }).desyncMode, 'strictest')
+  t.throws(() => resolveOptions({ backends: [BACKEND], desyncMode: 'paranoid' as never }), { field: 'desyncMode', message: "desyncMode must be 'monitor', 'defensive' or 'strictest' (CLB's desync mitigation modes), got \"paranoid\"" })
 })

@@ -201,7 +201,8 @@ t.test('metrics(): CloudWatch counters of this proxy', async (t) => {
     HTTPCode_Backend_4XX: 1,
     HTTPCode_Backend_5XX: 1,
     BackendConnectionErrors: 0,
-    SpilloverCount: 0
+    SpilloverCount: 0,
+    DesyncMitigationMode_NonCompliant_Request_Count: 0
   })
   t.equal(snapshot.Metrics.Latency.SampleCount, 5, 'every request reached the instance')
   t.strictSame(snapshot.Metrics.HealthyHostCount, { Unit: 'Count', Average: 1, Minimum: 1, Maximum: 1 })

@@ -74,7 +74,8 @@ const EMPTY: MetricsSnapshot = {
     SpilloverCount: { Unit: 'Count', Sum: 0 },
     SurgeQueueLength: { Unit: 'Count', Maximum: 0 },
     HealthyHostCount: { Unit: 'Count', Average: 0, Minimum: 0, Maximum: 0 },
-    UnHealthyHostCount: { Unit: 'Count', Average: 0, Minimum: 0, Maximum: 0 }
+    UnHealthyHostCount: { Unit: 'Count', Average: 0, Minimum: 0, Maximum: 0 },
+    DesyncMitigationMode_NonCompliant_Request_Count: { Unit: 'Count', Sum: 0 }
   },
   ClbProxy: {
     DefectCount: { Unit: 'Count', Sum: 0, ByCode: {} },
@@ -256,4 +257,15 @@ t.test('per-minute datapoints like get-metric-statistics: SampleCount, Sum, Aver
   const kept = metrics.statistics('RequestCount').Datapoints
   t.equal(kept.length, KEPT_MINUTES, 'bounded: the last 24 hours of minutes')
   t.equal(kept[0]?.Timestamp, '2026-11-25T08:03:00.000000Z', 'the oldest minutes were dropped first')
+})
+
+t.test('DesyncMitigationMode_NonCompliant_Request_Count: every request whose tier is not Compliant, blocked or not', async (t) => {
+  const metrics = newMetrics()
+  const classified = (tier: 'Compliant' | 'Acceptable' | 'Ambiguous' | 'Severe', outcome: ExchangeOutcome = 'relayed'): ExchangeRecord =>
+    ({ ...(outcome === 'relayed' ? relayed(200, 0.1) : elbWithoutBackend(outcome, 400)), desync: { tier, reason: tier === 'Compliant' ? 'Compliant' : 'BadHeader', offset: null, message: null } })
+  for (const record of [classified('Compliant'), classified('Acceptable'), classified('Ambiguous'), classified('Severe', 'desync-blocked'), relayed(200, 0.1)]) metrics.recordExchange(record)
+  const m = metrics.snapshot().Metrics
+  t.strictSame(m.DesyncMitigationMode_NonCompliant_Request_Count, { Unit: 'Count', Sum: 3 })
+  t.equal(m.HTTPCode_ELB_4XX.Sum, 1, 'the blocked one is a load balancer 4XX')
+  t.equal(metrics.statistics('DesyncMitigationMode_NonCompliant_Request_Count').Datapoints[0]?.Sum, 3)
 })
