@@ -119,7 +119,15 @@ function describeForCli(error: OptionError, sources: ReadonlyMap<string, FieldSo
     const name = source.isEnv && entry !== null ? `${source.name} entry ${Number(entry[1]) + 1}` : source.name
     return error.describeAs(name)
   }
-  return `${source.name} ${error.rule}, got ${quoteValue(source.text)}`
+  return `${source.name} ${forTheCommandLine(error.rule)}, got ${quoteValue(source.text)}`
+}
+
+/** A rule's `, or null for ...` alternative is the library's: no flag or variable can say null. */
+function forTheCommandLine (rule: string): string {
+  // "a file path, '-' for stdout, or null for no access log" -> "a file path or '-' for stdout".
+  const listed = /, ([^,]+), or null for [^,()]*$/
+  if (listed.test(rule)) return rule.replace(listed, ' or $1')
+  return rule.replace(/,? or null for [^,()]*$/, '')
 }
 
 // --- dispatch ---------------------------------------------------------------------------

@@ -10,6 +10,8 @@ import { escapeForeign } from './diagnostics-escape.js'
 
 /** Our choice: characters of a health check's summary kept (it can quote a defect message). */
 const MAX_CHECK_CHARS = 200
+/** InstanceState's description of a registered instance not yet checked (API InstanceState). */
+const REGISTRATION_IN_PROGRESS = 'Instance registration is still in progress.'
 /** Instances named in a 503's diagnostic; the rest are counted. */
 const MAX_INSTANCES_LISTED = 5
 
@@ -36,6 +38,9 @@ function stateText (state: InstanceState): string {
 
 export function subscribeInstanceDiagnostics (events: ClbProxyEvents, logger: Logger): InstanceDiagnostics {
   const known = new Map<string, Known>()
+  // A new instance's failing checks change no state until the unhealthy threshold: its first
+  // failure is said at once, so a wrong health path does not stay silent for a whole interval.
+  const toldFirstFailure = new Set<string>()
 
   const onState = (change: InstanceStateChange): void => {
     const name = `instance ${change.instanceId} (${change.instance})`
@@ -53,6 +58,7 @@ export function subscribeInstanceDiagnostics (events: ClbProxyEvents, logger: Lo
     const check = change.lastCheck === null ? '' : `; ${describeCheck(change.lastCheck)}`
     if (!change.registered) {
       known.delete(change.instanceId)
+      toldFirstFailure.delete(change.instanceId)
       // A registration never announced (no health checks): its removal is still worth a line.
       logger.info(fields, `${name} deregistered: ${stateText(change.current)}`)
       return
@@ -67,9 +73,13 @@ export function subscribeInstanceDiagnostics (events: ClbProxyEvents, logger: Lo
     if (change.current.State === 'InService') logger.info(fields, message)
     else logger.warn(fields, message)
   }
-  const onCheck = ({ instanceId, result }: { readonly instanceId: string, readonly result: HealthCheckResult }): void => {
+  const onCheck = ({ instanceId, instance, result }: { readonly instanceId: string, readonly instance: string, readonly result: HealthCheckResult }): void => {
     const entry = known.get(instanceId)
     if (entry !== undefined) known.set(instanceId, { ...entry, lastCheck: result })
+    if (result.passed || entry === undefined || entry.state.Description !== REGISTRATION_IN_PROGRESS || toldFirstFailure.has(instanceId)) return
+    toldFirstFailure.add(instanceId)
+    logger.warn({ notice: 'health-check-failed', instanceId, instance, lastCheck: { ...result, summary: escapeForeign(result.summary, MAX_CHECK_CHARS) } },
+      `instance ${instanceId} (${instance}) failed its first health check: ${escapeForeign(result.summary, MAX_CHECK_CHARS)}; it stays out of service until a check passes`)
   }
   events.on('instance-state', onState)
   events.on('health-check', onCheck)

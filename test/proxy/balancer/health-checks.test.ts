@@ -190,3 +190,15 @@ t.test('a refused connection is retried on another instance in service before an
   t.equal(metrics.HTTPCode_ELB_5XX.Sum, 0, 'no 503')
   await f.close(t)
 })
+
+t.test('a new instance\'s first failing check is said at once, with its reason, before the threshold changes anything', async (t) => {
+  const app = await startInstanceServer(t, 'app')
+  app.health = 'redirect'
+  const f = await balancer(t, [app])
+  const id = f.proxy.instances()[0]?.InstanceId as string
+  await failedChecks(f, 0)
+  const said = f.diagnostics.filter((d) => d.notice === 'health-check-failed')
+  t.equal(said.length, 1, 'once, not at every failing check')
+  t.equal(said[0]?.msg, `instance ${id} (127.0.0.1:${app.port}) failed its first health check: 302 to /login, not 200; it stays out of service until a check passes`)
+  await f.close(t)
+})

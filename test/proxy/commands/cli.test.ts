@@ -114,7 +114,7 @@ t.test('a bad flag value exits 2 naming the flag and quoting the text typed', as
       ['--backend', 'http://127.0.0.1:3000', '--backend', 'https://a:443'],
       '--backend must use http: (https backends are not supported yet), got "https://a:443"'
     ],
-    [['--access-log='], "--access-log must be a file path, '-' for stdout, or null for no access log, got \"\""],
+    [['--access-log='], "--access-log must be a file path or '-' for stdout, got \"\""],
     [
       ['--name=-elb'],
       '--name must be 1 to 32 characters, only ASCII letters, digits or hyphens, not starting or ending with a hyphen (CLB load balancer name rules), got "-elb"'
@@ -152,7 +152,7 @@ t.test('a bad environment value exits 2 naming the variable and quoting its text
       { CLB_BACKENDS: 'http://a:1,' },
       'CLB_BACKENDS entry 2 must be an http://HOST:PORT URL (port 1 to 65535, default 80, no path or query), got ""'
     ],
-    [{ CLB_ACCESS_LOG: 'a\0b' }, `CLB_ACCESS_LOG must be a file path, '-' for stdout, or null for no access log, got "a\\u0000b"`],
+    [{ CLB_ACCESS_LOG: 'a\0b' }, `CLB_ACCESS_LOG must be a file path or '-' for stdout, got "a\\u0000b"`],
     [
       { CLB_NAME: 'my_elb' },
       'CLB_NAME must be 1 to 32 characters, only ASCII letters, digits or hyphens, not starting or ending with a hyphen (CLB load balancer name rules), got "my_elb"'

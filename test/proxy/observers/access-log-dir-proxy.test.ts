@@ -138,7 +138,7 @@ t.test('the CLI: a bad --emit-interval or CLB_EMIT_INTERVAL exits 2 naming what 
   t.strictSame(await runCli(['--access-log-dir', '']), {
     code: 2,
     stdout: '',
-    stderr: `clb-proxy: --access-log-dir must be a directory path, or null for no access-log files laid out as in S3, got ""\n${TRY_HELP}`
+    stderr: `clb-proxy: --access-log-dir must be a directory path, got ""\n${TRY_HELP}`
   })
 })
 
