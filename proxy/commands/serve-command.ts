@@ -110,7 +110,7 @@ export async function serve(options: ClbProxyOptions, resolved: ResolvedOptions,
 
     if (demo !== undefined) await firstHealthChecks(proxy)
     io.stderr.write(demo === undefined ? backendsBanner(proxy, resolved) + healthCheckNotice(proxy, options) : demoBanner(proxy, demo, options, resolved))
-    if (proxy.adminUrl !== null) io.stderr.write(`clb-proxy: admin listener on ${proxy.adminUrl} (/metrics, /metrics.json, /entries, /captures, /instances, /healthz)\n`)
+    if (proxy.adminUrl !== null) io.stderr.write(`clb-proxy: admin listener on ${proxy.adminUrl} (dashboard at /; /metrics, /metrics.json, /entries, /captures, /instances, /healthz)\n`)
     const signal = await stop.stopped
     stop.dispose() // a second Ctrl-C now gets Node's default: quit at once
     io.stderr.write(
