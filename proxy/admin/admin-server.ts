@@ -33,7 +33,7 @@ import type { InstanceDescription } from '../core/instance-description.js'
 import { OptionError } from '../core/resolve-options.js'
 import { isIP } from 'node:net'
 import type { ServerResponse } from 'node:http'
-import { parseCapture } from '../observers/capture-format.js'
+import { formatDump, parseCapture, type ParsedCapture } from '../observers/capture-format.js'
 import { shellQuote } from '../observers/diagnostics-escape.js'
 import type { InstanceStateChange } from '../core/events.js'
 import { DASHBOARD_CSS, DASHBOARD_HTML, DASHBOARD_JS } from './dashboard-assets.js'
@@ -56,26 +56,68 @@ export interface AdminSources {
   readonly onInstanceState?: (listener: (change: InstanceStateChange) => void) => () => void
 }
 
-/** Request-head fields whose values a capture shown by the admin listener hides (credentials). */
-const REDACTED_FIELDS = /^(authorization|proxy-authorization|cookie)$/i
+/** Our choice: what may wait in memory for one dashboard that stops reading its events. */
+const SSE_MAX_BUFFERED_BYTES = 1024 * 1024
 
-/** The header values to hide in a capture's request head. */
-function secretsIn (requestHead: Buffer | null): string[] {
-  if (requestHead === null) return []
-  const secrets: string[] = []
-  for (const line of requestHead.toString('latin1').split(/\r?\n/)) {
-    const colon = line.indexOf(':')
-    if (colon <= 0 || !REDACTED_FIELDS.test(line.slice(0, colon).trim())) continue
-    const value = line.slice(colon + 1).trim()
-    if (value.length > 0) secrets.push(value)
+/** Header fields whose values a capture shown by the admin listener hides (credentials). */
+const REDACTED_FIELDS = /^(authorization|proxy-authorization|cookie|set-cookie)$/i
+const STAR = 0x2a
+
+/**
+ * A copy of `bytes` (a request or response head and what follows) with the value of every
+ * credential field replaced by `*` of the same length, up to the end of its line: the offsets of
+ * everything else (the defects the dashboard highlights) stay where they were. Only the head is
+ * searched (up to the first empty line).
+ */
+function maskCredentials (bytes: Buffer): { masked: Buffer, count: number } {
+  const masked = Buffer.from(bytes)
+  let count = 0
+  let lineStart = 0
+  while (lineStart < masked.length) {
+    let lineEnd = masked.indexOf(0x0a, lineStart)
+    if (lineEnd === -1) lineEnd = masked.length
+    const contentEnd = lineEnd > lineStart && masked[lineEnd - 1] === 0x0d ? lineEnd - 1 : lineEnd
+    if (contentEnd === lineStart) break
+    const colon = masked.indexOf(0x3a, lineStart)
+    if (colon !== -1 && colon < contentEnd && REDACTED_FIELDS.test(masked.toString('latin1', lineStart, colon).trim())) {
+      let from = colon + 1
+      while (from < contentEnd && (masked[from] === 0x20 || masked[from] === 0x09)) from++
+      if (from < contentEnd) {
+        masked.fill(STAR, from, contentEnd)
+        count++
+      }
+    }
+    lineStart = lineEnd + 1
   }
-  return secrets
+  return { masked, count }
 }
 
-function redact (text: string, secrets: readonly string[]): string {
-  let redacted = text
-  for (const secret of secrets) redacted = redacted.split(secret).join('[redacted]')
-  return redacted
+/**
+ * The capture's text with both dumps written again from masked bytes, when anything was masked:
+ * a value is never searched for in the dump, where long lines are wrapped and bytes escaped.
+ */
+function redactCaptureText (text: string, parsed: ParsedCapture): string {
+  const head = parsed.requestHead === null ? null : maskCredentials(parsed.requestHead)
+  const response = maskCredentials(parsed.responseBytes)
+  if ((head?.count ?? 0) + response.count === 0) return text
+  const lines = text.replace(/\n$/, '').split('\n')
+  const out: string[] = []
+  let skipping = false
+  for (const line of lines) {
+    if (line.startsWith('[request head]') && head !== null) {
+      out.push(line, ...formatDump(head.masked))
+      skipping = true
+      continue
+    }
+    if (line.startsWith('[response]')) {
+      const markers = parsed.defects.filter((d) => !d.code.startsWith('REQUEST_')).map((d) => ({ offset: d.offset, label: d.code }))
+      out.push(...(skipping ? [''] : []), line, ...formatDump(response.masked, markers))
+      break
+    }
+    if (skipping) continue
+    out.push(line)
+  }
+  return `${out.join('\n')}\n`
 }
 
 /**
@@ -189,7 +231,15 @@ export function buildAdminApp (sources: AdminSources): FastifyInstance {
     stream.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive' })
     stream.write('retry: 2000\n\n')
     streams.add(stream)
-    const send = (event: string, data: unknown): void => { stream.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`) }
+    const send = (event: string, data: unknown): void => {
+      // A client that stops reading is dropped once 1 MiB waits for it (its EventSource reconnects
+      // and the page reloads its state): memory never grows with a reader that does not read.
+      if (stream.writableLength > SSE_MAX_BUFFERED_BYTES) {
+        stream.destroy()
+        return
+      }
+      stream.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`)
+    }
     const unsubscribers = [
       sources.onEntry?.((entry) => send('entry', entryAsJson(entry))),
       sources.onInstanceState?.((change) => send('instance', change))
@@ -273,7 +323,7 @@ export function buildAdminApp (sources: AdminSources): FastifyInstance {
   app.get<{ Params: { name: string }, Querystring: { redact: boolean } }>('/captures/:name', { schema: { querystring: REDACT_QUERY } }, async (request, reply) => {
     const capture = await readListedCapture(request.params.name, reply)
     if (capture === null) return reply
-    const text = request.query.redact ? redact(capture.text, secretsIn(parseCapture(capture.text).requestHead)) : capture.text
+    const text = request.query.redact ? redactCaptureText(capture.text, parseCapture(capture.text)) : capture.text
     return await reply.type('text/plain; charset=utf-8').send(text)
   })
 
@@ -281,11 +331,13 @@ export function buildAdminApp (sources: AdminSources): FastifyInstance {
     const capture = await readListedCapture(request.params.name, reply)
     if (capture === null) return reply
     const parsed = parseCapture(capture.text)
-    const secrets = request.query.redact ? secretsIn(parsed.requestHead) : []
+    const redact = request.query.redact
+    const response = redact ? maskCredentials(parsed.responseBytes).masked : parsed.responseBytes
+    const requestHead = parsed.requestHead === null ? null : redact ? maskCredentials(parsed.requestHead).masked : parsed.requestHead
     return {
       name: request.params.name,
-      responseBase64: parsed.responseBytes.toString('base64'),
-      requestHead: parsed.requestHead === null ? null : redact(parsed.requestHead.toString('latin1'), secrets),
+      responseBase64: response.toString('base64'),
+      requestHead: requestHead === null ? null : requestHead.toString('latin1'),
       defects: parsed.defects,
       replay: `clb-proxy replay ${shellQuote(capture.file)}`
     }

@@ -48,6 +48,7 @@ export class BackendPool {
   private readonly monitor: HealthMonitor | null
   private nextTieBreak = 0
   private started = false
+  private closed = false
 
   constructor (private readonly initial: readonly BackendAddress[], private readonly settings: BalancerSettings) {
     const check = settings.healthCheck
@@ -84,6 +85,7 @@ export class BackendPool {
    * registered returns that instance; one still draining is registered again and stops draining.
    */
   register (address: BackendAddress): Instance {
+    if (this.closed) throw new Error('the proxy is closed: no instance can be registered')
     const id = instanceIdFor(address)
     const existing = this.find(id)
     if (existing !== undefined) {
@@ -91,6 +93,8 @@ export class BackendPool {
         const previous = existing.state
         existing.deregistering = false
         this.clearDrainingTimer(existing)
+        // deregister() stopped its health checks: they start again with the registration.
+        this.monitor?.start(existing.id, existing.address)
         this.emitState(existing, previous, true, null)
         this.dispatchQueued()
       }
@@ -166,7 +170,8 @@ export class BackendPool {
    * until it has one elsewhere; null when no other routable instance has a free slot.
    */
   retry (request: InFlightRequest, failed: Instance, tried: readonly Instance[]): Instance | null {
-    const instance = this.pick(tried)
+    // The round-robin turn was taken when the request was routed: a retry does not take another.
+    const instance = this.pick(tried, false)
     failed.inFlight.delete(request)
     if (instance === null) {
       this.afterSlotFreed(failed)
@@ -192,7 +197,7 @@ export class BackendPool {
   }
 
   /** The least outstanding requests among routable instances with a free slot, ties round robin. */
-  private pick (exclude?: readonly Instance[]): Instance | null {
+  private pick (exclude?: readonly Instance[], takeTurn = true): Instance | null {
     const count = this.registered.length
     const limit = this.settings.maxInstanceConnections
     let best: Instance | null = null
@@ -201,7 +206,7 @@ export class BackendPool {
       if (!candidate.routable || candidate.outstanding >= limit || exclude?.includes(candidate) === true) continue
       if (best === null || candidate.outstanding < best.outstanding) best = candidate
     }
-    if (count > 0) this.nextTieBreak = (this.nextTieBreak + 1) % count
+    if (count > 0 && takeTurn) this.nextTieBreak = (this.nextTieBreak + 1) % count
     return best
   }
 
@@ -308,6 +313,7 @@ export class BackendPool {
 
   /** Stops the health checks and draining timers; destroys every backend connection. */
   async destroyAll (): Promise<void> {
+    this.closed = true
     for (const instance of [...this.drainingTimers.keys()]) this.clearDrainingTimer(instance)
     await this.monitor?.close()
     await Promise.all([...this.registered, ...this.leaving].map((instance) => instance.destroyAll()))

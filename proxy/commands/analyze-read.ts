@@ -67,14 +67,18 @@ async function isGzip (path: string): Promise<boolean> {
 
 /** Reads one file into `stats`; `onBytes(n)` hears the file bytes read (compressed for gzip). */
 export async function readInto (file: InputFile, stats: AnalyzeStats, onBytes: (bytes: number) => void): Promise<void> {
-  const raw = createReadStream(file.path, { highWaterMark: 1 << 20 })
+  // Sniffed before the file stream exists: a file that cannot be opened (removed since it was
+  // listed, unreadable) rejects here, reported by the command, not as an unhandled stream 'error'.
   const gzip = await isGzip(file.path)
+  const raw = createReadStream(file.path, { highWaterMark: 1 << 20 })
   let source: AsyncIterable<Buffer> = raw
   if (gzip) {
     // A listener on the file stream, not on the iterated one: 'data' would switch that to flowing.
     raw.on('data', (chunk) => onBytes(chunk.length))
     const gunzip = createGunzip()
     raw.on('error', (error) => gunzip.destroy(error))
+    // A corrupt gzip ends the read: the file stream goes too, so its descriptor is not left open.
+    gunzip.on('error', () => raw.destroy())
     source = raw.pipe(gunzip)
   }
   const fields = emptyFields()

@@ -104,6 +104,8 @@ export class Exchange implements ConnectionUser, QueuedRequest {
   /** Stage "pick instance" and "send": dispatches the head and any body bytes already received. */
   start (initialBody: Buffer | null, requestComplete: boolean): void {
     if (requestComplete) this.requestComplete = true
+    // The body bytes that came with the head: counted here, once (sendBody counts the later ones).
+    if (initialBody !== null) this.requestBodyBytes += initialBody.length
     const stickiness = this.context.stickiness
     if (stickiness !== null) this.sticky = stickiness.choose(this.request.head.fields)
     const routed = this.context.pool.route(this, this.sticky.instance)
@@ -128,9 +130,7 @@ export class Exchange implements ConnectionUser, QueuedRequest {
     this.queuedBody = null
     this.queuedBodyBytes = 0
     this.send(instance, body)
-    const resume = this.resumeRequest
-    this.resumeRequest = null
-    resume?.()
+    this.resumeClient()
   }
 
   /** QueuedRequest: the last instance in service went while this request waited. */
@@ -192,23 +192,29 @@ export class Exchange implements ConnectionUser, QueuedRequest {
     })
     connection.user = this
     if (reused) this.dispatchedAtMicros = this.context.clock.nowMicros()
-    else this.retryBody = initialBody === null ? [] : [initialBody]
-    this.retryBodyBytes = initialBody?.length ?? 0
+    // A new connection keeps the body bytes sent on it until it is established (forward() adds them).
+    this.retryBody = reused ? null : []
+    this.retryBodyBytes = 0
     if (initialBody !== null && initialBody.length > 0) {
       // The head and the body bytes that came with it leave in one write (writev), not two.
       socket.cork()
       socket.write(head)
-      this.sendBody(initialBody)
+      this.forward(initialBody)
       socket.uncork()
     } else {
       socket.write(head)
     }
   }
 
-  /** Request body bytes as they arrive from the client (forwarded as framed on the wire). */
+  /** Request body bytes as they arrive from the client (forwarded as framed on the wire); counted once, here. */
   sendBody (bytes: Buffer): boolean {
     this.requestBodyBytes += bytes.length
     if (this.queued && !this.done) return this.holdWhileQueued(bytes)
+    return this.forward(bytes)
+  }
+
+  /** Body bytes to the instance's connection (the client's, or those held while queued or for a retry). */
+  private forward (bytes: Buffer): boolean {
     // Forwarding stops when the instance reset the connection (it answered early and closed):
     // the bytes are counted as received and discarded; its answer is still read (BackendSocket).
     if (this.done || this.connection === null || !this.connection.writable) return true
@@ -221,9 +227,20 @@ export class Exchange implements ConnectionUser, QueuedRequest {
   }
 
   onRequestDrain (resume: () => void): void {
-    if (this.queued && !this.done) this.resumeRequest = resume
-    else if (this.socket === null || this.done) resume()
-    else this.socket.once('drain', resume)
+    if (this.socket === null || this.done) {
+      if (this.queued && !this.done) this.resumeRequest = resume
+      else resume()
+      return
+    }
+    this.resumeRequest = resume
+    this.socket.once('drain', this.resumeClient)
+  }
+
+  /** The client, paused while the instance's connection (or the queue) held enough, may send again. */
+  private readonly resumeClient = (): void => {
+    const resume = this.resumeRequest
+    this.resumeRequest = null
+    resume?.()
   }
 
   endOfRequest (): void {
@@ -341,7 +358,10 @@ export class Exchange implements ConnectionUser, QueuedRequest {
       const next = this.context.pool.retry(this, failed, this.tried)
       if (next !== null) {
         connection.user = null
-        return this.send(next, body.length === 0 ? null : Buffer.concat(body))
+        this.send(next, body.length === 0 ? null : Buffer.concat(body))
+        // A client paused on the refused connection's back-pressure would wait for a drain that never comes.
+        this.resumeClient()
+        return
       }
     }
     this.synthesize(503, 'backend-unreachable')

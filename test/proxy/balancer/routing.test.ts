@@ -6,7 +6,9 @@
  */
 import t from 'tap'
 import { ELB_NAME, FIXED_TIMESTAMP, startProxyFixture } from '../../helpers/proxy-fixture.js'
-import { startInstanceServer } from '../../helpers/instance-server.js'
+import net from 'node:net'
+import { once } from 'node:events'
+import { closedPort, startInstanceServer } from '../../helpers/instance-server.js'
 import { SYNTHETIC_RESPONSES } from '../../../proxy/data-path/synthetic-responses.js'
 import { stickinessCookieValue } from '../../../proxy/balancer/stickiness.js'
 
@@ -256,5 +258,57 @@ t.test('register and deregister through the admin API and the library; GET /inst
   t.strictSame([...bodies].sort(), ['b', 'c'], 'both registered instances take requests; the deregistered one none')
   t.equal(a.heads.filter((head) => !head.startsWith('GET /health')).length, 0)
   await t.rejects(f.proxy.waitForInstanceState(viaLibrary.InstanceId, 'Unknown', { timeoutMs: 50 }), { code: 'CLB_WAIT_FOR_TIMEOUT' })
+  await f.close(t)
+})
+
+t.test('a retried request reaches the next instance once, body included, and its bytes are counted once', async (t) => {
+  const received: Buffer[] = []
+  const sockets = new Set<net.Socket>()
+  const live = net.createServer((socket) => {
+    sockets.add(socket)
+    socket.on('close', () => sockets.delete(socket))
+    socket.on('data', (chunk: Buffer) => {
+      received.push(chunk)
+      if (Buffer.concat(received).toString('latin1').endsWith('x'.repeat(1000))) socket.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok')
+    })
+  })
+  live.listen(0, '127.0.0.1')
+  await once(live, 'listening')
+  t.teardown(async () => {
+    for (const socket of sockets) socket.destroy()
+    await new Promise<void>((resolve) => live.close(() => resolve()))
+  })
+  const dead = await closedPort()
+  const f = await startProxyFixture(t, {
+    backend: false,
+    proxy: { backends: [`http://127.0.0.1:${dead}`, `http://127.0.0.1:${(live.address() as net.AddressInfo).port}`] }
+  })
+  // The request routed to the dead instance first (the round-robin turn at 0 goes to it).
+  const response = await f.request(`POST /upload HTTP/1.1\r\nHost: shop\r\nContent-Length: 1000\r\n\r\n${'x'.repeat(1000)}`)
+  t.equal(response.bytes.toString('latin1'), 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok')
+  const bytes = Buffer.concat(received).toString('latin1')
+  t.equal(bytes.split('POST /upload').length - 1, 1, 'one request reached the live instance')
+  t.equal(bytes.slice(bytes.indexOf('\r\n\r\n') + 4), 'x'.repeat(1000), 'with its body once')
+  t.match(f.logLines[0], / 200 200 1000 2 "POST /, 'received_bytes: the body, once')
+  t.ok(f.proxy.metrics().Metrics.BackendConnectionErrors.Sum >= 1, 'the refused attempt counted')
+  await f.close(t)
+})
+
+t.test('a request with a body that waited in the surge queue is counted once and sent whole', async (t) => {
+  const app = await startInstanceServer(t, 'app')
+  const f = await startProxyFixture(t, { backend: false, proxy: { backends: [app.url], maxInstanceConnections: 1, surgeQueueSize: 1 } })
+  const first = await f.connect()
+  first.write('GET /hold HTTP/1.1\r\nHost: shop\r\n\r\n')
+  await app.whenHeld(1)
+  const queued = await f.connect()
+  queued.write('POST /queued HTTP/1.1\r\nHost: shop\r\nContent-Length: 5\r\n\r\nhel')
+  await f.until(() => f.proxy.metrics().Metrics.SurgeQueueLength.Maximum === 1)
+  queued.write('lo')
+  await f.until(() => queued.proxyBytesRead() > 0 && queued.proxyBytesRead() >= Buffer.byteLength('POST /queued HTTP/1.1\r\nHost: shop\r\nContent-Length: 5\r\n\r\nhello'))
+  app.release()
+  await Promise.all([first.response(), queued.response()])
+  t.match(f.logLines.find((line) => line.includes('/queued')), / 200 200 5 3 "POST /, 'received_bytes 5, not 8 (the body of the instance "app": 3 bytes)')
+  first.end()
+  queued.end()
   await f.close(t)
 })
