@@ -111,7 +111,8 @@ function parseMicros (buf: Uint8Array, start: number, end: number): number {
       scale = scale / 10
     }
   }
-  return Math.round(micros)
+  // A timing of hundreds of digits is not a timing: refused, not Infinity in the histogram.
+  return Number.isFinite(micros) ? Math.round(micros) : NaN
 }
 
 /** A status code: digits, or `-`/empty as -1; NaN otherwise. */

@@ -221,5 +221,11 @@ export function pathOfUrl (url: string): string {
     from = slash
   }
   const query = url.indexOf('?', from)
-  return url.slice(from, query >= 0 ? query : url.length) || '/'
+  const path = url.slice(from, query >= 0 ? query : url.length) || '/'
+  // Bounded by bytes, not only by keys: a hostile log of 1 MiB unique paths would otherwise hold
+  // TOP_CAPACITY of them; longer paths are counted by their first MAX_PATH_CHARS characters.
+  return path.length > MAX_PATH_CHARS ? `${path.slice(0, MAX_PATH_CHARS)}...` : path
 }
+
+/** Our choice: characters of a path kept as a key of the top lists. */
+export const MAX_PATH_CHARS = 512

@@ -382,3 +382,16 @@ t.test('every cause, and the text and HTML of rarer cases', async (t) => {
   t.match(page, 'Paths with the most errors (approximate)')
   t.match(renderHtml({ ...report, perMinute: [{ minute: 'm', requests: 0, errors: 0, errorRate: 0, elb4xx: 0, elb5xx: 0, backend4xx: 0, backend5xx: 0 }], lastMinute: null }), '<svg')
 })
+
+t.test('bounded by bytes: a path key is cut to MAX_PATH_CHARS; a timing too long to be finite makes the line unparseable', async (t) => {
+  const { pathOfUrl, MAX_PATH_CHARS } = await import('../../../proxy/commands/analyze-stats.js')
+  const long = pathOfUrl(`http://h:80/${'a'.repeat(5000)}?q=1`)
+  t.equal(long.length, MAX_PATH_CHARS + 3)
+  t.ok(long.endsWith('...'))
+  t.equal(pathOfUrl('http://h:80/short?q'), '/short')
+  const dir = t.testdir({ 'a.log': `2024-01-01T00:00:01.000001Z lb 1.2.3.4:5 10.0.0.1:80 0.1 ${'9'.repeat(400)} 0.1 200 200 0 1 "GET http://h:80/x HTTP/1.1" "ua" - -\n` })
+  const stdout = new Sink()
+  const stderr = new Sink()
+  t.equal(await run(['analyze', join(dir, 'a.log'), '--json'], {}, { stdout, stderr }), 0)
+  t.equal(JSON.parse(stdout.text).unparseable.count, 1)
+})
