@@ -172,7 +172,7 @@ export function resolveOptions(input: ClbProxyOptions, settings: ResolveOptionsS
     listen: resolveListen(valueOrDefault(input.listen, CLB_DEFAULTS.listen)),
     backends: resolveBackends(valueOrDefault(input.backends, CLB_DEFAULTS.backends), settings.requireBackends ?? true),
     accessLog: resolveAccessLog(input.accessLog === undefined ? CLB_DEFAULTS.accessLog : input.accessLog),
-    accessLogDir: resolveAccessLogDir(input.accessLogDir === undefined ? CLB_DEFAULTS.accessLogDir : input.accessLogDir),
+    accessLogDir: resolveDirectory('accessLogDir', input.accessLogDir === undefined ? CLB_DEFAULTS.accessLogDir : input.accessLogDir),
     emitIntervalMinutes: resolveEmitInterval(valueOrDefault(input.emitIntervalMinutes, CLB_DEFAULTS.emitIntervalMinutes)),
     name: resolveName(valueOrDefault(input.name, CLB_DEFAULTS.name)),
     idleTimeoutSeconds: resolveInteger(
@@ -200,16 +200,16 @@ export function resolveOptions(input: ClbProxyOptions, settings: ResolveOptionsS
       valueOrDefault(input.maxHeadBytes, CLB_DEFAULTS.maxHeadBytes),
       OPTION_LIMITS.maxHeadBytes
     ),
-    profile: resolveProfile(valueOrDefault(input.profile, CLB_DEFAULTS.profile)),
+    profile: resolveChoice<Profile>('profile', valueOrDefault(input.profile, CLB_DEFAULTS.profile), ['clb', 'strict']),
     drainTimeoutSeconds: resolveNumber(
       'drainTimeoutSeconds',
       valueOrDefault(input.drainTimeoutSeconds, CLB_DEFAULTS.drainTimeoutSeconds),
       OPTION_LIMITS.drainTimeoutSeconds
     ),
-    captureDir: resolveCaptureDir(input.captureDir === undefined ? CLB_DEFAULTS.captureDir : input.captureDir),
+    captureDir: resolveDirectory('captureDir', input.captureDir === undefined ? CLB_DEFAULTS.captureDir : input.captureDir),
     maxCaptures: resolveInteger('maxCaptures', valueOrDefault(input.maxCaptures, CLB_DEFAULTS.maxCaptures), OPTION_LIMITS.maxCaptures),
     captureBytes: resolveInteger('captureBytes', valueOrDefault(input.captureBytes, CLB_DEFAULTS.captureBytes), OPTION_LIMITS.captureBytes),
-    keepaliveRace: resolveKeepaliveRace(valueOrDefault(input.keepaliveRace, CLB_DEFAULTS.keepaliveRace)),
+    keepaliveRace: resolveChoice<KeepaliveRaceMode>('keepaliveRace', valueOrDefault(input.keepaliveRace, CLB_DEFAULTS.keepaliveRace), ['detect', 'emulate']),
     admin: input.admin === undefined || input.admin === null ? null : resolveListenField('admin', input.admin),
     healthCheck: resolveHealthCheck(input.healthCheck === undefined ? CLB_DEFAULTS.healthCheck : input.healthCheck),
     healthIntervalSeconds: resolveInteger(
@@ -239,7 +239,7 @@ export function resolveOptions(input: ClbProxyOptions, settings: ResolveOptionsS
       ? CLB_DEFAULTS.stickyDurationSeconds
       : resolveInteger('stickyDurationSeconds', input.stickyDurationSeconds, OPTION_LIMITS.stickyDurationSeconds),
     stickyAppCookie: resolveStickyAppCookie(input.stickyAppCookie === undefined ? CLB_DEFAULTS.stickyAppCookie : input.stickyAppCookie),
-    desyncMode: resolveDesyncMode(valueOrDefault(input.desyncMode, CLB_DEFAULTS.desyncMode))
+    desyncMode: resolveChoice<DesyncMode>('desyncMode', valueOrDefault(input.desyncMode, CLB_DEFAULTS.desyncMode), ['monitor', 'defensive', 'strictest'])
   }
   // API-HC HealthCheck.Timeout: "This value must be less than the Interval value."
   if (resolved.healthTimeoutSeconds >= resolved.healthIntervalSeconds) {
@@ -443,6 +443,21 @@ function parseBackendUrl(text: string, label: string): BackendAddress {
 
 // --- scalar fields ----------------------------------------------------------------------
 
+/** A directory path, or null for "none" (captureDir, accessLogDir). */
+function resolveDirectory(field: 'captureDir' | 'accessLogDir', value: string | null): string | null {
+  if (value === null) return null
+  if (typeof value !== 'string' || value.length === 0 || value.includes('\0')) {
+    throw new OptionError({ field, value, rule: OPTION_RULES[field], got: gotWithType(value, 'string') })
+  }
+  return value
+}
+
+/** One of a field's fixed choices (profile, keepaliveRace, desyncMode). */
+function resolveChoice<T extends string>(field: OptionField, value: T, choices: readonly T[]): T {
+  if (!choices.includes(value)) throw new OptionError({ field, value, rule: OPTION_RULES[field] })
+  return value
+}
+
 function resolveAccessLog(value: string | null): string | null {
   if (value === null) return null
   if (typeof value !== 'string' || value === '' || value.includes('\0')) {
@@ -451,13 +466,6 @@ function resolveAccessLog(value: string | null): string | null {
   return value
 }
 
-function resolveAccessLogDir(value: string | null): string | null {
-  if (value === null) return null
-  if (typeof value !== 'string' || value.length === 0 || value.includes('\0')) {
-    throw new OptionError({ field: 'accessLogDir', value, rule: OPTION_RULES.accessLogDir, got: gotWithType(value, 'string') })
-  }
-  return value
-}
 
 // CLB-LOGS EmitInterval: 5 or 60 minutes, default 60 ("If the interval is set for 5 minutes, the
 // logs are published at 1:05, 1:10, 1:15, and so on", spec §3.1).
@@ -480,34 +488,9 @@ function resolveName(value: string): string {
   return value
 }
 
-function resolveCaptureDir(value: string | null): string | null {
-  if (value === null) return null
-  if (typeof value !== 'string' || value.length === 0 || value.includes('\0')) {
-    throw new OptionError({ field: 'captureDir', value, rule: OPTION_RULES.captureDir, got: gotWithType(value, 'string') })
-  }
-  return value
-}
 
-function resolveDesyncMode(value: DesyncMode): DesyncMode {
-  if (value !== 'monitor' && value !== 'defensive' && value !== 'strictest') {
-    throw new OptionError({ field: 'desyncMode', value, rule: OPTION_RULES.desyncMode })
-  }
-  return value
-}
 
-function resolveKeepaliveRace(value: KeepaliveRaceMode): KeepaliveRaceMode {
-  if (value !== 'detect' && value !== 'emulate') {
-    throw new OptionError({ field: 'keepaliveRace', value, rule: OPTION_RULES.keepaliveRace })
-  }
-  return value
-}
 
-function resolveProfile(value: Profile): Profile {
-  if (value !== 'clb' && value !== 'strict') {
-    throw new OptionError({ field: 'profile', value, rule: OPTION_RULES.profile })
-  }
-  return value
-}
 
 interface Range {
   readonly min: number
