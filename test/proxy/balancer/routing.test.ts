@@ -312,3 +312,44 @@ t.test('a request with a body that waited in the surge queue is counted once and
   queued.end()
   await f.close(t)
 })
+
+t.test('a retry takes no round-robin turn: with a refused and a live instance, every other request tries the refused one first', async (t) => {
+  const app = await startInstanceServer(t, 'app')
+  const dead = await closedPort()
+  const f = await startProxyFixture(t, { backend: false, proxy: { backends: [`http://127.0.0.1:${dead}`, app.url] } })
+  for (let i = 0; i < 6; i++) t.equal(bodyOf((await f.request('GET / HTTP/1.1\r\nHost: shop\r\n\r\n')).bytes), 'app')
+  t.equal(f.proxy.metrics().Metrics.BackendConnectionErrors.Sum, 3, 'the turns alternate: 3 of 6 requests met the refused instance first')
+  await f.close(t)
+})
+
+t.test('re-registering a draining instance restarts its health checks; register() after close() is refused', async (t) => {
+  const a = await startInstanceServer(t, 'a')
+  const f = await startProxyFixture(t, {
+    backend: false,
+    timeScale: TIME_SCALE,
+    proxy: { backends: [a.url], healthCheck: 'HTTP:/health', healthIntervalSeconds: 5, healthTimeoutSeconds: 4, drainingTimeoutSeconds: 300 }
+  })
+  const id = f.proxy.instances()[0]?.InstanceId as string
+  await f.proxy.waitForInstanceState(id, 'InService')
+  const client = await f.connect()
+  client.write('GET /hold HTTP/1.1\r\nHost: shop\r\n\r\n')
+  await a.whenHeld(1)
+  f.proxy.deregister(id)
+  t.equal(f.proxy.instances()[0]?.Description, 'Instance deregistration currently in progress.')
+  f.proxy.register(a.url)
+  // A check after the registration (the interval is 100 ms): without the restart none would come.
+  const checked = await new Promise<boolean>((resolve) => {
+    const guard = setTimeout(() => resolve(false), 3000)
+    f.proxy.on('health-check', (check) => {
+      if (check.instanceId !== id) return
+      clearTimeout(guard)
+      resolve(true)
+    })
+  })
+  t.ok(checked, 'checked again after the new registration')
+  a.release()
+  await client.response()
+  client.end()
+  await f.close(t)
+  t.throws(() => f.proxy.register(a.url), /the proxy is closed/)
+})
