@@ -133,7 +133,13 @@ const registry = {
   REQUEST_CHUNK_INVALID: defect('request', 'aws-400', 'reject',
     'the request chunked body is malformed'),
   REQUEST_HEAD_TOO_LARGE: defect('request', 'our-choice', 'reject',
-    'the request head is larger than the configured limit')
+    'the request head is larger than the configured limit'),
+  REQUEST_LINE_TOO_LONG: defect('request', 'our-choice', 'reject',
+    'the request line is longer than maxRequestLineBytes (CRLF excluded)'),
+  REQUEST_HEADER_LINE_TOO_LONG: defect('request', 'our-choice', 'reject',
+    'a header field line (with its obs-fold continuations) is longer than maxHeaderLineBytes (CRLF excluded)'),
+  REQUEST_TOO_MANY_HEADERS: defect('request', 'our-choice', 'reject',
+    'the request has more header fields than maxHeaderCount')
 } as const
 
 export type DefectCode = keyof typeof registry

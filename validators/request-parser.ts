@@ -1,9 +1,9 @@
-import { TCHAR } from './bytes.js'
+import { CR, TCHAR } from './bytes.js'
 import { ChunkedFramer } from './chunked-framer.js'
 import { analyzeContentLength } from './content-length.js'
 import type { Defect, DefectCode } from './defects.js'
 import { hasConnectionToken, listItems, parseFieldLine, type HeaderField } from './field-line.js'
-import { LineSplitter } from './line-splitter.js'
+import { LineSplitter, type LineHandler } from './line-splitter.js'
 
 export type RequestFraming =
   | { readonly kind: 'none' }
@@ -36,6 +36,19 @@ export interface RequestPushResult {
 
 // CLB-HTTPERR: "The length of the method in the request header exceeds 127 characters" -> 405.
 export const MAX_METHOD_LENGTH = 127
+
+/** Bounds on a request head (bytes exclude each line's CRLF); past one, the request is invalid. */
+export interface RequestLimits {
+  readonly maxHeadBytes: number
+  readonly maxRequestLineBytes: number
+  readonly maxHeaderLineBytes: number
+  readonly maxHeaderCount: number
+}
+
+/** The offset of a limit that has not been crossed (every real offset is smaller). */
+const NOT_CROSSED = Number.POSITIVE_INFINITY
+const SP = 0x20
+const HTAB = 0x09
 // RFC 9112 section 2.2: "a server that is expecting to receive and parse a request-line SHOULD
 // ignore at least one empty line (CRLF) received prior to the request-line".
 const MAX_LEADING_EMPTY_LINES = 4
@@ -65,7 +78,22 @@ export class RequestParser {
   private remaining = 0
   private chunked: ChunkedFramer | null = null
 
-  constructor (private readonly maxHeadBytes: number) {}
+  private readonly maxHeadBytes: number
+  /** The limits a request head is held to; a number limits only the whole head. */
+  private readonly limits: RequestLimits
+  /**
+   * How many bytes of the method rejectsMethodByte looks at: CLB's 127 characters and one more,
+   * but never a byte at or past a limit, so no method byte is judged before an earlier limit.
+   */
+  private readonly methodScanBytes: number
+
+  constructor (limits: number | RequestLimits) {
+    this.limits = typeof limits === 'number'
+      ? { maxHeadBytes: limits, maxRequestLineBytes: NOT_CROSSED, maxHeaderLineBytes: NOT_CROSSED, maxHeaderCount: NOT_CROSSED }
+      : limits
+    this.maxHeadBytes = this.limits.maxHeadBytes
+    this.methodScanBytes = Math.min(MAX_METHOD_LENGTH + 1, this.limits.maxRequestLineBytes, this.maxHeadBytes)
+  }
 
   /** Bytes received so far for this request. */
   get bytesReceived (): number {
@@ -80,18 +108,13 @@ export class RequestParser {
         this.received += chunk.length
         return { consumed: chunk.length, bodyFrom: chunk.length }
       }
-      const next = this.lines.split(chunk, 0, chunkOffset, (buf, start, end, offset, bareLf) => {
-        // The head is too large as soon as its byte at maxHeadBytes arrives, whether that byte ends a
-        // line here or waits in the splitter's carry (below): the same lines are judged whatever the chunking.
-        if (offset + (end - start) + (bareLf ? 0 : 1) >= this.maxHeadBytes) {
-          this.headTooLarge()
-          return true
-        }
-        return this.headLine(buf, start, end, offset)
-      })
+      // No byte past offset maxHeadBytes can belong to a head that passes: the splitter never gets
+      // one, so the line it carries stays bounded whatever the size of a read.
+      const headBound = this.maxHeadBytes + 1 - chunkOffset
+      const next = this.lines.split(chunk.length > headBound ? chunk.subarray(0, headBound) : chunk, 0, chunkOffset, this.onHeadLine)
       if (next === -1) {
         this.received += chunk.length
-        if (this.received > this.maxHeadBytes) this.headTooLarge()
+        this.judgeCarriedLine()
         return { consumed: chunk.length, bodyFrom: chunk.length }
       }
       i = next
@@ -119,9 +142,118 @@ export class RequestParser {
         this.fail('REQUEST_LINE_INVALID', chunkOffset + k, 'the method is not a token')
         return true
       }
-      if (++this.methodBytesSeen > MAX_METHOD_LENGTH) { this.scanningMethod = false; return false }
+      if (++this.methodBytesSeen >= this.methodScanBytes) { this.scanningMethod = false; return false }
     }
     return false
+  }
+
+  /**
+   * Each complete line of the head. Its limits are judged before its syntax, exactly as for a line
+   * still carried (judgeCarriedLine), so the verdict and its offset never depend on the chunking.
+   */
+  private readonly onHeadLine: LineHandler = (buf, start, end, offset, bareLf) => {
+    const length = end - start
+    // The head is too large once its byte at offset maxHeadBytes arrives, the CRLF included.
+    const headCrossed = offset + length + (bareLf ? 0 : 1) >= this.maxHeadBytes
+    if (this.requestLine === null) {
+      // RFC 9112 section 3: request-line = method SP request-target SP HTTP-version, CRLF excluded.
+      const lineCrossing = length > this.limits.maxRequestLineBytes ? offset + this.limits.maxRequestLineBytes : NOT_CROSSED
+      return this.failAtFirstCrossing(headCrossed, NOT_CROSSED, lineCrossing, 'REQUEST_LINE_TOO_LONG') || this.headLine(buf, start, end, offset)
+    }
+    if (length === 0) return this.failAtFirstCrossing(headCrossed, NOT_CROSSED, NOT_CROSSED, 'REQUEST_HEADER_LINE_TOO_LONG') || this.headLine(buf, start, end, offset)
+    const maxLine = this.limits.maxHeaderLineBytes
+    let countCrossing = NOT_CROSSED
+    let lineCrossing = NOT_CROSSED
+    const first = buf[start]
+    if (first === SP || first === HTAB) {
+      // RFC 9112 section 5.2: obs-fold = OWS CRLF RWS is part of the field-value, so a continuation
+      // line counts toward the field line it continues, from that line's first byte.
+      const fieldStart = this.fieldLineStart(offset)
+      if (offset + length - fieldStart > maxLine) lineCrossing = fieldStart + maxLine
+    } else {
+      // A field line (RFC 9112 section 5): the one past maxHeaderCount fails at its first byte.
+      if (this.fields.length >= this.limits.maxHeaderCount) countCrossing = offset
+      if (length > maxLine) lineCrossing = offset + maxLine
+    }
+    return this.failAtFirstCrossing(headCrossed, countCrossing, lineCrossing, 'REQUEST_HEADER_LINE_TOO_LONG') || this.headLine(buf, start, end, offset)
+  }
+
+  /**
+   * The line the splitter carries (no LF yet) after a read: a limit it already crossed fails now,
+   * at the same offset as when the whole line arrives (onHeadLine), not when a CRLF that may never
+   * come ends it. Its first bytes are looked at only near a limit (a view of the carry, no copy).
+   */
+  private judgeCarriedLine (): void {
+    const headCrossed = this.received > this.maxHeadBytes
+    const carried = this.lines.carriedBytes
+    if (carried === 0) {
+      this.failAtFirstCrossing(headCrossed, NOT_CROSSED, NOT_CROSSED, 'REQUEST_LINE_TOO_LONG')
+      return
+    }
+    const lineStart = this.lines.carriedFrom
+    const lineEnd = lineStart + carried
+    if (this.requestLine === null) {
+      this.failAtFirstCrossing(headCrossed, NOT_CROSSED, this.carriedLineCrossing(lineStart, lineEnd, this.limits.maxRequestLineBytes), 'REQUEST_LINE_TOO_LONG')
+      return
+    }
+    const maxLine = this.limits.maxHeaderLineBytes
+    const tooManyFields = this.fields.length >= this.limits.maxHeaderCount
+    let countCrossing = NOT_CROSSED
+    let lineCrossing = NOT_CROSSED
+    // A continuation's field line is the longest this line can belong to: below its limit, nothing can cross.
+    if (tooManyFields || lineEnd - this.fieldLineStart(lineStart) > maxLine) {
+      const opening = this.lines.carriedPrefix(2)
+      const first = opening[0]
+      if (first === SP || first === HTAB) {
+        lineCrossing = this.carriedLineCrossing(this.fieldLineStart(lineStart), lineEnd, maxLine)
+      } else {
+        // A lone CR may still be the empty line that ends the head; CR and another byte is a field line.
+        if (tooManyFields && (first !== CR || opening.length > 1)) countCrossing = lineStart
+        lineCrossing = this.carriedLineCrossing(lineStart, lineEnd, maxLine)
+      }
+    }
+    this.failAtFirstCrossing(headCrossed, countCrossing, lineCrossing, 'REQUEST_HEADER_LINE_TOO_LONG')
+  }
+
+  /**
+   * Where a carried line from `start` to `lineEnd` crossed `max`, or NOT_CROSSED while it may still
+   * fit: its last byte may be the CR of its CRLF, which is not part of the line (RFC 9112 section 2.2).
+   */
+  private carriedLineCrossing (start: number, lineEnd: number, max: number): number {
+    const length = lineEnd - start
+    if (length <= max) return NOT_CROSSED
+    if (length === max + 1) {
+      const carried = this.lines.carriedBytes
+      if (this.lines.carriedPrefix(carried)[carried - 1] === CR) return NOT_CROSSED
+    }
+    return start + max
+  }
+
+  /** The first byte of the field line an obs-fold continuation at `offset` belongs to (itself when there is none). */
+  private fieldLineStart (offset: number): number {
+    const previous = this.fields[this.fields.length - 1]
+    return previous === undefined ? offset : previous.offset
+  }
+
+  /**
+   * Fails with the limit crossed at the earliest offset. On a tie the head wins, then the count,
+   * then the line: the order in which the byte that crosses each can be known, so it never depends
+   * on the reads. Returns whether the request failed.
+   */
+  private failAtFirstCrossing (headCrossed: boolean, countCrossing: number, lineCrossing: number,
+    lineCode: 'REQUEST_LINE_TOO_LONG' | 'REQUEST_HEADER_LINE_TOO_LONG'): boolean {
+    const headCrossing = headCrossed ? this.maxHeadBytes : NOT_CROSSED
+    if (headCrossing <= countCrossing && headCrossing <= lineCrossing) {
+      if (headCrossing === NOT_CROSSED) return false
+      this.headTooLarge()
+    } else if (countCrossing <= lineCrossing) {
+      this.fail('REQUEST_TOO_MANY_HEADERS', countCrossing, `more than ${this.limits.maxHeaderCount} header fields (maxHeaderCount)`)
+    } else if (lineCode === 'REQUEST_LINE_TOO_LONG') {
+      this.fail(lineCode, lineCrossing, `the request line is longer than ${this.limits.maxRequestLineBytes} bytes (maxRequestLineBytes)`)
+    } else {
+      this.fail(lineCode, lineCrossing, `a header field line is longer than ${this.limits.maxHeaderLineBytes} bytes (maxHeaderLineBytes)`)
+    }
+    return true
   }
 
   private headTooLarge (): void {
@@ -273,6 +405,8 @@ export class RequestParser {
     this.defectCounts[code] = (this.defectCounts[code] ?? 0) + 1
     this.defects.push({ code, offset, message })
     this.state = 'invalid'
+    // Nothing more is parsed: the carried line (up to maxHeadBytes) is released at once.
+    this.lines.reset()
   }
 
   /** The parsed request line, even when the headers later failed (for the access log). */

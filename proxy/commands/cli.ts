@@ -101,6 +101,17 @@ function buildOptions(values: ParsedValues, env: NodeJS.ProcessEnv): BuiltOption
     }
   }
   for (const option of SWITCH_FLAGS) {
+    const envText = option.env === undefined ? undefined : env[option.env]
+    if (values[option.flag] !== true && option.env !== undefined && option.envFromText !== undefined && envText !== undefined && envText !== '') {
+      sources.set(option.field, { name: option.env, text: envText, isEnv: true })
+      try {
+        options[option.field] = option.envFromText(envText)
+      } catch (error) {
+        if (error instanceof OptionError) throw new CliOptionError(describeForCli(error, sources))
+        throw error
+      }
+      continue
+    }
     if (values[option.flag] !== true) continue
     options[option.field] = option.value
     sources.set(option.field, { name: `--${option.flag}`, text: '', isEnv: false })

@@ -55,6 +55,16 @@ function countFromText(field: OptionField): (text: string) => number {
   }
 }
 
+/** `on`/`off` (also `true`/`false`, `1`/`0`), for a flag that switches a feature. */
+function switchFromText(field: OptionField): (text: string) => boolean {
+  return (text) => {
+    const lower = text.toLowerCase()
+    if (['on', 'true', '1'].includes(lower)) return true
+    if (['off', 'false', '0'].includes(lower)) return false
+    throw new OptionError({ field, value: text, rule: 'must be on or off' })
+  }
+}
+
 function bytesFromText(field: OptionField): (text: string) => number {
   return (text) => {
     const bytes = parseByteSize(text)
@@ -81,12 +91,22 @@ export const OPTION_FLAGS: readonly OptionFlag[] = Object.freeze([
     fromText: asIs
   },
   {
+    field: 'listeners',
+    flag: 'listener',
+    env: 'CLB_LISTENERS',
+    valueName: 'PROTO://HOST:PORT',
+    multiple: true,
+    summary: 'A listener, http|https|tcp|ssl://HOST:PORT; instead of --listen. Repeatable.',
+    defaultText: 'one http listener at --listen',
+    fromText: asIs
+  },
+  {
     field: 'backends',
     flag: 'backend',
     env: 'CLB_BACKENDS',
     valueName: 'URL',
     multiple: true,
-    summary: 'An instance to forward to, http://HOST:PORT (port 80 if omitted). Repeatable.',
+    summary: 'An instance, http|https|tcp|ssl://HOST:PORT (http: port 80 if omitted). Repeatable.',
     defaultText: 'none: start the built-in demo backend',
     fromText: asIs
   },
@@ -359,6 +379,76 @@ export const OPTION_FLAGS: readonly OptionFlag[] = Object.freeze([
     summary: 'Desync mitigation: monitor, defensive (400 for Severe) or strictest (400 unless Compliant).',
     defaultText: CLB_DEFAULTS.desyncMode,
     fromText: asIs
+  },
+  {
+    field: 'maxRequestLineBytes',
+    flag: 'max-request-line',
+    env: 'CLB_MAX_REQUEST_LINE',
+    valueName: 'BYTES',
+    multiple: false,
+    summary: 'Longest request line; a longer one gets 400.',
+    defaultText: formatBytes(CLB_DEFAULTS.maxRequestLineBytes),
+    fromText: bytesFromText('maxRequestLineBytes')
+  },
+  {
+    field: 'maxHeaderLineBytes',
+    flag: 'max-header-line',
+    env: 'CLB_MAX_HEADER_LINE',
+    valueName: 'BYTES',
+    multiple: false,
+    summary: 'Longest request header line; a longer one gets 400.',
+    defaultText: formatBytes(CLB_DEFAULTS.maxHeaderLineBytes),
+    fromText: bytesFromText('maxHeaderLineBytes')
+  },
+  {
+    field: 'maxHeaderCount',
+    flag: 'max-headers',
+    env: 'CLB_MAX_HEADERS',
+    valueName: 'COUNT',
+    multiple: false,
+    summary: 'Most header fields in a request; more get 400.',
+    defaultText: String(CLB_DEFAULTS.maxHeaderCount),
+    fromText: countFromText('maxHeaderCount')
+  },
+  {
+    field: 'tlsCert',
+    flag: 'tls-cert',
+    env: 'CLB_TLS_CERT',
+    valueName: 'PEM-FILE',
+    multiple: false,
+    summary: 'Certificate of https and ssl listeners (with --tls-key).',
+    defaultText: 'a self-signed certificate for localhost and 127.0.0.1, made at start',
+    fromText: asIs
+  },
+  {
+    field: 'tlsKey',
+    flag: 'tls-key',
+    env: 'CLB_TLS_KEY',
+    valueName: 'PEM-FILE',
+    multiple: false,
+    summary: 'Private key of --tls-cert.',
+    defaultText: 'the self-signed certificate\'s',
+    fromText: asIs
+  },
+  {
+    field: 'securityPolicy',
+    flag: 'security-policy',
+    env: 'CLB_SECURITY_POLICY',
+    valueName: 'NAME',
+    multiple: false,
+    summary: 'TLS protocols and ciphers of https and ssl listeners, as CLB\'s predefined policy NAME.',
+    defaultText: CLB_DEFAULTS.securityPolicy,
+    fromText: asIs
+  },
+  {
+    field: 'backendCa',
+    flag: 'backend-ca',
+    env: 'CLB_BACKEND_CA',
+    valueName: 'PEM-FILE',
+    multiple: false,
+    summary: 'Verify https and ssl instances against this CA.',
+    defaultText: 'any instance certificate is accepted, as on CLB',
+    fromText: asIs
   }
 ] satisfies OptionFlag[])
 
@@ -368,6 +458,9 @@ export interface SwitchFlag {
   readonly flag: string
   readonly value: unknown
   readonly summary: string
+  /** An environment variable that sets the same field with `on` or `off` (the flag wins). */
+  readonly env?: string
+  readonly envFromText?: (text: string) => unknown
 }
 
 export const SWITCH_FLAGS: readonly SwitchFlag[] = Object.freeze([
@@ -376,6 +469,14 @@ export const SWITCH_FLAGS: readonly SwitchFlag[] = Object.freeze([
     flag: 'no-draining',
     value: 0,
     summary: 'No connection draining: a deregistered instance\'s requests get 504 (= --draining-timeout 0).'
+  },
+  {
+    field: 'proxyProtocol',
+    flag: 'proxy-protocol',
+    value: true,
+    summary: 'Proxy protocol v1 on tcp and ssl listeners: a PROXY line before the client\'s bytes.',
+    env: 'CLB_PROXY_PROTOCOL',
+    envFromText: switchFromText('proxyProtocol')
   }
 ] satisfies SwitchFlag[])
 
@@ -397,7 +498,10 @@ export function helpText(): string {
     lines.push(`      ${option.summary}`)
     lines.push(`      env ${option.env}${option.multiple ? ' (comma-separated)' : ''}; default ${option.defaultText}`)
   }
-  for (const option of SWITCH_FLAGS) lines.push(`  --${option.flag}`, `      ${option.summary}`)
+  for (const option of SWITCH_FLAGS) {
+    lines.push(`  --${option.flag}`, `      ${option.summary}`)
+    if (option.env !== undefined) lines.push(`      env ${option.env} (on or off); default off`)
+  }
   lines.push(
     '  -h, --help',
     '      Print this help and exit.',

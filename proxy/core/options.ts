@@ -14,10 +14,45 @@ export type KeepaliveRaceMode = 'detect' | 'emulate'
 /** CLB-LOGS EmitInterval: "5 or 60 minutes" (spec §3.1). */
 export type EmitIntervalMinutes = 5 | 60
 
+/**
+ * An instance's protocol (CLB-LISTEN InstanceProtocol), the scheme of its `--backend` URL. HTTP
+ * and HTTPS listeners route to http/https instances, TCP and SSL listeners to tcp/ssl instances.
+ */
+export type InstanceProtocol = 'http' | 'https' | 'tcp' | 'ssl'
+/** A listener's protocol (CLB-LISTEN: "HTTP, HTTPS, TCP, or SSL"). */
+export type ListenerProtocol = 'http' | 'https' | 'tcp' | 'ssl'
+/** CLB's predefined security policies this proxy knows (their protocols and ciphers: proxy/data-path/security-policies.ts). */
+export const SECURITY_POLICY_NAMES = Object.freeze(['ELBSecurityPolicy-2016-08', 'ELBSecurityPolicy-TLS-1-2-2017-01'] as const)
+export type SecurityPolicyName = typeof SECURITY_POLICY_NAMES[number]
+
 export interface BackendAddress {
   /** Host name or IP literal as given by the user (no brackets for IPv6). */
   readonly host: string
   readonly port: number
+  /** Default 'http'; resolved options always carry it. */
+  readonly protocol?: InstanceProtocol
+}
+
+export interface ListenerAddress {
+  readonly protocol: ListenerProtocol
+  readonly host: string
+  /** 0 asks the OS for a free port. */
+  readonly port: number
+}
+
+/** CLB-LISTEN: "HTTP/HTTPS front ↔ HTTP/HTTPS back; TCP/SSL front ↔ TCP/SSL back". */
+export function listenerPairsWith (listener: ListenerProtocol, instance: InstanceProtocol): boolean {
+  return isLayer7(listener) === isLayer7(instance)
+}
+
+/** HTTP and HTTPS: the load balancer parses each request (layer 7); TCP and SSL pass bytes (layer 4). */
+export function isLayer7 (protocol: ListenerProtocol | InstanceProtocol): boolean {
+  return protocol === 'http' || protocol === 'https'
+}
+
+/** The instance protocol of an address, 'http' when none is given. */
+export function instanceProtocolOf (address: BackendAddress): InstanceProtocol {
+  return address.protocol ?? 'http'
 }
 
 export interface ListenAddress {
@@ -30,6 +65,12 @@ export interface ListenAddress {
 export interface ClbProxyOptions {
   /** Where the front-end listener binds. CLI `--listen HOST:PORT`, env `CLB_LISTEN`. */
   listen?: ListenAddress | string
+  /**
+   * The listeners, each `PROTOCOL://HOST:PORT` (http, https, tcp, ssl) or `{ protocol, host, port }`;
+   * instead of `listen` (not both). Each must have an instance it pairs with (CLB-LISTEN).
+   * CLI repeatable `--listener`, env `CLB_LISTENERS` (comma-separated).
+   */
+  listeners?: ReadonlyArray<ListenerAddress | string>
   /**
    * Registered instances. CLI repeatable `--backend URL`, env `CLB_BACKENDS` (comma-separated).
    * Empty: the CLI starts the built-in demo backend; the library requires at least one.
@@ -123,11 +164,35 @@ export interface ClbProxyOptions {
    * blocked with a 400. CLI `--desync-mode`, env `CLB_DESYNC_MODE`.
    */
   desyncMode?: DesyncMode
+  /** PEM certificate (chain) file for HTTPS and SSL listeners; null: a self-signed one generated at start. CLI `--tls-cert`, env `CLB_TLS_CERT`. */
+  tlsCert?: string | null
+  /** PEM private key file for `tlsCert`; both or neither. CLI `--tls-key`, env `CLB_TLS_KEY`. */
+  tlsKey?: string | null
+  /** The security policy of HTTPS and SSL listeners: the TLS protocols and ciphers offered. CLI `--security-policy`, env `CLB_SECURITY_POLICY`. */
+  securityPolicy?: SecurityPolicyName
+  /**
+   * Proxy protocol v1 on every TCP and SSL listener (CLB's ProxyProtocolPolicyType): a
+   * `PROXY TCP4 ...` line before the client's first byte. CLI `--proxy-protocol`, env `CLB_PROXY_PROTOCOL`.
+   */
+  proxyProtocol?: boolean
+  /**
+   * A PEM CA file that https/ssl instances' certificates must chain to (like CLB's back-end server
+   * authentication); null: any certificate is accepted, CLB's default. CLI `--backend-ca`, env `CLB_BACKEND_CA`.
+   */
+  backendCa?: string | null
+  /** Longest request line, bytes, CRLF excluded; longer: 400. CLI `--max-request-line`, env `CLB_MAX_REQUEST_LINE`. */
+  maxRequestLineBytes?: number
+  /** Longest request header line, bytes, CRLF excluded; longer: 400. CLI `--max-header-line`, env `CLB_MAX_HEADER_LINE`. */
+  maxHeaderLineBytes?: number
+  /** Most request header fields; more: 400. CLI `--max-headers`, env `CLB_MAX_HEADERS`. */
+  maxHeaderCount?: number
 }
 
 /** The validated, frozen form every module reads. */
 export interface ResolvedOptions {
   readonly listen: ListenAddress
+  /** Never empty: `listeners` as given, or one HTTP listener at `listen`. */
+  readonly listeners: readonly ListenerAddress[]
   readonly backends: readonly BackendAddress[]
   readonly accessLog: string | null
   readonly accessLogDir: string | null
@@ -156,6 +221,14 @@ export interface ResolvedOptions {
   readonly stickyDurationSeconds: number | null
   readonly stickyAppCookie: string | null
   readonly desyncMode: DesyncMode
+  readonly tlsCert: string | null
+  readonly tlsKey: string | null
+  readonly securityPolicy: SecurityPolicyName
+  readonly proxyProtocol: boolean
+  readonly backendCa: string | null
+  readonly maxRequestLineBytes: number
+  readonly maxHeaderLineBytes: number
+  readonly maxHeaderCount: number
 }
 
 export const CLB_DEFAULTS = Object.freeze({
@@ -211,5 +284,20 @@ export const CLB_DEFAULTS = Object.freeze({
   stickyDurationSeconds: null as number | null,
   stickyAppCookie: null as string | null,
   // CLB-DESYNC / BOTO: "defensive" is the default desync mitigation mode.
-  desyncMode: 'defensive' as DesyncMode
+  desyncMode: 'defensive' as DesyncMode,
+  // Our choice: a certificate for localhost and 127.0.0.1 generated at start (docs/listeners.md).
+  tlsCert: null as string | null,
+  tlsKey: null as string | null,
+  // CLB's predefined-policy table marks ELBSecurityPolicy-2016-08 as the default for HTTPS/SSL listeners.
+  securityPolicy: 'ELBSecurityPolicy-2016-08' as SecurityPolicyName,
+  // CLB-PROXY: proxy protocol is off unless the policy is enabled.
+  proxyProtocol: false,
+  // CLB: without back-end server authentication, an instance's certificate is not verified.
+  backendCa: null as string | null,
+  // Our choices (CLB's limits are undocumented; spec §5.9): ALB documents 16 K for the request
+  // line and one header, 64 K for all headers; Heroku reports 8 KB per header line on ELB.
+  // HAProxy answers 400 past 101 header fields by default (tune.http.maxhdr); we take 100.
+  maxRequestLineBytes: 16 * 1024,
+  maxHeaderLineBytes: 16 * 1024,
+  maxHeaderCount: 100
 })

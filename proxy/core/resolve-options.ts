@@ -9,8 +9,15 @@ import { isIP } from 'node:net'
 import { inspect } from 'node:util'
 import {
   CLB_DEFAULTS,
+  SECURITY_POLICY_NAMES,
+  listenerPairsWith,
+  instanceProtocolOf,
   type BackendAddress,
   type ClbProxyOptions,
+  type InstanceProtocol,
+  type ListenerAddress,
+  type ListenerProtocol,
+  type SecurityPolicyName,
   type EmitIntervalMinutes,
   type KeepaliveRaceMode,
   type ListenAddress,
@@ -56,6 +63,11 @@ export const OPTION_LIMITS = Object.freeze({
   maxInstanceConnections: Object.freeze({ min: 1, max: 100000 }),
   // CLB-CW: "The maximum size of the queue is 1,024"; 0 spills over as soon as every instance is busy.
   surgeQueueSize: Object.freeze({ min: 0, max: 1024 }),
+  // Our choice: below 256 bytes ordinary requests fail; at most the head limit's own maximum.
+  maxRequestLineBytes: Object.freeze({ min: 256, max: MIB }),
+  maxHeaderLineBytes: Object.freeze({ min: 256, max: MIB }),
+  // Our choice: browsers send about 20 fields; 10000 is beyond any real request.
+  maxHeaderCount: Object.freeze({ min: 1, max: 10000 }),
   // CLB-DRAIN: Timeout 1-3,600 s; 0 is how we say "disabled" (ConnectionDraining.Enabled false).
   drainingTimeoutSeconds: Object.freeze({ min: 0, max: 3600 }),
   // BOTO LBCookieStickinessPolicy CookieExpirationPeriod: a Long, 0 or unset = browser session;
@@ -70,7 +82,9 @@ export const OPTION_LIMITS = Object.freeze({
 export const OPTION_RULES: Readonly<Record<OptionField, string>> = Object.freeze({
   listen:
     'must be HOST:PORT with a port from 0 to 65535 (IPv6 as [::1]:8080; port 0 picks a free port)',
-  backends: 'must be an http://HOST:PORT URL (port 1 to 65535, default 80, no path or query)',
+  listeners:
+    'must be PROTOCOL://HOST:PORT with PROTOCOL http, https, tcp or ssl and a port from 0 to 65535 (IPv6 as [::1])',
+  backends: 'must be an http://, https://, tcp:// or ssl:// HOST:PORT URL (port 1 to 65535; http and https default to 80 and 443; no path or query)',
   accessLog: "must be a file path, '-' for stdout, or null for no access log",
   accessLogDir: 'must be a directory path, or null for no access-log files laid out as in S3',
   emitIntervalMinutes: "must be 5 or 60 minutes (CLB's EmitInterval values)",
@@ -99,7 +113,15 @@ export const OPTION_RULES: Readonly<Record<OptionField, string>> = Object.freeze
   drainingTimeoutSeconds: "must be an integer number of seconds from 1 to 3600 (CLB's range), or 0 to disable connection draining",
   stickyDurationSeconds: 'must be an integer number of seconds from 0 (a browser session) to 2147483647, or null for no duration-based stickiness',
   stickyAppCookie: 'must be a cookie name (RFC 6265 token characters, not AWSELB or AWSELBCORS), or null for no application-controlled stickiness',
-  desyncMode: "must be 'monitor', 'defensive' or 'strictest' (CLB's desync mitigation modes)"
+  desyncMode: "must be 'monitor', 'defensive' or 'strictest' (CLB's desync mitigation modes)",
+  tlsCert: 'must be the path of a PEM certificate file, given together with tlsKey, or null for a self-signed certificate generated at start',
+  tlsKey: 'must be the path of a PEM private-key file, given together with tlsCert, or null for a self-signed certificate generated at start',
+  securityPolicy: `must be one of CLB's predefined security policies: ${SECURITY_POLICY_NAMES.join(', ')}`,
+  proxyProtocol: 'must be true or false',
+  backendCa: 'must be the path of a PEM CA certificate file, or null to accept any instance certificate (CLB without back-end authentication)',
+  maxRequestLineBytes: 'must be an integer from 256 to 1048576 bytes (1 MiB)',
+  maxHeaderLineBytes: 'must be an integer from 256 to 1048576 bytes (1 MiB)',
+  maxHeaderCount: 'must be an integer from 1 to 10000'
 })
 
 const KNOWN_FIELDS = Object.freeze(Object.keys(OPTION_RULES) as OptionField[])
@@ -168,8 +190,9 @@ export function resolveOptions(input: ClbProxyOptions, settings: ResolveOptionsS
   }
   rejectUnknownKeys(input as Record<string, unknown>, KNOWN_FIELDS, '')
 
-  const resolved: ResolvedOptions = {
+  let resolved: ResolvedOptions = {
     listen: resolveListen(valueOrDefault(input.listen, CLB_DEFAULTS.listen)),
+    listeners: [],
     backends: resolveBackends(valueOrDefault(input.backends, CLB_DEFAULTS.backends), settings.requireBackends ?? true),
     accessLog: resolveAccessLog(input.accessLog === undefined ? CLB_DEFAULTS.accessLog : input.accessLog),
     accessLogDir: resolveDirectory('accessLogDir', input.accessLogDir === undefined ? CLB_DEFAULTS.accessLogDir : input.accessLogDir),
@@ -239,7 +262,35 @@ export function resolveOptions(input: ClbProxyOptions, settings: ResolveOptionsS
       ? CLB_DEFAULTS.stickyDurationSeconds
       : resolveInteger('stickyDurationSeconds', input.stickyDurationSeconds, OPTION_LIMITS.stickyDurationSeconds),
     stickyAppCookie: resolveStickyAppCookie(input.stickyAppCookie === undefined ? CLB_DEFAULTS.stickyAppCookie : input.stickyAppCookie),
-    desyncMode: resolveChoice<DesyncMode>('desyncMode', valueOrDefault(input.desyncMode, CLB_DEFAULTS.desyncMode), ['monitor', 'defensive', 'strictest'])
+    desyncMode: resolveChoice<DesyncMode>('desyncMode', valueOrDefault(input.desyncMode, CLB_DEFAULTS.desyncMode), ['monitor', 'defensive', 'strictest']),
+    tlsCert: resolveFile('tlsCert', input.tlsCert === undefined ? CLB_DEFAULTS.tlsCert : input.tlsCert),
+    tlsKey: resolveFile('tlsKey', input.tlsKey === undefined ? CLB_DEFAULTS.tlsKey : input.tlsKey),
+    securityPolicy: resolveChoice<SecurityPolicyName>('securityPolicy', valueOrDefault(input.securityPolicy, CLB_DEFAULTS.securityPolicy), SECURITY_POLICY_NAMES),
+    proxyProtocol: resolveBoolean('proxyProtocol', valueOrDefault(input.proxyProtocol, CLB_DEFAULTS.proxyProtocol)),
+    backendCa: resolveFile('backendCa', input.backendCa === undefined ? CLB_DEFAULTS.backendCa : input.backendCa),
+    maxRequestLineBytes: resolveInteger('maxRequestLineBytes', valueOrDefault(input.maxRequestLineBytes, CLB_DEFAULTS.maxRequestLineBytes), OPTION_LIMITS.maxRequestLineBytes),
+    maxHeaderLineBytes: resolveInteger('maxHeaderLineBytes', valueOrDefault(input.maxHeaderLineBytes, CLB_DEFAULTS.maxHeaderLineBytes), OPTION_LIMITS.maxHeaderLineBytes),
+    maxHeaderCount: resolveInteger('maxHeaderCount', valueOrDefault(input.maxHeaderCount, CLB_DEFAULTS.maxHeaderCount), OPTION_LIMITS.maxHeaderCount)
+  }
+  const listeners = resolveListeners(input, resolved.listen)
+  resolved = { ...resolved, listeners, listen: { host: listeners[0]?.host ?? resolved.listen.host, port: listeners[0]?.port ?? resolved.listen.port } }
+  if ((resolved.tlsCert === null) !== (resolved.tlsKey === null)) {
+    const field = resolved.tlsCert === null ? 'tlsKey' : 'tlsCert'
+    throw new OptionError({ field, value: resolved[field], rule: `must be given together with ${field === 'tlsCert' ? 'tlsKey' : 'tlsCert'} (a certificate and its private key)` })
+  }
+  // CLB-LISTEN: "HTTP/HTTPS front ↔ HTTP/HTTPS back; TCP/SSL front ↔ TCP/SSL back". With no
+  // backends at all (the CLI's demo), the caller registers instances for every listener.
+  if (resolved.backends.length > 0) {
+    for (const [index, listener] of listeners.entries()) {
+      if (resolved.backends.some((backend) => listenerPairsWith(listener.protocol, instanceProtocolOf(backend)))) continue
+      const wanted = listener.protocol === 'http' || listener.protocol === 'https' ? 'an http:// or https://' : 'a tcp:// or ssl://'
+      throw new OptionError({
+        field: input.listeners === undefined ? 'listen' : 'listeners',
+        label: input.listeners === undefined ? 'listen' : `listeners[${index}]`,
+        value: formatListener(listener),
+        rule: `has no instance it may route to: a ${listener.protocol.toUpperCase()} listener routes to ${listener.protocol === 'http' || listener.protocol === 'https' ? 'HTTP or HTTPS' : 'TCP or SSL'} instances only (CLB's listener pairing), so give ${wanted} --backend`
+      })
+    }
   }
   // API-HC HealthCheck.Timeout: "This value must be less than the Interval value."
   if (resolved.healthTimeoutSeconds >= resolved.healthIntervalSeconds) {
@@ -260,6 +311,7 @@ export function resolveOptions(input: ClbProxyOptions, settings: ResolveOptionsS
   return Object.freeze({
     ...resolved,
     listen: Object.freeze({ ...resolved.listen }),
+    listeners: Object.freeze(resolved.listeners.map((listener) => Object.freeze({ ...listener }))),
     admin: resolved.admin === null ? null : Object.freeze({ ...resolved.admin }),
     backends: Object.freeze(resolved.backends.map((backend) => Object.freeze({ ...backend })))
   })
@@ -323,6 +375,64 @@ function resolveListenField(field: 'listen' | 'admin', value: ListenAddress | st
   }
 }
 
+const LISTENER_PROTOCOLS: readonly ListenerProtocol[] = ['http', 'https', 'tcp', 'ssl']
+
+/** `listeners` as given, or one HTTP listener at `listen`; both given is an error (which one would win?). */
+function resolveListeners(input: ClbProxyOptions, listen: ListenAddress): ListenerAddress[] {
+  if (input.listeners === undefined) return [{ protocol: 'http', host: listen.host, port: listen.port }]
+  const value: unknown = input.listeners
+  if (!Array.isArray(value) || value.length === 0) {
+    throw new OptionError({ field: 'listeners', value, rule: 'must be a non-empty array of PROTOCOL://HOST:PORT strings or { protocol, host, port } objects' })
+  }
+  if (input.listen !== undefined) {
+    throw new OptionError({ field: 'listen', value: input.listen, rule: 'cannot be combined with listeners: give one HTTP listener with listen, or every listener with listeners' })
+  }
+  const listeners = value.map((entry: unknown, index) => resolveListener(entry, `listeners[${index}]`))
+  for (const [index, listener] of listeners.entries()) {
+    const earlier = listeners.findIndex((other) => other.port !== 0 && other.port === listener.port && other.host === listener.host)
+    if (earlier !== -1 && earlier !== index) {
+      throw new OptionError({ field: 'listeners', label: `listeners[${index}]`, value: formatListener(listener), rule: `uses the same address as listeners[${earlier}]: each listener needs its own port` })
+    }
+  }
+  return listeners
+}
+
+function resolveListener(value: unknown, label: string): ListenerAddress {
+  const rule = OPTION_RULES.listeners
+  if (typeof value === 'string') {
+    const match = /^([A-Za-z]+):\/\/(.*)$/s.exec(value)
+    const protocol = match?.[1]?.toLowerCase() as ListenerProtocol | undefined
+    if (match === null || protocol === undefined || !LISTENER_PROTOCOLS.includes(protocol)) {
+      const hint = match === null && splitHostPort(value) !== undefined ? ` (did you mean "http://${value}"?)` : ''
+      throw new OptionError({ field: 'listeners', label, value, rule: rule + hint })
+    }
+    const parsed = splitHostPort(match[2] ?? '')
+    if (parsed === undefined || !isValidHost(parsed.host) || !isPortText(parsed.portText) || Number(parsed.portText) > 65535) {
+      throw new OptionError({ field: 'listeners', label, value, rule })
+    }
+    return { protocol, host: parsed.host, port: Number(parsed.portText) }
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new OptionError({ field: 'listeners', label, value, rule })
+  }
+  rejectUnknownKeys(value as Record<string, unknown>, ['protocol', 'host', 'port'], `${label}.`, 'listeners')
+  const { protocol, host, port } = value as { protocol?: unknown; host?: unknown; port?: unknown }
+  if (typeof protocol !== 'string' || !LISTENER_PROTOCOLS.includes(protocol as ListenerProtocol)) {
+    throw new OptionError({ field: 'listeners', label: `${label}.protocol`, value: protocol, rule: "must be 'http', 'https', 'tcp' or 'ssl'" })
+  }
+  return {
+    protocol: protocol as ListenerProtocol,
+    host: resolveObjectHost('listeners', `${label}.host`, host),
+    port: resolvePortNumber('listeners', `${label}.port`, port, 0)
+  }
+}
+
+/** `protocol://host:port`, IPv6 in brackets. */
+export function formatListener(listener: ListenerAddress): string {
+  const host = listener.host.includes(':') ? `[${listener.host}]` : listener.host
+  return `${listener.protocol}://${host}:${listener.port}`
+}
+
 function resolveObjectHost(field: OptionField, label: string, host: unknown): string {
   if (typeof host !== 'string' || !isValidHost(host)) {
     throw new OptionError({
@@ -349,6 +459,13 @@ function resolvePortNumber(field: OptionField, label: string, port: unknown, min
 }
 
 // --- backends ---------------------------------------------------------------------------
+
+const INSTANCE_PROTOCOLS: readonly InstanceProtocol[] = ['http', 'https', 'tcp', 'ssl']
+
+/** An http instance is `{ host, port }` as it always was; other protocols name themselves. */
+function withProtocol(protocol: InstanceProtocol | undefined): { protocol?: InstanceProtocol } {
+  return protocol === undefined || protocol === 'http' ? {} : { protocol }
+}
 
 // An origin and nothing else: scheme, host (IPv6 in brackets), optional port, optional "/".
 const BACKEND_URL = /^([A-Za-z][A-Za-z0-9+.-]*):\/\/(\[[^\]]*\]|[^/:?#@[\]]*)(?::([^/?#]*))?(\/?)(.*)$/s
@@ -386,11 +503,15 @@ function resolveBackend(value: unknown, label: string): BackendAddress {
       rule: 'must be an http://HOST:PORT URL or a { host, port } object'
     })
   }
-  rejectUnknownKeys(value as Record<string, unknown>, ['host', 'port'], `${label}.`, 'backends')
-  const { host, port } = value as { host?: unknown; port?: unknown }
+  rejectUnknownKeys(value as Record<string, unknown>, ['host', 'port', 'protocol'], `${label}.`, 'backends')
+  const { host, port, protocol } = value as { host?: unknown; port?: unknown; protocol?: unknown }
+  if (protocol !== undefined && (typeof protocol !== 'string' || !INSTANCE_PROTOCOLS.includes(protocol as InstanceProtocol))) {
+    throw new OptionError({ field: 'backends', label: `${label}.protocol`, value: protocol, rule: "must be 'http', 'https', 'tcp' or 'ssl'" })
+  }
   return {
     host: resolveObjectHost('backends', `${label}.host`, host),
-    port: resolvePortNumber('backends', `${label}.port`, port, 1)
+    port: resolvePortNumber('backends', `${label}.port`, port, 1),
+    ...withProtocol(protocol as InstanceProtocol | undefined)
   }
 }
 
@@ -402,16 +523,8 @@ function parseBackendUrl(text: string, label: string): BackendAddress {
     throw new OptionError({ field: 'backends', label, value: text, rule: rule + hint })
   }
   const [, scheme = '', bracketedOrHost = '', portText, , rest = ''] = match
-  const lowerScheme = scheme.toLowerCase()
-  if (lowerScheme === 'https') {
-    throw new OptionError({
-      field: 'backends',
-      label,
-      value: text,
-      rule: 'must use http: (https backends are not supported yet)'
-    })
-  }
-  if (lowerScheme !== 'http') {
+  const protocol = scheme.toLowerCase() as InstanceProtocol
+  if (!INSTANCE_PROTOCOLS.includes(protocol)) {
     throw new OptionError({ field: 'backends', label, value: text, rule })
   }
   if (/^[^/?#]*@/.test(text.slice(scheme.length + 3))) {
@@ -419,7 +532,7 @@ function parseBackendUrl(text: string, label: string): BackendAddress {
       field: 'backends',
       label,
       value: text,
-      rule: 'must be http://HOST:PORT without a user name or password'
+      rule: `must be ${protocol}://HOST:PORT without a user name or password`
     })
   }
   if (rest !== '') {
@@ -427,18 +540,23 @@ function parseBackendUrl(text: string, label: string): BackendAddress {
       field: 'backends',
       label,
       value: text,
-      rule: 'must be http://HOST:PORT without a path, query or fragment (the request path is forwarded as the client sent it)'
+      rule: `must be ${protocol}://HOST:PORT without a path, query or fragment (the request path is forwarded as the client sent it)`
     })
   }
   const host = bracketedOrHost.startsWith('[') ? bracketedOrHost.slice(1, -1) : bracketedOrHost
   const hostIsValid = bracketedOrHost.startsWith('[') ? isIP(host) === 6 : isValidHost(host) && isIP(host) !== 6
   if (!hostIsValid) throw new OptionError({ field: 'backends', label, value: text, rule })
-  // RFC 3986 §3.2.3: an empty port (or none) means the scheme's default, 80 for http.
-  if (portText === undefined || portText === '') return { host, port: 80 }
+  // RFC 3986 §3.2.3: an empty port (or none) means the scheme's default, 80 for http, 443 for
+  // https; tcp:// and ssl:// have none.
+  if (portText === undefined || portText === '') {
+    if (protocol === 'http') return { host, port: 80 }
+    if (protocol === 'https') return { host, port: 443, protocol }
+    throw new OptionError({ field: 'backends', label, value: text, rule: `must name a port: ${protocol}:// has no default port` })
+  }
   if (!isPortText(portText) || Number(portText) < 1 || Number(portText) > 65535) {
     throw new OptionError({ field: 'backends', label, value: text, rule })
   }
-  return { host, port: Number(portText) }
+  return { host, port: Number(portText), ...withProtocol(protocol) }
 }
 
 // --- scalar fields ----------------------------------------------------------------------
@@ -453,6 +571,20 @@ function resolveDirectory(field: 'captureDir' | 'accessLogDir', value: string | 
 }
 
 /** One of a field's fixed choices (profile, keepaliveRace, desyncMode). */
+/** A file path, or null for "none" (tlsCert, tlsKey, backendCa); read when the proxy starts. */
+function resolveFile(field: 'tlsCert' | 'tlsKey' | 'backendCa', value: string | null): string | null {
+  if (value === null) return null
+  if (typeof value !== 'string' || value.length === 0 || value.includes('\0')) {
+    throw new OptionError({ field, value, rule: OPTION_RULES[field], got: gotWithType(value, 'string') })
+  }
+  return value
+}
+
+function resolveBoolean(field: 'proxyProtocol', value: boolean): boolean {
+  if (typeof value !== 'boolean') throw new OptionError({ field, value, rule: OPTION_RULES[field] })
+  return value
+}
+
 function resolveChoice<T extends string>(field: OptionField, value: T, choices: readonly T[]): T {
   if (!choices.includes(value)) throw new OptionError({ field, value, rule: OPTION_RULES[field] })
   return value

@@ -1,4 +1,5 @@
 import type net from 'node:net'
+import { TLSSocket } from 'node:tls'
 import { RequestParser, type RequestHead, type RequestParserState } from '../../validators/request-parser.js'
 import { classifyRequest, desyncAction } from '../../validators/desync-classifier.js'
 import type { Defect } from '../../validators/defects.js'
@@ -19,6 +20,8 @@ export class ClientConnection implements ClientSide {
   readonly port: number
   readonly listenerAddress: string
   readonly listenerPort: number
+  readonly listenerProtocol: 'http' | 'https'
+  readonly tls: { readonly cipher: string; readonly protocol: string } | null
 
   private parser: RequestParser
   private exchange: Exchange | null = null
@@ -43,7 +46,13 @@ export class ClientConnection implements ClientSide {
     this.port = socket.remotePort ?? 0
     this.listenerAddress = socket.localAddress ?? '127.0.0.1'
     this.listenerPort = socket.localPort ?? 0
-    this.parser = new RequestParser(context.options.maxHeadBytes)
+    // An HTTPS listener hands over its sockets after the handshake ('secureConnection'): the
+    // cipher and protocol are known (CLB-LOGS ssl_cipher: "recorded only if the incoming SSL/TLS
+    // connection was established after a successful negotiation").
+    const cipher = socket instanceof TLSSocket ? socket.getCipher() : undefined
+    this.listenerProtocol = socket instanceof TLSSocket ? 'https' : 'http'
+    this.tls = cipher === undefined ? null : { cipher: cipher.name, protocol: socket instanceof TLSSocket ? (socket.getProtocol() ?? cipher.version) : cipher.version }
+    this.parser = new RequestParser(context.options)
     socket.setNoDelay(true)
     socket.setTimeout(context.options.idleTimeoutSeconds * 1000)
     socket.on('data', (chunk: Buffer) => this.onData(chunk))
@@ -101,7 +110,7 @@ export class ClientConnection implements ClientSide {
       this.lingerAndClose()
       return
     }
-    this.parser = new RequestParser(this.context.options.maxHeadBytes)
+    this.parser = new RequestParser(this.context.options)
     this.headChunks = []
     if (this.socket.isPaused()) this.socket.resume()
     if (!this.processing) this.process()
@@ -296,14 +305,14 @@ export class ClientConnection implements ClientSide {
       receivedBytes: this.parser.bodyBytes,
       sentBytes: 0,
       method: line?.method ?? null,
-      scheme: 'http',
+      scheme: this.listenerProtocol,
       host: hostWithoutPort(head) ?? this.listenerAddress,
       listenerPort: this.listenerPort,
       target: line?.target ?? null,
       httpVersion: line?.version ?? null,
       userAgent: head?.fields.find((f) => f.lowerName === 'user-agent')?.value ?? null,
-      sslCipher: null,
-      sslProtocol: null
+      sslCipher: this.tls?.cipher ?? null,
+      sslProtocol: this.tls?.protocol ?? null
     }
     this.context.events.emit('exchange', {
       outcome,

@@ -19,7 +19,7 @@ import { dirname, join, posix, resolve } from 'node:path'
 import { validate as lintDockerfile } from 'dockerfile-utils'
 import t, { type Test } from 'tap'
 import { parse as parseYaml } from 'yaml'
-import { OPTION_FLAGS } from '../../proxy/commands/option-flags.js'
+import { OPTION_FLAGS, SWITCH_FLAGS } from '../../proxy/commands/option-flags.js'
 import type { ClbProxyOptions } from '../../proxy/core/options.js'
 import { resolveOptions } from '../../proxy/core/resolve-options.js'
 import { REPO_ROOT } from '../helpers/repo.js'
@@ -31,7 +31,7 @@ const DOCKERFILE_PATH = join(REPO, 'docker', 'Dockerfile')
 const COMPOSE_PATH = join(REPO, 'docker', 'compose.yaml')
 const DOCKERFILE_TEXT = readFileSync(DOCKERFILE_PATH, 'utf8')
 const COMPOSE_TEXT = readFileSync(COMPOSE_PATH, 'utf8')
-const KNOWN_ENV_NAMES = new Set(OPTION_FLAGS.map((option) => option.env))
+const KNOWN_ENV_NAMES = new Set([...OPTION_FLAGS.map((option) => option.env), ...SWITCH_FLAGS.flatMap((option) => option.env === undefined ? [] : [option.env])])
 
 // --- reading a Dockerfile ------------------------------------------------------------------------
 

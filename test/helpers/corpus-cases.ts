@@ -100,6 +100,12 @@ export interface RequestCase {
   readonly bytes: string
   /** The parser's (and the proxy's) maxHeadBytes; absent means CLB_DEFAULTS.maxHeadBytes (64 KiB). */
   readonly maxHeadBytes?: number
+  /** The parser's (and the proxy's) maxRequestLineBytes; absent means CLB_DEFAULTS.maxRequestLineBytes (16 KiB). */
+  readonly maxRequestLineBytes?: number
+  /** The parser's (and the proxy's) maxHeaderLineBytes; absent means CLB_DEFAULTS.maxHeaderLineBytes (16 KiB). */
+  readonly maxHeaderLineBytes?: number
+  /** The parser's (and the proxy's) maxHeaderCount; absent means CLB_DEFAULTS.maxHeaderCount (100). */
+  readonly maxHeaderCount?: number
   /** Every defect found, in stream order (the parser stops at the first one of a request). */
   readonly expectedCodes: readonly DefectCode[]
   /** The offset of each defect, counted from the first byte of the request it is in. */
@@ -264,6 +270,9 @@ function requestSchema (source: string): Schema {
     name: required(isName),
     bytes: required(isBytes(source)),
     maxHeadBytes: optional(isPositiveInteger),
+    maxRequestLineBytes: optional(isPositiveInteger),
+    maxHeaderLineBytes: optional(isPositiveInteger),
+    maxHeaderCount: optional(isPositiveInteger),
     expectedCodes: required(listOf(isDefectCode('request'))),
     expectedOffsets: required(listOf(isOffset)),
     client: required(listOf(oneOf(REQUEST_CLIENTS), 1)),

@@ -1,4 +1,4 @@
-import { RequestParser, type RequestHead, type RequestParserState } from '../../validators/request-parser.js'
+import { RequestParser, type RequestHead, type RequestLimits, type RequestParserState } from '../../validators/request-parser.js'
 import type { Defect } from '../../validators/defects.js'
 import type { Chunking } from './split.js'
 
@@ -20,11 +20,12 @@ export interface RequestOutcome {
 /**
  * Feeds a client byte stream the way proxy/data-path/client-connection.ts does: each read goes to the
  * current parser; the bytes it did not consume start the next request (pipelining). Stops at the
- * first invalid request (the proxy answers 400/405 and closes).
+ * first invalid request (the proxy answers 400/405 and closes). `limits` is what RequestParser takes:
+ * a number (maxHeadBytes, the other limits infinite) or every limit.
  */
-export function feedStream (chunking: Chunking, maxHeadBytes: number): RequestOutcome[] {
+export function feedStream (chunking: Chunking, limits: number | RequestLimits): RequestOutcome[] {
   const outcomes: RequestOutcome[] = []
-  let parser = new RequestParser(maxHeadBytes)
+  let parser = new RequestParser(limits)
   let consumed = 0
   const settle = (): void => {
     outcomes.push({
@@ -45,7 +46,7 @@ export function feedStream (chunking: Chunking, maxHeadBytes: number): RequestOu
       rest = rest.subarray(result.consumed)
       if (parser.state === 'complete') {
         settle()
-        parser = new RequestParser(maxHeadBytes)
+        parser = new RequestParser(limits)
         consumed = 0
       }
     }

@@ -11,6 +11,7 @@ import t from 'tap'
 import { CLB_DEFAULTS } from '../../proxy/core/options.js'
 import { OPTION_LIMITS } from '../../proxy/core/resolve-options.js'
 import { DEFECTS, DEFECT_CODES, type DefectDirection } from '../../validators/defects.js'
+import type { RequestLimits } from '../../validators/request-parser.js'
 import {
   REQUEST_CASES,
   REQUEST_CASES_FILE,
@@ -29,6 +30,9 @@ import { feedStream } from '../helpers/request-stream.js'
 interface AnyCase {
   readonly name: string
   readonly maxHeadBytes?: number
+  readonly maxRequestLineBytes?: number
+  readonly maxHeaderLineBytes?: number
+  readonly maxHeaderCount?: number
   readonly expectedCodes: readonly string[]
   readonly expectedOffsets: readonly number[]
   readonly rule: string
@@ -56,9 +60,20 @@ t.test('every code of the defect registry is expected by at least one case of it
   }
 })
 
-t.test('every code of the defect registry has a case the socket suites run (maxHeadBytes the proxy accepts)', async (t) => {
+/** The limit keys a case may set, each also a proxy option (proxy/core/options.ts). */
+const LIMIT_KEYS = ['maxHeadBytes', 'maxRequestLineBytes', 'maxHeaderLineBytes', 'maxHeaderCount'] as const
+
+/** Every limit the case sets is one the proxy accepts (OPTION_LIMITS), as test/proxy/data-path/proxy-forwarding.test.ts requires. */
+function proxyAccepts (c: AnyCase): boolean {
+  return LIMIT_KEYS.every((key) => {
+    const value = c[key]
+    return value === undefined || (value >= OPTION_LIMITS[key].min && value <= OPTION_LIMITS[key].max)
+  })
+}
+
+t.test('every code of the defect registry has a case the socket suites run (limits the proxy accepts)', async (t) => {
   for (const { file, direction, cases } of FILES) {
-    const runnable = cases.filter((c) => c.maxHeadBytes === undefined || c.maxHeadBytes >= OPTION_LIMITS.maxHeadBytes.min)
+    const runnable = cases.filter(proxyAccepts)
     const covered = new Set(runnable.flatMap((c) => c.expectedCodes))
     const missing = DEFECT_CODES.filter((code) => DEFECTS[code].direction === direction && !covered.has(code))
     t.strictSame(missing, [], `${direction} codes with no socket-level case in ${file}`)
@@ -111,14 +126,20 @@ t.test('request cases: one log pair per answered request, and it agrees with wha
 
 /** One request of a client stream: everything that must not depend on the reads. */
 
-function maxHeadBytesOf (c: RequestCase): number {
-  return c.maxHeadBytes ?? CLB_DEFAULTS.maxHeadBytes
+/** The parser limits of a case: each its own value, or CLB_DEFAULTS when absent. */
+function limitsOf (c: RequestCase): RequestLimits {
+  return {
+    maxHeadBytes: c.maxHeadBytes ?? CLB_DEFAULTS.maxHeadBytes,
+    maxRequestLineBytes: c.maxRequestLineBytes ?? CLB_DEFAULTS.maxRequestLineBytes,
+    maxHeaderLineBytes: c.maxHeaderLineBytes ?? CLB_DEFAULTS.maxHeaderLineBytes,
+    maxHeaderCount: c.maxHeaderCount ?? CLB_DEFAULTS.maxHeaderCount
+  }
 }
 
 t.test('each request case read in one piece gives its codes, offsets and one request per answer', async (t) => {
   for (const c of REQUEST_CASES) {
     const bytes = caseBytes(c)
-    const outcomes = feedStream(wholeRead(bytes), maxHeadBytesOf(c))
+    const outcomes = feedStream(wholeRead(bytes), limitsOf(c))
     t.strictSame({
       codes: outcomes.flatMap((o) => o.defects.map((d) => d.code)),
       offsets: outcomes.flatMap((o) => o.defects.map((d) => d.offset)),
@@ -138,10 +159,10 @@ t.test('each request case read in one piece gives its codes, offsets and one req
 t.test('each request case gives the same requests split at every byte boundary and byte by byte', async (t) => {
   for (const c of REQUEST_CASES) {
     const bytes = caseBytes(c)
-    const whole = feedStream(wholeRead(bytes), maxHeadBytesOf(c))
+    const whole = feedStream(wholeRead(bytes), limitsOf(c))
     // Unconsumed bytes are handed back to the caller, so every cut is fair (test/helpers/split.ts).
     const chunkings = [...splitAtEveryBoundary(bytes, bytes.length), everyByteAlone(bytes)]
-    const differ = chunkings.filter((chunking) => !isDeepStrictEqual(feedStream(chunking, maxHeadBytesOf(c)), whole)).map((chunking) => chunking.label)
+    const differ = chunkings.filter((chunking) => !isDeepStrictEqual(feedStream(chunking, limitsOf(c)), whole)).map((chunking) => chunking.label)
     t.strictSame(differ, [], `${c.name}: all ${chunkings.length} chunkings match one read`)
   }
 })

@@ -238,7 +238,7 @@ t.test('register and deregister through the admin API and the library; GET /inst
 
   const bad = await fetch(`${admin}/instances`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ url: 'ftp://x' }) })
   t.equal(bad.status, 400)
-  t.match(await bad.json(), { error: /^url must be an http:\/\/HOST:PORT URL/ })
+  t.match(await bad.json(), { error: /^url must be an http:\/\/, https:\/\/, tcp:\/\/ or ssl:\/\/ HOST:PORT URL/ })
   const missing = await fetch(`${admin}/instances`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' })
   t.equal(missing.status, 400, 'the JSON schema requires url')
 

@@ -111,8 +111,16 @@ t.test('a bad flag value exits 2 naming the flag and quoting the text typed', as
       '--listen must be HOST:PORT with a port from 0 to 65535 (IPv6 as [::1]:8080; port 0 picks a free port), got "nope"'
     ],
     [
-      ['--backend', 'http://127.0.0.1:3000', '--backend', 'https://a:443'],
-      '--backend must use http: (https backends are not supported yet), got "https://a:443"'
+      ['--backend', 'http://127.0.0.1:3000', '--backend', 'tcp://a'],
+      '--backend must name a port: tcp:// has no default port, got "tcp://a"'
+    ],
+    [
+      ['--backend', 'http://127.0.0.1:3000', '--listener', 'tcp://127.0.0.1:0'],
+      '--listener has no instance it may route to: a TCP listener routes to TCP or SSL instances only (CLB\'s listener pairing), so give a tcp:// or ssl:// --backend, got "tcp://127.0.0.1:0"'
+    ],
+    [['--security-policy', 'ELBSecurityPolicy-2015-05'], '--security-policy must be one of CLB\'s predefined security policies: ELBSecurityPolicy-2016-08, ELBSecurityPolicy-TLS-1-2-2017-01, got "ELBSecurityPolicy-2015-05"'],
+    [['--max-headers', 'many'], '--max-headers must be an integer from 1 to 10000, got "many"'],
+    [['--tls-cert', 'c.pem'], '--tls-cert must be given together with tlsKey (a certificate and its private key), got "c.pem"'
     ],
     [['--access-log='], "--access-log must be a file path or '-' for stdout, got \"\""],
     [
@@ -146,11 +154,16 @@ t.test('a bad environment value exits 2 naming the variable and quoting its text
     ],
     [
       { CLB_BACKENDS: 'http://a:1, ftp://b' },
-      'CLB_BACKENDS entry 2 must be an http://HOST:PORT URL (port 1 to 65535, default 80, no path or query), got "ftp://b"'
+      'CLB_BACKENDS entry 2 must be an http://, https://, tcp:// or ssl:// HOST:PORT URL (port 1 to 65535; http and https default to 80 and 443; no path or query), got "ftp://b"'
     ],
     [
       { CLB_BACKENDS: 'http://a:1,' },
-      'CLB_BACKENDS entry 2 must be an http://HOST:PORT URL (port 1 to 65535, default 80, no path or query), got ""'
+      'CLB_BACKENDS entry 2 must be an http://, https://, tcp:// or ssl:// HOST:PORT URL (port 1 to 65535; http and https default to 80 and 443; no path or query), got ""'
+    ],
+    [{ CLB_PROXY_PROTOCOL: 'maybe' }, 'CLB_PROXY_PROTOCOL must be on or off, got "maybe"'],
+    [
+      { CLB_LISTENERS: 'http://127.0.0.1:0, udp://127.0.0.1:0' },
+      'CLB_LISTENERS must be PROTOCOL://HOST:PORT with PROTOCOL http, https, tcp or ssl and a port from 0 to 65535 (IPv6 as [::1]), got "http://127.0.0.1:0, udp://127.0.0.1:0"'
     ],
     [{ CLB_ACCESS_LOG: 'a\0b' }, `CLB_ACCESS_LOG must be a file path or '-' for stdout, got "a\\u0000b"`],
     [

@@ -5,7 +5,7 @@ import { CLB_DEFAULTS, type ClbProxyOptions } from '../../../proxy/core/options.
 import { OptionError, parseByteSize, resolveOptions } from '../../../proxy/core/resolve-options.js'
 
 const BACKEND = 'http://127.0.0.1:3000'
-const KNOWN = 'listen, backends, accessLog, accessLogDir, emitIntervalMinutes, name, idleTimeoutSeconds, responseBufferBytes, responseHoldMs, lingerSeconds, maxHeadBytes, profile, drainTimeoutSeconds, captureDir, maxCaptures, captureBytes, keepaliveRace, admin, healthCheck, healthIntervalSeconds, healthTimeoutSeconds, healthyThreshold, unhealthyThreshold, maxInstanceConnections, surgeQueueSize, drainingTimeoutSeconds, stickyDurationSeconds, stickyAppCookie, desyncMode'
+const KNOWN = 'listen, listeners, backends, accessLog, accessLogDir, emitIntervalMinutes, name, idleTimeoutSeconds, responseBufferBytes, responseHoldMs, lingerSeconds, maxHeadBytes, profile, drainTimeoutSeconds, captureDir, maxCaptures, captureBytes, keepaliveRace, admin, healthCheck, healthIntervalSeconds, healthTimeoutSeconds, healthyThreshold, unhealthyThreshold, maxInstanceConnections, surgeQueueSize, drainingTimeoutSeconds, stickyDurationSeconds, stickyAppCookie, desyncMode, tlsCert, tlsKey, securityPolicy, proxyProtocol, backendCa, maxRequestLineBytes, maxHeaderLineBytes, maxHeaderCount'
 
 interface Rejection {
   readonly input: unknown
@@ -59,6 +59,7 @@ function acceptsField(t: Test, field: string, cases: ReadonlyArray<readonly [unk
 t.test('defaults fill every field', async (t) => {
   t.strictSame(resolveOptions({ backends: [BACKEND] }), {
     listen: { host: '127.0.0.1', port: 8080 },
+    listeners: [{ protocol: 'http', host: '127.0.0.1', port: 8080 }],
     backends: [{ host: '127.0.0.1', port: 3000 }],
     accessLog: '-',
     accessLogDir: null,
@@ -86,7 +87,15 @@ t.test('defaults fill every field', async (t) => {
     drainingTimeoutSeconds: 300,
     stickyDurationSeconds: null,
     stickyAppCookie: null,
-    desyncMode: 'defensive'
+    desyncMode: 'defensive',
+    tlsCert: null,
+    tlsKey: null,
+    securityPolicy: 'ELBSecurityPolicy-2016-08',
+    proxyProtocol: false,
+    backendCa: null,
+    maxRequestLineBytes: 16384,
+    maxHeaderLineBytes: 16384,
+    maxHeaderCount: 100
   })
   const explicitUndefined = resolveOptions({
     backends: [BACKEND],
@@ -161,7 +170,7 @@ t.test('unknown keys are rejected by name', async (t) => {
   assertRejected(t, { backends: [BACKEND, { host: 'a', port: 1, weight: 2 }] }, {
     input: 'weight',
     field: 'backends',
-    message: 'unknown option "backends[1].weight" (expected one of: backends[1].host, backends[1].port)'
+    message: 'unknown option "backends[1].weight" (expected one of: backends[1].host, backends[1].port, backends[1].protocol)'
   })
 })
 
@@ -233,7 +242,7 @@ t.test('listen', async (t) => {
   })
 })
 
-const BACKEND_RULE = 'must be an http://HOST:PORT URL (port 1 to 65535, default 80, no path or query)'
+const BACKEND_RULE = 'must be an http://, https://, tcp:// or ssl:// HOST:PORT URL (port 1 to 65535; http and https default to 80 and 443; no path or query)'
 
 t.test('backends', async (t) => {
   acceptsField(t, 'backends', [
@@ -243,6 +252,10 @@ t.test('backends', async (t) => {
     [['HTTP://app:8080/'], [{ host: 'app', port: 8080 }]],
     [['http://[::1]:9000'], [{ host: '::1', port: 9000 }]],
     [['http://web_1:65535'], [{ host: 'web_1', port: 65535 }]],
+    [['https://a'], [{ host: 'a', port: 443, protocol: 'https' }]],
+    [['HTTPS://a:8443'], [{ host: 'a', port: 8443, protocol: 'https' }]],
+    [['http://a:1', 'tcp://a:5000', 'ssl://a:5001'], [{ host: 'a', port: 1 }, { host: 'a', port: 5000, protocol: 'tcp' }, { host: 'a', port: 5001, protocol: 'ssl' }]],
+    [[{ host: 'a', port: 1, protocol: 'http' }, { host: 'a', port: 2, protocol: 'tcp' }], [{ host: 'a', port: 1 }, { host: 'a', port: 2, protocol: 'tcp' }]],
     [
       [{ host: '10.0.0.1', port: 8080 }, 'http://10.0.0.2:8080'],
       [
@@ -252,7 +265,9 @@ t.test('backends', async (t) => {
     ]
   ])
   const entryCases: ReadonlyArray<readonly [unknown, string]> = [
-    ['https://a:443', 'backends[1] must use http: (https backends are not supported yet), got "https://a:443"'],
+    ['tcp://a', 'backends[1] must name a port: tcp:// has no default port, got "tcp://a"'],
+    ['ssl://a:1/x', 'backends[1] must be ssl://HOST:PORT without a path, query or fragment (the request path is forwarded as the client sent it), got "ssl://a:1/x"'],
+    [{ host: 'a', port: 1, protocol: 'udp' }, 'backends[1].protocol must be \'http\', \'https\', \'tcp\' or \'ssl\', got "udp"'],
     ['ftp://a:21', `backends[1] ${BACKEND_RULE}, got "ftp://a:21"`],
     ['127.0.0.1:3000', `backends[1] ${BACKEND_RULE} (did you mean "http://127.0.0.1:3000"?), got "127.0.0.1:3000"`],
     ['localhost', `backends[1] ${BACKEND_RULE}, got "localhost"`],
@@ -542,4 +557,68 @@ t.test('desyncMode: CLB\'s three modes, defensive by default', async (t) => {
   t.equal(resolveOptions({ backends: [BACKEND] }).desyncMode, 'defensive')
   t.equal(resolveOptions({ backends: [BACKEND], desyncMode: 'strictest' }).desyncMode, 'strictest')
   t.throws(() => resolveOptions({ backends: [BACKEND], desyncMode: 'paranoid' as never }), { field: 'desyncMode', message: "desyncMode must be 'monitor', 'defensive' or 'strictest' (CLB's desync mitigation modes), got \"paranoid\"" })
+})
+
+const LISTENERS_RULE = 'must be PROTOCOL://HOST:PORT with PROTOCOL http, https, tcp or ssl and a port from 0 to 65535 (IPv6 as [::1])'
+
+t.test('listeners', async (t) => {
+  const both = resolveOptions({ backends: [BACKEND, 'tcp://127.0.0.1:4000'], listeners: ['http://127.0.0.1:0', 'HTTPS://localhost:8443', { protocol: 'tcp', host: '::1', port: 0 }, 'ssl://[::1]:8444'] })
+  t.strictSame(both.listeners, [
+    { protocol: 'http', host: '127.0.0.1', port: 0 },
+    { protocol: 'https', host: 'localhost', port: 8443 },
+    { protocol: 'tcp', host: '::1', port: 0 },
+    { protocol: 'ssl', host: '::1', port: 8444 }
+  ])
+  t.strictSame(both.listen, { host: '127.0.0.1', port: 0 }, 'listen is the first listener')
+  t.ok(Object.isFrozen(both.listeners[1]), 'frozen')
+  const cases: ReadonlyArray<readonly [unknown, string]> = [
+    ['udp://127.0.0.1:1', `listeners[0] ${LISTENERS_RULE}, got "udp://127.0.0.1:1"`],
+    ['127.0.0.1:1', `listeners[0] ${LISTENERS_RULE} (did you mean "http://127.0.0.1:1"?), got "127.0.0.1:1"`],
+    ['http://127.0.0.1:65536', `listeners[0] ${LISTENERS_RULE}, got "http://127.0.0.1:65536"`],
+    [{ protocol: 'ftp', host: 'a', port: 1 }, 'listeners[0].protocol must be \'http\', \'https\', \'tcp\' or \'ssl\', got "ftp"'],
+    [{ protocol: 'tcp', host: 'a', port: -1 }, 'listeners[0].port must be an integer port from 0 to 65535, got "-1"'],
+    [7, `listeners[0] ${LISTENERS_RULE}, got "7"`]
+  ]
+  for (const [entry, message] of cases) {
+    assertRejected(t, { backends: [BACKEND, 'tcp://a:1'], listeners: [entry] }, { input: entry, field: 'listeners', message })
+  }
+  assertRejected(t, { backends: [BACKEND], listeners: [] }, {
+    input: [],
+    field: 'listeners',
+    message: 'listeners must be a non-empty array of PROTOCOL://HOST:PORT strings or { protocol, host, port } objects, got []'
+  })
+  assertRejected(t, { backends: [BACKEND], listen: '127.0.0.1:1', listeners: ['http://127.0.0.1:2'] }, {
+    input: '127.0.0.1:1',
+    field: 'listen',
+    message: 'listen cannot be combined with listeners: give one HTTP listener with listen, or every listener with listeners, got "127.0.0.1:1"'
+  })
+  assertRejected(t, { backends: [BACKEND], listeners: ['http://127.0.0.1:9000', 'https://127.0.0.1:9000'] }, {
+    input: 'https://127.0.0.1:9000',
+    field: 'listeners',
+    message: 'listeners[1] uses the same address as listeners[0]: each listener needs its own port, got "https://127.0.0.1:9000"'
+  })
+  // CLB-LISTEN pairing: HTTP/HTTPS listeners to http/https instances, TCP/SSL listeners to tcp/ssl instances.
+  assertRejected(t, { backends: [BACKEND], listeners: ['http://127.0.0.1:0', 'tcp://127.0.0.1:0'] }, {
+    input: 'tcp://127.0.0.1:0',
+    field: 'listeners',
+    message: 'listeners[1] has no instance it may route to: a TCP listener routes to TCP or SSL instances only (CLB\'s listener pairing), so give a tcp:// or ssl:// --backend, got "tcp://127.0.0.1:0"'
+  })
+  assertRejected(t, { backends: ['tcp://a:1'] }, {
+    input: 'http://127.0.0.1:8080',
+    field: 'listen',
+    message: 'listen has no instance it may route to: a HTTP listener routes to HTTP or HTTPS instances only (CLB\'s listener pairing), so give an http:// or https:// --backend, got "http://127.0.0.1:8080"'
+  })
+  t.strictSame(resolveOptions({ listeners: ['tcp://127.0.0.1:0'] }, { requireBackends: false }).listeners, [{ protocol: 'tcp', host: '127.0.0.1', port: 0 }], 'without backends (the demo) no pairing is checked')
+})
+
+t.test('TLS, proxy protocol and request limits', async (t) => {
+  const resolved = resolveOptions({ backends: [BACKEND], tlsCert: 'c.pem', tlsKey: 'k.pem', securityPolicy: 'ELBSecurityPolicy-TLS-1-2-2017-01', proxyProtocol: true, backendCa: 'ca.pem', maxRequestLineBytes: 256, maxHeaderLineBytes: 1048576, maxHeaderCount: 1 })
+  t.strictSame([resolved.tlsCert, resolved.tlsKey, resolved.securityPolicy, resolved.proxyProtocol, resolved.backendCa, resolved.maxRequestLineBytes, resolved.maxHeaderLineBytes, resolved.maxHeaderCount], ['c.pem', 'k.pem', 'ELBSecurityPolicy-TLS-1-2-2017-01', true, 'ca.pem', 256, 1048576, 1])
+  assertRejected(t, { backends: [BACKEND], tlsCert: 'c.pem' }, { input: 'c.pem', field: 'tlsCert', message: 'tlsCert must be given together with tlsKey (a certificate and its private key), got "c.pem"' })
+  assertRejected(t, { backends: [BACKEND], tlsKey: 'k.pem' }, { input: 'k.pem', field: 'tlsKey', message: 'tlsKey must be given together with tlsCert (a certificate and its private key), got "k.pem"' })
+  assertRejected(t, { backends: [BACKEND], tlsCert: '' }, { input: '', field: 'tlsCert', message: 'tlsCert must be the path of a PEM certificate file, given together with tlsKey, or null for a self-signed certificate generated at start, got ""' })
+  assertRejected(t, { backends: [BACKEND], securityPolicy: 'ELBSecurityPolicy-2015-05' as never }, { input: 'ELBSecurityPolicy-2015-05', field: 'securityPolicy', message: 'securityPolicy must be one of CLB\'s predefined security policies: ELBSecurityPolicy-2016-08, ELBSecurityPolicy-TLS-1-2-2017-01, got "ELBSecurityPolicy-2015-05"' })
+  assertRejected(t, { backends: [BACKEND], proxyProtocol: 'yes' as never }, { input: 'yes', field: 'proxyProtocol', message: 'proxyProtocol must be true or false, got "yes"' })
+  assertRejected(t, { backends: [BACKEND], maxRequestLineBytes: 255 }, { input: 255, field: 'maxRequestLineBytes', message: 'maxRequestLineBytes must be an integer from 256 to 1048576 bytes (1 MiB), got "255"' })
+  assertRejected(t, { backends: [BACKEND], maxHeaderCount: 0 }, { input: 0, field: 'maxHeaderCount', message: 'maxHeaderCount must be an integer from 1 to 10000, got "0"' })
 })

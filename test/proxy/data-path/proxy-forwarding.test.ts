@@ -172,15 +172,39 @@ function statusPair (line: string): string {
   return line.split(' ').slice(7, 9).join(' ')
 }
 
+/** The limits a request case may set, each a proxy option of the same name (proxy/core/options.ts). */
+const LIMIT_KEYS = ['maxHeadBytes', 'maxRequestLineBytes', 'maxHeaderLineBytes', 'maxHeaderCount'] as const
+type CaseLimits = { -readonly [K in typeof LIMIT_KEYS[number]]?: number }
+
+/** The limits a case sets, and only those (an absent one is the proxy's default, CLB_DEFAULTS). */
+function limitsOf (c: RequestCase): CaseLimits {
+  const limits: CaseLimits = {}
+  for (const key of LIMIT_KEYS) {
+    const value = c[key]
+    if (value !== undefined) limits[key] = value
+  }
+  return limits
+}
+
 t.test('every case of the request table (test/fixtures/request-cases.yaml), whole, through real sockets: the client bytes and log pairs its data names', async (t) => {
-  // maxHeadBytes below the proxy's own minimum (OPTION_LIMITS) cannot be reproduced end to end.
-  const runnable = REQUEST_CASES.filter((c) => c.maxHeadBytes === undefined || c.maxHeadBytes >= OPTION_LIMITS.maxHeadBytes.min)
-  const groups = new Map<number | undefined, RequestCase[]>()
-  for (const c of runnable) groups.set(c.maxHeadBytes, [...(groups.get(c.maxHeadBytes) ?? []), c])
+  // A limit outside the proxy option's range (OPTION_LIMITS) cannot be reproduced end to end.
+  const runnable = REQUEST_CASES.filter((c) => LIMIT_KEYS.every((key) => {
+    const value = c[key]
+    return value === undefined || (value >= OPTION_LIMITS[key].min && value <= OPTION_LIMITS[key].max)
+  }))
+  // One proxy per set of limits; a limit the case does not set is left to the proxy's default (CLB_DEFAULTS).
+  const groups = new Map<string, { readonly limits: CaseLimits; readonly cases: RequestCase[] }>()
+  for (const c of runnable) {
+    const limits = limitsOf(c)
+    const key = JSON.stringify(LIMIT_KEYS.map((k) => limits[k] ?? null))
+    const group = groups.get(key) ?? { limits, cases: [] }
+    group.cases.push(c)
+    groups.set(key, group)
+  }
   const observed: unknown[] = []
   const expected: unknown[] = []
-  for (const [maxHeadBytes, cases] of groups) {
-    const f = await startProxyFixture(t, { proxy: maxHeadBytes === undefined ? {} : { maxHeadBytes } })
+  for (const { limits, cases } of groups.values()) {
+    const f = await startProxyFixture(t, { proxy: { ...limits } })
     for (const c of cases) {
       const forwardedCount = c.client.filter((outcome) => outcome === 'forwarded').length
       for (let i = 0; i < forwardedCount; i++) f.replies.push(reply([OK]))
