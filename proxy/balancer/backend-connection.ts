@@ -1,7 +1,8 @@
 /**
  * The socket to an instance and its listeners: a BackendSocket keeps reading after a write meets
  * the instance's reset (an early answer is still relayed); a BackendConnection forwards the socket's
- * events to its current user (an exchange, or the instance's pool while idle).
+ * events to its current user (an exchange, or the instance's pool while idle). The socket is opened
+ * by instance-socket.ts: the BackendSocket itself (http instances) or TLS over it (https).
  */
 import net from 'node:net'
 
@@ -46,14 +47,39 @@ export class BackendSocket extends net.Socket {
   }
 }
 
+/** OpenSSL's error text: `<hex>:error:<code>:<library>:<function>:<reason>:<file>:<line>:`. */
+const OPENSSL_ERROR_TEXT = /:error:[0-9A-Fa-f]+:[^:]*:[^:]*:([^:]+):/
+
+/**
+ * The words of a socket error, without OpenSSL's `<hex>:error:<code>:SSL routines:...:file:line`
+ * wrapping: OpenSSL's reason ("wrong version number", "tlsv1 alert protocol version"), also when
+ * node:tls reports it as a write's EPROTO ("write EPROTO <OpenSSL text>", when request bytes were
+ * queued during the handshake); else Node's message ("unable to verify the first certificate").
+ */
+export function errorReason (error: Error): string {
+  // OpenSSL's errors carry `library` ("SSL routines") and `reason`; node:tls's own (a certificate
+  // that does not name the host) have a `reason` that is only the second half of their message.
+  const { library, reason } = error as { library?: unknown, reason?: unknown }
+  if (typeof library === 'string' && typeof reason === 'string' && reason.length > 0) return reason
+  return OPENSSL_ERROR_TEXT.exec(error.message)?.[1] ?? error.message
+}
+
 /** Who is told about a backend connection's events right now: its exchange, or the pool while idle. */
 export interface ConnectionUser {
+  /** The connection is established: TCP connected (http), or the TLS handshake done (https). */
   onConnect (): void
   onData (chunk: Buffer): void
   /** The instance's FIN, or the connection closed (reset, or destroyed). */
   onClosed (): void
   onIdleTimeout (): void
 }
+
+/**
+ * How far a connection got: 'connecting' (TCP), 'handshaking' (TLS only: TCP connected, handshake
+ * not done), 'established' (bytes flow to the instance). A connection that closes while
+ * 'handshaking' failed its TLS handshake.
+ */
+export type BackendConnectionStage = 'connecting' | 'handshaking' | 'established'
 
 /**
  * A backend socket with listeners attached once, for its whole life, that forward to its current
@@ -63,11 +89,30 @@ export class BackendConnection {
   user: ConnectionUser | null = null
   /** When the connection went back to the pool (clock microseconds). */
   idleSinceMicros = 0
-  /** The system error the socket reported last (ECONNREFUSED, ENOTFOUND, ECONNRESET, ...), if any. */
+  /** The system or TLS error the socket reported last (ECONNREFUSED, ENOTFOUND, ECONNRESET, UNABLE_TO_VERIFY_LEAF_SIGNATURE, ERR_SSL_...), if any. */
   lastError: string | null = null
+  /** Node's words for lastError (OpenSSL's reason for a TLS error); null when none. */
+  lastErrorMessage: string | null = null
+  stage: BackendConnectionStage = 'connecting'
 
-  constructor (readonly socket: BackendSocket, onGone: (connection: BackendConnection) => void) {
-    socket.on('connect', () => this.user?.onConnect())
+  /**
+   * `socket`: where requests are written and responses read (for https, the TLS socket);
+   * `transport`: its TCP connection (the same socket for http).
+   */
+  constructor (readonly socket: net.Socket, private readonly transport: BackendSocket, onGone: (connection: BackendConnection) => void) {
+    if (socket === transport) {
+      socket.on('connect', () => {
+        this.stage = 'established'
+        this.user?.onConnect()
+      })
+    } else {
+      // TLS (instance-socket.ts): 'connect' is the TCP connection, 'secureConnect' the handshake.
+      socket.once('connect', () => { this.stage = 'handshaking' })
+      socket.once('secureConnect', () => {
+        this.stage = 'established'
+        this.user?.onConnect()
+      })
+    }
     socket.on('data', (chunk: Buffer) => this.user?.onData(chunk))
     socket.on('end', () => this.user?.onClosed())
     socket.on('close', () => {
@@ -76,20 +121,28 @@ export class BackendConnection {
     })
     socket.on('timeout', () => this.user?.onIdleTimeout())
     // An 'error' is always followed by 'close', which is where its user hears of it.
-    socket.on('error', (error: NodeJS.ErrnoException) => { this.lastError = error.code ?? error.message })
+    socket.on('error', (error: NodeJS.ErrnoException) => {
+      this.lastError = error.code ?? error.message
+      this.lastErrorMessage = errorReason(error)
+    })
+  }
+
+  /** True for a connection that closed, or stalled, after TCP connected and before its TLS handshake completed. */
+  get tlsHandshakeFailed (): boolean {
+    return this.stage === 'handshaking'
   }
 
   get reusable (): boolean {
-    return !this.socket.destroyed && this.socket.readyState === 'open' && this.socket.writeFailure === null
+    return !this.socket.destroyed && this.socket.readyState === 'open' && this.transport.writeFailure === null
   }
 
   /** The system error that ended or broke the connection: a reported one, else the reset a write met. */
   get systemError (): string | null {
-    return this.lastError ?? this.socket.writeFailure?.code ?? null
+    return this.lastError ?? this.transport.writeFailure?.code ?? null
   }
 
   /** False once a write met the instance's reset: request bytes are then discarded, not sent. */
   get writable (): boolean {
-    return this.socket.writeFailure === null && !this.socket.destroyed
+    return this.transport.writeFailure === null && !this.socket.destroyed
   }
 }

@@ -5,7 +5,7 @@
  */
 import type { HealthCheckResult, InstanceState } from '../core/events.js'
 import type { HealthCheckTarget } from '../core/health-check-target.js'
-import type { BackendAddress } from '../core/options.js'
+import { instanceProtocolOf, isLayer7, type BackendAddress } from '../core/options.js'
 import { HealthMonitor } from './health-monitor.js'
 import { INSTANCE_DESCRIPTIONS, afterHealthCheck } from './instance-health.js'
 import { instanceIdFor } from './instance-id.js'
@@ -47,6 +47,8 @@ export class BackendPool {
   private readonly leaving = new Set<Instance>()
   private readonly monitor: HealthMonitor | null
   private nextTieBreak = 0
+  /** Round robin over the TCP/SSL instances, for the connections of TCP and SSL listeners. */
+  private nextConnectionTurn = 0
   private started = false
   private closed = false
 
@@ -55,7 +57,7 @@ export class BackendPool {
     this.monitor = check === null
       ? null
       : new HealthMonitor(
-        { target: check.target, intervalMs: check.intervalMs, timeoutMs: check.timeoutMs, maxHeadBytes: check.maxHeadBytes, clock: settings.clock },
+        { target: check.target, intervalMs: check.intervalMs, timeoutMs: check.timeoutMs, maxHeadBytes: check.maxHeadBytes, clock: settings.clock, backendCa: settings.backendCa },
         (id, result) => this.applyHealthCheck(id, result)
       )
   }
@@ -147,7 +149,7 @@ export class BackendPool {
    */
   route (request: QueuedRequest, preferred: Instance | null): Routed {
     const limit = this.settings.maxInstanceConnections
-    let instance: Instance | null = preferred !== null && preferred.routable && preferred.outstanding < limit ? preferred : null
+    let instance: Instance | null = preferred !== null && preferred.routable && preferred.outstanding < limit && servesHttp(preferred) ? preferred : null
     if (instance === null) {
       if (this.routableCount() === 0) return 'no-instance-in-service'
       // Requests already waiting go first: a new one may not overtake the queue.
@@ -196,23 +198,43 @@ export class BackendPool {
     this.afterSlotFreed(instance)
   }
 
-  /** The least outstanding requests among routable instances with a free slot, ties round robin. */
+  /**
+   * The instance for one connection of a TCP or SSL listener: round robin over the routable tcp/ssl
+   * instances (CLB-LISTEN: "the load balancer uses the round robin routing algorithm for TCP
+   * listeners"); the connection holds a slot there until finished() (draining and deregistration
+   * tell it through instanceGone()). Null when none is in service. Connections have no surge queue
+   * and no per-instance limit (docs/listeners.md).
+   */
+  routeConnection (connection: InFlightRequest): Instance | null {
+    const count = this.registered.length
+    for (let k = 0; k < count; k++) {
+      const candidate = this.registered[(this.nextConnectionTurn + k) % count] as Instance
+      if (!candidate.routable || servesHttp(candidate)) continue
+      this.nextConnectionTurn = (this.nextConnectionTurn + k + 1) % count
+      candidate.inFlight.add(connection)
+      return candidate
+    }
+    return null
+  }
+
+  /** The least outstanding requests among routable http/https instances with a free slot, ties round robin. */
   private pick (exclude?: readonly Instance[], takeTurn = true): Instance | null {
     const count = this.registered.length
     const limit = this.settings.maxInstanceConnections
     let best: Instance | null = null
     for (let k = 0; k < count; k++) {
       const candidate = this.registered[(this.nextTieBreak + k) % count] as Instance
-      if (!candidate.routable || candidate.outstanding >= limit || exclude?.includes(candidate) === true) continue
+      if (!candidate.routable || candidate.outstanding >= limit || !servesHttp(candidate) || exclude?.includes(candidate) === true) continue
       if (best === null || candidate.outstanding < best.outstanding) best = candidate
     }
     if (count > 0 && takeTurn) this.nextTieBreak = (this.nextTieBreak + 1) % count
     return best
   }
 
+  /** Routable http/https instances: the ones HTTP requests (and the surge queue) may go to. */
   private routableCount (): number {
     let count = 0
-    for (const instance of this.registered) if (instance.routable) count++
+    for (const instance of this.registered) if (instance.routable && servesHttp(instance)) count++
     return count
   }
 
@@ -318,6 +340,11 @@ export class BackendPool {
     await this.monitor?.close()
     await Promise.all([...this.registered, ...this.leaving].map((instance) => instance.destroyAll()))
   }
+}
+
+/** CLB-LISTEN pairing: HTTP/HTTPS listeners route to http/https instances only. */
+function servesHttp (instance: Instance): boolean {
+  return isLayer7(instanceProtocolOf(instance.address))
 }
 
 /** Health-check errors that mean no connection was established (CLB-CW BackendConnectionErrors). */

@@ -12,7 +12,6 @@
  *   other than "200 OK" within the timeout period is considered unhealthy."
  */
 import net from 'node:net'
-import tls from 'node:tls'
 import type { Clock } from '../core/clock.js'
 import type { HealthCheckResult } from '../core/events.js'
 import type { HealthCheckTarget } from '../core/health-check-target.js'
@@ -20,6 +19,7 @@ import { CLB_DEFAULTS } from '../core/options.js'
 import type { Defect } from '../../validators/defects.js'
 import { ResponseParser } from '../../validators/response-parser.js'
 import { judge } from '../../validators/verdict.js'
+import { instanceReadyEvent, openInstanceSocket } from './instance-socket.js'
 
 export interface ProbeSettings {
   readonly target: HealthCheckTarget
@@ -28,6 +28,11 @@ export interface ProbeSettings {
   readonly clock: Clock
   /** Largest response head accepted (HDR_TOO_LARGE beyond); default CLB_DEFAULTS.maxHeadBytes. */
   readonly maxHeadBytes?: number
+  /**
+   * PEM text of the CA an HTTPS/SSL check's certificate must chain to (options.backendCa, as for
+   * the data path's https instances); null or absent: any certificate passes.
+   */
+  readonly backendCa?: string | null
 }
 
 export type { HealthCheckResult }
@@ -98,26 +103,20 @@ export async function probeInstance (address: { host: string, port: number }, se
       decide(connectionFailed(errorCode, connected, secure))
     }
 
+    // The target's protocol decides (API-HC: "The protocol is either TCP, HTTP, HTTPS, or SSL"),
+    // opened as the data path opens an instance of that protocol (instance-socket.ts): SNI for a
+    // host name, and without backendCa any certificate (CLB-LISTEN "Back-End Server Authentication"
+    // off), so self-signed certificates pass.
+    const checked = { host, port, protocol: secure ? (http ? 'https' : 'ssl') : (http ? 'http' : 'tcp') } as const
     try {
-      socket = secure
-        ? tls.connect({
-          host,
-          port,
-          // CLB-LISTEN "Back-End Server Authentication": "you can enable authentication of your
-          // registered instances"; without it (and clb-proxy has no such setting) the instance's
-          // certificate is not validated, so self-signed certificates pass.
-          rejectUnauthorized: false,
-          // RFC 6066 section 3: "Literal IPv4 and IPv6 addresses are not permitted in "HostName"".
-          ...(net.isIP(host) === 0 ? { servername: host } : {})
-        })
-        : net.connect({ host, port })
+      socket = openInstanceSocket(checked, { backendCa: settings.backendCa ?? null })
     } catch (error) {
       // A port or host node:net refuses outright (ERR_SOCKET_BAD_PORT...): a failed check, not a throw.
       return closedBy((error as NodeJS.ErrnoException).code ?? 'ERR_INVALID_ADDRESS')
     }
     const connection = socket
 
-    connection.on(secure ? 'secureConnect' : 'connect', () => {
+    connection.on(instanceReadyEvent(checked), () => {
       connected = true
       if (!http) {
         decide({ passed: true, status: null, defect: null, error: null, summary: (ms) => `${secure ? 'TLS handshake' : 'connected'} in ${Math.round(ms)} ms` })

@@ -16,6 +16,8 @@ export interface HealthMonitorSettings {
   readonly timeoutMs: number
   readonly maxHeadBytes: number
   readonly clock: Clock
+  /** PEM CA an HTTPS/SSL check's certificate must chain to; null: any (PoolSettings.backendCa). */
+  readonly backendCa: string | null
 }
 
 interface Schedule {
@@ -44,7 +46,7 @@ export class HealthMonitor {
     const run = (): void => {
       schedule.timer = setTimeout(run, this.settings.intervalMs)
       const { target, timeoutMs, clock, maxHeadBytes } = this.settings
-      const pending = probeInstance(address, { target, timeoutMs, clock, maxHeadBytes }, schedule.abort.signal).then((result) => {
+      const pending = probeInstance(address, { target, timeoutMs, clock, maxHeadBytes, backendCa: this.settings.backendCa }, schedule.abort.signal).then((result) => {
         if (schedule.pending === pending) schedule.pending = null
         if (this.schedules.get(id) !== schedule || schedule.abort.signal.aborted) return
         // A target with its own port checks another address than the instance's: say which one, or

@@ -7,7 +7,10 @@ import type { BackendAddress } from '../core/options.js'
  * across restarts and the access log, diagnostics and admin API agree on it.
  */
 export function instanceIdFor (address: BackendAddress): string {
-  const digest = createHash('sha256').update(`${address.host}:${address.port}`).digest('hex')
+  // http instances keep the id they had before other protocols existed: host:port alone.
+  const protocol = address.protocol ?? 'http'
+  const key = protocol === 'http' ? `${address.host}:${address.port}` : `${protocol}://${address.host}:${address.port}`
+  const digest = createHash('sha256').update(key).digest('hex')
   return `i-${digest.slice(0, 17)}`
 }
 

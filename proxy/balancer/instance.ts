@@ -2,11 +2,11 @@
  * One registered instance: its id and health, the requests it is serving (least outstanding
  * requests counts them) and its kept-alive connections.
  */
-import diagnosticsChannel from 'node:diagnostics_channel'
 import type { Clock } from '../core/clock.js'
 import type { BackendAddress, KeepaliveRaceMode } from '../core/options.js'
 import type { ClbProxyEvents, HealthCheckResult, InstanceState } from '../core/events.js'
-import { BackendConnection, BackendSocket, type ConnectionUser } from './backend-connection.js'
+import { BackendConnection, type ConnectionUser } from './backend-connection.js'
+import { instanceTransportOf, openInstanceSocket } from './instance-socket.js'
 import { instanceIdFor, instanceLabel } from './instance-id.js'
 import { ALWAYS_IN_SERVICE, INSTANCE_DESCRIPTIONS, REGISTERING, type HealthStatus } from './instance-health.js'
 
@@ -20,15 +20,16 @@ interface ClosedByInstance {
   readonly idleSeconds: number
 }
 
-// node:net publishes every socket net.connect() creates on this channel; a BackendSocket is
-// created with `new` and published here the same way, so tools that watch the channel still see it.
-const clientSocketChannel = diagnosticsChannel.channel('net.client.socket')
-
 export type Acquired =
   | { readonly kind: 'connection'; readonly connection: BackendConnection; readonly reused: boolean }
   | { readonly kind: 'closed-by-instance'; readonly idleSeconds: number }
 
 export interface PoolSettings {
+  /**
+   * PEM text of the CA that https/ssl instances' certificates must chain to (options.backendCa,
+   * read at start); null: any certificate is accepted, as CLB does without back-end server authentication.
+   */
+  readonly backendCa: string | null
   readonly idleTimeoutMs: number
   readonly keepaliveRace: KeepaliveRaceMode
   readonly clock: Clock
@@ -156,15 +157,10 @@ export class Instance {
       if (entry.reusable) return { kind: 'connection', connection: entry, reused: true }
       entry.socket.destroy()
     }
-    const socket = new BackendSocket()
-    socket.setNoDelay(true)
-    socket.connect({ host: this.address.host, port: this.address.port })
-    if (clientSocketChannel.hasSubscribers) clientSocketChannel.publish({ socket })
-    // CLB-IDLE: "If no data has been sent or received by the time that the idle timeout period
-    // elapses, the load balancer closes the connection": one timer for the connection's life,
-    // restarted by Node on every read and write, whether an exchange or the pool holds it.
-    socket.setTimeout(this.settings.idleTimeoutMs)
-    const connection = new BackendConnection(socket, (gone) => this.open.delete(gone))
+    // Plain TCP for an http instance, TLS for an https one. CLB-IDLE: one idle timer for the
+    // connection's life, restarted on every read and write, whether an exchange or the pool holds it.
+    const socket = openInstanceSocket(this.address, this.settings)
+    const connection = new BackendConnection(socket, instanceTransportOf(socket), (gone) => this.open.delete(gone))
     this.open.add(connection)
     return { kind: 'connection', connection, reused: false }
   }

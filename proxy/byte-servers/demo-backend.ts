@@ -12,6 +12,9 @@
  * `GET /demo/health/pass` switches it back; the CLI runs two named instances behind a CLB health
  * check on /health, so a user can take one out of service and watch the load balancer react.
  */
+import type { IncomingMessage } from 'node:http'
+import type { Duplex } from 'node:stream'
+import { DEMO_WEBSOCKET_PATH, handleDemoUpgrade } from './demo-websocket.js'
 import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify'
 
 export interface DemoRoute {
@@ -249,6 +252,10 @@ function demoHealthFailingText (name: string | null): string {
   return `${name ?? 'this demo instance'} fails its health check on purpose (GET ${DEMO_HEALTH_PASS_PATH} to stop)\n`
 }
 
+const WEBSOCKET_WITHOUT_UPGRADE_TEXT = 'This is a WebSocket endpoint, and this request came without its Upgrade header.\n' +
+  'A Classic Load Balancer\'s HTTP and HTTPS listeners do not pass WebSocket upgrades:\n' +
+  'use a TCP (or SSL) listener, e.g. --listener tcp://127.0.0.1:8081, or an Application Load Balancer.\n'
+
 export async function startDemoBackend (options: DemoBackendOptions = {}): Promise<DemoBackend> {
   const host = options.host ?? '127.0.0.1'
   const requestedPort = options.port ?? 0
@@ -327,6 +334,14 @@ export async function startDemoBackend (options: DemoBackendOptions = {}): Promi
     })
   })
 
+  // A plain GET of the WebSocket endpoint: what arrives when an HTTP listener dropped the Upgrade
+  // header (spec §5.10). RFC 9110 section 15.5.22: 426 Upgrade Required names the protocol to use.
+  app.get(DEMO_WEBSOCKET_PATH, (_request, reply) => {
+    reply.code(426).header('upgrade', 'websocket').type('text/plain; charset=utf-8').send(WEBSOCKET_WITHOUT_UPGRADE_TEXT)
+  })
+  const upgradedSockets = new Set<Duplex>()
+  app.server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => handleDemoUpgrade(request, socket, head, upgradedSockets))
+
   try {
     await app.listen({ host, port: requestedPort })
   } catch (error) {
@@ -349,6 +364,7 @@ export async function startDemoBackend (options: DemoBackendOptions = {}): Promi
       closing ??= (async () => {
         for (const timer of pendingSlowTimers) clearTimeout(timer)
         pendingSlowTimers.clear()
+        for (const socket of upgradedSockets) socket.destroy()
         await app.close()
       })()
       return closing

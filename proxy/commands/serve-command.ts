@@ -7,9 +7,12 @@
 // Type-only: erased at runtime. The modules themselves are imported in serve().
 import type { ClbProxy } from '../library/clb-proxy.js'
 import type { DemoBackend } from '../byte-servers/demo-backend.js'
-import type { BackendAddress, ClbProxyOptions, ResolvedOptions } from '../core/options.js'
+import { writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { BackendAddress, ClbProxyOptions, ListenerProtocol, ResolvedOptions } from '../core/options.js'
 // Small modules the option resolver loads anyway.
-import { CLB_DEFAULTS } from '../core/options.js'
+import { CLB_DEFAULTS, instanceProtocolOf, isLayer7 } from '../core/options.js'
 import { formatHealthCheckTarget } from '../core/health-check-target.js'
 import { OptionError } from '../core/resolve-options.js'
 import { EXIT_FAILURE, EXIT_OK, listenForStop, usageError, type CliIo } from './command-line.js'
@@ -81,6 +84,11 @@ export async function serve(options: ClbProxyOptions, resolved: ResolvedOptions,
         return EXIT_FAILURE
       }
       backends = demo.instances.map((instance) => ({ host: instance.host, port: instance.port }))
+      // A TCP or SSL listener routes to tcp/ssl instances only (CLB-LISTEN): the demo instances are
+      // registered once more as tcp instances, so the bytes of such a listener reach them too.
+      if (resolved.listeners.some((listener) => !isLayer7(listener.protocol))) {
+        backends = [...backends, ...demo.instances.map((instance) => ({ host: instance.host, port: instance.port, protocol: 'tcp' as const }))]
+      }
       // Through startClbProxy, so the demo's values pass the same resolveOptions as the user's.
       proxyOptions = withDemoHealthCheck(options)
     }
@@ -110,6 +118,7 @@ export async function serve(options: ClbProxyOptions, resolved: ResolvedOptions,
 
     if (demo !== undefined) await firstHealthChecks(proxy)
     io.stderr.write(demo === undefined ? backendsBanner(proxy, resolved) + healthCheckNotice(proxy, options) : demoBanner(proxy, demo, options, resolved))
+    io.stderr.write(await listenersBanner(proxy))
     if (proxy.adminUrl !== null) io.stderr.write(`clb-proxy: admin listener on ${proxy.adminUrl} (dashboard at /; /metrics, /metrics.json, /entries, /captures, /instances, /healthz)\n`)
     const signal = await stop.stopped
     stop.dispose() // a second Ctrl-C now gets Node's default: quit at once
@@ -213,8 +222,68 @@ function healthCheckNotice(proxy: ClbProxy, options: ClbProxyOptions): string {
 
 function backendsBanner(proxy: ClbProxy, resolved: ResolvedOptions): string {
   // A backend given twice is one registered instance (its id comes from its address).
-  const backends = [...new Set(resolved.backends.map((backend) => `http://${hostPort(backend)}`))].join(', ')
-  return `clb-proxy: listening on ${proxy.url}, forwarding to ${backends} (access log: ${accessLogText(resolved.accessLog)})\n`
+  const backends = [...new Set(resolved.backends.map((backend) => `${instanceProtocolOf(backend)}://${hostPort(backend)}`))].join(', ')
+  const listening = proxy.listeners.map((listener) => listener.url).join(', ')
+  return `clb-proxy: listening on ${listening}, forwarding to ${backends} (access log: ${accessLogText(resolved.accessLog)})\n`
+}
+
+/** Where the CLI saves a generated certificate, so that curl (--cacert) and browsers can trust it. */
+export const SELF_SIGNED_CERTIFICATE_FILE = join(tmpdir(), 'clb-proxy-self-signed.pem')
+
+/**
+ * With more than the one HTTP listener: what each listener does, how to try a TCP one, what proxy
+ * protocol does to an instance that does not expect it, and which certificate HTTPS/SSL use.
+ */
+async function listenersBanner(proxy: ClbProxy): Promise<string> {
+  const listeners = proxy.listeners
+  if (listeners.length === 1 && listeners[0]?.protocol === 'http') return ''
+  const width = Math.max(...listeners.map((listener) => listener.url.length))
+  const lines = ['Listeners (one access log for all):']
+  for (const listener of listeners) {
+    lines.push(`  ${listener.url.padEnd(width)}  ${LISTENER_TEXT[listener.protocol]}`)
+    if (isLayer7(listener.protocol)) continue
+    const tryUrl = `${listener.protocol === 'ssl' ? 'https' : 'http'}://${hostPort(listener)}/`
+    if (proxy.options.proxyProtocol) {
+      lines.push(`      proxy protocol v1 is on: each connection starts with "PROXY TCP4 <client> <listener> <ports>"`,
+        `      An instance that does not expect it answers 400 to every request (the classic misconfiguration):`,
+        `        curl -i ${listener.protocol === 'ssl' ? '--cacert <certificate> ' : ''}${tryUrl}`)
+    } else {
+      lines.push(`      bytes pass unchanged (a WebSocket works here, not on an HTTP listener): curl -i ${listener.protocol === 'ssl' ? '-k ' : ''}${tryUrl}`)
+    }
+  }
+  const certificate = proxy.certificate
+  if (certificate !== null) {
+    lines.push('')
+    if (certificate.selfSigned && proxy.options.tlsCert === null) {
+      let saved = ''
+      try {
+        await writeFile(SELF_SIGNED_CERTIFICATE_FILE, certificate.cert)
+        saved = `;\n  trust it with curl --cacert ${SELF_SIGNED_CERTIFICATE_FILE}`
+      } catch (error) {
+        saved = `; not saved (${describeSystemError(error)})`
+      }
+      const names = certificate.subjectAltNames.map((name) => name.replace(/^[^:]+:/, '').replace(/^0:0:0:0:0:0:0:1$/, '::1'))
+      lines.push(`HTTPS and SSL listeners use a self-signed certificate for ${names.join(', ')}, made at start${saved}`)
+    } else {
+      lines.push(`HTTPS and SSL listeners use the certificate ${proxy.options.tlsCert ?? ''}`)
+    }
+    lines.push(`  SHA-256 fingerprint ${certificate.fingerprint256}`, `  security policy ${proxy.options.securityPolicy}`)
+  }
+  return lines.join('\n') + '\n'
+}
+
+const LISTENER_TEXT: Readonly<Record<ListenerProtocol, string>> = Object.freeze({
+  http: 'HTTP, to http/https instances',
+  https: 'HTTPS (TLS ends here), to http/https instances',
+  tcp: 'TCP, bytes passed through to tcp/ssl instances, round robin; a log line per connection',
+  ssl: 'SSL (TLS ends here), bytes passed through to tcp/ssl instances, round robin'
+})
+
+/** The URL curl uses for the demo's table: the first HTTP listener's, else the first listener's as HTTP(S). */
+function curlUrl(proxy: ClbProxy): string {
+  const listener = proxy.listeners.find((candidate) => candidate.protocol === 'http') ?? proxy.listeners[0]
+  if (listener === undefined || listener.protocol === 'http') return proxy.url
+  return `${listener.protocol === 'tcp' ? 'http' : 'https'}://${hostPort(listener)}`
 }
 
 function demoBanner(proxy: ClbProxy, demo: DemoRun, userOptions: ClbProxyOptions, resolved: ResolvedOptions): string {
@@ -223,7 +292,7 @@ function demoBanner(proxy: ClbProxy, demo: DemoRun, userOptions: ClbProxyOptions
     `clb-proxy: listening on ${proxy.url} (access log: ${accessLogText(resolved.accessLog)})`,
     `clb-proxy: no --backend given, so requests go to the built-in demo backend: two instances, ${names.join(' and ')}`,
     '',
-    demo.module.formatTryTable(proxy.url).replace(/\n+$/, ''),
+    demo.module.formatTryTable(curlUrl(proxy)).replace(/\n+$/, ''),
     '',
     ...demoHealthBlock(proxy, demo, userOptions),
     '',

@@ -21,17 +21,18 @@ export interface AccessLogRecord {
   /**
    * 'no-response': no backend response (printed `0`, as real CLB lines show for 503/504/408);
    * 'rejected': the backend answered but the response was rejected (printed `-`, our choice);
+   * 'not-http': a TCP or SSL listener, which reads no HTTP status (printed `-`, CLB-LOGS);
    * a number: the backend's status code.
    */
-  readonly backendStatusCode: number | 'no-response' | 'rejected'
+  readonly backendStatusCode: number | 'no-response' | 'rejected' | 'not-http'
   /** Request body bytes received from the client (CLB-LOGS: "includes the request body but not the headers"). */
   readonly receivedBytes: number
   /** Response body bytes sent to the client ("includes the response body but not the headers"). */
   readonly sentBytes: number
   /** Request method as sent by the client; null when the request line could not be parsed. */
   readonly method: string | null
-  /** 'http' (HTTPS listeners are a later addition). */
-  readonly scheme: 'http' | 'https'
+  /** The listener's protocol. */
+  readonly scheme: 'http' | 'https' | 'tcp' | 'ssl'
   /** Host header value without its port, or the listener's address when the client sent none. */
   readonly host: string
   /** The listener port the client connected to. */

@@ -13,6 +13,11 @@ import type { DesyncTier } from '../../validators/desync-classifier.js'
  *   connection the instance had closed before the idle timeout; 504, as on a real CLB;
  * - 'backend-timeout': no response within the idle timeout; 504;
  * - 'backend-unreachable': the instance could not be connected to (nor any other in service); 503;
+ * - 'backend-tls-failed': the TLS handshake with an https instance failed (its certificate not
+ *   trusted by backendCa or not naming its host, no TLS version or cipher in common, the instance
+ *   not speaking TLS, a close or reset during the handshake) or did not complete within the idle
+ *   timeout; 408, as observed on a CLB whose HTTPS instance could not complete the handshake (O-408);
+ *   not retried on another instance;
  * - 'no-healthy-instance': no registered instance was in service (none registered, every one failing
  *   its health checks, or deregistering); 503 (CLB-HTTPERR 503 causes 2 and 3);
  * - 'spillover': every instance in service was at maxInstanceConnections and the surge queue was
@@ -28,7 +33,11 @@ import type { DesyncTier } from '../../validators/desync-classifier.js'
  */
 export type ExchangeOutcome = 'relayed' | 'rejected' | 'cut' | 'backend-closed' | 'keepalive-race' | 'backend-timeout' |
 'backend-unreachable' | 'no-healthy-instance' | 'spillover' | 'instance-deregistered' | 'drain-timeout' | 'bad-request' |
-'desync-blocked' | 'client-timeout' | 'client-closed'
+'desync-blocked' | 'client-timeout' | 'client-closed' | 'backend-tls-failed' |
+/** A TCP/SSL listener's connection that was joined to an instance; `cutReason` says what ended it early, null for a close by either side. */
+'passthrough' |
+/** A TCP/SSL listener's connection closed because no instance could be connected to: none in service (backendError null), or the connection or handshake failed. */
+'passthrough-refused'
 
 /**
  * Why a committed response was cut ('cut' outcomes only):
@@ -91,8 +100,16 @@ export interface ExchangeRecord {
   readonly instance: string | null
   /** That instance's id (`i-` and 17 hex digits); null when none was picked. */
   readonly instanceId: string | null
-  /** The system error of the backend connection (e.g. ECONNREFUSED, ENOTFOUND, ECONNRESET), when one ended it; else null. */
+  /**
+   * The system or TLS error of the backend connection (e.g. ECONNREFUSED, ENOTFOUND, ECONNRESET,
+   * UNABLE_TO_VERIFY_LEAF_SIGNATURE, ERR_SSL_WRONG_VERSION_NUMBER), when one ended it; else null.
+   */
   readonly backendError: string | null
+  /**
+   * Node's words for backendError (OpenSSL's reason for a TLS error: "wrong version number",
+   * "unable to verify the first certificate"); null or absent when there are none.
+   */
+  readonly backendErrorMessage?: string | null
   /**
    * The defect behind an ELB-generated answer: the one that decided a rejection ('rejected'), or
    * EMPTY_RESPONSE for the 504 of an instance that closed without a byte ('backend-closed'); null otherwise.
@@ -137,6 +154,7 @@ export interface ClbProxyEventMap {
   /**
    * A connection to an instance could not be established (CLB-CW BackendConnectionErrors, which
    * "includes health-check connection errors"): for a request (`source` 'request') or a health check.
+   * For an https instance a failed TLS handshake is one too (`error` is its TLS error code).
    */
   'backend-connection-error': [{ readonly instanceId: string; readonly instance: string; readonly error: string; readonly source: 'request' | 'health-check' }]
   /** The surge queue's length changed (CLB-CW SurgeQueueLength). */

@@ -30,6 +30,10 @@ export interface ClientSide {
   readonly port: number
   readonly listenerAddress: string
   readonly listenerPort: number
+  /** The listener's protocol: X-Forwarded-Proto and the scheme of the log's request field. */
+  readonly listenerProtocol: 'http' | 'https'
+  /** The negotiated TLS cipher (OpenSSL name) and protocol on an HTTPS listener; null on HTTP. */
+  readonly tls: { readonly cipher: string; readonly protocol: string } | null
   /** Writes to the client; false means wait for `onDrain`. */
   write (bytes: Buffer): boolean
   onDrain (resume: () => void): void
@@ -57,7 +61,8 @@ const RETRY_BODY_BYTES = 64 * 1024
 /**
  * One request and its response, on the backend side. Stages (docs/architecture.md): pick instance
  * (503 with none in service or on spillover; or wait in the surge queue) -> send (a refused
- * connection retried on another instance, else 503) -> read and judge the response (502 for a
+ * connection retried on another instance, else 503; a failed TLS handshake with an https instance
+ * 408) -> read and judge the response (502 for a
  * malformed response, 504 for a close without a response or the idle timeout) -> commit or
  * synthesize -> log.
  */
@@ -188,7 +193,8 @@ export class Exchange implements ConnectionUser, QueuedRequest {
     const head = buildForwardedHead(this.request.head, {
       clientAddress: this.client.address,
       listenerPort: this.client.listenerPort,
-      listenerAddress: this.client.listenerAddress
+      listenerAddress: this.client.listenerAddress,
+      listenerProtocol: this.client.listenerProtocol
     })
     connection.user = this
     if (reused) this.dispatchedAtMicros = this.context.clock.nowMicros()
@@ -279,7 +285,10 @@ export class Exchange implements ConnectionUser, QueuedRequest {
     this.finish(outcome, { elbStatus: 408, backendStatus: 'no-response', backendReached: false, keepBackend: false, keepClient: false })
   }
 
-  /** ConnectionUser: a new connection to the instance is established; the request goes out now. */
+  /**
+   * ConnectionUser: a new connection to the instance is established (for an https instance, its TLS
+   * handshake is done); the request goes out now, so request_processing_time ends here.
+   */
   onConnect (): void {
     this.connected = true
     this.retryBody = null
@@ -323,7 +332,7 @@ export class Exchange implements ConnectionUser, QueuedRequest {
   /** ConnectionUser: the instance closed the connection (FIN or reset), or it never opened. */
   onClosed (): void {
     if (this.done) return
-    if (!this.connected) return this.connectionFailed()
+    if (!this.connected) return (this.connection as BackendConnection).tlsHandshakeFailed ? this.tlsHandshakeFailed() : this.connectionFailed()
     this.parser.finish()
     if (this.committed) {
       if (this.parser.state === 'complete') return this.finishRelayed()
@@ -367,10 +376,41 @@ export class Exchange implements ConnectionUser, QueuedRequest {
     this.synthesize(503, 'backend-unreachable')
   }
 
+  /**
+   * The TLS handshake with an https instance failed, or stalled for the idle timeout. CLB answered
+   * its 408 when an HTTPS instance could not complete the handshake (O-408: "the request hung and
+   * then got this 408"); we answer at once, as the failure is known at once (the hang was most
+   * likely the client's own timeout). Counted in CLB-CW BackendConnectionErrors (the connection
+   * was "not successfully established"). Not retried on another instance (our choice): a
+   * certificate, CA, protocol or cipher mismatch is the instance's configuration, not a passing
+   * fault like a refused connection, and is the same on every instance built alike.
+   */
+  private tlsHandshakeFailed (): void {
+    const failed = this.instance as Instance
+    const connection = this.connection as BackendConnection
+    // A FIN or close without an error event (node:tls usually reports ECONNRESET itself).
+    connection.lastError ??= 'ECONNRESET'
+    connection.lastErrorMessage ??= 'the instance closed the connection during the TLS handshake'
+    this.context.events.emit('backend-connection-error', {
+      instanceId: failed.id,
+      instance: failed.label,
+      error: connection.lastError,
+      source: 'request'
+    })
+    this.synthesize(408, 'backend-tls-failed')
+  }
+
   /** ConnectionUser: nothing sent or received for the idle timeout (CLB-IDLE). */
   onIdleTimeout (): void {
     if (this.done) return
     if (this.committed) return this.cut('idle-timeout')
+    const connection = this.connection
+    if (!this.connected && connection !== null && connection.tlsHandshakeFailed) {
+      // The instance accepted the connection but never completed the TLS handshake.
+      connection.lastError ??= 'ETIMEDOUT'
+      connection.lastErrorMessage ??= `no TLS handshake within the ${this.context.options.idleTimeoutSeconds} s idle timeout`
+      return this.tlsHandshakeFailed()
+    }
     // The request body is still incomplete: the client went quiet, not the instance (408, not 504).
     if (!this.requestComplete) return this.abandonRequest('client-timeout')
     // CLB-HTTPERR 504 cause 1: the request "did not complete within the idle timeout period".
@@ -540,14 +580,14 @@ export class Exchange implements ConnectionUser, QueuedRequest {
       receivedBytes: this.requestBodyBytes,
       sentBytes: outcome === 'relayed' || outcome === 'cut' ? Math.max(0, this.sentBodyBytes) : 0,
       method: head.method,
-      scheme: 'http',
+      scheme: this.client.listenerProtocol,
       host: hostWithoutPort(head) ?? this.client.listenerAddress,
       listenerPort: this.client.listenerPort,
       target: head.target,
       httpVersion: head.version,
       userAgent: head.fields.find((f) => f.lowerName === 'user-agent')?.value ?? null,
-      sslCipher: null,
-      sslProtocol: null
+      sslCipher: this.client.tls?.cipher ?? null,
+      sslProtocol: this.client.tls?.protocol ?? null
     }
     // The first options.captureBytes bytes, copied out (not a view that would keep the whole buffer alive).
     // The response bytes matter to diagnostics and captures only when something was wrong; a clean
@@ -565,6 +605,7 @@ export class Exchange implements ConnectionUser, QueuedRequest {
       instance: this.instance?.label ?? null,
       instanceId: this.instance?.id ?? null,
       backendError: connection?.systemError ?? null,
+      backendErrorMessage: connection?.lastErrorMessage ?? null,
       primaryDefect: this.decidingDefect(outcome),
       responseBytes,
       requestHead: this.request.rawHead,

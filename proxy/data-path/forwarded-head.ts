@@ -11,6 +11,8 @@ export interface ForwardingContext {
   readonly listenerPort: number
   /** The listener's own address, used as Host for HTTP/1.0 requests that have none (ELB-HOW). */
   readonly listenerAddress: string
+  /** X-Forwarded-Proto: "the protocol ... that a client used to connect to your load balancer" (CLB-XFF). */
+  readonly listenerProtocol: 'http' | 'https'
 }
 
 /**
@@ -47,7 +49,7 @@ export function buildForwardedHead (head: RequestHead, context: ForwardingContex
   }
   if (!hasHost) text += `Host: ${context.listenerAddress}\r\n`
   forwardedFor.push(context.clientAddress)
-  text += `X-Forwarded-For: ${forwardedFor.join(', ')}\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Port: ${context.listenerPort}\r\n\r\n`
+  text += `X-Forwarded-For: ${forwardedFor.join(', ')}\r\nX-Forwarded-Proto: ${context.listenerProtocol}\r\nX-Forwarded-Port: ${context.listenerPort}\r\n\r\n`
   return Buffer.from(text, 'latin1')
 }
 

@@ -1,4 +1,5 @@
 import net from 'node:net'
+import tls from 'node:tls'
 import { once } from 'node:events'
 import type { Logger } from 'pino'
 import { createAccessLogWriter, type AccessLogWriter } from '../observers/access-log-writer.js'
@@ -7,6 +8,9 @@ import { BackendPool, type BalancerSettings } from '../balancer/backend-pool.js'
 import { describeInstance, type InstanceDescription } from '../balancer/instance-description.js'
 import { StickinessPolicy } from '../balancer/stickiness-policy.js'
 import { ClientConnection } from '../data-path/client-connection.js'
+import { PassthroughConnection } from '../data-path/tcp-passthrough.js'
+import { tlsServerOptionsFor } from '../data-path/security-policies.js'
+import { ServerCertificateError, generateSelfSignedCertificate, loadServerCertificate, type ServerCertificate } from '../data-path/server-certificate.js'
 import { systemClock, type Clock } from '../core/clock.js'
 import { subscribeCaptures } from '../observers/captures.js'
 import type { CaptureSummary } from '../observers/capture-format.js'
@@ -15,8 +19,9 @@ import { ClbMetrics, subscribeMetrics, type DatapointMetric, type MetricStatisti
 import { DEFAULT_MAX_RECORDED_ENTRIES, Recorder, WaitForError, subscribeRecorder, type AccessLogEntry, type WaitForOptions } from '../observers/recorder.js'
 import { defaultLogger, subscribeDiagnostics } from '../observers/diagnostics.js'
 import { ClbProxyEvents, type ClbProxyEventMap, type InstanceState, type InstanceStateName } from '../core/events.js'
-import type { BackendAddress, ClbProxyOptions, ResolvedOptions } from '../core/options.js'
-import { resolveBackendAddress, resolveOptions } from '../core/resolve-options.js'
+import type { BackendAddress, ClbProxyOptions, ListenerProtocol, ResolvedOptions } from '../core/options.js'
+import { OptionError, resolveBackendAddress, resolveOptions } from '../core/resolve-options.js'
+import { readFileSync } from 'node:fs'
 
 export interface ClbProxyHooks {
   /** Diagnostics destination (default: pino JSON on stderr). */
@@ -37,6 +42,23 @@ export interface ClbProxyHooks {
   readonly timeScale?: number
 }
 
+/** A front-end connection of any listener: what close() asks of each. */
+interface FrontEndConnection {
+  /** Shutdown: finish what is in flight, then close (closes at once when idle). */
+  closeWhenIdle (): void
+  /** The drain deadline: cut what is still in flight. */
+  closeAtDrainDeadline (): void
+}
+
+/** One listener as bound: its protocol, address and the port actually bound. */
+export interface BoundListener {
+  readonly protocol: ListenerProtocol
+  readonly host: string
+  readonly port: number
+  /** e.g. `https://127.0.0.1:8443`, `tcp://127.0.0.1:8081`. */
+  readonly url: string
+}
+
 export interface WaitForInstanceStateOptions {
   /** Default 10 000 ms. */
   readonly timeoutMs?: number
@@ -49,9 +71,17 @@ export interface ClbProxyHandleEventMap extends ClbProxyEventMap {
 }
 
 export interface ClbProxy {
-  /** e.g. http://127.0.0.1:8080, with the port actually bound. */
+  /** The first listener's URL, e.g. http://127.0.0.1:8080, with the port actually bound. */
   readonly url: string
+  /** The first listener's address, with the port actually bound. */
   readonly address: { readonly host: string; readonly port: number }
+  /** Every listener, in the order of options.listeners, with the ports actually bound. */
+  readonly listeners: readonly BoundListener[]
+  /**
+   * The HTTPS/SSL listeners' certificate (PEM, key, SHA-256 fingerprint): trust `certificate.cert`
+   * in a test's client (`ca`) when it was generated (`selfSigned`); null without such listeners.
+   */
+  readonly certificate: ServerCertificate | null
   readonly options: ResolvedOptions
   readonly events: ClbProxyEvents
   /** The admin listener's URL (options.admin) with the port actually bound; null when there is none. */
@@ -114,7 +144,11 @@ export async function startClbProxy (input: ClbProxyOptions, hooks: ClbProxyHook
   const logger = hooks.logger ?? defaultLogger()
   const timeScale = hooks.timeScale ?? 1
   if (typeof timeScale !== 'number' || !(timeScale > 0) || timeScale > 1) throw new RangeError(`hooks.timeScale must be a number above 0 and at most 1, got ${String(timeScale)}`)
+  // Files named by options are read now, before any socket opens: one that cannot be read is a bad option.
+  const backendCa = options.backendCa === null ? null : readOptionFile('backendCa', options.backendCa)
+  const certificate = serverCertificateFor(options)
   const balancerSettings: BalancerSettings = {
+    backendCa,
     idleTimeoutMs: options.idleTimeoutSeconds * 1000,
     keepaliveRace: options.keepaliveRace,
     clock,
@@ -146,7 +180,7 @@ export async function startClbProxy (input: ClbProxyOptions, hooks: ClbProxyHook
     if (change.registered) deregistered.delete(change.instanceId)
     else deregistered.set(change.instanceId, change.current)
   })
-  const connections = new Set<ClientConnection>()
+  const connections = new Set<FrontEndConnection>()
   let whenAllClosed: (() => void) | null = null
 
   // Every observer below is a subscriber of the lifecycle events (docs/architecture.md); none is
@@ -185,17 +219,39 @@ export async function startClbProxy (input: ClbProxyOptions, hooks: ClbProxyHook
   pool.start()
 
   // allowHalfOpen: a client may send its request and then FIN; it still gets its response.
-  const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
-    const connection = new ClientConnection(socket, context, (closed) => {
-      connections.delete(closed)
-      if (connections.size === 0) whenAllClosed?.()
-    })
-    connections.add(connection)
+  const serverOptions = { allowHalfOpen: true, noDelay: true }
+  const tlsOptions = certificate === null
+    ? null
+    : {
+        ...serverOptions,
+        ...tlsServerOptionsFor(options.securityPolicy),
+        cert: certificate.cert,
+        key: certificate.key,
+        // CLB-IDLE applies from the first byte: a client that never finishes its handshake is closed then.
+        handshakeTimeout: options.idleTimeoutSeconds * 1000
+      }
+  const passthroughContext = { options, pool, clock, events, backendCa }
+  const track = (connection: FrontEndConnection): void => { connections.add(connection) }
+  const untrack = (closed: FrontEndConnection): void => {
+    connections.delete(closed)
+    if (connections.size === 0) whenAllClosed?.()
+  }
+  const servers = options.listeners.map((listener) => {
+    const layer7 = listener.protocol === 'http' || listener.protocol === 'https'
+    const onConnection = layer7
+      ? (socket: net.Socket) => track(new ClientConnection(socket, context, untrack))
+      : (socket: net.Socket) => track(new PassthroughConnection(socket, passthroughContext, untrack))
+    // An HTTPS or SSL listener hands its connections over after the handshake ('secureConnection').
+    const server: net.Server = listener.protocol === 'https' || listener.protocol === 'ssl'
+      ? tls.createServer(tlsOptions as tls.TlsOptions, onConnection)
+      : net.createServer(serverOptions, onConnection)
+    server.listen({ host: listener.host, port: listener.port })
+    return server
   })
-  server.listen({ host: options.listen.host, port: options.listen.port })
   try {
-    await once(server, 'listening')
+    await Promise.all(servers.map(async (server) => await once(server, 'listening')))
   } catch (error) {
+    await Promise.all(servers.map(async (server) => await new Promise<void>((resolve) => server.close(() => resolve()))))
     await pool.destroyAll()
     unsubscribeDiagnostics()
     await captures.close()
@@ -203,11 +259,15 @@ export async function startClbProxy (input: ClbProxyOptions, hooks: ClbProxyHook
     await accessLogDir?.close()
     throw error
   }
-  const bound = server.address() as net.AddressInfo
-  listenerIp = bound.address
-  const host = options.listen.host
-  const address = { host, port: bound.port }
-  const url = `http://${host.includes(':') ? `[${host}]` : host}:${bound.port}`
+  const listeners: BoundListener[] = options.listeners.map((listener, index) => {
+    const port = ((servers[index] as net.Server).address() as net.AddressInfo).port
+    const bracketed = listener.host.includes(':') ? `[${listener.host}]` : listener.host
+    return Object.freeze({ protocol: listener.protocol, host: listener.host, port, url: `${listener.protocol}://${bracketed}:${port}` })
+  })
+  listenerIp = ((servers[0] as net.Server).address() as net.AddressInfo).address
+  const first = listeners[0] as BoundListener
+  const address = { host: first.host, port: first.port }
+  const url = first.url
 
   let closing: Promise<void> | null = null
   let closed = false
@@ -247,7 +307,7 @@ export async function startClbProxy (input: ClbProxyOptions, hooks: ClbProxyHook
     })
   }
   const close = async (): Promise<void> => {
-    const serverClosed = new Promise<void>((resolve) => server.close(() => resolve()))
+    const serverClosed = Promise.all(servers.map(async (server) => await new Promise<void>((resolve) => server.close(() => resolve()))))
     for (const connection of connections) connection.closeWhenIdle()
     if (connections.size > 0) {
       const drained = new Promise<void>((resolve) => { whenAllClosed = resolve })
@@ -318,6 +378,8 @@ export async function startClbProxy (input: ClbProxyOptions, hooks: ClbProxyHook
   const proxy: ClbProxy = {
     url,
     address,
+    listeners,
+    certificate,
     options,
     events,
     adminUrl: admin?.url ?? null,
@@ -345,6 +407,34 @@ export async function startClbProxy (input: ClbProxyOptions, hooks: ClbProxyHook
     close: () => (closing ??= close())
   }
   return proxy
+}
+
+let selfSigned: ServerCertificate | null = null
+
+/**
+ * The certificate of the HTTPS and SSL listeners: the user's (tlsCert, tlsKey), checked now, or
+ * one generated for localhost and 127.0.0.1; null when no listener needs one.
+ */
+function serverCertificateFor (options: ResolvedOptions): ServerCertificate | null {
+  if (!options.listeners.some((listener) => listener.protocol === 'https' || listener.protocol === 'ssl')) return null
+  // Generated once per process (an RSA key takes 0.1-0.5 s): every proxy a test suite starts shares it.
+  if (options.tlsCert === null || options.tlsKey === null) return (selfSigned ??= generateSelfSignedCertificate())
+  try {
+    return loadServerCertificate(readOptionFile('tlsCert', options.tlsCert), readOptionFile('tlsKey', options.tlsKey))
+  } catch (error) {
+    if (!(error instanceof ServerCertificateError)) throw error
+    throw new OptionError({ field: error.field, value: options[error.field], rule: `must be ${error.field === 'tlsCert' ? 'a PEM certificate' : 'the PEM private key of tlsCert'}: ${error.message}` })
+  }
+}
+
+/** The text of a file an option names; an OptionError naming the field when it cannot be read. */
+function readOptionFile (field: 'backendCa' | 'tlsCert' | 'tlsKey', path: string): string {
+  try {
+    return readFileSync(path, 'latin1')
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? String(error)
+    throw new OptionError({ field, value: path, rule: `must be a readable file (${code})` })
+  }
 }
 
 /** 127.0.0.0/8, ::1 and localhost: reachable from this machine only. */

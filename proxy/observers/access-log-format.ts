@@ -157,6 +157,8 @@ function formatBackendStatusCode(code: AccessLogRecord['backendStatusCode']): st
   if (code === 'no-response') return '0'
   // `-` when the backend answered but the load balancer rejected the response: our choice (docs/access-log.md).
   if (code === 'rejected') return '-'
+  // CLB-LOGS backend_status_code, TCP/SSL listeners: `-` (the doc's TCP and SSL example lines).
+  if (code === 'not-http') return '-'
   return formatCount('backendStatusCode', code)
 }
 

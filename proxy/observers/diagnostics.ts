@@ -128,6 +128,14 @@ export function subscribeDiagnostics (events: ClbProxyEvents, logger: Logger, op
  */
 export function subscribeExchangeDiagnostics (events: ClbProxyEvents, logger: Logger, options: DiagnosticsOptions): () => void {
   const onExchange = (record: ExchangeRecord): void => {
+    // CLB-DESYNC: a request that is not Compliant but was routed (monitor mode, Acceptable or
+    // Ambiguous in defensive) still says its tier and reason; a blocked one says it in its 400 below.
+    const desync = record.desync
+    if (desync !== undefined && desync.tier !== 'Compliant' && record.outcome !== 'desync-blocked') describeRoutedDesync(record, desync, logger, options)
+    if (record.outcome === 'passthrough' || record.outcome === 'passthrough-refused') {
+      describePassthrough(record, logger, options)
+      return
+    }
     // A clean relayed response says nothing: return before building anything (once per request).
     // A cut one always says why the client's connection was aborted.
     if (!record.elbGenerated && record.outcome !== 'cut' && record.defects.length === 0) return
@@ -139,6 +147,9 @@ export function subscribeExchangeDiagnostics (events: ClbProxyEvents, logger: Lo
       backend: record.log.backend === null ? null : `${record.log.backend.address}:${record.log.backend.port}`,
       instance: record.instance,
       backendError: record.backendError === null ? null : escapeForeign(record.backendError, MAX_ERROR_CHARS),
+      ...(record.outcome === 'backend-tls-failed' && record.backendErrorMessage != null
+        ? { backendErrorMessage: escapeForeign(record.backendErrorMessage, MAX_MESSAGE_CHARS) }
+        : {}),
       ...captureFields(options.captureFileFor?.(record) ?? null)
     }
     const primary = record.primaryDefect
@@ -185,6 +196,43 @@ export function subscribeExchangeDiagnostics (events: ClbProxyEvents, logger: Lo
   return () => { events.off('exchange', onExchange) }
 }
 
+function describeRoutedDesync (record: ExchangeRecord, desync: NonNullable<ExchangeRecord['desync']>, logger: Logger, options: DiagnosticsOptions): void {
+  const mode = options.desyncMode ?? 'defensive'
+  const closed = mode === 'defensive' && desync.tier === 'Ambiguous' ? '; both connections are closed after the response' : ''
+  logger.info({
+    notice: 'desync',
+    tier: desync.tier,
+    reason: desync.reason,
+    offset: desync.offset,
+    request: escapeForeign(`${record.log.method ?? '-'} ${record.log.target ?? '-'}`, MAX_REQUEST_CHARS)
+  }, `desync mitigation mode ${mode} routed a ${desync.tier} request (${desync.reason}): ${escapeForeign(desync.message ?? desync.reason, MAX_MESSAGE_CHARS)}` +
+    `${desync.offset === null ? '' : ` (byte ${desync.offset} of the request head)`}${closed}; counted in DesyncMitigationMode_NonCompliant_Request_Count`)
+}
+
+/** A TCP/SSL listener's connection: said only when it could not be joined to an instance, or was cut. */
+function describePassthrough (record: ExchangeRecord, logger: Logger, options: DiagnosticsOptions): void {
+  const client = `${record.log.clientAddress}:${record.log.clientPort}`
+  const listener = `${record.log.scheme} listener port ${record.log.listenerPort}`
+  if (record.outcome === 'passthrough-refused') {
+    const why = record.instance === null
+      ? 'no tcp/ssl instance is in service (a TCP/SSL listener routes to tcp:// and ssl:// instances only)'
+      : record.backendError === null
+        ? `the connection to ${record.instance} could not be established`
+        : `the connection to ${record.instance} failed: ${escapeForeign(record.backendError, MAX_ERROR_CHARS)}${record.backendErrorMessage == null ? '' : ` (${escapeForeign(record.backendErrorMessage, MAX_MESSAGE_CHARS)})`}`
+    logger.warn({ outcome: record.outcome, instance: record.instance, backendError: record.backendError }, `connection from ${client} on the ${listener} closed at once: ${why}`)
+    return
+  }
+  if (record.cutReason === null) return
+  const how = record.cutReason === 'idle-timeout'
+    ? `nothing was sent or received for the ${options.idleTimeoutSeconds} s idle timeout (CLB-IDLE)`
+    : record.cutReason === 'instance-deregistered'
+      ? `its instance ${record.instance ?? ''} was deregistered (draining disabled or timed out)`
+      : record.cutReason === 'shutdown'
+        ? 'the proxy stopped and its drain timeout passed'
+        : record.cutReason === 'client-gone' ? 'the client reset the connection' : 'the instance reset the connection'
+  logger.info({ outcome: record.outcome, cutReason: record.cutReason, instance: record.instance }, `connection from ${client} on the ${listener} was closed: ${how}`)
+}
+
 /** The capture file and the command that replays it; nothing when the record is not captured. */
 function captureFields (file: string | null): { capture?: string; replay?: string } {
   if (file === null) return {}
@@ -213,6 +261,43 @@ export function describeConnectionError (instance: string, code: string): string
   }
 }
 
+/** Verify errors node:tls reports when an instance's certificate does not chain to the CA (backendCa). */
+const UNTRUSTED_CERTIFICATE = new Set(['UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'UNABLE_TO_GET_ISSUER_CERT', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'SELF_SIGNED_CERT_IN_CHAIN', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'CERT_UNTRUSTED', 'CERT_SIGNATURE_FAILURE'])
+/**
+ * OpenSSL's codes for "no TLS version in common", and its reasons for them (node:tls reports the
+ * reason under EPROTO when request bytes were queued during the handshake).
+ */
+const NO_COMMON_VERSION = new Set(['ERR_SSL_NO_PROTOCOLS_AVAILABLE', 'ERR_SSL_UNSUPPORTED_PROTOCOL', 'ERR_SSL_TLSV1_ALERT_PROTOCOL_VERSION'])
+const NO_COMMON_VERSION_REASON = /protocol version|no protocols available|unsupported protocol/
+/** "No cipher in common" or another refusal of the handshake by the instance. */
+const REFUSED_HANDSHAKE = new Set(['ERR_SSL_SSLV3_ALERT_HANDSHAKE_FAILURE', 'ERR_SSL_NO_SHARED_CIPHER'])
+const REFUSED_HANDSHAKE_REASON = /handshake failure|no shared cipher/
+/** "The bytes that came back are not TLS": a plain HTTP (or other) server on that port. */
+const NOT_TLS = new Set(['ERR_SSL_WRONG_VERSION_NUMBER', 'ERR_SSL_PACKET_LENGTH_TOO_LONG', 'ERR_SSL_HTTP_REQUEST'])
+const NOT_TLS_REASON = /wrong version number|packet length too long|http request/
+
+/**
+ * Why the TLS handshake with an https instance failed: the instance, Node's error code and words,
+ * and the likely fix.
+ */
+export function describeTlsFailure (instance: string, code: string, message: string | null): string {
+  const error = `${escapeForeign(code, MAX_ERROR_CHARS)}${message === null ? '' : `: ${escapeForeign(message, MAX_MESSAGE_CHARS)}`}`
+  return `TLS handshake with ${instance} failed (${error})${tlsFailureCause(code, message ?? '')}`
+}
+
+function tlsFailureCause (code: string, words: string): string {
+  if (UNTRUSTED_CERTIFICATE.has(code)) return '; its certificate does not chain to the CA given as backendCa (--backend-ca)'
+  if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') return '; its certificate does not name the host it was registered with'
+  if (code === 'CERT_HAS_EXPIRED' || code === 'CERT_NOT_YET_VALID') return '; its certificate is outside its validity period'
+  if (NO_COMMON_VERSION.has(code) || NO_COMMON_VERSION_REASON.test(words)) return '; no TLS version in common (the proxy offers TLSv1.2 and TLSv1.3)'
+  if (REFUSED_HANDSHAKE.has(code) || REFUSED_HANDSHAKE_REASON.test(words)) return '; no cipher in common, or the instance refused the handshake'
+  if (NOT_TLS.has(code) || NOT_TLS_REASON.test(words)) return '; the instance does not speak TLS on that port (register it as http:// if it serves plain HTTP)'
+  if (code === 'ECONNRESET') return '; the instance closed or reset the connection during the handshake'
+  if (code === 'ETIMEDOUT') return '; the instance accepted the connection but did not complete the handshake'
+  return ''
+}
+
 function describeOutcome (record: ExchangeRecord, options: DiagnosticsOptions): string {
   const instance = record.instance
   switch (record.outcome) {
@@ -226,6 +311,8 @@ function describeOutcome (record: ExchangeRecord, options: DiagnosticsOptions): 
       if (instance === null) return 'no instance is registered'
       if (record.backendError === null) return `connection to ${instance} could not be established`
       return describeConnectionError(instance, record.backendError)
+    // O-408: CLB answered 408 when its HTTPS instance could not complete the TLS handshake.
+    case 'backend-tls-failed': return describeTlsFailure(instance ?? 'the instance', record.backendError ?? 'ECONNRESET', record.backendErrorMessage ?? null)
     case 'no-healthy-instance': return options.describeInstances?.() ?? 'no registered instance is in service'
     // CLB-CW SpilloverCount: "rejected because the surge queue is full".
     case 'spillover': return 'spillover: every instance in service was serving as many requests at once as it may ' +

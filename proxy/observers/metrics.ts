@@ -12,6 +12,10 @@
  *   RequestCount as "requests received and routed, including HTTP error responses from the
  *   registered instances", and HTTPCode_ELB_4XX as generated "when a request is malformed or
  *   incomplete". So RequestCount = HTTPCode_Backend_2XX..5XX + HTTPCode_ELB_5XX.
+ * - The 408 of a failed TLS handshake with an https instance (outcome 'backend-tls-failed', the
+ *   408 observed in O-408) is an HTTPCode_ELB_4XX like the other 408s, not in RequestCount (so the
+ *   sum above holds), and its connection counts once in BackendConnectionErrors (the exchange's
+ *   'backend-connection-error' event): the connection was "not successfully established".
  * - Counters are cumulative since the proxy started; CloudWatch's 60-second periods are not emulated.
  * - Units: CLB-CW states none; Latency is Seconds and the rest Count, as third-party integrations list them.
  */
@@ -270,6 +274,9 @@ export class ClbMetrics {
       this.count(BACKEND_CLASSES[statusClass as 2 | 3 | 4 | 5])
       this.count('RequestCount')
     }
+    // CLB-CW RequestCount: "The number of requests completed or connections made": a TCP/SSL
+    // listener's connection joined to an instance counts once.
+    if (exchange.outcome === 'passthrough') this.count('RequestCount')
     // CLB-CW SpilloverCount: "rejected because the surge queue is full".
     if (exchange.outcome === 'spillover') this.count('SpilloverCount')
     // CLB-CW DesyncMitigationMode_NonCompliant_Request_Count: "requests that do not comply with RFC 7230".

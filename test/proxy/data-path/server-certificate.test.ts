@@ -1,0 +1,185 @@
+/**
+ * The listeners' certificate: the self-signed one generated at start (its content, and real TLS
+ * clients on port 0 that trust it validating it for localhost, 127.0.0.1 and ::1), and the user's
+ * PEM pair, refused with an error naming the problem when it cannot serve.
+ */
+import t, { type Test } from 'tap'
+import tls from 'node:tls'
+import type { AddressInfo } from 'node:net'
+import { createPrivateKey, X509Certificate } from 'node:crypto'
+import {
+  generateSelfSignedCertificate,
+  loadServerCertificate,
+  ServerCertificateError,
+  type ServerCertificate,
+} from '../../../proxy/data-path/server-certificate.js'
+import { tlsServerOptionsFor } from '../../../proxy/data-path/security-policies.js'
+
+// Made once with openssl: an ECDSA P-256 CA (self-signed, `openssl req -x509 -days 36500`, no
+// subjectAltName) and a leaf it signed (`openssl x509 -req -CA`): a certificate that is not self-signed.
+const CA_KEY = `-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgOQio3Wgf3Tw2UE72
+mkYHpR/hD+qjEI+dxZyiHOjxC0WhRANCAARV07QZWSzu1j0ZHOySNaxTR8i9hoxm
+dxPq2Yy1Sp/WD+BkT7Pr5DkF80IipOpJpFshkB1VDklZtZ6c+NtxvxcO
+-----END PRIVATE KEY-----
+`
+const CA_CERT = `-----BEGIN CERTIFICATE-----
+MIIBlTCCATugAwIBAgIUUKjWou7uyAhJV92EjumMgzedq78wCgYIKoZIzj0EAwIw
+HzEdMBsGA1UEAwwUY2xiLXByb3h5IHRlc3QgRUNEU0EwIBcNMjYxMjAxMjM0ODE5
+WhgPMjEyNjExMDcyMzQ4MTlaMB8xHTAbBgNVBAMMFGNsYi1wcm94eSB0ZXN0IEVD
+RFNBMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEVdO0GVks7tY9GRzskjWsU0fI
+vYaMZncT6tmMtUqf1g/gZE+z6+Q5BfNCIqTqSaRbIZAdVQ5JWbWenPjbcb8XDqNT
+MFEwHQYDVR0OBBYEFFZGn9r54W25Rz5YDoCwHu514+oyMB8GA1UdIwQYMBaAFFZG
+n9r54W25Rz5YDoCwHu514+oyMA8GA1UdEwEB/wQFMAMBAf8wCgYIKoZIzj0EAwID
+SAAwRQIgf1h/ZYwuMyXNI/enGmEnQ5LZ9TUTHXQGtyeohFPQ3twCIQDLjiC1eqD8
+hPsDkRD2wYeKTnfEdcaB/r7x0zKaow96WQ==
+-----END CERTIFICATE-----
+`
+const LEAF_KEY = `-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgdW++JiQmwfvIbOy+
++v/mhl6OYMaEXl7x+RC6YSeU+/uhRANCAAQLdRiBJY20j+s98J8V5xLE2riPqlU0
+WA3Hkdr3t8JnntuJqL+Uy/Nw0M0QCqGeQdzZZmc27k7xY0smgcYqWozR
+-----END PRIVATE KEY-----
+`
+const LEAF_CERT = `-----BEGIN CERTIFICATE-----
+MIIBOjCB4AIUL1FeRCFk2c/DQX0HybzlidKahK0wCgYIKoZIzj0EAwIwHzEdMBsG
+A1UEAwwUY2xiLXByb3h5IHRlc3QgRUNEU0EwIBcNMjYxMjAxMjM0ODE5WhgPMjEy
+NjExMDcyMzQ4MTlaMB4xHDAaBgNVBAMME2NsYi1wcm94eSB0ZXN0IGxlYWYwWTAT
+BgcqhkjOPQIBBggqhkjOPQMBBwNCAAQLdRiBJY20j+s98J8V5xLE2riPqlU0WA3H
+kdr3t8JnntuJqL+Uy/Nw0M0QCqGeQdzZZmc27k7xY0smgcYqWozRMAoGCCqGSM49
+BAMCA0kAMEYCIQDfkwRTb51wvAjejnULid7vQwvMHd6ZB2kDaCq2eBk4ggIhAIEC
+rcb6SpmWAmiZygG1KZG/N6tO37K/ttDR0ldDtG77
+-----END CERTIFICATE-----
+`
+
+type ClientResult = { readonly authorized: true, readonly cipher: string } | { readonly failed: string }
+
+async function startServer(t: Test, certificate: ServerCertificate, host: string): Promise<number> {
+  const server = tls.createServer({ ...tlsServerOptionsFor('ELBSecurityPolicy-2016-08'), cert: certificate.cert, key: certificate.key }, (socket) => socket.end())
+  await new Promise<void>((resolve) => server.listen(0, host, resolve))
+  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())))
+  return (server.address() as AddressInfo).port
+}
+
+function connect(options: tls.ConnectionOptions): Promise<ClientResult> {
+  return new Promise((resolve) => {
+    const socket = tls.connect(options)
+    socket.once('secureConnect', () => {
+      resolve(socket.authorized ? { authorized: true, cipher: socket.getCipher().name } : { failed: String(socket.authorizationError) })
+      socket.destroy()
+    })
+    socket.once('error', (error: NodeJS.ErrnoException) => resolve({ failed: error.code ?? error.message }))
+  })
+}
+
+function thrown(fn: () => unknown): unknown {
+  try {
+    fn()
+  } catch (error) {
+    return error
+  }
+  throw new Error('bug in the test: nothing was thrown')
+}
+
+t.test('the generated certificate: RSA 2048, CN=localhost, localhost and both loopback addresses, a year from now', async (t) => {
+  const before = Date.now()
+  const generated = generateSelfSignedCertificate()
+  const elapsedMs = Date.now() - before
+  t.comment(`generated in ${elapsedMs} ms`)
+  const certificate = new X509Certificate(generated.cert)
+  t.equal(generated.fingerprint256, certificate.fingerprint256, 'fingerprint256 as X509Certificate prints it')
+  t.match(generated.fingerprint256, /^([0-9A-F]{2}:){31}[0-9A-F]{2}$/)
+  t.equal(generated.selfSigned, true)
+  t.strictSame(generated.subjectAltNames, ['DNS:localhost', 'IP Address:127.0.0.1', 'IP Address:0:0:0:0:0:0:0:1'])
+  t.equal(certificate.subject, 'CN=localhost')
+  t.equal(certificate.issuer, 'CN=localhost')
+  t.equal(certificate.ca, false, 'basicConstraints CA:FALSE')
+  t.strictSame(certificate.keyUsage, ['1.3.6.1.5.5.7.3.1'], 'extKeyUsage serverAuth')
+  t.equal(certificate.publicKey.asymmetricKeyType, 'rsa')
+  t.equal(certificate.publicKey.asymmetricKeyDetails?.modulusLength, 2048)
+  t.ok(certificate.checkPrivateKey(createPrivateKey(generated.key)), 'the key is the certificate\'s')
+  t.match(generated.key, /^-----BEGIN PRIVATE KEY-----\n/, 'PKCS#8 PEM')
+  const validFrom = Date.parse(certificate.validFrom)
+  t.ok(validFrom >= Math.floor(before / 1000) * 1000 && validFrom <= Date.now(), 'valid from now')
+  t.equal(Date.parse(certificate.validTo) - validFrom, 365 * 86_400_000, 'for 365 days')
+  t.ok(Object.isFrozen(generated) && Object.isFrozen(generated.subjectAltNames), 'frozen')
+  t.not(generateSelfSignedCertificate().fingerprint256, generated.fingerprint256, 'a new key and serial each time')
+})
+
+t.test('the generated certificate takes the injected clock and a validity', async (t) => {
+  const now = new Date('2030-01-02T03:04:05.000Z')
+  const certificate = new X509Certificate(generateSelfSignedCertificate({ now, validityDays: 30 }).cert)
+  t.equal(certificate.validFrom, 'Jan  2 03:04:05 2030 GMT')
+  t.equal(certificate.validTo, 'Feb  1 03:04:05 2030 GMT')
+})
+
+t.test('a client that trusts the generated certificate (ca: cert) validates it for localhost, 127.0.0.1 and ::1', async (t) => {
+  const generated = generateSelfSignedCertificate()
+  const port = await startServer(t, generated, '127.0.0.1')
+  const authorized = { authorized: true, cipher: 'ECDHE-RSA-AES128-GCM-SHA256' }
+  t.strictSame(await connect({ host: '127.0.0.1', port, ca: generated.cert, servername: 'localhost' }), authorized, 'servername localhost')
+  t.strictSame(await connect({ host: 'localhost', port, ca: generated.cert }), authorized, 'host localhost')
+  t.strictSame(await connect({ host: '127.0.0.1', port, ca: generated.cert }), authorized, 'IP 127.0.0.1')
+  t.strictSame(await connect({ host: '127.0.0.1', port, ca: generated.cert, servername: 'example.com' }), { failed: 'ERR_TLS_CERT_ALTNAME_INVALID' }, 'another name fails')
+  t.strictSame(await connect({ host: '127.0.0.1', port, servername: 'localhost' }), { failed: 'DEPTH_ZERO_SELF_SIGNED_CERT' }, 'a client that does not trust it fails')
+  const otherGenerated = generateSelfSignedCertificate()
+  t.strictSame(await connect({ host: '127.0.0.1', port, ca: otherGenerated.cert, servername: 'localhost' }), { failed: 'DEPTH_ZERO_SELF_SIGNED_CERT' }, 'trusting another generated certificate does not help')
+
+  const ipv6Port = await startServer(t, generated, '::1')
+  t.strictSame(await connect({ host: '::1', port: ipv6Port, ca: generated.cert }), authorized, 'IP ::1')
+})
+
+t.test('loadServerCertificate: a pair that matches', async (t) => {
+  const generated = generateSelfSignedCertificate()
+  t.strictSame(loadServerCertificate(generated.cert, generated.key), generated, 'the generated pair, described alike')
+
+  const leaf = loadServerCertificate(LEAF_CERT, LEAF_KEY)
+  t.strictSame(leaf, {
+    cert: LEAF_CERT,
+    key: LEAF_KEY,
+    fingerprint256: new X509Certificate(LEAF_CERT).fingerprint256,
+    selfSigned: false,
+    subjectAltNames: [],
+  }, 'a certificate signed by another, without subjectAltName')
+
+  t.equal(loadServerCertificate(CA_CERT, CA_KEY).selfSigned, true, 'a self-signed CA')
+
+  const chain = loadServerCertificate(LEAF_CERT + CA_CERT, LEAF_KEY)
+  t.equal(chain.cert, LEAF_CERT + CA_CERT, 'a chain is kept whole for tls.createServer')
+  t.equal(chain.fingerprint256, leaf.fingerprint256, 'and described by its first certificate')
+
+  const port = await startServer(t, chain, '127.0.0.1')
+  t.strictSame(await connect({ host: '127.0.0.1', port, ca: CA_CERT, checkServerIdentity: () => undefined }),
+    { authorized: true, cipher: 'ECDHE-ECDSA-AES128-GCM-SHA256' }, 'it serves, an ECDSA certificate negotiating the policy\'s ECDHE-ECDSA cipher')
+})
+
+t.test('loadServerCertificate refuses what cannot serve, with an error that names the problem and the option', async (t) => {
+  const generated = generateSelfSignedCertificate()
+  const otherGenerated = generateSelfSignedCertificate()
+
+  const mismatch = thrown(() => loadServerCertificate(generated.cert, otherGenerated.key))
+  t.ok(mismatch instanceof ServerCertificateError)
+  t.match(mismatch, {
+    name: 'ServerCertificateError',
+    code: 'TLS_KEY_DOES_NOT_MATCH_CERT',
+    field: 'tlsKey',
+    message: `the private key does not match the certificate's public key (certificate ${generated.fingerprint256}, subject CN=localhost)`,
+  })
+  t.match(thrown(() => loadServerCertificate(LEAF_CERT, CA_KEY)), { code: 'TLS_KEY_DOES_NOT_MATCH_CERT', field: 'tlsKey' }, 'an ECDSA key of another certificate')
+  t.match(thrown(() => loadServerCertificate(LEAF_CERT, generated.key)), { code: 'TLS_KEY_DOES_NOT_MATCH_CERT' }, 'a key of another type')
+
+  for (const [what, notACertificate] of [['a private key', generated.key], ['text', 'hello'], ['an empty file', '']] as const) {
+    t.match(thrown(() => loadServerCertificate(notACertificate, generated.key)), {
+      code: 'TLS_CERT_NOT_A_CERTIFICATE',
+      field: 'tlsCert',
+      message: /^the certificate is not a PEM X\.509 certificate \(.+\)$/,
+    }, `${what} as the certificate`)
+  }
+  for (const [what, notAKey] of [['a certificate', generated.cert], ['text', 'hello']] as const) {
+    t.match(thrown(() => loadServerCertificate(generated.cert, notAKey)), {
+      code: 'TLS_KEY_NOT_A_PRIVATE_KEY',
+      field: 'tlsKey',
+      message: /^the private key is not an unencrypted PEM private key \(.+\)$/,
+    }, `${what} as the key`)
+  }
+})
