@@ -288,6 +288,31 @@ t.test('starts with the given backend, stops on SIGTERM and exits 0', async (t) 
   t.equal(await connectionCount(backend), 0, 'no connection to the backend left open')
 })
 
+t.test('several listeners: the banner lists each, the proxy-protocol misconfiguration and the certificate', async (t) => {
+  const backend = await listeningServer(t, (socket) => {
+    socket.once('data', () => socket.end('HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok'))
+  })
+  const stdout = new Sink()
+  const stderr = new Sink()
+  const signals = new EventEmitter()
+  const exited = run(
+    ['--listener', 'http://127.0.0.1:0', '--listener', 'tcp://127.0.0.1:0', '--listener', 'ssl://127.0.0.1:0',
+      '--backend', `http://127.0.0.1:${portOf(backend)}`, '--backend', `tcp://127.0.0.1:${portOf(backend)}`, '--access-log', '-'],
+    { CLB_PROXY_PROTOCOL: 'on' },
+    { stdout, stderr, signals }
+  )
+  await stderr.waitFor(/security policy ELBSecurityPolicy-2016-08\n/)
+  const [, http = '', tcp = '', ssl = ''] = /^clb-proxy: listening on (http:\/\/127\.0\.0\.1:\d+), (tcp:\/\/127\.0\.0\.1:\d+), (ssl:\/\/127\.0\.0\.1:\d+), forwarding to http:\/\/127\.0\.0\.1:\d+, tcp:\/\/127\.0\.0\.1:\d+ \(access log: stdout\)\n/.exec(stderr.text) ?? []
+  t.ok(http !== '' && tcp !== '' && ssl !== '', 'one line names every listener and every instance with its protocol')
+  t.match(stderr.text, new RegExp(`\\n  ${tcp.replaceAll('.', '\\.')} +TCP, bytes passed through to tcp/ssl instances, round robin; a log line per connection\\n` +
+    '      proxy protocol v1 is on: each connection starts with "PROXY TCP4 <client> <listener> <ports>"\\n' +
+    '      An instance that does not expect it answers 400 to every request \\(the classic misconfiguration\\):\\n' +
+    `        curl -i ${tcp.replace('tcp://', 'http://').replaceAll('.', '\\.')}/\\n`))
+  t.match(stderr.text, /\nHTTPS and SSL listeners use a self-signed certificate for localhost, 127\.0\.0\.1, ::1, made at start;\n  trust it with curl --cacert \S+clb-proxy-self-signed\.pem\n  SHA-256 fingerprint ([0-9A-F]{2}:){31}[0-9A-F]{2}\n/)
+  signals.emit('SIGTERM')
+  t.equal(await exited, 0)
+})
+
 t.test('without a backend it starts the two demo instances, prints the try table, and closes them all on SIGINT', async (t) => {
   const { formatTryTable } = await import('../../../proxy/byte-servers/demo-backend.js')
   const stdout = new Sink()

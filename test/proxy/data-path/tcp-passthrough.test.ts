@@ -5,6 +5,7 @@
  * (spec §3.4: `... - - 710 31845 "- - - " "-" - -`).
  */
 import net from 'node:net'
+import { Duplex } from 'node:stream'
 import tls from 'node:tls'
 import t from 'tap'
 import { ELB_NAME, FIXED_TIMESTAMP, readUntilClosed, startListenerProxy, tcpServer } from '../../helpers/listener-proxy.js'
@@ -131,6 +132,8 @@ t.test('no instance in service: the client\'s connection is closed and logged wi
   t.strictSame(f.logLines, [`${FIXED_TIMESTAMP} ${ELB_NAME} 127.0.0.1:${clientPort} - -1 -1 -1 - - 0 0 "- - - " "-" - -`])
   t.equal(f.records[0]?.outcome, 'passthrough-refused')
   t.equal(f.records[0]?.backendError, null)
+  t.equal(f.diagnostics.at(-1)?.msg, `connection from 127.0.0.1:${clientPort} on the tcp listener port ${f.proxy.listeners[0]?.port} closed at once: ` +
+    'no tcp/ssl instance is in service (a TCP/SSL listener routes to tcp:// and ssl:// instances only)')
   await f.close(t)
 })
 
@@ -147,6 +150,7 @@ t.test('an instance that refuses the connection: the client is closed, BackendCo
   t.equal(f.records[0]?.outcome, 'passthrough-refused')
   t.equal(f.records[0]?.backendError, 'ECONNREFUSED')
   t.equal(f.proxy.metrics().Metrics.BackendConnectionErrors.Sum, 1)
+  t.match(f.diagnostics.at(-1)?.msg, new RegExp(`closed at once: the connection to 127\\.0\\.0\\.1:${port} failed: ECONNREFUSED \\(connect ECONNREFUSED 127\\.0\\.0\\.1:${port}\\)$`))
   await f.close(t)
 })
 
@@ -159,6 +163,7 @@ t.test('the idle timeout closes a connection on which nothing moves (CLB-IDLE)',
   await f.waitForExchanges(1)
   t.equal(f.records[0]?.outcome, 'passthrough')
   t.equal(f.records[0]?.cutReason, 'idle-timeout')
+  t.match(f.diagnostics.at(-1)?.msg, /was closed: nothing was sent or received for the 1 s idle timeout \(CLB-IDLE\)$/)
   t.match(f.logLines[0], new RegExp(` 127\\.0\\.0\\.1:${instance.port} 0 0 -1 - - 12 0 "- - - "`), 'no byte came back: response_processing_time is -1')
   await f.close(t)
 })
@@ -188,6 +193,7 @@ t.test('deregistration without draining closes the instance\'s connections', asy
   await closed
   await f.waitForExchanges(1)
   t.equal(f.records[0]?.cutReason, 'instance-deregistered')
+  t.match(f.diagnostics.at(-1)?.msg, /was closed: its instance 127\.0\.0\.1:\d+ was deregistered \(draining disabled or timed out\)$/)
   await f.close(t)
 })
 
@@ -201,4 +207,43 @@ t.test('shutdown: an open connection is cut at the drain deadline and logged onc
   await closed
   t.equal(f.records.length, 1)
   t.equal(f.records[0]?.cutReason, 'shutdown')
+})
+
+t.test('an ssl instance: TLS to the instance, the proxy-protocol line before its handshake (as nginx\'s "ssl proxy_protocol" reads it)', async (t) => {
+  const { generateSelfSignedCertificate } = await import('../../../proxy/data-path/server-certificate.js')
+  const certificate = generateSelfSignedCertificate()
+  const proxyLines: string[] = []
+  const instance = await tcpServer(t, (socket) => {
+    let head = Buffer.alloc(0)
+    const onData = (chunk: Buffer): void => {
+      head = Buffer.concat([head, chunk])
+      const end = head.indexOf('\r\n')
+      if (end === -1) return
+      socket.off('data', onData)
+      proxyLines.push(head.subarray(0, end + 2).toString('latin1'))
+      // TLS over a stream that starts after the PROXY line (a TLSSocket on the socket itself would
+      // read its handle directly and miss the ClientHello bytes already read with the line).
+      const afterLine = new Duplex({
+        read () {},
+        write (data: Buffer, _encoding, callback) { socket.write(data, callback) },
+        final (callback) { socket.end(); callback() }
+      })
+      afterLine.push(head.subarray(end + 2))
+      socket.on('data', (data: Buffer) => afterLine.push(data))
+      socket.on('end', () => afterLine.push(null))
+      const secure = new tls.TLSSocket(afterLine, { isServer: true, cert: certificate.cert, key: certificate.key })
+      secure.on('error', () => {})
+      secure.on('data', (data: Buffer) => secure.write(`tls echo: ${data.toString()}`))
+      secure.on('end', () => secure.end())
+    }
+    socket.on('data', onData)
+  })
+  const f = await startListenerProxy({ listeners: ['tcp://127.0.0.1:0'], backends: [`ssl://127.0.0.1:${instance.port}`], proxyProtocol: true })
+  const listenerPort = f.proxy.listeners[0]?.port as number
+  const { bytes, clientPort } = await exchangeOverTcp(listenerPort, 'secret')
+  t.equal(bytes.toString(), 'tls echo: secret', 'the bytes crossed TLS to the instance and back')
+  t.strictSame(proxyLines, [`PROXY TCP4 127.0.0.1 127.0.0.1 ${clientPort} ${listenerPort}\r\n`], 'in clear, before the ClientHello')
+  await f.waitForExchanges(1)
+  t.match(f.logLines[0], new RegExp(` 127\\.0\\.0\\.1:${instance.port} 0 0 0 - - 6 16 "- - - " "-" - -$`))
+  await f.close(t)
 })
