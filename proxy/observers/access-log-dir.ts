@@ -44,6 +44,8 @@ export const ACCESS_LOG_REGION = 'us-east-1'
 /** spec §3.1 [O-LOGS]: "Random string: 8 lower-case alphanumerics in all examples". */
 const RANDOM_ALPHABET = 'abcdefghijklmnopqrstuvwxyz0123456789'
 const RANDOM_LENGTH = 8
+/** Our choice: after a file could not be created, the next attempt waits this long (lines meanwhile are dropped and counted), so a failing disk costs one attempt per second, not one per request. */
+export const REOPEN_DELAY_MICROS = 1_000_000
 
 export interface AccessLogDirTimers {
   readonly setTimeout: (callback: () => void, ms: number) => unknown
@@ -146,6 +148,8 @@ export function createAccessLogDirWriter (options: AccessLogDirWriterOptions): A
   /** Open failures since the last file that opened: each code is reported once. */
   const openErrorCodes = new Set<string>()
   let linesNotOpened = 0
+  /** After an open failure: no new attempt before this clock reading. */
+  let reopenAtMicros = 0
 
   const clearTimer = (): void => {
     if (timer !== null) timers.clearTimeout(timer)
@@ -187,12 +191,13 @@ export function createAccessLogDirWriter (options: AccessLogDirWriterOptions): A
       const failure = error as NodeJS.ErrnoException
       firstError ??= failure
       linesNotOpened++
+      reopenAtMicros = clock.nowMicros() + REOPEN_DELAY_MICROS
       const code = failure.code ?? failure.message
       if (!openErrorCodes.has(code)) {
         openErrorCodes.add(code)
         report({ kind: 'write-error', error: failure },
-          `access log file ${file} cannot be created (${code}): the proxy keeps serving; the lines of this interval ` +
-          'are dropped until a file can be created. Reported once per kind of error')
+          `access log file ${file} cannot be created (${code}): the proxy keeps serving; lines are dropped until a ` +
+          'file can be created (tried again once a second). Reported once per kind of error')
       }
       return null
     }
@@ -213,6 +218,10 @@ export function createAccessLogDirWriter (options: AccessLogDirWriterOptions): A
       const endMicros = intervalEndMicros(clock.nowMicros(), emitIntervalMinutes)
       // A later interval closes the open file first; an earlier one (a clock gone back) keeps it.
       if (current !== null && endMicros > current.endMicros) closeCurrent()
+      if (current === null && openErrorCodes.size > 0 && clock.nowMicros() < reopenAtMicros) {
+        linesNotOpened++
+        return
+      }
       const target = current ?? open(endMicros)
       if (target === null) return
       target.writer.write(record)

@@ -13,6 +13,7 @@ import {
   formatEndTime,
   intervalEndMicros,
   randomLogString,
+  REOPEN_DELAY_MICROS,
   type AccessLogDirTimers
 } from '../../../proxy/observers/access-log-dir.js'
 
@@ -240,9 +241,13 @@ t.test('a file that cannot be created is reported once, never thrown; lines resu
   t.match(problems[0]?.[1], /^access log file .*AWSLogs.*20140215T2340Z.* cannot be created \((ENOTDIR|EEXIST)\): the proxy keeps serving/)
   fs.rmSync(path.join(dir, 'AWSLogs'))
   writer.write(record(3))
-  t.strictSame(problems[1]?.[0], { kind: 'written-again', droppedLines: 2 }, 'written again, two lines lost')
+  t.equal(problems.length, 1, 'within a second of the failure no new attempt is made: the line is dropped')
+  t.strictSame(filesUnder(dir), [], 'and no file was created')
+  clock.set(DOC_END - MINUTE + REOPEN_DELAY_MICROS)
+  writer.write(record(4))
+  t.strictSame(problems[1]?.[0], { kind: 'written-again', droppedLines: 3 }, 'a second later, written again; three lines lost')
   await t.rejects(writer.close(), { code: /^(ENOTDIR|EEXIST)$/ }, 'close() rejects with the first error')
-  t.strictSame(filesUnder(dir).map((name) => fs.readFileSync(path.join(dir, name), 'latin1')), [lines(3)])
+  t.strictSame(filesUnder(dir).map((name) => fs.readFileSync(path.join(dir, name), 'latin1')), [lines(4)])
 })
 
 t.test('a directory that cannot be created throws at once (before the proxy listens)', async (t) => {
