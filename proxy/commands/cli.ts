@@ -100,6 +100,16 @@ function buildOptions(values: ParsedValues, env: NodeJS.ProcessEnv): BuiltOption
       throw error
     }
   }
+  // listen and listeners both name the front end. A flag beats the other's variable, and
+  // CLB_LISTENERS beats CLB_LISTEN (the image sets CLB_LISTEN; a compose file's CLB_LISTENERS or a
+  // --listener must not clash with it). Both flags: the resolver refuses them.
+  const listenSource = sources.get('listen')
+  const listenersSource = sources.get('listeners')
+  if (listenSource !== undefined && listenersSource !== undefined && (listenSource.isEnv || listenersSource.isEnv)) {
+    const overridden = listenSource.isEnv ? 'listen' : 'listeners'
+    delete options[overridden]
+    sources.delete(overridden)
+  }
   for (const option of SWITCH_FLAGS) {
     const envText = option.env === undefined ? undefined : env[option.env]
     if (values[option.flag] !== true && option.env !== undefined && option.envFromText !== undefined && envText !== undefined && envText !== '') {

@@ -564,6 +564,21 @@ t.test('the runtime stage\'s command, from a clean production install, in front 
     t.equal(flagged.stdout, '', `${form}: the probes wrote no access-log line`)
   }
 
+  // CLB_LISTENERS (a compose file's) replaces the image's CLB_LISTEN, for the CLI and the probe,
+  // which reads its first listener; so does --listener after the image name.
+  for (const form of ['CLB_LISTENERS', '--listener PROTO://HOST:PORT']) {
+    const listen = `127.0.0.1:${await closedPort()}`
+    const env = form === 'CLB_LISTENERS' ? { ...containerEnv, CLB_LISTEN: envListen, CLB_LISTENERS: `http://${listen}` } : { ...containerEnv, CLB_LISTEN: envListen }
+    const flags = form === 'CLB_LISTENERS' ? [] : ['--listener', `http://${listen}`]
+    const started = watch(t, process.execPath, [...entry.slice(1), ...flags], { cwd: app, env })
+    await started.waitFor('stderr', new RegExp(`^clb-proxy: listening on http://${listen.replaceAll('.', '\\.')},`, 'm'))
+    const healthy = await runToEnd(process.execPath, probeOf(probe, form === 'CLB_LISTENERS' ? process.pid : started.child.pid).slice(1), { cwd: app, env })
+    t.same({ code: healthy.code, stderr: healthy.stderr }, { code: 0, stderr: '' }, `${form}: the CLI listens there and the probe finds it (CLB_LISTEN=${envListen} is closed)`)
+    started.child.kill('SIGTERM')
+    const [startedCode] = await started.exited
+    t.equal(startedCode, 0, `${form}: SIGTERM, exit 0`)
+  }
+
   backend.child.kill('SIGTERM')
   const [backendCode, backendSignal] = await backend.exited
   t.same({ code: backendCode, signal: backendSignal }, { code: null, signal: 'SIGTERM' }, 'the app stops on SIGTERM (Node\'s default when not PID 1)')

@@ -118,6 +118,7 @@ t.test('a bad flag value exits 2 naming the flag and quoting the text typed', as
       ['--backend', 'http://127.0.0.1:3000', '--listener', 'tcp://127.0.0.1:0'],
       '--listener has no instance it may route to: a TCP listener routes to TCP or SSL instances only (CLB\'s listener pairing), so give a tcp:// or ssl:// --backend, got "tcp://127.0.0.1:0"'
     ],
+    [['--listen', '127.0.0.1:0', '--listener', 'http://127.0.0.1:0'], '--listen cannot be combined with listeners: give one HTTP listener with listen, or every listener with listeners, got "127.0.0.1:0"'],
     [['--security-policy', 'ELBSecurityPolicy-2015-05'], '--security-policy must be one of CLB\'s predefined security policies: ELBSecurityPolicy-2016-08, ELBSecurityPolicy-TLS-1-2-2017-01, got "ELBSecurityPolicy-2015-05"'],
     [['--max-headers', 'many'], '--max-headers must be an integer from 1 to 10000, got "many"'],
     [['--tls-cert', 'c.pem'], '--tls-cert must be given together with tlsKey (a certificate and its private key), got "c.pem"'
