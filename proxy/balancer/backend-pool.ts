@@ -201,16 +201,17 @@ export class BackendPool {
   /**
    * The instance for one connection of a TCP or SSL listener: round robin over the routable tcp/ssl
    * instances (CLB-LISTEN: "the load balancer uses the round robin routing algorithm for TCP
-   * listeners"); the connection holds a slot there until finished() (draining and deregistration
-   * tell it through instanceGone()). Null when none is in service. Connections have no surge queue
-   * and no per-instance limit (docs/listeners.md).
+   * listeners"), skipping those already `tried` for this connection; the connection holds a slot
+   * there until finished() (draining and deregistration tell it through instanceGone()). Null when
+   * none is left. Connections have no surge queue and no per-instance limit (docs/listeners.md).
    */
-  routeConnection (connection: InFlightRequest): Instance | null {
+  routeConnection (connection: InFlightRequest, tried: readonly Instance[] = []): Instance | null {
     const count = this.registered.length
     for (let k = 0; k < count; k++) {
       const candidate = this.registered[(this.nextConnectionTurn + k) % count] as Instance
-      if (!candidate.routable || servesHttp(candidate)) continue
-      this.nextConnectionTurn = (this.nextConnectionTurn + k + 1) % count
+      if (!candidate.routable || servesHttp(candidate) || tried.includes(candidate)) continue
+      // A retry (a refused connection, as for HTTP requests) takes no turn of its own.
+      if (tried.length === 0) this.nextConnectionTurn = (this.nextConnectionTurn + k + 1) % count
       candidate.inFlight.add(connection)
       return candidate
     }

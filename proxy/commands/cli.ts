@@ -12,7 +12,7 @@ import { parseArgs } from 'node:util'
 import type { ClbProxyOptions, ResolvedOptions } from '../core/options.js'
 import { OptionError, quoteValue, resolveOptions } from '../core/resolve-options.js'
 import { EXIT_OK, explainParseFailure, usageError, type CliIo } from './command-line.js'
-import { OPTION_FLAGS, SWITCH_FLAGS, helpText } from './option-flags.js'
+import { OPTION_FLAGS, SWITCH_FLAGS, helpText, namesAsFlags } from './option-flags.js'
 import { serve } from './serve-command.js'
 import { readVersion } from './version.js'
 
@@ -135,13 +135,15 @@ class CliOptionError extends Error {}
 function describeForCli(error: OptionError, sources: ReadonlyMap<string, FieldSource>): string {
   const source = sources.get(error.field)
   if (source === undefined) return error.message
-  if (error.field === 'backends') {
-    const entry = /^backends\[(\d+)\]/.exec(error.label)
+  if (error.field === 'backends' || error.field === 'listeners') {
+    // A list: name the entry and quote its own text.
+    const entry = /^(?:backends|listeners)\[(\d+)\]/.exec(error.label)
     const name = source.isEnv && entry !== null ? `${source.name} entry ${Number(entry[1]) + 1}` : source.name
-    return error.describeAs(name)
+    return namesAsFlags(error.describeAs(name))
   }
-  return `${source.name} ${forTheCommandLine(error.rule)}, got ${quoteValue(source.text)}`
+  return `${source.name} ${namesAsFlags(forTheCommandLine(error.rule))}, got ${quoteValue(source.text)}`
 }
+
 
 /** A rule's `, or null for ...` alternative is the library's: no flag or variable can say null. */
 function forTheCommandLine (rule: string): string {

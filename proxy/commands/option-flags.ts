@@ -516,3 +516,19 @@ export function helpText(): string {
   )
   return lines.join('\n')
 }
+
+/**
+ * A rule that names another option (tlsKey, listeners, listeners[1]) names it as the command line
+ * knows it: `--tls-key`, `--listener`, `the 2nd --listener`.
+ */
+export function namesAsFlags (text: string): string {
+  let named = text
+    .replace(/\blisteners\[(\d+)\]/g, (_match, index: string) => `--listener number ${Number(index) + 1}`)
+    .replace(/ with listeners\b/g, ' with --listener')
+    .replace(/ with listen\b/g, ' with --listen')
+  for (const option of OPTION_FLAGS) {
+    if (!/[A-Z]/.test(option.field)) continue
+    named = named.replace(new RegExp(`\\b${option.field}\\b`, 'g'), `--${option.flag}`)
+  }
+  return named
+}

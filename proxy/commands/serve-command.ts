@@ -7,16 +7,14 @@
 // Type-only: erased at runtime. The modules themselves are imported in serve().
 import type { ClbProxy } from '../library/clb-proxy.js'
 import type { DemoBackend } from '../byte-servers/demo-backend.js'
-import { writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import type { MachineCertificate } from './machine-certificate.js'
 import type { BackendAddress, ClbProxyOptions, ListenerProtocol, ResolvedOptions } from '../core/options.js'
 // Small modules the option resolver loads anyway.
 import { CLB_DEFAULTS, instanceProtocolOf, isLayer7 } from '../core/options.js'
 import { formatHealthCheckTarget } from '../core/health-check-target.js'
 import { OptionError } from '../core/resolve-options.js'
 import { EXIT_FAILURE, EXIT_OK, listenForStop, usageError, type CliIo } from './command-line.js'
-import { OPTION_FLAGS } from './option-flags.js'
+import { OPTION_FLAGS, namesAsFlags } from './option-flags.js'
 
 // Entries kept for the admin listener's /entries when the CLI runs with --admin.
 const CLI_RECORDED_ENTRIES_WITH_ADMIN = 1000
@@ -93,6 +91,14 @@ export async function serve(options: ClbProxyOptions, resolved: ResolvedOptions,
       proxyOptions = withDemoHealthCheck(options)
     }
 
+    // HTTPS/SSL listeners without --tls-cert: the user's saved self-signed certificate (made once,
+    // reused across runs and proxies, so one `curl --cacert` or browser exception keeps working).
+    let machine: MachineCertificate | null = null
+    if (resolved.tlsCert === null && resolved.listeners.some((listener) => listener.protocol === 'https' || listener.protocol === 'ssl')) {
+      machine = (await import('./machine-certificate.js')).machineCertificate()
+      if (machine !== null) proxyOptions = { ...proxyOptions, tlsCert: machine.certFile, tlsKey: machine.keyFile }
+    }
+
     const { startClbProxy } = await import('../library/clb-proxy.js')
     try {
       // '-' means this run's stdout. For the real process the library writes to fd 1 itself
@@ -111,14 +117,18 @@ export async function serve(options: ClbProxyOptions, resolved: ResolvedOptions,
         ...(logger === undefined ? {} : { logger })
       })
     } catch (error) {
-      if (error instanceof OptionError) return usageError(io, error.message)
+      // A file an option names that cannot be used (tlsCert, tlsKey, backendCa), found at start.
+      if (error instanceof OptionError) {
+        const flag = OPTION_FLAGS.find((option) => option.field === error.field)
+        return usageError(io, flag === undefined ? error.message : namesAsFlags(error.describeAs(`--${flag.flag}`)))
+      }
       io.stderr.write(`clb-proxy: ${describeStartFailure(error, resolved)}\n`)
       return EXIT_FAILURE
     }
 
     if (demo !== undefined) await firstHealthChecks(proxy)
-    io.stderr.write(demo === undefined ? backendsBanner(proxy, resolved) + healthCheckNotice(proxy, options) : demoBanner(proxy, demo, options, resolved))
-    io.stderr.write(await listenersBanner(proxy))
+    io.stderr.write(demo === undefined ? backendsBanner(proxy, resolved) + healthCheckNotice(proxy, options) : demoBanner(proxy, demo, options, resolved, machine))
+    io.stderr.write(listenersBanner(proxy, machine) + unusedOptionsNotice(proxy, options))
     if (proxy.adminUrl !== null) io.stderr.write(`clb-proxy: admin listener on ${proxy.adminUrl} (dashboard at /; /metrics, /metrics.json, /entries, /captures, /instances, /healthz)\n`)
     const signal = await stop.stopped
     stop.dispose() // a second Ctrl-C now gets Node's default: quit at once
@@ -227,49 +237,56 @@ function backendsBanner(proxy: ClbProxy, resolved: ResolvedOptions): string {
   return `clb-proxy: listening on ${listening}, forwarding to ${backends} (access log: ${accessLogText(resolved.accessLog)})\n`
 }
 
-/** Where the CLI saves a generated certificate, so that curl (--cacert) and browsers can trust it. */
-export const SELF_SIGNED_CERTIFICATE_FILE = join(tmpdir(), 'clb-proxy-self-signed.pem')
-
 /**
  * With more than the one HTTP listener: what each listener does, how to try a TCP one, what proxy
  * protocol does to an instance that does not expect it, and which certificate HTTPS/SSL use.
  */
-async function listenersBanner(proxy: ClbProxy): Promise<string> {
+function listenersBanner(proxy: ClbProxy, machine: MachineCertificate | null): string {
   const listeners = proxy.listeners
   if (listeners.length === 1 && listeners[0]?.protocol === 'http') return ''
+  const trust = machine === null ? '-k' : `--cacert ${machine.certFile}`
   const width = Math.max(...listeners.map((listener) => listener.url.length))
   const lines = ['Listeners (one access log for all):']
   for (const listener of listeners) {
     lines.push(`  ${listener.url.padEnd(width)}  ${LISTENER_TEXT[listener.protocol]}`)
     if (isLayer7(listener.protocol)) continue
-    const tryUrl = `${listener.protocol === 'ssl' ? 'https' : 'http'}://${hostPort(listener)}/`
+    const curl = `curl -i ${listener.protocol === 'ssl' ? `${trust} https` : 'http'}://${hostPort(listener)}/`
     if (proxy.options.proxyProtocol) {
-      lines.push(`      proxy protocol v1 is on: each connection starts with "PROXY TCP4 <client> <listener> <ports>"`,
-        `      An instance that does not expect it answers 400 to every request (the classic misconfiguration):`,
-        `        curl -i ${listener.protocol === 'ssl' ? '--cacert <certificate> ' : ''}${tryUrl}`)
+      lines.push('      proxy protocol v1 is on: each connection starts with "PROXY TCP4 <client> <listener> <ports>"',
+        '      An instance that does not expect it answers 400 to every request (the classic misconfiguration):',
+        `        ${curl}`)
     } else {
-      lines.push(`      bytes pass unchanged (a WebSocket works here, not on an HTTP listener): curl -i ${listener.protocol === 'ssl' ? '-k ' : ''}${tryUrl}`)
+      lines.push(`      bytes pass unchanged (a WebSocket works here, not on an HTTP listener): ${curl}`)
     }
   }
   const certificate = proxy.certificate
   if (certificate !== null) {
     lines.push('')
-    if (certificate.selfSigned && proxy.options.tlsCert === null) {
-      let saved = ''
-      try {
-        await writeFile(SELF_SIGNED_CERTIFICATE_FILE, certificate.cert)
-        saved = `;\n  trust it with curl --cacert ${SELF_SIGNED_CERTIFICATE_FILE}`
-      } catch (error) {
-        saved = `; not saved (${describeSystemError(error)})`
-      }
+    if (machine !== null) {
       const names = certificate.subjectAltNames.map((name) => name.replace(/^[^:]+:/, '').replace(/^0:0:0:0:0:0:0:1$/, '::1'))
-      lines.push(`HTTPS and SSL listeners use a self-signed certificate for ${names.join(', ')}, made at start${saved}`)
+      lines.push(`HTTPS and SSL listeners use your self-signed certificate for ${names.join(', ')} (${machine.reused ? 'made earlier, reused' : 'made now'});`,
+        `  trust it with curl --cacert ${machine.certFile}`)
+    } else if (proxy.options.tlsCert === null) {
+      lines.push('HTTPS and SSL listeners use a self-signed certificate made in memory (it could not be saved); curl needs -k')
     } else {
-      lines.push(`HTTPS and SSL listeners use the certificate ${proxy.options.tlsCert ?? ''}`)
+      lines.push(`HTTPS and SSL listeners use the certificate ${proxy.options.tlsCert}`)
     }
     lines.push(`  SHA-256 fingerprint ${certificate.fingerprint256}`, `  security policy ${proxy.options.securityPolicy}`)
   }
   return lines.join('\n') + '\n'
+}
+
+/** Options that change nothing with these listeners and instances: said, instead of ignored in silence. */
+function unusedOptionsNotice(proxy: ClbProxy, options: ClbProxyOptions): string {
+  const resolved = proxy.options
+  const hasTls = resolved.listeners.some((listener) => listener.protocol === 'https' || listener.protocol === 'ssl')
+  const hasPassthrough = resolved.listeners.some((listener) => !isLayer7(listener.protocol))
+  const tlsInstances = resolved.backends.some((backend) => instanceProtocolOf(backend) === 'https' || instanceProtocolOf(backend) === 'ssl')
+  const unused: string[] = []
+  if (resolved.proxyProtocol && !hasPassthrough) unused.push('--proxy-protocol applies to tcp and ssl listeners only')
+  if (!hasTls && (options.tlsCert !== undefined || options.securityPolicy !== undefined)) unused.push('--tls-cert, --tls-key and --security-policy apply to https and ssl listeners only')
+  if (resolved.backendCa !== null && !tlsInstances) unused.push('--backend-ca applies to https:// and ssl:// instances only')
+  return unused.map((text) => `clb-proxy: ${text}: it has no effect here\n`).join('')
 }
 
 const LISTENER_TEXT: Readonly<Record<ListenerProtocol, string>> = Object.freeze({
@@ -279,20 +296,35 @@ const LISTENER_TEXT: Readonly<Record<ListenerProtocol, string>> = Object.freeze(
   ssl: 'SSL (TLS ends here), bytes passed through to tcp/ssl instances, round robin'
 })
 
-/** The URL curl uses for the demo's table: the first HTTP listener's, else the first listener's as HTTP(S). */
-function curlUrl(proxy: ClbProxy): string {
-  const listener = proxy.listeners.find((candidate) => candidate.protocol === 'http') ?? proxy.listeners[0]
-  if (listener === undefined || listener.protocol === 'http') return proxy.url
-  return `${listener.protocol === 'tcp' ? 'http' : 'https'}://${hostPort(listener)}`
+/**
+ * The demo's table of curl commands, through the first HTTP or HTTPS listener (an HTTPS one with
+ * the certificate to trust); with only TCP/SSL listeners there is no table: their bytes pass
+ * unchanged, so the defect routes come back as the instance wrote them, with no 502 of ours.
+ */
+function demoTryBlock(proxy: ClbProxy, demo: DemoRun, machine: MachineCertificate | null): string {
+  const listener = proxy.listeners.find((candidate) => isLayer7(candidate.protocol))
+  if (listener === undefined) {
+    return [
+      'Your listeners are TCP/SSL only: bytes pass through unchanged, so the demo\'s defect routes reach',
+      'the client as the instance wrote them (a CLB answers 502 for them on HTTP/HTTPS listeners only).'
+    ].join('\n')
+  }
+  const base = listener.protocol === 'http'
+    ? listener.url
+    : `${machine === null ? '-k' : `--cacert ${machine.certFile}`} https://${hostPort(listener)}`
+  return demo.module.formatTryTable(base).replace(/\n+$/, '')
 }
 
-function demoBanner(proxy: ClbProxy, demo: DemoRun, userOptions: ClbProxyOptions, resolved: ResolvedOptions): string {
+function demoBanner(proxy: ClbProxy, demo: DemoRun, userOptions: ClbProxyOptions, resolved: ResolvedOptions, machine: MachineCertificate | null): string {
   const names = demo.instances.map((instance) => instance.name ?? instance.url)
   return [
     `clb-proxy: listening on ${proxy.url} (access log: ${accessLogText(resolved.accessLog)})`,
     `clb-proxy: no --backend given, so requests go to the built-in demo backend: two instances, ${names.join(' and ')}`,
+    ...(proxy.instances().length > demo.instances.length
+      ? ['clb-proxy: each is registered twice, as http:// for the HTTP/HTTPS listeners and as tcp:// (its own instance id) for the TCP/SSL ones']
+      : []),
     '',
-    demo.module.formatTryTable(curlUrl(proxy)).replace(/\n+$/, ''),
+    demoTryBlock(proxy, demo, machine),
     '',
     ...demoHealthBlock(proxy, demo, userOptions),
     '',

@@ -110,6 +110,8 @@ export interface ExchangeRecord {
    * "unable to verify the first certificate"); null or absent when there are none.
    */
   readonly backendErrorMessage?: string | null
+  /** A TCP/SSL listener's connection whose ssl instance failed its TLS handshake ('passthrough-refused'); absent otherwise. */
+  readonly tlsHandshakeFailed?: true
   /**
    * The defect behind an ELB-generated answer: the one that decided a rejection ('rejected'), or
    * EMPTY_RESPONSE for the 504 of an instance that closed without a byte ('backend-closed'); null otherwise.

@@ -288,7 +288,7 @@ export function resolveOptions(input: ClbProxyOptions, settings: ResolveOptionsS
         field: input.listeners === undefined ? 'listen' : 'listeners',
         label: input.listeners === undefined ? 'listen' : `listeners[${index}]`,
         value: formatListener(listener),
-        rule: `has no instance it may route to: a ${listener.protocol.toUpperCase()} listener routes to ${listener.protocol === 'http' || listener.protocol === 'https' ? 'HTTP or HTTPS' : 'TCP or SSL'} instances only (CLB's listener pairing), so give ${wanted} --backend`
+        rule: `has no instance it may route to: ${listener.protocol === 'tcp' ? 'a' : 'an'} ${listener.protocol.toUpperCase()} listener routes to ${listener.protocol === 'http' || listener.protocol === 'https' ? 'HTTP or HTTPS' : 'TCP or SSL'} instances only (CLB's listener pairing), so give ${wanted} --backend`
       })
     }
   }

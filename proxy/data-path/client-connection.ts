@@ -7,6 +7,7 @@ import type { AccessLogRecord } from '../core/access-log-record.js'
 import { Exchange, type ClientSide, type ExchangeContext } from './exchange.js'
 import type { ExchangeOutcome, ExchangeRecord } from '../core/events.js'
 import { hostWithoutPort } from './forwarded-head.js'
+import { unmapIpv4 } from './proxy-protocol.js'
 import { CONTINUE_RESPONSE, SYNTHETIC_RESPONSES, type SyntheticStatus } from './synthetic-responses.js'
 
 /**
@@ -42,9 +43,9 @@ export class ClientConnection implements ClientSide {
   private lingerTimer: NodeJS.Timeout | null = null
 
   constructor (private readonly socket: net.Socket, private readonly context: ExchangeContext, private readonly onClosed: (connection: ClientConnection) => void) {
-    this.address = socket.remoteAddress ?? '-'
+    this.address = unmapIpv4(socket.remoteAddress ?? '-')
     this.port = socket.remotePort ?? 0
-    this.listenerAddress = socket.localAddress ?? '127.0.0.1'
+    this.listenerAddress = unmapIpv4(socket.localAddress ?? '127.0.0.1')
     this.listenerPort = socket.localPort ?? 0
     // An HTTPS listener hands over its sockets after the handshake ('secureConnection'): the
     // cipher and protocol are known (CLB-LOGS ssl_cipher: "recorded only if the incoming SSL/TLS

@@ -35,6 +35,11 @@ export function proxyProtocolV1Header (endpoints: ProxyProtocolEndpoints): Buffe
 
 const MAPPED_IPV4 = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i
 
-function unmapIpv4 (address: string): string {
-  return MAPPED_IPV4.exec(address)?.[1] ?? address
+/**
+ * An IPv4 address as itself: a dual-stack listener (`[::]`) reports an IPv4 peer in its mapped form
+ * (RFC 4291 section 2.5.5.2, `::ffff:127.0.0.1`); the access log, X-Forwarded-For and the PROXY
+ * line name the client as CLB would, `127.0.0.1`.
+ */
+export function unmapIpv4 (address: string): string {
+  return address.length > 7 && (address.charCodeAt(0) === 0x3a) ? (MAPPED_IPV4.exec(address)?.[1] ?? address) : address
 }

@@ -11,11 +11,11 @@ import { TLSSocket } from 'node:tls'
 import type { AccessLogRecord } from '../core/access-log-record.js'
 import type { BackendPool } from '../balancer/backend-pool.js'
 import type { Instance, InFlightRequest } from '../balancer/instance.js'
-import { errorReason, instanceReadyEvent, instanceTransportOf, openInstanceSocket } from '../balancer/instance-socket.js'
+import { errorReason, instanceReadyEvent, instanceTransportOf, openInstanceSocket, usesTls } from '../balancer/instance-socket.js'
 import { secondsBetween, type Clock } from '../core/clock.js'
 import type { ClbProxyEvents, CutReason, ExchangeOutcome } from '../core/events.js'
 import type { ResolvedOptions } from '../core/options.js'
-import { proxyProtocolV1Header } from './proxy-protocol.js'
+import { proxyProtocolV1Header, unmapIpv4 } from './proxy-protocol.js'
 
 export interface PassthroughContext {
   readonly options: ResolvedOptions
@@ -37,7 +37,14 @@ const HELD_CLIENT_BYTES = 64 * 1024
 export class PassthroughConnection implements InFlightRequest {
   inFlightIndex = -1
   private instance: Instance | null = null
+  /** The instances tried for this connection, in order (a refused connection moves to the next). */
+  private readonly tried: Instance[] = []
+  private readonly failedAttempts = new Set<Instance>()
   private backend: net.Socket | null = null
+  /** The current attempt's TCP connection is made (its TLS handshake may still be running). */
+  private tcpConnected = false
+  /** The connection to an ssl instance failed in its TLS handshake. */
+  private handshakeFailed = false
   private backendReady = false
   private backendError: string | null = null
   private backendErrorMessage: string | null = null
@@ -69,9 +76,9 @@ export class PassthroughConnection implements InFlightRequest {
     private readonly onClosed: (connection: PassthroughConnection) => void
   ) {
     this.acceptedAtMicros = context.clock.nowMicros()
-    this.clientAddress = client.remoteAddress ?? '-'
+    this.clientAddress = unmapIpv4(client.remoteAddress ?? '-')
     this.clientPort = client.remotePort ?? 0
-    this.listenerAddress = client.localAddress ?? '-'
+    this.listenerAddress = unmapIpv4(client.localAddress ?? '-')
     this.listenerPort = client.localPort ?? 0
     const cipher = client instanceof TLSSocket ? client.getCipher() : undefined
     this.tls = cipher === undefined ? null : { cipher: cipher.name, protocol: (client as TLSSocket).getProtocol() ?? cipher.version }
@@ -111,15 +118,24 @@ export class PassthroughConnection implements InFlightRequest {
     this.backend?.destroy()
   }
 
+  /**
+   * Joins the client to the next tcp/ssl instance. A connection refused (or otherwise not made) is
+   * tried on another instance in service, as an HTTP request's is (CLB-CW BackendConnectionErrors:
+   * "the load balancer retries the connection"); a failed TLS handshake is not (the instance's
+   * configuration, the same on its peers), nor a connection whose client has gone.
+   */
   private connect (): void {
-    const { pool, options, events } = this.context
-    const instance = pool.routeConnection(this)
+    const { pool, options } = this.context
+    const instance = pool.routeConnection(this, this.tried)
     if (instance === null) {
-      // No instance in service: nothing to join the client to, so its connection is closed.
+      // No instance (left) in service: nothing to join the client to, so its connection is closed.
+      this.instance = this.tried.at(-1) ?? null
       this.client.destroy()
       return
     }
+    this.tried.push(instance)
     this.instance = instance
+    this.tcpConnected = false
     this.connectStartedAtMicros = this.context.clock.nowMicros()
     let backend: net.Socket
     try {
@@ -131,12 +147,15 @@ export class PassthroughConnection implements InFlightRequest {
       return
     }
     this.backend = backend
+    this.backendClosed = false
     if (options.proxyProtocol) {
       // CLB-PROXY: the header comes first on the instance connection. On the TCP connection itself,
       // before a TLS ClientHello for an ssl instance (as HAProxy's `send-proxy` and nginx's
       // `listen ... ssl proxy_protocol` expect): written now, it is queued ahead of the handshake.
       instanceTransportOf(backend).write(proxyProtocolV1Header(this))
     }
+    // 'connect' is the TCP connection, also on a TLS socket; the ready event may come after a handshake.
+    backend.once('connect', () => { this.tcpConnected = true })
     backend.once(instanceReadyEvent(instance.address), () => {
       this.backendReady = true
       this.connectedAtMicros = this.context.clock.nowMicros()
@@ -147,24 +166,45 @@ export class PassthroughConnection implements InFlightRequest {
     })
     backend.on('data', (chunk: Buffer) => this.fromInstance(chunk))
     backend.on('end', () => this.client.end())
-    backend.on('timeout', () => this.cut('idle-timeout'))
-    backend.on('error', (error: NodeJS.ErrnoException) => {
+    backend.on('timeout', () => {
       if (!this.backendReady) {
-        this.backendError = error.code ?? 'ERR_CONNECT'
-        this.backendErrorMessage = errorReason(error)
-        events.emit('backend-connection-error', { instanceId: instance.id, instance: instance.label, error: this.backendError, source: 'request' })
-      } else {
-        this.endReason ??= 'instance-closed'
+        // CLB-IDLE: nothing moved for the idle timeout while connecting or in the handshake.
+        this.connectionFailed(instance, 'ETIMEDOUT', this.tcpConnected
+          ? `no TLS handshake within the ${options.idleTimeoutSeconds} s idle timeout`
+          : `no connection within the ${options.idleTimeoutSeconds} s idle timeout`)
       }
+      this.cut('idle-timeout')
+    })
+    backend.on('error', (error: NodeJS.ErrnoException) => {
+      if (this.backendReady) this.endReason ??= 'instance-closed'
+      else this.connectionFailed(instance, error.code ?? 'ERR_CONNECT', errorReason(error))
     })
     backend.on('close', () => {
+      if (this.backend !== backend) return
       this.backendClosed = true
-      // The instance's connection could not be made, or ended before the client's: the client's
-      // connection goes too (after what was already written to it).
-      if (!this.backendReady) this.client.destroy()
-      else this.client.end()
+      if (!this.backendReady) {
+        this.handshakeFailed = this.tcpConnected && usesTls(instance.address)
+        // Refused (no TCP connection): another instance, if one is in service and the client is still here.
+        if (!this.tcpConnected && !this.clientClosed && this.endReason === null) {
+          pool.finished(this, instance)
+          return this.connect()
+        }
+        this.client.destroy()
+      } else {
+        // The instance ended before the client: the client's connection goes too, after what was written to it.
+        this.client.end()
+      }
       this.finish()
     })
+  }
+
+  /** The instance's connection could not be made or its handshake failed: said once per attempt. */
+  private connectionFailed (instance: Instance, code: string, message: string): void {
+    if (this.failedAttempts.has(instance)) return
+    this.failedAttempts.add(instance)
+    this.backendError = code
+    this.backendErrorMessage = message
+    this.context.events.emit('backend-connection-error', { instanceId: instance.id, instance: instance.label, error: code, source: 'request' })
   }
 
   private fromClient (chunk: Buffer): void {
@@ -247,6 +287,7 @@ export class PassthroughConnection implements InFlightRequest {
       instanceId: this.instance?.id ?? null,
       backendError: this.backendError,
       backendErrorMessage: this.backendErrorMessage,
+      ...(this.handshakeFailed ? { tlsHandshakeFailed: true } : {}),
       primaryDefect: null,
       responseBytes: null,
       requestHead: null

@@ -22,6 +22,7 @@ import { ClbProxyEvents, type ClbProxyEventMap, type InstanceState, type Instanc
 import type { BackendAddress, ClbProxyOptions, ListenerProtocol, ResolvedOptions } from '../core/options.js'
 import { OptionError, resolveBackendAddress, resolveOptions } from '../core/resolve-options.js'
 import { readFileSync } from 'node:fs'
+import { X509Certificate } from 'node:crypto'
 
 export interface ClbProxyHooks {
   /** Diagnostics destination (default: pino JSON on stderr). */
@@ -145,7 +146,7 @@ export async function startClbProxy (input: ClbProxyOptions, hooks: ClbProxyHook
   const timeScale = hooks.timeScale ?? 1
   if (typeof timeScale !== 'number' || !(timeScale > 0) || timeScale > 1) throw new RangeError(`hooks.timeScale must be a number above 0 and at most 1, got ${String(timeScale)}`)
   // Files named by options are read now, before any socket opens: one that cannot be read is a bad option.
-  const backendCa = options.backendCa === null ? null : readOptionFile('backendCa', options.backendCa)
+  const backendCa = options.backendCa === null ? null : readCaFile(options.backendCa)
   const certificate = serverCertificateFor(options)
   const balancerSettings: BalancerSettings = {
     backendCa,
@@ -425,6 +426,18 @@ function serverCertificateFor (options: ResolvedOptions): ServerCertificate | nu
     if (!(error instanceof ServerCertificateError)) throw error
     throw new OptionError({ field: error.field, value: options[error.field], rule: `must be ${error.field === 'tlsCert' ? 'a PEM certificate' : 'the PEM private key of tlsCert'}: ${error.message}` })
   }
+}
+
+/** backendCa's file: PEM text with at least one certificate (a key or anything else would make every handshake fail). */
+function readCaFile (path: string): string {
+  const text = readOptionFile('backendCa', path)
+  try {
+    // eslint-disable-next-line no-new -- parsing is the check
+    new X509Certificate(text)
+  } catch (error) {
+    throw new OptionError({ field: 'backendCa', value: path, rule: `must be a PEM CA certificate file (${(error as Error).message})` })
+  }
+  return text
 }
 
 /** The text of a file an option names; an OptionError naming the field when it cannot be read. */

@@ -214,12 +214,12 @@ function describePassthrough (record: ExchangeRecord, logger: Logger, options: D
   const client = `${record.log.clientAddress}:${record.log.clientPort}`
   const listener = `${record.log.scheme} listener port ${record.log.listenerPort}`
   if (record.outcome === 'passthrough-refused') {
-    const why = record.instance === null
+    const why = record.instance === null || record.backendError === null
       ? 'no tcp/ssl instance is in service (a TCP/SSL listener routes to tcp:// and ssl:// instances only)'
-      : record.backendError === null
-        ? `the connection to ${record.instance} could not be established`
+      : record.tlsHandshakeFailed === true
+        ? describeTlsFailure(record.instance, record.backendError, record.backendErrorMessage ?? null)
         : `the connection to ${record.instance} failed: ${escapeForeign(record.backendError, MAX_ERROR_CHARS)}${record.backendErrorMessage == null ? '' : ` (${escapeForeign(record.backendErrorMessage, MAX_MESSAGE_CHARS)})`}`
-    logger.warn({ outcome: record.outcome, instance: record.instance, backendError: record.backendError }, `connection from ${client} on the ${listener} closed at once: ${why}`)
+    logger.warn({ outcome: record.outcome, instance: record.instance, backendError: record.backendError }, `connection from ${client} on the ${listener} was closed without an instance: ${why}`)
     return
   }
   if (record.cutReason === null) return

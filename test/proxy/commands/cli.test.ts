@@ -118,10 +118,11 @@ t.test('a bad flag value exits 2 naming the flag and quoting the text typed', as
       ['--backend', 'http://127.0.0.1:3000', '--listener', 'tcp://127.0.0.1:0'],
       '--listener has no instance it may route to: a TCP listener routes to TCP or SSL instances only (CLB\'s listener pairing), so give a tcp:// or ssl:// --backend, got "tcp://127.0.0.1:0"'
     ],
-    [['--listen', '127.0.0.1:0', '--listener', 'http://127.0.0.1:0'], '--listen cannot be combined with listeners: give one HTTP listener with listen, or every listener with listeners, got "127.0.0.1:0"'],
+    [['--listen', '127.0.0.1:0', '--listener', 'http://127.0.0.1:0'], '--listen cannot be combined with --listener: give one HTTP listener with --listen, or every listener with --listener, got "127.0.0.1:0"'],
     [['--security-policy', 'ELBSecurityPolicy-2015-05'], '--security-policy must be one of CLB\'s predefined security policies: ELBSecurityPolicy-2016-08, ELBSecurityPolicy-TLS-1-2-2017-01, got "ELBSecurityPolicy-2015-05"'],
+    [['--listener', 'http://127.0.0.1:7001', '--listener', 'tcp://127.0.0.1:7001', '--backend', 'http://a:1', '--backend', 'tcp://a:2'], '--listener uses the same address as --listener number 1: each listener needs its own port, got "tcp://127.0.0.1:7001"'],
     [['--max-headers', 'many'], '--max-headers must be an integer from 1 to 10000, got "many"'],
-    [['--tls-cert', 'c.pem'], '--tls-cert must be given together with tlsKey (a certificate and its private key), got "c.pem"'
+    [['--tls-cert', 'c.pem'], '--tls-cert must be given together with --tls-key (a certificate and its private key), got "c.pem"'
     ],
     [['--access-log='], "--access-log must be a file path or '-' for stdout, got \"\""],
     [
@@ -164,7 +165,7 @@ t.test('a bad environment value exits 2 naming the variable and quoting its text
     [{ CLB_PROXY_PROTOCOL: 'maybe' }, 'CLB_PROXY_PROTOCOL must be on or off, got "maybe"'],
     [
       { CLB_LISTENERS: 'http://127.0.0.1:0, udp://127.0.0.1:0' },
-      'CLB_LISTENERS must be PROTOCOL://HOST:PORT with PROTOCOL http, https, tcp or ssl and a port from 0 to 65535 (IPv6 as [::1]), got "http://127.0.0.1:0, udp://127.0.0.1:0"'
+      'CLB_LISTENERS entry 2 must be PROTOCOL://HOST:PORT with PROTOCOL http, https, tcp or ssl and a port from 0 to 65535 (IPv6 as [::1]), got "udp://127.0.0.1:0"'
     ],
     [{ CLB_ACCESS_LOG: 'a\0b' }, `CLB_ACCESS_LOG must be a file path or '-' for stdout, got "a\\u0000b"`],
     [
@@ -309,7 +310,34 @@ t.test('several listeners: the banner lists each, the proxy-protocol misconfigur
     '      proxy protocol v1 is on: each connection starts with "PROXY TCP4 <client> <listener> <ports>"\\n' +
     '      An instance that does not expect it answers 400 to every request \\(the classic misconfiguration\\):\\n' +
     `        curl -i ${tcp.replace('tcp://', 'http://').replaceAll('.', '\\.')}/\\n`))
-  t.match(stderr.text, /\nHTTPS and SSL listeners use a self-signed certificate for localhost, 127\.0\.0\.1, ::1, made at start;\n  trust it with curl --cacert \S+clb-proxy-self-signed\.pem\n  SHA-256 fingerprint ([0-9A-F]{2}:){31}[0-9A-F]{2}\n/)
+  t.match(stderr.text, /\nHTTPS and SSL listeners use your self-signed certificate for localhost, 127\.0\.0\.1, ::1 \(made (now|earlier, reused)\);\n  trust it with curl --cacert \S+clb-proxy-\S+\/self-signed\.pem\n  SHA-256 fingerprint ([0-9A-F]{2}:){31}[0-9A-F]{2}\n/)
+  signals.emit('SIGTERM')
+  t.equal(await exited, 0)
+})
+
+t.test('options that change nothing with these listeners and instances are said, not ignored', async (t) => {
+  const backend = await listeningServer(t, () => {})
+  const stderr = new Sink()
+  const signals = new EventEmitter()
+  const refused = await runCli(['--listen', '127.0.0.1:0', '--backend', `http://127.0.0.1:${portOf(backend)}`, '--backend-ca', '/dev/null'])
+  t.equal(refused.code, 2, 'first: a --backend-ca that is not a certificate exits 2, naming the flag')
+  t.match(refused.stderr, /^clb-proxy: --backend-ca must be a PEM CA certificate file \(.+\), got "\/dev\/null"\n/)
+  const later = new Sink()
+  const running = run(['--listen', '127.0.0.1:0', '--backend', `http://127.0.0.1:${portOf(backend)}`, '--proxy-protocol', '--security-policy', 'ELBSecurityPolicy-TLS-1-2-2017-01'], {}, { stdout: new Sink(), stderr: later, signals })
+  await later.waitFor(/--tls-cert, --tls-key and --security-policy apply to https and ssl listeners only: it has no effect here\n/)
+  t.match(later.text, /\nclb-proxy: --proxy-protocol applies to tcp and ssl listeners only: it has no effect here\n/)
+  signals.emit('SIGTERM')
+  t.equal(await running, 0)
+})
+
+t.test('a demo behind TCP listeners only: no table of 502s, since bytes pass through', async (t) => {
+  const stderr = new Sink()
+  const signals = new EventEmitter()
+  const exited = run(['--listener', 'tcp://127.0.0.1:0'], {}, { stdout: new Sink(), stderr, signals })
+  await stderr.waitFor(/Press Ctrl-C to stop\./)
+  t.match(stderr.text, /Your listeners are TCP\/SSL only: bytes pass through unchanged/)
+  t.notMatch(stderr.text, /BAD_GATEWAY/)
+  t.match(stderr.text, /each is registered twice, as http:\/\/ for the HTTP\/HTTPS listeners and as tcp:\/\//)
   signals.emit('SIGTERM')
   t.equal(await exited, 0)
 })

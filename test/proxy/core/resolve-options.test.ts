@@ -606,7 +606,7 @@ t.test('listeners', async (t) => {
   assertRejected(t, { backends: ['tcp://a:1'] }, {
     input: 'http://127.0.0.1:8080',
     field: 'listen',
-    message: 'listen has no instance it may route to: a HTTP listener routes to HTTP or HTTPS instances only (CLB\'s listener pairing), so give an http:// or https:// --backend, got "http://127.0.0.1:8080"'
+    message: 'listen has no instance it may route to: an HTTP listener routes to HTTP or HTTPS instances only (CLB\'s listener pairing), so give an http:// or https:// --backend, got "http://127.0.0.1:8080"'
   })
   t.strictSame(resolveOptions({ listeners: ['tcp://127.0.0.1:0'] }, { requireBackends: false }).listeners, [{ protocol: 'tcp', host: '127.0.0.1', port: 0 }], 'without backends (the demo) no pairing is checked')
 })

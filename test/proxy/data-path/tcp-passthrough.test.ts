@@ -132,8 +132,45 @@ t.test('no instance in service: the client\'s connection is closed and logged wi
   t.strictSame(f.logLines, [`${FIXED_TIMESTAMP} ${ELB_NAME} 127.0.0.1:${clientPort} - -1 -1 -1 - - 0 0 "- - - " "-" - -`])
   t.equal(f.records[0]?.outcome, 'passthrough-refused')
   t.equal(f.records[0]?.backendError, null)
-  t.equal(f.diagnostics.at(-1)?.msg, `connection from 127.0.0.1:${clientPort} on the tcp listener port ${f.proxy.listeners[0]?.port} closed at once: ` +
+  t.equal(f.diagnostics.at(-1)?.msg, `connection from 127.0.0.1:${clientPort} on the tcp listener port ${f.proxy.listeners[0]?.port} was closed without an instance: ` +
     'no tcp/ssl instance is in service (a TCP/SSL listener routes to tcp:// and ssl:// instances only)')
+  await f.close(t)
+})
+
+t.test('a refused connection is tried on the next tcp instance, as an HTTP request is; the held bytes and the PROXY line go there', async (t) => {
+  const gone = await tcpServer(t, () => {})
+  const refusing = gone.port
+  await new Promise((resolve) => gone.close(resolve))
+  const received: Buffer[] = []
+  const working = await tcpServer(t, answerAfterEnd('served', received))
+  const f = await startListenerProxy({ listeners: ['tcp://127.0.0.1:0'], backends: [`tcp://127.0.0.1:${refusing}`, `tcp://127.0.0.1:${working.port}`], proxyProtocol: true })
+  const port = f.proxy.listeners[0]?.port as number
+  const answers: string[] = []
+  const clientPorts: number[] = []
+  for (let i = 0; i < 2; i++) {
+    const { bytes, clientPort } = await exchangeOverTcp(port, `request ${i}`)
+    answers.push(bytes.toString())
+    clientPorts.push(clientPort)
+  }
+  t.strictSame(answers, ['served', 'served'], 'both clients were served, the first after a refused connection')
+  await f.waitForExchanges(2)
+  t.equal(Buffer.concat(received).toString('latin1'), clientPorts.map((clientPort, i) => `PROXY TCP4 127.0.0.1 127.0.0.1 ${clientPort} ${port}\r\nrequest ${i}`).join(''))
+  t.strictSame(f.records.map((record) => record.outcome), ['passthrough', 'passthrough'])
+  t.equal(f.proxy.metrics().Metrics.BackendConnectionErrors.Sum, 1, 'the refused attempt counts')
+  await f.close(t)
+})
+
+t.test('an ssl instance whose handshake fails: the client is closed, the diagnostic names the TLS error; not retried', async (t) => {
+  const plain = await tcpServer(t, (socket) => { socket.on('data', () => socket.end('HTTP/1.1 400 Bad Request\r\n\r\n')) })
+  const other = await tcpServer(t, answerAfterEnd('never'))
+  const f = await startListenerProxy({ listeners: ['tcp://127.0.0.1:0'], backends: [`ssl://127.0.0.1:${plain.port}`, `tcp://127.0.0.1:${other.port}`] })
+  const client = net.connect(f.proxy.listeners[0]?.port as number, '127.0.0.1')
+  client.write('hello')
+  t.equal((await readUntilClosed(client)).bytes.length, 0)
+  await f.waitForExchanges(1)
+  t.equal(f.records[0]?.outcome, 'passthrough-refused')
+  t.equal(f.records[0]?.tlsHandshakeFailed, true)
+  t.match(f.diagnostics.at(-1)?.msg, new RegExp(`was closed without an instance: TLS handshake with 127\\.0\\.0\\.1:${plain.port} failed \\(.*\\); the instance does not speak TLS on that port`))
   await f.close(t)
 })
 
@@ -150,7 +187,7 @@ t.test('an instance that refuses the connection: the client is closed, BackendCo
   t.equal(f.records[0]?.outcome, 'passthrough-refused')
   t.equal(f.records[0]?.backendError, 'ECONNREFUSED')
   t.equal(f.proxy.metrics().Metrics.BackendConnectionErrors.Sum, 1)
-  t.match(f.diagnostics.at(-1)?.msg, new RegExp(`closed at once: the connection to 127\\.0\\.0\\.1:${port} failed: ECONNREFUSED \\(connect ECONNREFUSED 127\\.0\\.0\\.1:${port}\\)$`))
+  t.match(f.diagnostics.at(-1)?.msg, new RegExp(`was closed without an instance: the connection to 127\\.0\\.0\\.1:${port} failed: ECONNREFUSED \\(connect ECONNREFUSED 127\\.0\\.0\\.1:${port}\\)$`))
   await f.close(t)
 })
 
@@ -245,5 +282,20 @@ t.test('an ssl instance: TLS to the instance, the proxy-protocol line before its
   t.strictSame(proxyLines, [`PROXY TCP4 127.0.0.1 127.0.0.1 ${clientPort} ${listenerPort}\r\n`], 'in clear, before the ClientHello')
   await f.waitForExchanges(1)
   t.match(f.logLines[0], new RegExp(` 127\\.0\\.0\\.1:${instance.port} 0 0 0 - - 6 16 "- - - " "-" - -$`))
+  await f.close(t)
+})
+
+t.test('a dual-stack listener names an IPv4 client as IPv4 in the log, as in the PROXY line', async (t) => {
+  const received: Buffer[] = []
+  const instance = await tcpServer(t, answerAfterEnd('ok', received))
+  const web = await tcpServer(t, (socket) => socket.once('data', (chunk: Buffer) => socket.end(`HTTP/1.1 200 OK\r\nContent-Length: ${chunk.length}\r\nConnection: close\r\n\r\n${chunk.toString('latin1')}`)))
+  const f = await startListenerProxy({ listeners: ['tcp://[::]:0', 'http://[::]:0'], backends: [`tcp://127.0.0.1:${instance.port}`, `http://127.0.0.1:${web.port}`], proxyProtocol: true })
+  const { clientPort } = await exchangeOverTcp(f.proxy.listeners[0]?.port as number, 'x')
+  const http = await exchangeOverTcp(f.proxy.listeners[1]?.port as number, 'GET / HTTP/1.1\r\nHost: h\r\n\r\n')
+  await f.waitForExchanges(2)
+  t.match(Buffer.concat(received).toString('latin1'), /^PROXY TCP4 127\.0\.0\.1 127\.0\.0\.1 /)
+  t.match(f.logLines.find((line) => line.includes('"- - - "')), new RegExp(` 127\\.0\\.0\\.1:${clientPort} 127\\.0\\.0\\.1:${instance.port} `))
+  t.match(http.bytes.toString('latin1'), /\r\nX-Forwarded-For: 127\.0\.0\.1\r\n/, 'X-Forwarded-For names it as IPv4 too')
+  t.match(f.logLines.find((line) => line.includes('"GET ')), new RegExp(` 127\\.0\\.0\\.1:${http.clientPort} `))
   await f.close(t)
 })

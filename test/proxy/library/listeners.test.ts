@@ -114,6 +114,7 @@ t.test('tlsCert and tlsKey: the given certificate is served; a bad file or pair 
   await t.rejects(startClbProxy({ ...base, tlsCert: join(dir, 'cert.pem'), tlsKey: join(dir, 'other-key.pem') }), { code: 'CLB_INVALID_OPTION', field: 'tlsKey', message: /^tlsKey must be the PEM private key of tlsCert: the private key does not match the certificate's public key/ })
   await t.rejects(startClbProxy({ ...base, tlsCert: join(dir, 'key.pem'), tlsKey: join(dir, 'key.pem') }), { code: 'CLB_INVALID_OPTION', field: 'tlsCert', message: /^tlsCert must be a PEM certificate: / })
   await t.rejects(startClbProxy({ ...base, backendCa: join(dir, 'missing-ca.pem') }), { code: 'CLB_INVALID_OPTION', field: 'backendCa' })
+  await t.rejects(startClbProxy({ ...base, backendCa: join(dir, 'key.pem') }), { code: 'CLB_INVALID_OPTION', field: 'backendCa', message: /^backendCa must be a PEM CA certificate file \(/ }, 'a private key is not a CA')
 })
 
 t.test('without an HTTPS or SSL listener there is no certificate, and proxy.listeners names every bound port', async (t) => {
