@@ -110,6 +110,11 @@ export interface ExchangeRecord {
    * "unable to verify the first certificate"); null or absent when there are none.
    */
   readonly backendErrorMessage?: string | null
+  /**
+   * When connections to more than one instance failed for this request (a refused connection is
+   * retried on another): each, in order; absent otherwise.
+   */
+  readonly connectionFailures?: ReadonlyArray<{ readonly instance: string; readonly error: string }>
   /** A TCP/SSL listener's connection whose ssl instance failed its TLS handshake ('passthrough-refused'); absent otherwise. */
   readonly tlsHandshakeFailed?: true
   /**

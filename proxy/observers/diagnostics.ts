@@ -309,6 +309,11 @@ function describeOutcome (record: ExchangeRecord, options: DiagnosticsOptions): 
     // CLB-HTTPERR 503: "There are no registered instances", "There are no healthy instances".
     case 'backend-unreachable':
       if (instance === null) return 'no instance is registered'
+      if (record.connectionFailures !== undefined) {
+        // CLB-CW BackendConnectionErrors: "the load balancer retries the connection": every try is named.
+        return `no instance could be connected to; tried ${record.connectionFailures.length}: ` +
+          record.connectionFailures.map((failure) => describeConnectionError(failure.instance, failure.error)).join('; ')
+      }
       if (record.backendError === null) return `connection to ${instance} could not be established`
       return describeConnectionError(instance, record.backendError)
     // O-408: CLB answered 408 when its HTTPS instance could not complete the TLS handshake.

@@ -191,6 +191,23 @@ t.test('a refused connection is retried on another instance in service before an
   await f.close(t)
 })
 
+t.test('when every instance refuses, the 503\'s diagnostic names each one tried and its error', async (t) => {
+  const first = await closedPort()
+  const second = await closedPort()
+  const f = await startProxyFixture(t, { backend: false, proxy: { backends: [`http://127.0.0.1:${first}`, `http://127.0.0.1:${second}`] } })
+  const response = await f.request('GET / HTTP/1.1\r\nHost: shop\r\n\r\n')
+  t.equal(response.records[0]?.outcome, 'backend-unreachable')
+  t.strictSame(response.records[0]?.connectionFailures, [
+    { instance: `127.0.0.1:${first}`, error: 'ECONNREFUSED' },
+    { instance: `127.0.0.1:${second}`, error: 'ECONNREFUSED' }
+  ])
+  t.equal(f.diagnostics.find((d) => d.outcome === 'backend-unreachable')?.msg,
+    `503 from the load balancer: no instance could be connected to; tried 2: connection to 127.0.0.1:${first} refused (ECONNREFUSED): nothing listens on that address; ` +
+    `connection to 127.0.0.1:${second} refused (ECONNREFUSED): nothing listens on that address`)
+  t.equal(f.proxy.metrics().Metrics.BackendConnectionErrors.Sum, 2)
+  await f.close(t)
+})
+
 t.test('a new instance\'s first failing check is said at once, with its reason, before the threshold changes anything', async (t) => {
   const app = await startInstanceServer(t, 'app')
   app.health = 'redirect'
