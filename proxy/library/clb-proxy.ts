@@ -237,6 +237,7 @@ export async function startClbProxy (input: ClbProxyOptions, hooks: ClbProxyHook
     connections.delete(closed)
     if (connections.size === 0) whenAllClosed?.()
   }
+  const tlsTransports = new Set<net.Socket>()
   const servers = options.listeners.map((listener) => {
     const layer7 = listener.protocol === 'http' || listener.protocol === 'https'
     const onConnection = layer7
@@ -246,6 +247,14 @@ export async function startClbProxy (input: ClbProxyOptions, hooks: ClbProxyHook
     const server: net.Server = listener.protocol === 'https' || listener.protocol === 'ssl'
       ? tls.createServer(tlsOptions as tls.TlsOptions, onConnection)
       : net.createServer(serverOptions, onConnection)
+    if (server instanceof tls.Server) {
+      // Every TCP connection of a TLS listener, until it closes: one still in its handshake is not
+      // a front-end connection yet, and close() must end it (those past it are closed by then).
+      server.on('connection', (raw: net.Socket) => {
+        tlsTransports.add(raw)
+        raw.once('close', () => tlsTransports.delete(raw))
+      })
+    }
     server.listen({ host: listener.host, port: listener.port })
     return server
   })
@@ -321,6 +330,8 @@ export async function startClbProxy (input: ClbProxyOptions, hooks: ClbProxyHook
       // for those before the backend connections go, or a backend close would be judged first.
       await drained
     }
+    // Clients that never finished their TLS handshake would hold server.close() until the handshake timeout.
+    for (const raw of tlsTransports) raw.destroy()
     await serverClosed
     await pool.destroyAll()
     closed = true

@@ -6,7 +6,7 @@
 import { once } from 'node:events'
 import { writeFile } from 'node:fs/promises'
 import https from 'node:https'
-import type net from 'node:net'
+import net from 'node:net'
 import { join } from 'node:path'
 import tls from 'node:tls'
 import t from 'tap'
@@ -154,4 +154,15 @@ t.test('a WebSocket works end to end through a TCP listener, and not through an 
   t.match(f.logLines.find((line) => line.includes('"- - - "')), new RegExp(`127\\.0\\.0\\.1:${port} 0 0 0 - - \\d+ \\d+ "- - - " "-" - -$`))
   t.match(f.logLines.find((line) => line.includes('GET http')), / 426 426 0 \d+ "GET http:\/\/127\.0\.0\.1:\d+\/chat HTTP\/1\.1" "-" - -$/)
   await f.close(t)
+})
+
+t.test('close() does not wait for a client stuck in its TLS handshake (the handshake timeout is the 60 s idle timeout)', async (t) => {
+  const instance = await headEcho(t, [])
+  const f = await startListenerProxy({ listeners: ['https://127.0.0.1:0'], backends: [`http://127.0.0.1:${instance.port}`], drainTimeoutSeconds: 0 })
+  const silent = net.connect(f.proxy.listeners[0]?.port as number, '127.0.0.1')
+  await once(silent, 'connect')
+  const closed = readUntilClosed(silent)
+  await f.close(t)
+  t.equal((await closed).bytes.length, 0, 'the client was closed by close(), with nothing sent')
+  t.equal(f.logLines.length, 0, 'a connection without a handshake is not a request: no line')
 })
