@@ -19,7 +19,9 @@ export interface ForwardingContext {
  * The request head as CLB sends it to the instance (ELB-HOW, CLB-XFF): X-Forwarded-For gets the
  * client address appended ("Otherwise, the load balancer appends the client IP address to the
  * existing header"), X-Forwarded-Proto and X-Forwarded-Port are replaced, Expect is answered by
- * the load balancer and removed, hop-by-hop fields are dropped, obs-fold is already unfolded.
+ * the load balancer and removed, hop-by-hop fields are dropped, obs-fold is already unfolded. Each
+ * field line is written `name: value` (RFC 9112 section 5.1: the whitespace around a value is not
+ * part of it; docs/clb-choices.md, Requests).
  */
 export function buildForwardedHead (head: RequestHead, context: ForwardingContext): Buffer {
   const listed = new Set<string>()

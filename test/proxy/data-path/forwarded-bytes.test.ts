@@ -48,7 +48,7 @@ interface FieldLine {
 /**
  * The forwarded request, computed from the sent bytes by rules 1-6. `reserialize`: every field
  * line kept is written `name: value`, its value without the whitespace around it (not one of the
- * documented changes; see UNDOCUMENTED_REWRITES).
+ * rules 1-6: docs/clb-choices.md, Requests; see FIELD_LINE_REWRITES).
  */
 function expectedForwarded (sent: string, at: Addresses, reserialize: boolean): string {
   const headEnd = sent.indexOf('\r\n\r\n')
@@ -172,11 +172,12 @@ const CASES: readonly ForwardCase[] = [
 ]
 
 /**
- * Changes to the bytes that are not among the documented ones above, with what they are. Compared
- * both ways: a listed case must differ from the documented expectation, an unlisted one must not.
+ * The cases where the field-line rewrite (docs/clb-choices.md, Requests: "rewritten as `name: value`")
+ * changes bytes beyond rules 1-6, with what changes. Compared both ways: a listed case must differ
+ * from the expectation of rules 1-6, an unlisted one must not.
  */
-const UNDOCUMENTED_REWRITES: Readonly<Record<string, string>> = {
-  'odd but valid whitespace around values (RFC 9110 §5.6.3 OWS)': 'every forwarded field line is rewritten "name: value": the whitespace around the value is dropped and one SP is written after the colon, even before an empty value ("X-Empty:" arrives as "X-Empty: "). The same field values (RFC 9110 §5.5: OWS is not part of the value), other bytes; forwarded-head.ts and docs/clb-choices.md do not list it'
+const FIELD_LINE_REWRITES: Readonly<Record<string, string>> = {
+  'odd but valid whitespace around values (RFC 9110 §5.6.3 OWS)': 'every forwarded field line is rewritten "name: value": the whitespace around the value is dropped and one SP is written after the colon, even before an empty value ("X-Empty:" arrives as "X-Empty: "). The same field values (RFC 9110 §5.5: OWS is not part of the value), other bytes; docs/clb-choices.md lists it'
 }
 
 t.test('a request the classifier lets through reaches the instance byte for byte, apart from the documented changes', async (t) => {
@@ -202,12 +203,12 @@ t.test('a request the classifier lets through reaches the instance byte for byte
       outcome: 'relayed',
       client: c.client,
       closedByProxy: c.closes,
-      received: [c.name in UNDOCUMENTED_REWRITES ? normalized : documented],
+      received: [c.name in FIELD_LINE_REWRITES ? normalized : documented],
       strayBackendBytes: 0
     }, c.name)
   }
-  t.strictSame(rewritten, Object.keys(UNDOCUMENTED_REWRITES), 'the undocumented rewrite shows exactly in the listed cases')
-  for (const name of Object.keys(UNDOCUMENTED_REWRITES)) {
+  t.strictSame(rewritten, Object.keys(FIELD_LINE_REWRITES), 'the field-line rewrite shows exactly in the listed cases')
+  for (const name of Object.keys(FIELD_LINE_REWRITES)) {
     const c = CASES.find((candidate) => candidate.name === name)
     t.not(c === undefined ? '' : expectedForwarded(c.sent, at, true), c === undefined ? '' : expectedForwarded(c.sent, at, false), `${name}: the rewrite changes bytes`)
   }
