@@ -5,7 +5,7 @@
  */
 import type { HealthCheckResult, InstanceState } from '../core/events.js'
 import type { HealthCheckTarget } from '../core/health-check-target.js'
-import { instanceProtocolOf, isLayer7, type BackendAddress } from '../core/options.js'
+import type { BackendAddress } from '../core/options.js'
 import { HealthMonitor } from './health-monitor.js'
 import { INSTANCE_DESCRIPTIONS, afterHealthCheck } from './instance-health.js'
 import { instanceIdFor } from './instance-id.js'
@@ -149,7 +149,7 @@ export class BackendPool {
    */
   route (request: QueuedRequest, preferred: Instance | null): Routed {
     const limit = this.settings.maxInstanceConnections
-    let instance: Instance | null = preferred !== null && preferred.routable && preferred.outstanding < limit && servesHttp(preferred) ? preferred : null
+    let instance: Instance | null = preferred !== null && preferred.routable && preferred.outstanding < limit && preferred.servesHttp ? preferred : null
     if (instance === null) {
       if (this.routableCount() === 0) return 'no-instance-in-service'
       // Requests already waiting go first: a new one may not overtake the queue.
@@ -209,7 +209,7 @@ export class BackendPool {
     const count = this.registered.length
     for (let k = 0; k < count; k++) {
       const candidate = this.registered[(this.nextConnectionTurn + k) % count] as Instance
-      if (!candidate.routable || servesHttp(candidate) || tried.includes(candidate)) continue
+      if (!candidate.routable || candidate.servesHttp || tried.includes(candidate)) continue
       // A retry (a refused connection, as for HTTP requests) takes no turn of its own.
       if (tried.length === 0) this.nextConnectionTurn = (this.nextConnectionTurn + k + 1) % count
       candidate.inFlight.add(connection)
@@ -225,7 +225,7 @@ export class BackendPool {
     let best: Instance | null = null
     for (let k = 0; k < count; k++) {
       const candidate = this.registered[(this.nextTieBreak + k) % count] as Instance
-      if (!candidate.routable || candidate.outstanding >= limit || !servesHttp(candidate) || exclude?.includes(candidate) === true) continue
+      if (!candidate.routable || candidate.outstanding >= limit || !candidate.servesHttp || exclude?.includes(candidate) === true) continue
       if (best === null || candidate.outstanding < best.outstanding) best = candidate
     }
     if (count > 0 && takeTurn) this.nextTieBreak = (this.nextTieBreak + 1) % count
@@ -235,7 +235,7 @@ export class BackendPool {
   /** Routable http/https instances: the ones HTTP requests (and the surge queue) may go to. */
   private routableCount (): number {
     let count = 0
-    for (const instance of this.registered) if (instance.routable && servesHttp(instance)) count++
+    for (const instance of this.registered) if (instance.routable && instance.servesHttp) count++
     return count
   }
 
@@ -341,11 +341,6 @@ export class BackendPool {
     await this.monitor?.close()
     await Promise.all([...this.registered, ...this.leaving].map((instance) => instance.destroyAll()))
   }
-}
-
-/** CLB-LISTEN pairing: HTTP/HTTPS listeners route to http/https instances only. */
-function servesHttp (instance: Instance): boolean {
-  return isLayer7(instanceProtocolOf(instance.address))
 }
 
 /** Health-check errors that mean no connection was established (CLB-CW BackendConnectionErrors). */

@@ -3,7 +3,7 @@
  * requests counts them) and its kept-alive connections.
  */
 import type { Clock } from '../core/clock.js'
-import type { BackendAddress, KeepaliveRaceMode } from '../core/options.js'
+import { instanceProtocolOf, isLayer7, type BackendAddress, type KeepaliveRaceMode } from '../core/options.js'
 import type { ClbProxyEvents, HealthCheckResult, InstanceState } from '../core/events.js'
 import { BackendConnection, type ConnectionUser } from './backend-connection.js'
 import { instanceTransportOf, openInstanceSocket } from './instance-socket.js'
@@ -100,6 +100,8 @@ export class InFlightRequests {
 export class Instance {
   readonly id: string
   readonly label: string
+  /** An http/https instance, for HTTP/HTTPS listeners (CLB-LISTEN pairing); tcp/ssl ones serve TCP/SSL listeners. */
+  readonly servesHttp: boolean
   /** The exchanges holding one of this instance's request slots (least outstanding requests counts them). */
   readonly inFlight = new InFlightRequests()
   health: HealthStatus
@@ -116,6 +118,7 @@ export class Instance {
 
   constructor (readonly address: BackendAddress, private readonly settings: PoolSettings, healthChecked: boolean) {
     this.id = instanceIdFor(address)
+    this.servesHttp = isLayer7(instanceProtocolOf(address))
     this.label = instanceLabel(address)
     this.health = healthChecked ? REGISTERING : ALWAYS_IN_SERVICE
   }

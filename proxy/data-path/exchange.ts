@@ -78,8 +78,8 @@ export class Exchange implements ConnectionUser, QueuedRequest {
   private resumeRequest: (() => void) | null = null
   /** Instances whose connection failed for this request (a refused one is retried on another); made on the first failure. */
   private tried: Instance[] | null = null
-  /** Each failed connection of this request, in order (the 503's diagnostic names them all). */
-  private readonly connectionFailures: Array<{ readonly instance: string; readonly error: string }> = []
+  /** Each failed connection of this request, in order (the 503's diagnostic names them all); made on the first failure. */
+  private connectionFailures: Array<{ readonly instance: string; readonly error: string }> | null = null
   /** Body bytes sent on a connection not yet established; null once too many to retry with. */
   private retryBody: Buffer[] | null = null
   private retryBodyBytes = 0
@@ -362,6 +362,7 @@ export class Exchange implements ConnectionUser, QueuedRequest {
       error: connection.systemError ?? 'ECONNREFUSED',
       source: 'request'
     })
+    this.connectionFailures ??= []
     this.connectionFailures.push({ instance: failed.label, error: connection.systemError ?? 'ECONNREFUSED' })
     const body = this.retryBody
     if (body !== null) {
@@ -609,7 +610,7 @@ export class Exchange implements ConnectionUser, QueuedRequest {
       instanceId: this.instance?.id ?? null,
       backendError: connection?.systemError ?? null,
       backendErrorMessage: connection?.lastErrorMessage ?? null,
-      ...(this.connectionFailures.length > 1 ? { connectionFailures: this.connectionFailures } : {}),
+      ...(this.connectionFailures !== null && this.connectionFailures.length > 1 ? { connectionFailures: this.connectionFailures } : {}),
       primaryDefect: this.decidingDefect(outcome),
       responseBytes,
       requestHead: this.request.rawHead,
