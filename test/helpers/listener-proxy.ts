@@ -4,14 +4,12 @@
  * in memory, diagnostics collected, and a close() that proves no socket or handle was left open.
  */
 import net from 'node:net'
-import { Writable } from 'node:stream'
 import { setImmediate as setImmediatePromise } from 'node:timers/promises'
-import { pino } from 'pino'
 import type { Test } from 'tap'
 import { startClbProxy, type ClbProxy } from '../../proxy/library/clb-proxy.js'
 import type { ExchangeRecord } from '../../proxy/core/events.js'
 import type { ClbProxyOptions } from '../../proxy/core/options.js'
-import { ELB_NAME, FIXED_MICROS, tcpHandles } from './proxy-fixture.js'
+import { ELB_NAME, FIXED_MICROS, collectLogs, tcpHandles } from './proxy-fixture.js'
 
 export { ELB_NAME, FIXED_TIMESTAMP } from './proxy-fixture.js'
 
@@ -33,17 +31,7 @@ export async function startListenerProxy (options: ClbProxyOptions, hooks: { rea
   const logLines: string[] = []
   const records: ExchangeRecord[] = []
   const diagnostics: Array<Record<string, unknown>> = []
-  let partial = ''
-  const accessLogStream = new Writable({
-    write (chunk: Buffer, _encoding, callback) {
-      partial += chunk.toString('latin1')
-      const lines = partial.split('\n')
-      partial = lines.pop() as string
-      logLines.push(...lines)
-      callback()
-    }
-  })
-  const logger = pino({ level: 'info' }, { write: (line: string) => { diagnostics.push(JSON.parse(line) as Record<string, unknown>) } })
+  const { accessLogStream, logger } = collectLogs(logLines, diagnostics)
   const proxy = await startClbProxy({ name: ELB_NAME, accessLog: null, captureDir: null, ...options }, {
     clock: { nowMicros: () => FIXED_MICROS },
     logger,

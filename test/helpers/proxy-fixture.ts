@@ -16,7 +16,7 @@ import diagnosticsChannel from 'node:diagnostics_channel'
 import net from 'node:net'
 import { Writable } from 'node:stream'
 import { setImmediate as setImmediatePromise } from 'node:timers/promises'
-import { pino } from 'pino'
+import { pino, type Logger } from 'pino'
 import type { Test } from 'tap'
 import { startClbProxy, type ClbProxy } from '../../proxy/library/clb-proxy.js'
 import type { ExchangeRecord } from '../../proxy/core/events.js'
@@ -120,6 +120,22 @@ export interface ProxyFixture {
   close (t: Test): Promise<void>
 }
 
+/** An access-log stream that appends each complete line to `logLines`, and a pino logger that appends each diagnostic to `diagnostics`. */
+export function collectLogs (logLines: string[], diagnostics: Array<Record<string, unknown>>): { readonly accessLogStream: Writable; readonly logger: Logger } {
+  let partial = ''
+  const accessLogStream = new Writable({
+    write (chunk: Buffer, _encoding, callback) {
+      partial += chunk.toString('latin1')
+      const lines = partial.split('\n')
+      partial = lines.pop() as string
+      logLines.push(...lines)
+      callback()
+    }
+  })
+  const logger = pino({ level: 'info' }, { write: (line: string) => { diagnostics.push(JSON.parse(line) as Record<string, unknown>) } })
+  return { accessLogStream, logger }
+}
+
 /** TCP handles this process holds (process.getActiveResourcesInfo()), by kind. */
 export function tcpHandles (): Record<string, number> {
   const counts: Record<string, number> = {}
@@ -163,17 +179,7 @@ export async function startProxyFixture (t: Test, options: FixtureOptions = {}):
     return next
   }
   const backend = options.backend === false ? null : await startRawBackend({ respond: options.respond ?? nextReply })
-  let partial = ''
-  const accessLogStream = new Writable({
-    write (chunk: Buffer, _encoding, callback) {
-      partial += chunk.toString('latin1')
-      const lines = partial.split('\n')
-      partial = lines.pop() as string
-      logLines.push(...lines)
-      callback()
-    }
-  })
-  const logger = pino({ level: 'info' }, { write: (line: string) => { diagnostics.push(JSON.parse(line) as Record<string, unknown>) } })
+  const { accessLogStream, logger } = collectLogs(logLines, diagnostics)
   const proxy = await startClbProxy({
     listen: { host: '127.0.0.1', port: 0 },
     name: ELB_NAME,

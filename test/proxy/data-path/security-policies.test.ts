@@ -10,6 +10,8 @@ import type { AddressInfo } from 'node:net'
 import type { SecurityPolicyName } from '../../../proxy/core/options.js'
 import { SECURITY_POLICIES, SECURITY_POLICY_LIST, tlsServerOptionsFor, type TlsProtocolVersion } from '../../../proxy/data-path/security-policies.js'
 import { generateSelfSignedCertificate } from '../../../proxy/data-path/server-certificate.js'
+// The fixed ECDSA certificate beside the RSA one lets the server negotiate the policies' ECDHE-ECDSA-* ciphers too.
+import { CA_CERT, CA_KEY } from '../../helpers/test-certificates.js'
 
 // AWS, "Predefined SSL security policies for Classic Load Balancers", awsdocs/elb-classic-load-balancers-user-guide
 // doc_source/elb-security-policy-table.md at commit 1318b0bd528dce7ed653c523c09996449542bab3, the rows
@@ -39,27 +41,6 @@ function awsCiphers(policy: string): string[] {
   return (tableRow(AWS_CIPHERS_BY_POLICY, policy)[0] ?? '').split('<br />').map((item) => item.replace(/^\+ /, '').trim())
 }
 
-// An ECDSA P-256 key and self-signed certificate (no subjectAltName), made once with
-// `openssl ecparam -name prime256v1 -genkey | openssl pkey` and `openssl req -x509 -days 36500 -sha256`:
-// beside the RSA certificate, it lets the server negotiate the ECDHE-ECDSA-* ciphers of the policies too.
-const ECDSA_KEY = `-----BEGIN PRIVATE KEY-----
-MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgOQio3Wgf3Tw2UE72
-mkYHpR/hD+qjEI+dxZyiHOjxC0WhRANCAARV07QZWSzu1j0ZHOySNaxTR8i9hoxm
-dxPq2Yy1Sp/WD+BkT7Pr5DkF80IipOpJpFshkB1VDklZtZ6c+NtxvxcO
------END PRIVATE KEY-----
-`
-const ECDSA_CERT = `-----BEGIN CERTIFICATE-----
-MIIBlTCCATugAwIBAgIUUKjWou7uyAhJV92EjumMgzedq78wCgYIKoZIzj0EAwIw
-HzEdMBsGA1UEAwwUY2xiLXByb3h5IHRlc3QgRUNEU0EwIBcNMjYxMjAxMjM0ODE5
-WhgPMjEyNjExMDcyMzQ4MTlaMB8xHTAbBgNVBAMMFGNsYi1wcm94eSB0ZXN0IEVD
-RFNBMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEVdO0GVks7tY9GRzskjWsU0fI
-vYaMZncT6tmMtUqf1g/gZE+z6+Q5BfNCIqTqSaRbIZAdVQ5JWbWenPjbcb8XDqNT
-MFEwHQYDVR0OBBYEFFZGn9r54W25Rz5YDoCwHu514+oyMB8GA1UdIwQYMBaAFFZG
-n9r54W25Rz5YDoCwHu514+oyMA8GA1UdEwEB/wQFMAMBAf8wCgYIKoZIzj0EAwID
-SAAwRQIgf1h/ZYwuMyXNI/enGmEnQ5LZ9TUTHXQGtyeohFPQ3twCIQDLjiC1eqD8
-hPsDkRD2wYeKTnfEdcaB/r7x0zKaow96WQ==
------END CERTIFICATE-----
-`
 
 // SECURITY_POLICY_NAMES of options.ts, spelled out: SECURITY_POLICIES is a Record over its type, so tsc
 // fails when a name has no policy (imported only as a type, so a run of this file alone measures
@@ -92,7 +73,7 @@ async function startServer(t: Test, tlsOptions: tls.TlsOptions): Promise<PolicyS
 }
 
 function startPolicyServer(t: Test, policy: SecurityPolicyName, certificates: 'rsa' | 'rsa+ecdsa'): Promise<PolicyServer> {
-  const keys = certificates === 'rsa' ? { key: RSA.key, cert: RSA.cert } : { key: [RSA.key, ECDSA_KEY], cert: [RSA.cert, ECDSA_CERT] }
+  const keys = certificates === 'rsa' ? { key: RSA.key, cert: RSA.cert } : { key: [RSA.key, CA_KEY], cert: [RSA.cert, CA_CERT] }
   return startServer(t, { ...tlsServerOptionsFor(policy), ...keys })
 }
 

@@ -14,43 +14,8 @@ import {
   type ServerCertificate,
 } from '../../../proxy/data-path/server-certificate.js'
 import { tlsServerOptionsFor } from '../../../proxy/data-path/security-policies.js'
+import { CA_CERT, CA_KEY, LEAF_CERT, LEAF_KEY } from '../../helpers/test-certificates.js'
 
-// Made once with openssl: an ECDSA P-256 CA (self-signed, `openssl req -x509 -days 36500`, no
-// subjectAltName) and a leaf it signed (`openssl x509 -req -CA`): a certificate that is not self-signed.
-const CA_KEY = `-----BEGIN PRIVATE KEY-----
-MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgOQio3Wgf3Tw2UE72
-mkYHpR/hD+qjEI+dxZyiHOjxC0WhRANCAARV07QZWSzu1j0ZHOySNaxTR8i9hoxm
-dxPq2Yy1Sp/WD+BkT7Pr5DkF80IipOpJpFshkB1VDklZtZ6c+NtxvxcO
------END PRIVATE KEY-----
-`
-const CA_CERT = `-----BEGIN CERTIFICATE-----
-MIIBlTCCATugAwIBAgIUUKjWou7uyAhJV92EjumMgzedq78wCgYIKoZIzj0EAwIw
-HzEdMBsGA1UEAwwUY2xiLXByb3h5IHRlc3QgRUNEU0EwIBcNMjYxMjAxMjM0ODE5
-WhgPMjEyNjExMDcyMzQ4MTlaMB8xHTAbBgNVBAMMFGNsYi1wcm94eSB0ZXN0IEVD
-RFNBMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEVdO0GVks7tY9GRzskjWsU0fI
-vYaMZncT6tmMtUqf1g/gZE+z6+Q5BfNCIqTqSaRbIZAdVQ5JWbWenPjbcb8XDqNT
-MFEwHQYDVR0OBBYEFFZGn9r54W25Rz5YDoCwHu514+oyMB8GA1UdIwQYMBaAFFZG
-n9r54W25Rz5YDoCwHu514+oyMA8GA1UdEwEB/wQFMAMBAf8wCgYIKoZIzj0EAwID
-SAAwRQIgf1h/ZYwuMyXNI/enGmEnQ5LZ9TUTHXQGtyeohFPQ3twCIQDLjiC1eqD8
-hPsDkRD2wYeKTnfEdcaB/r7x0zKaow96WQ==
------END CERTIFICATE-----
-`
-const LEAF_KEY = `-----BEGIN PRIVATE KEY-----
-MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgdW++JiQmwfvIbOy+
-+v/mhl6OYMaEXl7x+RC6YSeU+/uhRANCAAQLdRiBJY20j+s98J8V5xLE2riPqlU0
-WA3Hkdr3t8JnntuJqL+Uy/Nw0M0QCqGeQdzZZmc27k7xY0smgcYqWozR
------END PRIVATE KEY-----
-`
-const LEAF_CERT = `-----BEGIN CERTIFICATE-----
-MIIBOjCB4AIUL1FeRCFk2c/DQX0HybzlidKahK0wCgYIKoZIzj0EAwIwHzEdMBsG
-A1UEAwwUY2xiLXByb3h5IHRlc3QgRUNEU0EwIBcNMjYxMjAxMjM0ODE5WhgPMjEy
-NjExMDcyMzQ4MTlaMB4xHDAaBgNVBAMME2NsYi1wcm94eSB0ZXN0IGxlYWYwWTAT
-BgcqhkjOPQIBBggqhkjOPQMBBwNCAAQLdRiBJY20j+s98J8V5xLE2riPqlU0WA3H
-kdr3t8JnntuJqL+Uy/Nw0M0QCqGeQdzZZmc27k7xY0smgcYqWozRMAoGCCqGSM49
-BAMCA0kAMEYCIQDfkwRTb51wvAjejnULid7vQwvMHd6ZB2kDaCq2eBk4ggIhAIEC
-rcb6SpmWAmiZygG1KZG/N6tO37K/ttDR0ldDtG77
------END CERTIFICATE-----
-`
 
 type ClientResult = { readonly authorized: true, readonly cipher: string } | { readonly failed: string }
 
