@@ -315,6 +315,18 @@ t.test('several listeners: the banner lists each, the proxy-protocol misconfigur
   t.equal(await exited, 0)
 })
 
+t.test('--listen beats CLB_LISTENERS, as a flag beats a variable', async (t) => {
+  const backend = await listeningServer(t, () => {})
+  const stderr = new Sink()
+  const signals = new EventEmitter()
+  // A TCP listener from the variable would be refused (no tcp instance): only --listen is used.
+  const exited = run(['--listen', '127.0.0.1:0', '--backend', `http://127.0.0.1:${portOf(backend)}`], { CLB_LISTENERS: 'tcp://127.0.0.1:0' }, { stdout: new Sink(), stderr, signals })
+  await stderr.waitFor(/^clb-proxy: listening on http:\/\/127\.0\.0\.1:\d+, forwarding to/m)
+  t.notMatch(stderr.text, /tcp:\/\//, 'no TCP listener')
+  signals.emit('SIGTERM')
+  t.equal(await exited, 0)
+})
+
 t.test('options that change nothing with these listeners and instances are said, not ignored', async (t) => {
   const backend = await listeningServer(t, () => {})
   const stderr = new Sink()

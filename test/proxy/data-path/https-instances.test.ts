@@ -277,6 +277,32 @@ t.test('HTTPS health check of an https instance: in service after its first chec
   await closeAll(t, f, [instance])
 })
 
+t.test('HTTPS health checks honour backendCa: an instance whose certificate does not chain to it stays out of service', async (t) => {
+  const instance = await startInstance(t, { tls: certificates.leaf })
+  const f = await startProxyFixture(t, {
+    backend: false,
+    timeScale: 0.01,
+    proxy: { backends: [instance.url], healthCheck: 'HTTPS:/health', backendCa: certificates.unrelatedCaFile, healthIntervalSeconds: 5, healthTimeoutSeconds: 2, unhealthyThreshold: 2, healthyThreshold: 2 }
+  })
+  const id = f.proxy.instances()[0]?.InstanceId ?? ''
+  const checks: Array<{ passed: boolean, error: string | null }> = []
+  await new Promise<void>((resolve) => {
+    const onCheck = (event: { instanceId: string, result: { passed: boolean, error: string | null } }): void => {
+      if (event.instanceId !== id) return
+      checks.push({ passed: event.result.passed, error: event.result.error })
+      if (checks.length < 2) return
+      f.proxy.events.off('health-check', onCheck)
+      resolve()
+    }
+    f.proxy.events.on('health-check', onCheck)
+  })
+  t.strictSame(checks.map((check) => check.passed), [false, false], 'every check fails: the certificate is not trusted')
+  t.match(checks[0]?.error, /UNABLE_TO_VERIFY_LEAF_SIGNATURE|SELF_SIGNED|unable to verify/i)
+  t.equal(f.proxy.instances()[0]?.State, 'OutOfService')
+  t.equal(instance.requests.length, 0, 'no check reached the application')
+  await closeAll(t, f, [instance])
+})
+
 t.test('an instance that accepts but never completes the handshake: 408 at the idle timeout (the timeout is the behaviour under test)', async (t) => {
   // Reads (and drops) the ClientHello, so it sees the proxy's close; never answers.
   const silent = await startInstance(t, { onConnection: (socket) => socket.resume() })
