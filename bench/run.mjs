@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 /**
- * clb-proxy beside http-proxy 1.18.1 and nginx, all in front of one backend, loaded by wrk one
+ * clb-proxy beside http-proxy 1.18.1, nginx and node-pipe (the floor for any Node proxy: bytes moved
+ * and nothing else), all in front of one backend, loaded by wrk one
  * after another in the same run, on three routes: GET /small (64 B), GET /large (1 MiB) and
  * POST /echo (4 KiB echoed back). `npm run bench` builds first; bench/README.md explains every
  * number. Plain JS, no build step: it starts the built CLI (dist/bin/clb-proxy.js).
@@ -9,7 +10,7 @@
  * through a Lua done() hook), CPU time per request (utime+stime of the target's processes from
  * /proc/<pid>/stat before and after the measured run, divided by the requests wrk completed), peak
  * RSS (VmHWM; every target is started fresh for each route). Then ratios of clb-proxy against
- * nginx and http-proxy, and the issue's targets marked met or missed. Results go to stdout and to
+ * nginx, http-proxy and node-pipe, and the issue's targets marked met or missed. Results go to stdout and to
  * bench/results/<timestamp>.json.
  *
  * Where taskset exists and at least 2 CPUs are allowed, the target under load runs alone on the
@@ -34,9 +35,9 @@ const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url))
 const REPO_ROOT = path.dirname(BENCH_DIR)
 const RESULTS_DIR = path.join(BENCH_DIR, 'results')
 const CLB_CLI = path.join(REPO_ROOT, 'dist', 'bin', 'clb-proxy.js')
-const TARGET_NAMES = ['backend', 'clb-proxy', 'http-proxy', 'nginx']
+const TARGET_NAMES = ['backend', 'clb-proxy', 'http-proxy', 'nginx', 'node-pipe']
 const ROUTE_NAMES = Object.keys(ROUTES)
-const NODE_TARGETS = ['clb-proxy', 'http-proxy']
+const NODE_TARGETS = ['clb-proxy', 'http-proxy', 'node-pipe']
 
 /**
  * The issue's targets (issue 7, item 8), as ratios of clb-proxy to a peer measured in the same run.
@@ -71,13 +72,13 @@ Every option can also be set by the environment variable in brackets; an option 
   --targets LIST         comma-separated subset of ${TARGET_NAMES.join(',')} (BENCH_TARGETS, default: all)
   --pin / --no-pin       run the target alone on one CPU with taskset (BENCH_PIN=1|0, default: on
                          when taskset exists and 2 or more CPUs are allowed)
-  --cpu-prof             run clb-proxy and http-proxy under node --cpu-prof, one profile per route,
+  --cpu-prof             run the Node proxies under node --cpu-prof, one profile per route,
                          and print their top functions (BENCH_CPU_PROF=1; profiling slows them:
                          compare CPU numbers only from runs without it)
   --profile-top N        functions printed per profile (BENCH_PROFILE_TOP, default 12)
   -h, --help             this text
 
-Defaults take about 3 minutes: 3 routes x 4 targets x (2 s + 10 s) plus start-up.
+Defaults take about 3.5 minutes: 3 routes x 5 targets x (2 s + 10 s) plus start-up.
 `
 
 // --- command line and environment ---------------------------------------------------------
@@ -441,14 +442,15 @@ async function startClbProxyTarget (settings, plan, logDir, route, backendPort) 
   }
 }
 
-async function startHttpProxyTarget (settings, plan, logDir, route, backendPort) {
-  const name = `http-proxy-${route.name}`
+/** A Node proxy in bench/: http-proxy (the issue's peer) or node-pipe (the floor). */
+async function startNodeScriptTarget (target, script, settings, plan, logDir, route, backendPort) {
+  const name = `${target}-${route.name}`
   const profileDir = path.join(logDir, `${name}-profile`)
   const { command, args } = pinned(plan, 'target', process.execPath, [...nodeArgs(settings, profileDir),
-    path.join(BENCH_DIR, 'http-proxy-server.mjs'), '--target', `http://127.0.0.1:${backendPort}`])
+    path.join(BENCH_DIR, script), '--target', `http://127.0.0.1:${backendPort}`])
   const started = await startProcess({ name, command, args, logDir, ready: /^listening (\d+)$/m })
   return {
-    name: 'http-proxy',
+    name: target,
     port: Number(started.match[1]),
     processes: [started.child],
     pids: () => [started.pid],
@@ -587,7 +589,8 @@ function startTarget (name, settings, plan, logDir, route, backendPort) {
   switch (name) {
     case 'backend': return startBackendTarget(plan, logDir, route)
     case 'clb-proxy': return startClbProxyTarget(settings, plan, logDir, route, backendPort)
-    case 'http-proxy': return startHttpProxyTarget(settings, plan, logDir, route, backendPort)
+    case 'http-proxy': return startNodeScriptTarget('http-proxy', 'http-proxy-server.mjs', settings, plan, logDir, route, backendPort)
+    case 'node-pipe': return startNodeScriptTarget('node-pipe', 'node-pipe-server.mjs', settings, plan, logDir, route, backendPort)
     case 'nginx': return startNginxTarget(plan, logDir, route, backendPort)
   }
   throw new Error(`unknown target ${name}`)
@@ -805,7 +808,7 @@ function computeRatios (results, routes) {
   for (const route of routes) {
     const clb = results.find((r) => r.route === route && r.name === 'clb-proxy')
     if (clb === undefined) continue
-    for (const peer of ['nginx', 'http-proxy']) {
+    for (const peer of ['nginx', 'http-proxy', 'node-pipe']) {
       const reference = results.find((r) => r.route === route && r.name === peer)
       if (reference === undefined) continue
       const entry = { route, routeLabel: ROUTES[route].label, target: 'clb-proxy', relativeTo: peer }
