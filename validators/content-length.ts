@@ -29,6 +29,13 @@ export function analyzeContentLength (fields: readonly HeaderField[]): ContentLe
   for (const field of fields) {
     if (field.lowerName !== 'content-length') continue
     present = true
+    // The usual case, one value of digits only: the list reading below would find the same.
+    const single = parseDecimal(field.value)
+    if (single >= 0 && (length === null || length === single)) {
+      length = single
+      count++
+      continue
+    }
     let itemOffset = field.valueOffset
     for (const rawItem of field.value.split(',')) {
       const leading = rawItem.length - rawItem.trimStart().length
@@ -56,8 +63,11 @@ export function analyzeContentLength (fields: readonly HeaderField[]): ContentLe
     const second = fields.filter((f) => f.lowerName === 'content-length')[1] ?? fields.find((f) => f.lowerName === 'content-length')
     findings.push({ problem: 'same-duplicate', offset: second?.offset ?? 0, message: `Content-Length ${String(length)} is given ${count} times` })
   }
-  return { length, present, findings }
+  return findings.length === 0 ? (present ? { length, present, findings: NO_FINDINGS } : ABSENT) : { length, present, findings }
 }
+
+const NO_FINDINGS: readonly ContentLengthFinding[] = Object.freeze([])
+const ABSENT: ContentLengthResult = Object.freeze({ length: null, present: false, findings: NO_FINDINGS })
 
 function firstNonDigit (item: string): number {
   for (let i = 0; i < item.length; i++) {

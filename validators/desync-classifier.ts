@@ -329,6 +329,58 @@ function headerTier (h: Header): { tier: 0 | 1 | 2; offset: number } {
  * ignore; HDG itself rates a leading empty line MissingUri); offsets count from head[0].
  */
 export function classifyRequest (head: Buffer, from = 0): DesyncClassification {
+  return isPlainHead(head, from) ? COMPLIANT : classifyRequestInDetail(head, from)
+}
+
+/** The classification of a head with no finding: one shared, frozen value. */
+const COMPLIANT: DesyncClassification = Object.freeze({ tier: 'Compliant', reason: 'Compliant', reasons: Object.freeze([]) as readonly DesyncFinding[] })
+
+/**
+ * The head of most requests in one scan, without HDG's tokens: true only when the detailed
+ * analysis cannot find anything (test/validators/desync-classifier.test.ts compares the two on the
+ * whole corpus and on mutations of it). Request line `token SP 1*(> SP, not DEL) SP HTTP/1.0|1.1
+ * CRLF`; header lines `1*tchar ":" *(VCHAR / SP / HT / obs-text) CRLF`, none starting with
+ * whitespace (obs-fold), none whose name could be Transfer-Encoding or Content-Length by HDG's
+ * similarity (14 bytes or more and starting with t or c); then the empty line. Anything else is
+ * left to classifyRequestInDetail.
+ */
+function isPlainHead (head: Buffer, from: number): boolean {
+  const end = head.length
+  let i = from
+  // method = token
+  const methodStart = i
+  while (i < end && TCHAR[head[i] as number] === 1) i++
+  if (i === methodStart || head[i] !== SP) return false
+  // request-target: no CTL, SP or DEL (HDG check_uri)
+  const uriStart = ++i
+  while (i < end && isUriChar(head[i] as number)) i++
+  if (i === uriStart || head[i] !== SP) return false
+  i++
+  if (i + 10 > end) return false
+  for (let k = 0; k < HTTP_1_.length; k++) if (head[i + k] !== HTTP_1_[k]) return false
+  const minor = head[i + 7]
+  if ((minor !== 0x30 && minor !== 0x31) || head[i + 8] !== CR || head[i + 9] !== LF) return false
+  i += 10
+  for (;;) {
+    if (i + 1 < end && head[i] === CR && head[i + 1] === LF) return true
+    const nameStart = i
+    while (i < end && TCHAR[head[i] as number] === 1) i++
+    const nameLength = i - nameStart
+    if (nameLength === 0 || head[i] !== COLON) return false
+    if (nameLength >= CL.length) {
+      // HDG similarity skips non-alphanumerics first, and compares letters case-insensitively.
+      const first = head[nameStart] as number
+      if (!isAlnum(first) || lower(first) === TE[0] || lower(first) === CL[0]) return false
+    }
+    i++
+    while (i < end && isValueChar(head[i] as number)) i++
+    if (i + 1 >= end || head[i] !== CR || head[i + 1] !== LF) return false
+    i += 2
+  }
+}
+
+/** HDG analyze_raw_request, finding by finding (classifyRequest's answer for any head that is not plain). */
+export function classifyRequestInDetail (head: Buffer, from = 0): DesyncClassification {
   const findings = new Map<DesyncReason, DesyncFinding>()
   const find = (reason: DesyncReason, offset: number, detail: string): void => {
     if (!findings.has(reason)) findings.set(reason, { reason, offset, message: detail === '' ? reason : `${reason} ${detail}` })

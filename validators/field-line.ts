@@ -1,4 +1,4 @@
-import { CR, TCHAR, isControl, isWhitespace } from './bytes.js'
+import { CR, TCHAR, isControl, isWhitespace, latin1 } from './bytes.js'
 
 /** A header field as received: name as sent, value with surrounding whitespace removed. */
 export interface HeaderField {
@@ -78,11 +78,11 @@ export function parseFieldLine (buf: Buffer, start: number, end: number, offset:
     if (b === 0) report({ problem: 'value-nul', offset: offset + (i - start) })
     else if ((b < 0x20 && b !== 0x09 && b !== CR) || b === 0x7f) report({ problem: 'value-ctl', offset: offset + (i - start) })
   }
-  const name = buf.toString('latin1', start, colon)
+  const name = latin1(buf, start, colon)
   return {
     name,
     lowerName: name.toLowerCase(),
-    value: buf.toString('latin1', valueStart, valueEnd),
+    value: latin1(buf, valueStart, valueEnd),
     offset,
     valueOffset: offset + (valueStart - start)
   }

@@ -1,4 +1,4 @@
-import { CR, TCHAR } from './bytes.js'
+import { CR, TCHAR, isDigit, latin1 } from './bytes.js'
 import { ChunkedFramer } from './chunked-framer.js'
 import { analyzeContentLength } from './content-length.js'
 import type { Defect, DefectCode } from './defects.js'
@@ -317,14 +317,15 @@ export class RequestParser {
       if (b <= 0x20 || b === 0x7f) return this.invalidLine(offset + (i - start), b === 0x20 ? 'space in the request-target' : 'control character in the request-target')
     }
     if (lastSpace === firstSpace + 1) return this.invalidLine(offset + (lastSpace - start), 'empty request-target')
-    const version = buf.toString('latin1', lastSpace + 1, end)
-    if (!/^HTTP\/1\.[0-9]$/.test(version)) return this.invalidLine(offset + (lastSpace + 1 - start), `unsupported HTTP version "${version}"`)
-    const method = buf.toString('latin1', start, firstSpace)
+    if (!isHttp1Version(buf, lastSpace + 1, end)) {
+      return this.invalidLine(offset + (lastSpace + 1 - start), `unsupported HTTP version "${latin1(buf, lastSpace + 1, end)}"`)
+    }
+    const method = latin1(buf, start, firstSpace)
     if (method === 'CONNECT') {
       this.fail('REQUEST_CONNECT', offset, 'CONNECT is not supported by Elastic Load Balancing')
       return false
     }
-    this.requestLine = { method, target: buf.toString('latin1', firstSpace + 1, lastSpace), version: version === 'HTTP/1.0' ? version : 'HTTP/1.1' }
+    this.requestLine = { method, target: latin1(buf, firstSpace + 1, lastSpace), version: buf[end - 1] === 0x30 ? 'HTTP/1.0' : 'HTTP/1.1' }
     return true
   }
 
@@ -413,4 +414,13 @@ export class RequestParser {
   get requestLineSeen (): { readonly method: string; readonly target: string; readonly version: string } | null {
     return this.requestLine
   }
+}
+
+const HTTP_1_DOT = Buffer.from('HTTP/1.', 'latin1')
+
+/** `HTTP/1.` DIGIT, exactly (the only versions this parser reads; RFC 9112 section 2.3). */
+function isHttp1Version (buf: Buffer, start: number, end: number): boolean {
+  if (end - start !== HTTP_1_DOT.length + 1) return false
+  for (let k = 0; k < HTTP_1_DOT.length; k++) if (buf[start + k] !== HTTP_1_DOT[k]) return false
+  return isDigit(buf[end - 1])
 }

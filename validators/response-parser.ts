@@ -5,7 +5,7 @@
  * chunking (test/validators/ runs each case whole, split and byte by byte); the pieces that stand
  * alone already live apart (chunked-framer.ts, content-length.ts, field-line.ts, line-splitter.ts).
  */
-import { CR, TCHAR, isControl, isDigit, isWhitespace } from './bytes.js'
+import { CR, TCHAR, isControl, isDigit, isWhitespace, latin1 } from './bytes.js'
 import { ChunkedFramer } from './chunked-framer.js'
 import { analyzeContentLength } from './content-length.js'
 import type { Defect, DefectCode } from './defects.js'
@@ -282,24 +282,20 @@ export class ResponseParser {
    * several SP before the code, a code below 100, a control byte in the reason phrase.
    */
   private readStatusLine (buf: Buffer, start: number, end: number, offset: number): boolean {
-    const invalid = (at: number, why: string): boolean => {
-      this.fail('STATUS_LINE_INVALID', offset + at, why)
-      return false
-    }
     // Every offset below is the first byte that breaks the grammar (as llhttp reports it). Bytes
     // past `end` are the line terminator, never a digit or SP, so the fixed-position checks stop there.
-    if (!isDigit(buf[start + 5])) return invalid(5, 'the HTTP version is not DIGIT "." DIGIT')
-    if (buf[start + 6] !== 0x2e) return invalid(6, 'the HTTP version is not DIGIT "." DIGIT')
-    if (!isDigit(buf[start + 7])) return invalid(7, 'the HTTP version is not DIGIT "." DIGIT')
-    if (buf[start + 8] !== 0x20) return invalid(8, 'no space after the HTTP version')
+    if (!isDigit(buf[start + 5])) return this.invalidStatusLine(offset + 5, 'the HTTP version is not DIGIT "." DIGIT')
+    if (buf[start + 6] !== 0x2e) return this.invalidStatusLine(offset + 6, 'the HTTP version is not DIGIT "." DIGIT')
+    if (!isDigit(buf[start + 7])) return this.invalidStatusLine(offset + 7, 'the HTTP version is not DIGIT "." DIGIT')
+    if (buf[start + 8] !== 0x20) return this.invalidStatusLine(offset + 8, 'no space after the HTTP version')
     // `HTTP/1.0  401 Unauthorized` (a real server's output): HAProxy and nginx skip the extra SP,
     // llhttp rejects it ("Invalid status code" at the second SP).
     let code = 9
     while (start + code < end && buf[start + code] === 0x20) code++
-    for (let k = code; k < code + 3; k++) if (!isDigit(buf[start + k])) return invalid(k, 'the status code is not three digits')
+    for (let k = code; k < code + 3; k++) if (!isDigit(buf[start + k])) return this.invalidStatusLine(offset + k, 'the status code is not three digits')
     const afterCode = code + 3
-    if (start + afterCode < end && buf[start + afterCode] !== 0x20) return invalid(afterCode, 'the status code is not three digits followed by a space')
-    const statusCode = Number(buf.toString('latin1', start + code, start + afterCode))
+    if (start + afterCode < end && buf[start + afterCode] !== 0x20) return this.invalidStatusLine(offset + afterCode, 'the status code is not three digits followed by a space')
+    const statusCode = digitValue(buf, start + code) * 100 + digitValue(buf, start + code + 1) * 10 + digitValue(buf, start + code + 2)
     // reason-phrase = 1*( HTAB / SP / VCHAR / obs-text ). A CR is never allowed (RFC 9112 section
     // 2.2, every peer rejects it); other control bytes, NUL included, are relayed by HAProxy,
     // nginx and llhttp alike.
@@ -309,7 +305,7 @@ export class ResponseParser {
       if (b === CR) { this.fail('LINE_BARE_CR', offset + (i - start), 'CR not followed by LF'); return false }
       if (reasonControlAt === -1 && isControl(b)) reasonControlAt = i
     }
-    const version = buf.toString('latin1', start, start + 8)
+    const version = buf[start + 5] === 0x31 && buf[start + 7] === 0x31 ? 'HTTP/1.1' : latin1(buf, start, start + 8)
     // The warnings, in byte order.
     if (version !== 'HTTP/1.1' && version !== 'HTTP/1.0') this.add('VERSION_UNSUPPORTED', offset + 5, `${version} on an HTTP/1 connection`)
     if (code > 9) this.add('STATUS_LINE_EXTRA_SPACES', offset + 9, `${code - 8} spaces between the HTTP version and the status code`)
@@ -319,8 +315,13 @@ export class ResponseParser {
       this.add('STATUS_CODE_BELOW_100', offset + code, `status code ${buf.toString('latin1', start + code, start + afterCode)} is below 100; read as a final response`)
     }
     if (reasonControlAt !== -1) this.add('STATUS_REASON_CTL', offset + (reasonControlAt - start), 'control character in the reason phrase')
-    this.statusLine = { version, statusCode, reason: buf.toString('latin1', Math.min(start + afterCode + 1, end), end), codeOffset: offset + code }
+    this.statusLine = { version, statusCode, reason: latin1(buf, Math.min(start + afterCode + 1, end), end), codeOffset: offset + code }
     return true
+  }
+
+  private invalidStatusLine (at: number, why: string): boolean {
+    this.fail('STATUS_LINE_INVALID', at, why)
+    return false
   }
 
   /** The blank line after the headers; `end` is the absolute offset just past it. */
@@ -360,7 +361,7 @@ export class ResponseParser {
       reusable: !closeAfter && framing.kind !== 'until-close' && !teAndCl
     }
     this.state = 'body'
-    this.blankLineProbe = Buffer.alloc(0)
+    this.blankLineProbe = NO_BYTES
     if (framing.kind === 'no-body' || (framing.kind === 'content-length' && framing.length === 0)) {
       this.complete(end)
     } else if (framing.kind === 'content-length') {
@@ -504,6 +505,14 @@ export class ResponseParser {
     this.add(code, offset, message)
     this.state = 'invalid'
   }
+}
+
+/** The probe before its first byte: shared, as a probe is replaced, never written to. */
+const NO_BYTES = Buffer.alloc(0)
+
+/** The value of the decimal digit at `at` (the caller checked it is one). */
+function digitValue (buf: Buffer, at: number): number {
+  return (buf[at] as number) - 0x30
 }
 
 interface StatusLine {

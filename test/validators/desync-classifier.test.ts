@@ -15,7 +15,7 @@
 import { readFileSync } from 'node:fs'
 import t from 'tap'
 import {
-  blocks, classifyRequest, desyncAction, DESYNC_REASON_TIERS, DESYNC_REASONS, DESYNC_TIERS,
+  blocks, classifyRequest, classifyRequestInDetail, desyncAction, DESYNC_REASON_TIERS, DESYNC_REASONS, DESYNC_TIERS,
   type DesyncClassification, type DesyncMode, type DesyncTier
 } from '../../validators/desync-classifier.js'
 import { loadDesyncGuardianCorpus, rawRequest, type DesyncCase } from '../helpers/desync-guardian.js'
@@ -161,6 +161,50 @@ t.test('no throwing and bounded work on any bytes', async (t) => {
   const started = process.hrtime.bigint()
   t.same(classify(big).tier, 'Severe')
   t.ok(process.hrtime.bigint() - started < 5_000_000_000n, 'well under a second in practice; 5 s only guards against a quadratic pass')
+})
+
+t.test('the one-scan answer for plain heads is the detailed analysis\'s answer', async (t) => {
+  // Heads as clients send them (curl, wrk, a browser, an upload, HTTP/1.0); the plain ones take the
+  // one-scan path, which answers one shared, frozen Compliant.
+  const heads = [
+    'GET /small HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n',
+    'GET / HTTP/1.1\r\nHost: localhost:8080\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n',
+    'GET /a?b=%20c#d HTTP/1.1\r\nHost: x\r\nAccept-Language: en-US,en;q=0.9\r\nAccept-Encoding: gzip, deflate, br\r\n' +
+      'Upgrade-Insecure-Requests: 1\r\nSec-Fetch-Mode: navigate\r\nCookie: a=\xe9\r\nX-Empty:\r\n\r\n',
+    'POST /upload HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\n',
+    'GET / HTTP/1.0\r\nxontent-length: 1\r\nXransfer-Encoding: a\r\nTransfer-Encodinx: a\r\n\r\n'
+  ]
+  const plain = heads.filter((h) => Object.isFrozen(classify(h)))
+  t.same(plain.length, 3, 'every head but the upload and the last (names of 14 bytes or more starting with c or t go through the TE/CL analysis) takes the one-scan path')
+  // Each head, and each head with one byte replaced or inserted anywhere by a byte that matters to
+  // some rule: both ways must give the same tier, reason and findings.
+  const bytes = ['\x00', '\t', '\n', '\r', ' ', ':', ',', '\x7f', '\x80', '\xff', 'a', '-', '!', 't', 'C', '/', '.', '0', '2', '9']
+  let compared = 0
+  const mismatches: string[] = []
+  const compare = (text: string, from: number): void => {
+    const head = Buffer.from(text, 'latin1')
+    compared++
+    const fast = classifyRequest(head, from)
+    const detailed = classifyRequestInDetail(head, from)
+    if (fast.tier !== detailed.tier || fast.reason !== detailed.reason || JSON.stringify(fast.reasons) !== JSON.stringify(detailed.reasons)) {
+      mismatches.push(JSON.stringify(text))
+    }
+  }
+  for (const c of cases) compare(rawRequest(c).toString('latin1'), 0)
+  for (const head of heads) {
+    for (const prefix of ['', '\r\n']) {
+      const text = prefix + head
+      compare(text, prefix.length)
+      for (let at = prefix.length; at <= text.length; at++) {
+        for (const b of bytes) {
+          compare(text.slice(0, at) + b + text.slice(at + 1), prefix.length)
+          compare(text.slice(0, at) + b + text.slice(at), prefix.length)
+        }
+      }
+    }
+  }
+  t.same(mismatches.slice(0, 5), [], `no difference in ${compared} heads`)
+  t.ok(compared > 20_000, `${compared} heads compared`)
 })
 
 // --- The modes (CLB-DESYNC, spec §6.1 table; §6.4) ---
