@@ -76,6 +76,8 @@ Every option can also be set by the environment variable in brackets; an option 
                          and print their top functions (BENCH_CPU_PROF=1; profiling slows them:
                          compare CPU numbers only from runs without it)
   --profile-top N        functions printed per profile (BENCH_PROFILE_TOP, default 12)
+  --rounds N             measure every target N times per route, in a rotating order, and report
+                         each number's median over the rounds (BENCH_ROUNDS, default 1)
   -h, --help             this text
 
 Defaults take about 3.5 minutes: 3 routes x 5 targets x (2 s + 10 s) plus start-up.
@@ -99,6 +101,7 @@ function parseCommandLine (argv, env) {
         'no-pin': { type: 'boolean' },
         'cpu-prof': { type: 'boolean' },
         'profile-top': { type: 'string' },
+        rounds: { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false }
       }
     }))
@@ -150,7 +153,8 @@ function parseCommandLine (argv, env) {
     // null: decided by what the machine has (see cpuPlan).
     pin: values.pin === true ? true : values['no-pin'] === true ? false : flag('BENCH_PIN') ?? null,
     cpuProf: values['cpu-prof'] ?? flag('BENCH_CPU_PROF') ?? false,
-    profileTop: integer('profile-top', 'BENCH_PROFILE_TOP', '12', 1)
+    profileTop: integer('profile-top', 'BENCH_PROFILE_TOP', '12', 1),
+    rounds: integer('rounds', 'BENCH_ROUNDS', '1', 1)
   }
   if (settings.threads > settings.connections) usageError('--threads must not exceed --connections (wrk needs a connection per thread)')
   return Object.freeze(settings)
@@ -774,6 +778,87 @@ function markdownTable (header, rows, leftColumns = 1) {
   return [line(header), rule, ...rows.map(line)].join('\n')
 }
 
+/** `list` turned left by `by` places: [a, b, c] by 1 is [b, c, a]. */
+function rotated (list, by) {
+  const at = by % list.length
+  return [...list.slice(at), ...list.slice(0, at)]
+}
+
+function median (values) {
+  const known = values.filter((v) => v !== null && v !== undefined).sort((a, b) => a - b)
+  if (known.length === 0) return null
+  const middle = Math.floor(known.length / 2)
+  return known.length % 2 === 1 ? known[middle] : (known[middle - 1] + known[middle]) / 2
+}
+
+/**
+ * One result per route and target: with one round, that round's; with several, each number the
+ * median of the rounds' (so a row's numbers may come from different rounds). Error counts are
+ * summed: a round that failed is never hidden by a median.
+ */
+function medianResults (roundResults, routes, targets) {
+  const results = []
+  for (const route of routes) {
+    for (const name of targets) {
+      const runs = roundResults.filter((r) => r.route === route && r.name === name)
+      if (runs.length === 0) continue
+      if (runs.length === 1) {
+        const { round, ...only } = runs[0]
+        results.push(only)
+        continue
+      }
+      const of = (pick) => median(runs.map(pick))
+      results.push({
+        route,
+        routeLabel: runs[0].routeLabel,
+        name,
+        rounds: runs.length,
+        requests: of((r) => r.requests),
+        requestsPerSecond: of((r) => r.requestsPerSecond),
+        latencyMs: Object.fromEntries(Object.keys(runs[0].latencyMs).map((key) => [key, of((r) => r.latencyMs[key])])),
+        bytesPerResponse: of((r) => r.bytesPerResponse),
+        non2xxResponses: runs.reduce((sum, r) => sum + r.non2xxResponses, 0),
+        socketErrorCount: runs.reduce((sum, r) => sum + r.socketErrorCount, 0),
+        cpuMicrosPerRequest: of((r) => r.cpuMicrosPerRequest),
+        cpuSystemMicrosPerRequest: of((r) => r.cpuSystemMicrosPerRequest),
+        cpuPercentOfOneCore: of((r) => r.cpuPercentOfOneCore),
+        peakRssKiB: of((r) => r.peakRssKiB),
+        backendCpuMicrosPerRequest: of((r) => r.backendCpuMicrosPerRequest),
+        targetCpuBusyPercent: of((r) => r.targetCpuBusyPercent),
+        loadCpuBusyPercent: of((r) => r.loadCpuBusyPercent),
+        stealPercent: Math.max(...runs.map((r) => r.stealPercent ?? 0))
+      })
+    }
+  }
+  return results
+}
+
+/** clb-proxy / peer within each round: how much the ratio itself moves from round to round. */
+function ratiosPerRound (roundResults, settings) {
+  const rows = []
+  for (const route of settings.routes) {
+    for (const peer of ['nginx', 'http-proxy', 'node-pipe']) {
+      const cpu = []
+      const p99 = []
+      for (let round = 1; round <= settings.rounds; round++) {
+        const clb = roundResults.find((r) => r.route === route && r.round === round && r.name === 'clb-proxy')
+        const reference = roundResults.find((r) => r.route === route && r.round === round && r.name === peer)
+        if (clb === undefined || reference === undefined) continue
+        cpu.push(reference.cpuMicrosPerRequest ? clb.cpuMicrosPerRequest / reference.cpuMicrosPerRequest : null)
+        p99.push(reference.latencyMs.p99 ? clb.latencyMs.p99 / reference.latencyMs.p99 : null)
+      }
+      if (cpu.length > 0) rows.push({ route, routeLabel: ROUTES[route].label, relativeTo: peer, cpu, p99 })
+    }
+  }
+  return rows
+}
+
+function formatRoundRatios (rows) {
+  const list = (values) => values.map((v) => v === null ? '-' : `${fixed(v, 2)}x`).join(' ')
+  return markdownTable(['route', 'clb-proxy / peer', 'CPU/req by round', 'p99 by round'],
+    rows.map((r) => [r.routeLabel, r.relativeTo, list(r.cpu), list(r.p99)]), 2)
+}
+
 function formatTable (results) {
   const header = ['route', 'target', 'req/s', 'p50 ms', 'p99 ms', 'CPU us/req', 'of it sys', 'CPU %core', 'peak RSS MiB',
     'backend us/req', 'load CPU %', 'non-2xx', 'sock err']
@@ -912,12 +997,13 @@ async function main () {
   const placement = plan.pinned
     ? `target alone on CPU ${plan.targetCpus.join(',')}, wrk and backend on CPU ${plan.loadCpus.join(',')} (taskset)`
     : `not pinned (${plan.why})`
-  const estimate = settings.routes.length * wanted.length * (settings.warmupSeconds + settings.durationSeconds + OVERHEAD_SECONDS_PER_RUN)
-  process.stderr.write(`bench: ${settings.routes.length} routes x ${wanted.length} targets, about ${Math.ceil(estimate / 10) * 10} s; ${placement}\n`)
+  const estimate = settings.routes.length * wanted.length * settings.rounds * (settings.warmupSeconds + settings.durationSeconds + OVERHEAD_SECONDS_PER_RUN)
+  const roundsText = settings.rounds > 1 ? ` x ${settings.rounds} rounds` : ''
+  process.stderr.write(`bench: ${settings.routes.length} routes x ${wanted.length} targets${roundsText}, about ${Math.ceil(estimate / 10) * 10} s; ${placement}\n`)
 
   const uptimeBefore = os.loadavg()
   const backend = await startBackendProcess(plan, logDir, 'load', 'backend')
-  const results = []
+  const roundResults = []
   const profiles = []
   const problems = []
   const accessLogLines = {}
@@ -928,22 +1014,27 @@ async function main () {
       const route = ROUTES[routeName]
       const scriptFile = path.join(logDir, `wrk-${route.name}.lua`)
       fs.writeFileSync(scriptFile, wrkScript(route))
-      for (const name of wanted) {
-        // Fresh per route: peak RSS is the route's, and one route's heap does not carry into the next.
-        const target = await startTarget(name, settings, plan, logDir, route, backend.port)
-        let result
-        try {
-          result = await measureTarget(target, route, backend, settings, plan, scriptFile)
-        } finally {
-          await target.stop()
-        }
-        results.push(result)
-        const problem = sizeProblem(result, route)
-        if (problem !== null) problems.push(problem)
-        if (target.accessLog !== undefined) accessLogLines[route.name] = countLines(target.accessLog)
-        if (settings.cpuProf && NODE_TARGETS.includes(name)) {
-          const report = reportProfile(target, result, profileDestination, settings.profileTop)
-          if (report !== null) profiles.push({ target: name, route: route.name, ...report })
+      for (let round = 1; round <= settings.rounds; round++) {
+        // Each round starts one target further on, so that a slow spell of the machine does not
+        // always fall on the same target's turn.
+        if (settings.rounds > 1) process.stderr.write(`bench: ${route.label}, round ${round} of ${settings.rounds}\n`)
+        for (const name of rotated(wanted, round - 1)) {
+          // Fresh per route and round: peak RSS is the route's, and one run's heap does not carry into the next.
+          const target = await startTarget(name, settings, plan, logDir, route, backend.port)
+          let result
+          try {
+            result = await measureTarget(target, route, backend, settings, plan, scriptFile)
+          } finally {
+            await target.stop()
+          }
+          roundResults.push({ ...result, round })
+          const problem = sizeProblem(result, route)
+          if (problem !== null) problems.push(problem)
+          if (target.accessLog !== undefined) accessLogLines[route.name] = countLines(target.accessLog)
+          if (settings.cpuProf && NODE_TARGETS.includes(name)) {
+            const report = reportProfile(target, result, profileDestination, settings.profileTop)
+            if (report !== null) profiles.push({ target: name, route: route.name, round, ...report })
+          }
         }
       }
     }
@@ -957,7 +1048,9 @@ async function main () {
     throw failure
   }
 
+  const results = medianResults(roundResults, settings.routes, wanted)
   const ratios = computeRatios(results, settings.routes)
+  const roundRatios = settings.rounds > 1 ? ratiosPerRound(roundResults, settings) : []
   const checks = wanted.includes('clb-proxy') ? evaluateTargets(ratios, settings.routes) : []
   const command = `node bench/run.mjs ${process.argv.slice(2).join(' ')}`.trim()
   const environmentSettings = Object.entries(process.env).filter(([key]) => key.startsWith('BENCH_')).map(([key, value]) => `${key}=${value}`)
@@ -965,8 +1058,10 @@ async function main () {
   process.stdout.write(`wrk -t${settings.threads} -c${settings.connections} -d${settings.durationSeconds}s --latency (warm-up ${settings.warmupSeconds} s each), ` +
     `${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? '?'}), node ${process.version}, ${wrk}, nginx ${nginx ?? 'not installed'}\n`)
   process.stdout.write(`CPU placement: ${placement}; load average at start ${uptimeBefore.map((n) => n.toFixed(2)).join(' ')}\n\n`)
+  if (settings.rounds > 1) process.stdout.write(`Every number below is the median of ${settings.rounds} rounds (each round measures every target once).\n\n`)
   process.stdout.write(`${formatTable(results)}\n\n`)
   if (ratios.length > 0) process.stdout.write(`${formatRatios(ratios)}\n\n`)
+  if (roundRatios.length > 0) process.stdout.write(`CPU/req and p99 ratios of each round (clb-proxy / peer, same round):\n${formatRoundRatios(roundRatios)}\n\n`)
   if (checks.length > 0) {
     const met = checks.filter((c) => c.met === true).length
     const measured = checks.filter((c) => c.met !== null).length
@@ -1002,7 +1097,9 @@ async function main () {
     },
     routes: settings.routes.map((name) => ROUTES[name]),
     results,
+    roundResults: settings.rounds > 1 ? roundResults : null,
     ratios,
+    roundRatios: settings.rounds > 1 ? roundRatios : null,
     targets: checks,
     clbAccessLogLines: accessLogLines,
     profiles: settings.cpuProf ? profiles : null,
@@ -1011,9 +1108,9 @@ async function main () {
   }, null, 2) + '\n')
   process.stdout.write(`\nResults: ${path.relative(process.cwd(), resultFile)}\n`)
 
-  const failed = results.filter((r) => r.non2xxResponses > 0 || r.socketErrorCount > 0)
+  const failed = roundResults.filter((r) => r.non2xxResponses > 0 || r.socketErrorCount > 0)
   for (const r of failed) {
-    process.stderr.write(`\nbench: ERROR: ${r.name} ${r.routeLabel} returned ${r.non2xxResponses} non-2xx responses and ` +
+    process.stderr.write(`\nbench: ERROR: ${r.name} ${r.routeLabel}${settings.rounds > 1 ? ` (round ${r.round})` : ''} returned ${r.non2xxResponses} non-2xx responses and ` +
       `${r.socketErrorCount} socket errors ${JSON.stringify(r.socketErrors)}; logs kept in ${logDir}\n${r.wrkOutput}\n`)
   }
   for (const problem of problems) process.stderr.write(`\nbench: ERROR: ${problem}; logs kept in ${logDir}\n`)
