@@ -82,6 +82,13 @@ export function formatSeconds(seconds: number | null): string {
   if (!(seconds >= 0 && seconds < 1e21)) {
     throw new RangeError(`access-log processing time must be a finite number of seconds >= 0, got ${String(seconds)} (a bug in clb-proxy)`)
   }
+  // The usual value, a whole number of microseconds (secondsBetween makes them): below 10^6 s the
+  // neighbouring multiples of 10^-6 are far further apart than a double's precision, so this
+  // integer is the n toFixed(6) picks, and the digits are the same.
+  if (seconds < WHOLE_MICROS_BOUND_SECONDS) {
+    const micros = Math.round(seconds * MICROS_PER_SECOND)
+    if (micros / MICROS_PER_SECOND === seconds) return wholeMicrosAsSeconds(micros)
+  }
   // toFixed(6) always has a dot here; drop trailing zeros, then the dot if nothing follows it.
   const fixed = seconds.toFixed(6)
   let end = fixed.length
@@ -90,15 +97,28 @@ export function formatSeconds(seconds: number | null): string {
   return end === fixed.length ? fixed : fixed.slice(0, end)
 }
 
+/** Below this many seconds, formatSeconds reads a whole number of microseconds directly. */
+const WHOLE_MICROS_BOUND_SECONDS = 1_000_000
+
+/** `micros` (a non-negative safe integer) as formatSeconds prints it: `0.000041`, `1.5`, `2`. */
+function wholeMicrosAsSeconds(micros: number): string {
+  let fraction = micros % MICROS_PER_SECOND
+  const whole = (micros - fraction) / MICROS_PER_SECOND
+  if (fraction === 0) return String(whole)
+  let digits = 6
+  while (fraction % 10 === 0) {
+    fraction /= 10
+    digits--
+  }
+  return `${whole}.${String(fraction).padStart(digits, '0')}`
+}
+
 /** The same rule as formatSeconds for a duration already held in integer microseconds. */
 export function formatMicrosAsSeconds(micros: number): string {
   if (!Number.isSafeInteger(micros) || micros < 0) {
     throw new RangeError(`access-log duration must be a non-negative safe integer of microseconds, got ${String(micros)} (a bug in clb-proxy)`)
   }
-  const fraction = micros % MICROS_PER_SECOND
-  const whole = (micros - fraction) / MICROS_PER_SECOND
-  if (fraction === 0) return String(whole)
-  return `${whole}.${String(fraction).padStart(6, '0').replace(/0+$/, '')}`
+  return wholeMicrosAsSeconds(micros)
 }
 
 /**
