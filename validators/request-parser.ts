@@ -2,7 +2,7 @@ import { CR, TCHAR, isDigit, latin1 } from './bytes.js'
 import { ChunkedFramer } from './chunked-framer.js'
 import { analyzeContentLength } from './content-length.js'
 import type { Defect, DefectCode } from './defects.js'
-import { hasConnectionToken, listItems, parseFieldLine, type HeaderField } from './field-line.js'
+import { hasConnectionToken, listItems, parseFieldLine, type FieldLineIssue, type HeaderField } from './field-line.js'
 import { LineSplitter, type LineHandler } from './line-splitter.js'
 
 export type RequestFraming =
@@ -280,20 +280,25 @@ export class RequestParser {
       this.fields.push({ ...previous, value: `${previous.value} ${buf.toString('latin1', start, end).trim()}`.trim() })
       return false
     }
-    let invalid: { offset: number; message: string } | null = null
-    const field = parseFieldLine(buf, start, end, offset, (issue) => {
-      // Desync mitigation (CLB-DESYNC) rates NUL or CR in a header Severe: 400. A missing colon or
-      // whitespace before it cannot be forwarded safely (RFC 9112 section 5.1: MUST respond 400).
-      if (invalid !== null) return
-      if (issue.problem === 'bare-cr') invalid = { offset: issue.offset, message: 'CR not followed by LF in a request header' }
-      else if (issue.problem === 'value-nul' || issue.problem === 'name-nul') invalid = { offset: issue.offset, message: 'NUL byte in a request header' }
-      else if (issue.problem === 'no-colon' || issue.problem === 'name-empty') invalid = { offset: issue.offset, message: 'request header line has no name and colon' }
-      else if (issue.problem === 'name-whitespace') invalid = { offset: issue.offset, message: 'whitespace between a request header name and its colon' }
-    })
-    const problem = invalid as { offset: number; message: string } | null
+    this.fieldProblem = null
+    const field = parseFieldLine(buf, start, end, offset, this.onFieldIssue)
+    const problem = this.fieldProblem as { offset: number; message: string } | null
     if (problem !== null) return this.failLine('REQUEST_HEADER_INVALID', problem.offset, problem.message)
     if (field !== null) this.fields.push(field)
     return false
+  }
+
+  /** The first problem of the field line being read that makes the request invalid (onFieldIssue). */
+  private fieldProblem: { offset: number; message: string } | null = null
+
+  private readonly onFieldIssue = (issue: FieldLineIssue): void => {
+    // Desync mitigation (CLB-DESYNC) rates NUL or CR in a header Severe: 400. A missing colon or
+    // whitespace before it cannot be forwarded safely (RFC 9112 section 5.1: MUST respond 400).
+    if (this.fieldProblem !== null) return
+    if (issue.problem === 'bare-cr') this.fieldProblem = { offset: issue.offset, message: 'CR not followed by LF in a request header' }
+    else if (issue.problem === 'value-nul' || issue.problem === 'name-nul') this.fieldProblem = { offset: issue.offset, message: 'NUL byte in a request header' }
+    else if (issue.problem === 'no-colon' || issue.problem === 'name-empty') this.fieldProblem = { offset: issue.offset, message: 'request header line has no name and colon' }
+    else if (issue.problem === 'name-whitespace') this.fieldProblem = { offset: issue.offset, message: 'whitespace between a request header name and its colon' }
   }
 
   /** request-line = method SP request-target SP HTTP-version (RFC 9112 section 3). */

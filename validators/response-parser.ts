@@ -9,7 +9,7 @@ import { CR, TCHAR, isControl, isDigit, isWhitespace, latin1 } from './bytes.js'
 import { ChunkedFramer } from './chunked-framer.js'
 import { analyzeContentLength } from './content-length.js'
 import type { Defect, DefectCode } from './defects.js'
-import { hasConnectionToken, listItems, parseFieldLine, type FieldLineProblem, type HeaderField } from './field-line.js'
+import { hasConnectionToken, listItems, parseFieldLine, type FieldLineIssue, type FieldLineProblem, type HeaderField } from './field-line.js'
 import { LineSplitter } from './line-splitter.js'
 
 export type ResponseFraming =
@@ -267,9 +267,7 @@ export class ResponseParser {
       this.fields.push({ ...previous, value: continuation.length > 0 ? `${previous.value} ${continuation}` : previous.value })
       return false
     }
-    const field = parseFieldLine(buf, start, end, offset, (issue) => {
-      this.add(FIELD_PROBLEM_CODES[issue.problem], issue.offset, FIELD_PROBLEM_MESSAGES[issue.problem])
-    })
+    const field = parseFieldLine(buf, start, end, offset, this.onFieldIssue)
     if (field !== null) this.fields.push(field)
     return false
   }
@@ -317,6 +315,10 @@ export class ResponseParser {
     if (reasonControlAt !== -1) this.add('STATUS_REASON_CTL', offset + (reasonControlAt - start), 'control character in the reason phrase')
     this.statusLine = { version, statusCode, reason: latin1(buf, Math.min(start + afterCode + 1, end), end), codeOffset: offset + code }
     return true
+  }
+
+  private readonly onFieldIssue = (issue: FieldLineIssue): void => {
+    this.add(FIELD_PROBLEM_CODES[issue.problem], issue.offset, FIELD_PROBLEM_MESSAGES[issue.problem])
   }
 
   private invalidStatusLine (at: number, why: string): boolean {

@@ -1,7 +1,7 @@
 import type net from 'node:net'
 import { TLSSocket } from 'node:tls'
 import { RequestParser, type RequestHead, type RequestParserState } from '../../validators/request-parser.js'
-import { classifyRequest, desyncAction } from '../../validators/desync-classifier.js'
+import { classifyRequest, desyncAction, type DesyncClassification } from '../../validators/desync-classifier.js'
 import type { Defect } from '../../validators/defects.js'
 import type { AccessLogRecord } from '../core/access-log-record.js'
 import { Exchange, type ClientSide, type ExchangeContext } from './exchange.js'
@@ -198,22 +198,21 @@ export class ClientConnection implements ClientSide {
     // ELB-HOW: on an Expect header the load balancer responds "immediately with an HTTP 100
     // Continue without testing the content length header, remove[s] the Expect header, and then
     // route[s] the request".
-    if (head.fields.some((f) => f.lowerName === 'expect' && f.value.toLowerCase() === '100-continue')) this.write(CONTINUE_RESPONSE)
+    let expectsContinue = false
+    let upgrade: string | null = null
+    for (const field of head.fields) {
+      if (field.lowerName === 'expect') expectsContinue ||= field.value.toLowerCase() === '100-continue'
+      else if (field.lowerName === 'upgrade') upgrade ??= field.value
+    }
+    if (expectsContinue) this.write(CONTINUE_RESPONSE)
     // CLB HTTP listeners do not pass protocol upgrades (clb-behavior.md section 5.10): the request
     // is forwarded without Upgrade/Connection (forwarded-head.ts); observers say so once per path.
-    const upgrade = head.fields.find((f) => f.lowerName === 'upgrade')
-    if (upgrade !== undefined) this.context.events.emit('upgrade-dropped', { method: head.method, target: head.target, protocol: upgrade.value })
+    if (upgrade !== null) this.context.events.emit('upgrade-dropped', { method: head.method, target: head.target, protocol: upgrade })
     const rawHead = this.headChunks.length === 1 ? this.headChunks[0] as Buffer : Buffer.concat(this.headChunks)
     // Stage "classify" (CLB-DESYNC): the head's tier decides, by desyncMode, whether the request is
     // blocked (400, close), routed and then closed (defensive, Ambiguous) or routed as usual.
     const classification = classifyRequest(rawHead, leadingEmptyLines(rawHead))
-    const decisive = classification.reasons.find((finding) => finding.reason === classification.reason) ?? null
-    const desync: NonNullable<ExchangeRecord['desync']> = {
-      tier: classification.tier,
-      reason: classification.reason,
-      offset: decisive?.offset ?? null,
-      message: decisive?.message ?? null
-    }
+    const desync = classification.tier === 'Compliant' ? COMPLIANT_REQUEST : desyncOf(classification)
     const action = desyncAction(this.context.options.desyncMode, classification.tier)
     if (action === 'block') return this.respondWithoutBackend(400, 'desync-blocked', [], desync)
     const exchange = new Exchange(this.context, this, {
@@ -333,6 +332,17 @@ export class ClientConnection implements ClientSide {
     this.requestStartedAtMicros = null
     this.lingerAndClose()
   }
+}
+
+type DesyncRecord = NonNullable<ExchangeRecord['desync']>
+
+/** The desync record of every Compliant request: one shared, frozen value. */
+const COMPLIANT_REQUEST: DesyncRecord = Object.freeze({ tier: 'Compliant', reason: 'Compliant', offset: null, message: null })
+
+/** The record of a classification with findings: its tier, and the reason that decided it, with its offset and message. */
+function desyncOf (classification: DesyncClassification): DesyncRecord {
+  const decisive = classification.reasons.find((finding) => finding.reason === classification.reason) ?? null
+  return { tier: classification.tier, reason: classification.reason, offset: decisive?.offset ?? null, message: decisive?.message ?? null }
 }
 
 function stateOf (parser: RequestParser): RequestParserState {

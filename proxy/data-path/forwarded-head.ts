@@ -24,18 +24,21 @@ export interface ForwardingContext {
  * part of it; docs/clb-choices.md, Requests).
  */
 export function buildForwardedHead (head: RequestHead, context: ForwardingContext): Buffer {
-  const listed = new Set<string>()
+  // Made only for a request with a Connection header (this runs for every request).
+  let listed: Set<string> | null = null
   for (const field of head.fields) {
     if (field.lowerName !== 'connection') continue
+    listed ??= new Set<string>()
     for (const item of field.value.split(',')) listed.add(item.trim().toLowerCase())
   }
   let text = `${head.method} ${head.target} ${head.version}\r\n`
-  const forwardedFor: string[] = []
+  // The values of the client's X-Forwarded-For fields, each followed by ", ".
+  let forwardedFor = ''
   let hasHost = false
   let sentContentLength = false
   for (const field of head.fields) {
     const name = field.lowerName
-    if (HOP_BY_HOP.has(name) || listed.has(name) || name === 'expect' ||
+    if (HOP_BY_HOP.has(name) || (listed !== null && listed.has(name)) || name === 'expect' ||
       name === 'x-forwarded-proto' || name === 'x-forwarded-port') continue
     if (name === 'content-length') {
       // RFC 9110 section 8.6: repeated identical values may be replaced by one; send exactly one.
@@ -43,15 +46,14 @@ export function buildForwardedHead (head: RequestHead, context: ForwardingContex
       sentContentLength = true
     }
     if (name === 'x-forwarded-for') {
-      if (field.value.length > 0) forwardedFor.push(field.value)
+      if (field.value.length > 0) forwardedFor += `${field.value}, `
       continue
     }
     if (name === 'host') hasHost = true
     text += `${field.name}: ${field.value}\r\n`
   }
   if (!hasHost) text += `Host: ${context.listenerAddress}\r\n`
-  forwardedFor.push(context.clientAddress)
-  text += `X-Forwarded-For: ${forwardedFor.join(', ')}\r\nX-Forwarded-Proto: ${context.listenerProtocol}\r\nX-Forwarded-Port: ${context.listenerPort}\r\n\r\n`
+  text += `X-Forwarded-For: ${forwardedFor}${context.clientAddress}\r\nX-Forwarded-Proto: ${context.listenerProtocol}\r\nX-Forwarded-Port: ${context.listenerPort}\r\n\r\n`
   return Buffer.from(text, 'latin1')
 }
 
