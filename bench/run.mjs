@@ -955,12 +955,12 @@ function countLines (file) {
 // --- CPU profiles (--cpu-prof) ----------------------------------------------------------
 
 /** Copies a stopped target's profile into `destination` and prints its top functions over the measured window. */
-function reportProfile (target, result, destination, limit) {
+function reportProfile (target, result, destination, limit, suffix) {
   if (target.profileDir === undefined || !fs.existsSync(target.profileDir)) return null
   const files = fs.readdirSync(target.profileDir).filter((file) => file.endsWith('.cpuprofile'))
   if (files.length === 0) return null
   fs.mkdirSync(destination, { recursive: true })
-  const copy = path.join(destination, `${target.name}-${result.route}.cpuprofile`)
+  const copy = path.join(destination, `${target.name}-${result.route}${suffix}.cpuprofile`)
   fs.copyFileSync(path.join(target.profileDir, files[0]), copy)
   const window = { fromMicros: result.windowMicros.from, toMicros: result.windowMicros.to }
   const summary = topFunctions(readProfile(copy), { window })
@@ -1017,10 +1017,17 @@ async function main () {
       for (let round = 1; round <= settings.rounds; round++) {
         // Each round starts one target further on, so that a slow spell of the machine does not
         // always fall on the same target's turn.
-        if (settings.rounds > 1) process.stderr.write(`bench: ${route.label}, round ${round} of ${settings.rounds}\n`)
+        // With rounds, each round's processes get their own directory: logs, access log and profile
+        // files are the round's, not appended to or mixed with another round's.
+        let runDirectory = logDir
+        if (settings.rounds > 1) {
+          process.stderr.write(`bench: ${route.label}, round ${round} of ${settings.rounds}\n`)
+          runDirectory = path.join(logDir, `round-${round}`)
+          fs.mkdirSync(runDirectory, { recursive: true })
+        }
         for (const name of rotated(wanted, round - 1)) {
           // Fresh per route and round: peak RSS is the route's, and one run's heap does not carry into the next.
-          const target = await startTarget(name, settings, plan, logDir, route, backend.port)
+          const target = await startTarget(name, settings, plan, runDirectory, route, backend.port)
           let result
           try {
             result = await measureTarget(target, route, backend, settings, plan, scriptFile)
@@ -1030,9 +1037,9 @@ async function main () {
           roundResults.push({ ...result, round })
           const problem = sizeProblem(result, route)
           if (problem !== null) problems.push(problem)
-          if (target.accessLog !== undefined) accessLogLines[route.name] = countLines(target.accessLog)
+          if (target.accessLog !== undefined) accessLogLines[route.name] = (accessLogLines[route.name] ?? 0) + countLines(target.accessLog)
           if (settings.cpuProf && NODE_TARGETS.includes(name)) {
-            const report = reportProfile(target, result, profileDestination, settings.profileTop)
+            const report = reportProfile(target, result, profileDestination, settings.profileTop, settings.rounds > 1 ? `-round-${round}` : '')
             if (report !== null) profiles.push({ target: name, route: route.name, round, ...report })
           }
         }
@@ -1070,7 +1077,8 @@ async function main () {
       `${unmeasured > 0 ? ` (${unmeasured} not measured: peer not in --targets)` : ''}\n${formatTargets(checks)}\n\n`)
   }
   for (const [route, lines] of Object.entries(accessLogLines)) {
-    process.stdout.write(`clb-proxy access log, ${ROUTES[route].label}: ${lines} lines (check request, warm-up and measured requests)\n`)
+    const over = settings.rounds > 1 ? `, all ${settings.rounds} rounds` : ''
+    process.stdout.write(`clb-proxy access log, ${ROUTES[route].label}: ${lines} lines (check request, warm-up and measured requests${over})\n`)
   }
   const maxSteal = Math.max(0, ...results.map((r) => r.stealPercent ?? 0))
   if (maxSteal >= 5) notes.push(`up to ${maxSteal.toFixed(0)}% of CPU time was stolen by the hypervisor during a run: numbers are noisier than usual`)

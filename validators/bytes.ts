@@ -57,10 +57,13 @@ interface Latin1Sliceable { latin1Slice (start: number, end: number): string }
 /**
  * `buf.toString('latin1', start, end)`: one char per byte, so header bytes (obs-text included) are
  * kept as received. Calls Buffer#latin1Slice, the method toString('latin1') ends in (node:buffer),
- * without toString's argument handling: this runs for every name, value and request line.
+ * with only the clamping toString does (latin1Slice itself throws outside the buffer): this runs
+ * for every name, value and request line.
  */
 export function latin1 (buf: Buffer, start: number, end: number): string {
-  return (buf as unknown as Latin1Sliceable).latin1Slice(start, Math.min(end, buf.length))
+  const from = start > 0 ? start : 0
+  const to = end < buf.length ? end : buf.length
+  return from >= to ? '' : (buf as unknown as Latin1Sliceable).latin1Slice(from, to)
 }
 
 /** Parses `1*DIGIT` into a safe integer; returns -1 for a non-integer and -2 for an overflow. */

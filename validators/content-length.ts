@@ -19,7 +19,8 @@ export interface ContentLengthResult {
 /**
  * Reads every Content-Length field (RFC 9110 section 8.6: Content-Length = 1*DIGIT). A list of
  * identical values, or the same value repeated, MAY be replaced by one value; different values
- * are an unrecoverable framing error (RFC 9112 section 6.3 rule 5).
+ * are an unrecoverable framing error (RFC 9112 section 6.3 rule 5). The result is read-only (a
+ * result without findings shares one frozen, empty list).
  */
 export function analyzeContentLength (fields: readonly HeaderField[]): ContentLengthResult {
   const findings: ContentLengthFinding[] = []

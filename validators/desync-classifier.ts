@@ -327,6 +327,7 @@ function headerTier (h: Header): { tier: 0 | 1 | 2; offset: number } {
  * the empty line are never read), as HDG's analyze_raw_request does. `from` is where the request
  * line starts (the data path passes the offset past the empty lines RFC 9112 §2.2 lets a server
  * ignore; HDG itself rates a leading empty line MissingUri); offsets count from head[0].
+ * The result is read-only: every head without a finding gets the same frozen value.
  */
 export function classifyRequest (head: Buffer, from = 0): DesyncClassification {
   return isPlainHead(head, from) ? COMPLIANT : classifyRequestInDetail(head, from)

@@ -15,6 +15,11 @@ import {
 } from '../../../proxy/data-path/server-certificate.js'
 import { tlsServerOptionsFor } from '../../../proxy/data-path/security-policies.js'
 import { CA_CERT, CA_KEY, LEAF_CERT, LEAF_KEY } from '../../helpers/test-certificates.js'
+import { REPO_URL } from '../../helpers/repo.js'
+import { execFile } from 'node:child_process'
+import { promisify } from 'node:util'
+
+const execFileAsync = promisify(execFile)
 
 
 type ClientResult = { readonly authorized: true, readonly cipher: string } | { readonly failed: string }
@@ -147,4 +152,23 @@ t.test('loadServerCertificate refuses what cannot serve, with an error that name
       message: /^the private key is not an unencrypted PEM private key \(.+\)$/,
     }, `${what} as the key`)
   }
+})
+
+t.test('node-forge is loaded when a certificate is generated, not before (it makes every full GC longer)', async (t) => {
+  // A fresh process, so that no other test has loaded it; the built library, as users import it.
+  const library = new URL('dist/proxy/library/clb-proxy.js', REPO_URL).href
+  const script = `
+    import { createRequire } from 'node:module'
+    const { startClbProxy } = await import(${JSON.stringify(library)})
+    const loaded = () => Object.keys(createRequire(import.meta.url).cache).some((file) => file.includes('/node-forge/'))
+    const plain = await startClbProxy({ listen: '127.0.0.1:0', backends: ['http://127.0.0.1:9'] })
+    const afterHttp = loaded()
+    await plain.close()
+    const secure = await startClbProxy({ listeners: ['https://127.0.0.1:0'], backends: ['http://127.0.0.1:9'] })
+    const afterHttps = loaded()
+    await secure.close()
+    process.stdout.write(JSON.stringify({ afterHttp, afterHttps }))
+  `
+  const { stdout } = await execFileAsync(process.execPath, ['--input-type=module', '-e', script], { env: { ...process.env, NODE_OPTIONS: '' } })
+  t.same(JSON.parse(stdout), { afterHttp: false, afterHttps: true })
 })
