@@ -342,8 +342,8 @@ const COMPLIANT: DesyncClassification = Object.freeze({ tier: 'Compliant', reaso
  * whole corpus and on mutations of it). Request line `token SP 1*(> SP, not DEL) SP HTTP/1.0|1.1
  * CRLF`; header lines `1*tchar ":" *(VCHAR / SP / HT / obs-text) CRLF`, none starting with
  * whitespace (obs-fold), none whose name could be Transfer-Encoding or Content-Length by HDG's
- * similarity (14 bytes or more and starting with t or c); then the empty line. Anything else is
- * left to classifyRequestInDetail.
+ * similarity (14 bytes or more, starting with t, c or a byte that is not a letter or digit); then
+ * the empty line. Anything else is left to classifyRequestInDetail.
  */
 function isPlainHead (head: Buffer, from: number): boolean {
   const end = head.length
