@@ -1015,8 +1015,6 @@ async function main () {
       const scriptFile = path.join(logDir, `wrk-${route.name}.lua`)
       fs.writeFileSync(scriptFile, wrkScript(route))
       for (let round = 1; round <= settings.rounds; round++) {
-        // Each round starts one target further on, so that a slow spell of the machine does not
-        // always fall on the same target's turn.
         // With rounds, each round's processes get their own directory: logs, access log and profile
         // files are the round's, not appended to or mixed with another round's.
         let runDirectory = logDir
@@ -1025,6 +1023,8 @@ async function main () {
           runDirectory = path.join(logDir, `round-${round}`)
           fs.mkdirSync(runDirectory, { recursive: true })
         }
+        // Each round starts one target further on, so that a slow spell of the machine does not
+        // always fall on the same target's turn.
         for (const name of rotated(wanted, round - 1)) {
           // Fresh per route and round: peak RSS is the route's, and one run's heap does not carry into the next.
           const target = await startTarget(name, settings, plan, runDirectory, route, backend.port)
