@@ -342,8 +342,9 @@ const COMPLIANT: DesyncClassification = Object.freeze({ tier: 'Compliant', reaso
  * whole corpus and on mutations of it). Request line `token SP 1*(> SP, not DEL) SP HTTP/1.0|1.1
  * CRLF`; header lines `1*tchar ":" *(VCHAR / SP / HT / obs-text) CRLF`, none starting with
  * whitespace (obs-fold), none whose name could be Transfer-Encoding or Content-Length by HDG's
- * similarity (14 bytes or more, starting with t, c or a byte that is not a letter or digit); then
- * the empty line. Anything else is left to classifyRequestInDetail.
+ * similarity (14 bytes or more, starting with t, c or a byte that is not a letter or digit), except
+ * one `Content-Length: 1*19DIGIT` (optional SP/HT around the digits) in a request whose method is
+ * not GET or HEAD (uploads); then the empty line. Anything else is left to classifyRequestInDetail.
  */
 function isPlainHead (head: Buffer, from: number): boolean {
   const end = head.length
@@ -352,6 +353,11 @@ function isPlainHead (head: Buffer, from: number): boolean {
   const methodStart = i
   while (i < end && TCHAR[head[i] as number] === 1) i++
   if (i === methodStart || head[i] !== SP) return false
+  // HDG method_without_body: exactly GET or HEAD, case-sensitive; with a Content-Length, a finding.
+  const methodLength = i - methodStart
+  const bodyless = (methodLength === GET.length && head.compare(GET, 0, GET.length, methodStart, i) === 0) ||
+    (methodLength === HEAD.length && head.compare(HEAD, 0, HEAD.length, methodStart, i) === 0)
+  let contentLengthSeen = false
   // request-target: no CTL, SP or DEL (HDG check_uri)
   const uriStart = ++i
   while (i < end && isUriChar(head[i] as number)) i++
@@ -371,7 +377,21 @@ function isPlainHead (head: Buffer, from: number): boolean {
     if (nameLength >= CL.length) {
       // HDG similarity skips non-alphanumerics first, and compares letters case-insensitively.
       const first = head[nameStart] as number
-      if (!isAlnum(first) || lower(first) === TE[0] || lower(first) === CL[0]) return false
+      if (!isAlnum(first) || lower(first) === TE[0]) return false
+      if (lower(first) === CL[0]) {
+        // Only one Content-Length, named exactly so, of 1 to 19 digits (HDG parse_num: any u64).
+        if (contentLengthSeen || bodyless || !equalIgnoreCase(head.subarray(nameStart, i), CL)) return false
+        contentLengthSeen = true
+        i++
+        while (i < end && isWs(head[i] as number)) i++
+        const digitsStart = i
+        while (i < end && (head[i] as number) >= 0x30 && (head[i] as number) <= 0x39) i++
+        if (i === digitsStart || i - digitsStart > 19) return false
+        while (i < end && isWs(head[i] as number)) i++
+        if (i + 1 >= end || head[i] !== CR || head[i + 1] !== LF) return false
+        i += 2
+        continue
+      }
     }
     i++
     while (i < end && isValueChar(head[i] as number)) i++

@@ -172,10 +172,15 @@ t.test('the one-scan answer for plain heads is the detailed analysis\'s answer',
     'GET /a?b=%20c#d HTTP/1.1\r\nHost: x\r\nAccept-Language: en-US,en;q=0.9\r\nAccept-Encoding: gzip, deflate, br\r\n' +
       'Upgrade-Insecure-Requests: 1\r\nSec-Fetch-Mode: navigate\r\nCookie: a=\xe9\r\nX-Empty:\r\n\r\n',
     'POST /upload HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\n',
-    'GET / HTTP/1.0\r\nxontent-length: 1\r\nXransfer-Encoding: a\r\nTransfer-Encodinx: a\r\n\r\n'
+    'PUT /x HTTP/1.0\r\ncontent-length:\t 1234567890123456789 \r\n\r\n',
+    'GET / HTTP/1.0\r\nxontent-length: 1\r\nXransfer-Encoding: a\r\nTransfer-Encodinx: a\r\n\r\n',
+    'GET /x HTTP/1.1\r\nContent-Length: 0\r\n\r\n',
+    'POST /x HTTP/1.1\r\nContent-Length: 12345678901234567890\r\nContent-Length: 1\r\n\r\n'
   ]
   const plain = heads.filter((h) => Object.isFrozen(classify(h)))
-  t.same(plain.length, 3, 'every head but the upload and the last (names of 14 bytes or more starting with c or t go through the TE/CL analysis) takes the one-scan path')
+  t.same(heads.map((h) => classify(h).tier), ['Compliant', 'Compliant', 'Compliant', 'Compliant', 'Compliant', 'Compliant', 'Acceptable', 'Severe'],
+    'the last three are Compliant, Acceptable (GET with Content-Length: 0) and Severe (MultipleContentLength) by the full analysis')
+  t.same(plain.length, 5, 'the one-scan path takes all but the last three: a name like Transfer-Encoding, a GET with a Content-Length, a 20-digit or second Content-Length')
   // Each head, and each head with one byte replaced or inserted anywhere by a byte that matters to
   // some rule: both ways must give the same tier, reason and findings.
   const bytes = ['\x00', '\t', '\n', '\r', ' ', ':', ',', '\x7f', '\x80', '\xff', 'a', '-', '!', 't', 'C', '/', '.', '0', '2', '9']
