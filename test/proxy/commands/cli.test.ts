@@ -36,6 +36,13 @@ async function listeningServer(t: Test, onConnection: (socket: net.Socket) => vo
   return server
 }
 
+/** A backend that answers each connection's first request with a 200 `ok` and closes it. */
+function answeringOk(t: Test): Promise<net.Server> {
+  return listeningServer(t, (socket) => {
+    socket.once('data', () => socket.end('HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok'))
+  })
+}
+
 function portOf(server: net.Server): number {
   const address = server.address()
   if (address === null || typeof address === 'string') throw new Error('bug: a TCP server without a port')
@@ -248,10 +255,7 @@ t.test('docs/options.md has one row per option, matching flag, variable and defa
 })
 
 t.test('starts with the given backend, stops on SIGTERM and exits 0', async (t) => {
-  const backendResponse = 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok'
-  const backend = await listeningServer(t, (socket) => {
-    socket.once('data', () => socket.end(backendResponse))
-  })
+  const backend = await answeringOk(t)
   const accessLog = join(t.testdir(), 'access.log')
   const stdout = new Sink()
   const stderr = new Sink()
@@ -291,9 +295,7 @@ t.test('starts with the given backend, stops on SIGTERM and exits 0', async (t) 
 })
 
 t.test('several listeners: the banner lists each, the proxy-protocol misconfiguration and the certificate', async (t) => {
-  const backend = await listeningServer(t, (socket) => {
-    socket.once('data', () => socket.end('HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok'))
-  })
+  const backend = await answeringOk(t)
   const stdout = new Sink()
   const stderr = new Sink()
   const signals = new EventEmitter()
@@ -426,9 +428,7 @@ t.test('an access log that cannot be opened exits 1 with one line naming the fil
 })
 
 t.test('--admin starts the admin listener and prints its URL', async (t) => {
-  const backend = await listeningServer(t, (socket) => {
-    socket.once('data', () => socket.end('HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok'))
-  })
+  const backend = await answeringOk(t)
   const stdout = new Sink()
   const stderr = new Sink()
   const signals = new EventEmitter()

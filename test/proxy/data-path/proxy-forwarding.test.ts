@@ -75,6 +75,20 @@ t.test('Expect: 100-continue is answered by the load balancer and removed (ELB-H
   await f.close(t)
 })
 
+t.test('two Expect: 100-continue fields get one 100 Continue', async (t) => {
+  const f = await startProxyFixture(t)
+  f.replies.push(reply([OK]))
+  const client = await f.connect()
+  client.write('POST /upload HTTP/1.1\r\nHost: example.test\r\nExpect: 100-continue\r\nexpect: 100-Continue\r\nContent-Length: 5\r\n\r\n')
+  await f.until(() => client.received.length >= CONTINUE.length)
+  client.write('hello')
+  const response = await client.response()
+  t.equal(response.bytes.toString('latin1'), CONTINUE + OK, 'one 100 Continue, then the response')
+  client.end()
+  await client.whenClosed()
+  await f.close(t)
+})
+
 t.test('request bodies are forwarded intact and counted in received_bytes', async (t) => {
   const f = await startProxyFixture(t)
   f.replies.push(reply([OK]), reply([OK]))
