@@ -134,7 +134,10 @@ function createDestinationWriter(destination: string, onProblem: (problem: Acces
   const fd = destination === '-' ? 1 : openForAppend(destination)
   // maxLength: SonicBoom keeps the lines a failing write could not take and retries them with the
   // next write; past this bound it drops new lines instead of growing without limit ('drop').
-  const sonic: SonicBoom = pino.destination({ dest: fd, sync: false, maxLength: MAX_WAITING_BYTES })
+  // contentMode 'buffer': the batches are bytes already, written as they are.
+  const sonic: SonicBoom = pino.destination({ dest: fd, sync: false, maxLength: MAX_WAITING_BYTES, contentMode: 'buffer' })
+  // In contentMode 'buffer' SonicBoom's write() takes a Buffer; its typings declare only strings.
+  const writeBytes = (bytes: Buffer): void => { (sonic as unknown as { write(data: Buffer): boolean }).write(bytes) }
   let firstError: Error | null = null
   const episode = new FailureEpisode()
   // Without a listener an 'error' (ENOSPC, EPIPE on stdout) would be thrown from the event
@@ -152,7 +155,7 @@ function createDestinationWriter(destination: string, onProblem: (problem: Acces
     onProblem({ kind: 'written-again', droppedLines: episode.droppedLines })
     episode.end()
   })
-  sonic.on('drop', (data: string) => {
+  sonic.on('drop', (data: Buffer) => {
     episode.droppedLines += countLines(data)
     if (episode.dropReported) return
     episode.dropReported = true
@@ -173,26 +176,38 @@ function createDestinationWriter(destination: string, onProblem: (problem: Acces
     }, REMOVAL_CHECK_MS).unref()
   let closing: Promise<void> | null = null
   // Lines go out in batches: one write when BATCH_MS have passed since the first line of the
-  // batch, or at once past BATCH_BYTES. Under load a write per line, or even per event-loop turn,
-  // costs a system call and a thread-pool round trip per request or two (measured with bench/).
-  // No line waits longer than BATCH_MS; close() writes what is waiting.
-  let batch = ''
+  // batch, or at once when the next line would not fit in BATCH_BYTES. Under load a write per
+  // line, or even per event-loop turn, costs a system call and a thread-pool round trip per
+  // request or two (measured with bench/). No line waits longer than BATCH_MS; close() writes what
+  // is waiting. Each line is copied into the batch's bytes as soon as it is formatted, so its
+  // string dies young (a batch kept as a string held every line through the next young-generation
+  // GC: bench/README.md). Lines are ASCII (the formatter percent-encodes every other byte), so
+  // latin1 writes them byte for byte.
+  const batch = Buffer.allocUnsafe(BATCH_BYTES)
+  let batchLength = 0
   let flushTimer: NodeJS.Timeout | null = null
   const flushBatch = (): void => {
     if (flushTimer !== null) clearTimeout(flushTimer)
     flushTimer = null
-    if (batch.length === 0) return
-    const lines = batch
-    batch = ''
-    sonic.write(lines)
+    if (batchLength === 0) return
+    // A copy: SonicBoom keeps what it is given until written, and the batch is reused.
+    const lines = Buffer.from(batch.subarray(0, batchLength))
+    batchLength = 0
+    writeBytes(lines)
   }
 
   return {
     write(record) {
       if (closing !== null) throw new AccessLogWriterClosedError()
-      batch += `${formatAccessLogLine(record)}\n`
-      if (batch.length >= BATCH_BYTES) flushBatch()
-      else flushTimer ??= setTimeout(flushBatch, BATCH_MS)
+      const line = formatAccessLogLine(record)
+      if (batchLength + line.length + 1 > BATCH_BYTES) {
+        flushBatch()
+        // A line longer than a batch (a long URL and user agent, percent-encoded) goes alone.
+        if (line.length + 1 > BATCH_BYTES) return writeBytes(Buffer.from(`${line}\n`, 'latin1'))
+      }
+      batchLength += batch.write(line, batchLength, 'latin1')
+      batch[batchLength++] = LF
+      flushTimer ??= setTimeout(flushBatch, BATCH_MS)
     },
     close() {
       if (closing !== null) return closing
@@ -250,10 +265,12 @@ function openForAppend(file: string): number {
   return fs.openSync(file, 'a')
 }
 
+const LF = 0x0a
+
 /** Lines in a batch of lines (each ends in LF). */
-function countLines(data: string): number {
+function countLines(data: Buffer): number {
   let lines = 0
-  for (let at = data.indexOf('\n'); at !== -1; at = data.indexOf('\n', at + 1)) lines++
+  for (let at = data.indexOf(LF); at !== -1; at = data.indexOf(LF, at + 1)) lines++
   return lines
 }
 

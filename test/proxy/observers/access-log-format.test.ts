@@ -511,6 +511,34 @@ t.test('property: every record gives one line that matches the Athena regex fiel
   t.equal(runs, 3000)
 })
 
+t.test('property: a line does not depend on the lines formatted before it', async t => {
+  // The formatter remembers the last text of a few fields (load balancer, client and instance
+  // address, scheme://host:port, method, version): a change in any of them must show at once.
+  let runs = 0
+  fc.assert(
+    fc.property(recordArbitrary, recordArbitrary, (first, second) => {
+      runs++
+      const firstLine = formatAccessLogLine(first)
+      const secondLine = formatAccessLogLine(second)
+      return formatAccessLogLine(first) === firstLine && formatAccessLogLine(second) === secondLine
+    }),
+    { seed: 20261202, numRuns: 1000 }
+  )
+  t.equal(runs, 1000)
+  const other = (changes: Partial<AccessLogRecord>): string => formatAccessLogLine({ ...docHttpRecord, ...changes })
+  const line = formatAccessLogLine(docHttpRecord)
+  t.equal(other({ host: 'www.example.org' }), line.replace('www.example.com', 'www.example.org'))
+  t.equal(other({ scheme: 'https' }), line.replace('http://', 'https://'))
+  t.equal(other({ listenerPort: 8080 }), line.replace(':80/', ':8080/'))
+  t.equal(other({ host: 'a b' }), line.replace('www.example.com', 'a%20b'), 'an unsafe host is encoded, though the last one was safe')
+  t.equal(other({ method: 'POST' }), line.replace('"GET ', '"POST '))
+  t.equal(other({ httpVersion: 'HTTP/1.0' }), line.replace('HTTP/1.1"', 'HTTP/1.0"'))
+  t.equal(other({ elbName: 'other-lb' }), line.replace(' my-loadbalancer ', ' other-lb '))
+  t.equal(other({ clientAddress: '10.1.2.3' }), line.replace(' 192.168.131.39:', ' 10.1.2.3:'))
+  t.equal(other({ backend: { address: '10.0.0.2', port: 80 } }), line.replace(' 10.0.0.1:80 ', ' 10.0.0.2:80 '))
+  t.equal(formatAccessLogLine(docHttpRecord), line, 'and back')
+})
+
 function percentDecodeToLatin1(encoded: string): string {
   return encoded.replace(/%([0-9A-F]{2})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)))
 }

@@ -7,7 +7,7 @@ import path from 'node:path'
 import { Writable } from 'node:stream'
 import { formatAccessLogLine } from '../../../proxy/observers/access-log-format.js'
 import type { AccessLogRecord } from '../../../proxy/core/access-log-record.js'
-import { AccessLogWriterClosedError, createAccessLogWriter } from '../../../proxy/observers/access-log-writer.js'
+import { AccessLogWriterClosedError, createAccessLogWriter, MAX_WAITING_BYTES } from '../../../proxy/observers/access-log-writer.js'
 import { REPO_URL } from '../../helpers/repo.js'
 
 const baseRecord: AccessLogRecord = SAMPLE_RECORD
@@ -69,6 +69,21 @@ t.test('file: lines go out in batches, yet a lone line reaches the file without 
   t.equal(fs.readFileSync(file, 'latin1'), `${formatAccessLogLine(first)}\n${formatAccessLogLine(second)}\n`)
 })
 
+t.test('file: a line longer than a whole batch is written whole, in its place', async t => {
+  const file = path.join(tempDir(t), 'access.log')
+  const writer = createAccessLogWriter({ destination: file })
+  const [before, after] = records(2) as [AccessLogRecord, AccessLogRecord]
+  // Every byte of the target and the user agent is percent-encoded: three bytes out for each byte in.
+  const long: AccessLogRecord = { ...baseRecord, target: `/${'\x01'.repeat(20_000)}`, userAgent: '\x7f'.repeat(8192) }
+  const longLine = formatAccessLogLine(long)
+  t.ok(longLine.length > 64 * 1024, `the line is ${longLine.length} bytes, more than a batch`)
+  writer.write(before)
+  writer.write(long)
+  writer.write(after)
+  await writer.close()
+  t.equal(fs.readFileSync(file, 'latin1'), `${formatAccessLogLine(before)}\n${longLine}\n${formatAccessLogLine(after)}\n`)
+})
+
 t.test('file: appends to an existing log', async t => {
   const file = path.join(tempDir(t), 'access.log')
   fs.writeFileSync(file, 'previous line\n')
@@ -114,6 +129,17 @@ t.test('file: a write error (ENOSPC from /dev/full) is reported by close(), and 
   await t.rejects(writer.close(), { code: 'ENOSPC' })
   t.strictSame(fdsOpenOn('/dev/full'), [], 'closed despite the error')
   await t.rejects(writer.close(), { code: 'ENOSPC' }, 'the same outcome on a second call')
+})
+
+t.test('file: past MAX_WAITING_BYTES of lines that cannot be written, new lines are dropped and that is reported once', async t => {
+  const problems: string[] = []
+  const writer = createAccessLogWriter({ destination: '/dev/full', onProblem: problem => problems.push(problem.kind) })
+  const line = `${formatAccessLogLine(baseRecord)}\n`
+  const enough = Math.ceil(MAX_WAITING_BYTES / line.length) + 1000
+  for (let n = 0; n < enough; n++) writer.write(baseRecord)
+  await t.rejects(writer.close(), { code: 'ENOSPC' })
+  // All the lines are queued before the first write fails, so the drop is heard of first.
+  t.strictSame(problems, ['lines-dropped', 'write-error'], 'the drop and the write error, each once')
 })
 
 /** A caller-owned stream that acknowledges each chunk on a later turn, as a slow disk or pipe would. */
