@@ -27,8 +27,9 @@ const MICROS_PER_SECOND = 1_000_000
  * the kind of number the record type promises (negative, fractional or non-finite).
  */
 export function formatAccessLogLine(record: AccessLogRecord): string {
-  // `+` builds a tree of pieces (V8 cons strings), faster than join() (bench/README.md, "The access-log batch as bytes").
-  // The tree is short-lived: the access-log writer copies each line into its byte batch at once.
+  // `+` builds a tree of pieces (V8 cons strings), faster than join() (bench/README.md, "The
+  // access-log batch as bytes"). The file and stdout writer copies each line into its byte batch
+  // at once, so under load the tree dies young; the recorder and captures keep a few lines.
   return formatTimestamp(record.receivedAtMicros) + ' ' +
     elbField.text(record.elbName) + ' ' +
     clientAddressField.text(record.clientAddress) + ':' + formatCount('clientPort', record.clientPort) + ' ' +

@@ -6,7 +6,7 @@
  * Files and stdout go through pino.destination (SonicBoom): asynchronous, buffered writes and an
  * end() that writes out every buffered line before it closes the file (it never closes fd 1 or 2,
  * SonicBoom's actualClose skips them). pino also registers the stream so a process that exits
- * without close() still flushes synchronously on 'exit'.
+ * without close() still flushes synchronously on 'exit'; the writer's own batch is flushed then too.
  *
  * A log that cannot be written (ENOSPC, EIO, EDQUOT; a file whose folder was removed) never stops
  * the proxy: `onProblem` hears of it when it happens, once per kind of failure, and again only
@@ -52,7 +52,7 @@ export type AccessLogProblem =
 export const MAX_WAITING_BYTES = 8 * 1024 * 1024
 /** Our choice: a line reaches the file at most this long after its request ended (ms). */
 export const BATCH_MS = 20
-/** Our choice: a batch this large is written at once (bytes). */
+/** Our choice: a batch is written at once when the next line would make it larger than this (bytes). */
 const BATCH_BYTES = 64 * 1024
 /** Our choice: how often an open log file is checked for having been deleted (one fstat). */
 const REMOVAL_CHECK_MS = 1000
@@ -134,10 +134,10 @@ function createDestinationWriter(destination: string, onProblem: (problem: Acces
   const fd = destination === '-' ? 1 : openForAppend(destination)
   // maxLength: SonicBoom keeps the lines a failing write could not take and retries them with the
   // next write; past this bound it drops new lines instead of growing without limit ('drop').
-  // contentMode 'buffer': the batches are bytes already, written as they are.
-  const sonic: SonicBoom = pino.destination({ dest: fd, sync: false, maxLength: MAX_WAITING_BYTES, contentMode: 'buffer' })
-  // In contentMode 'buffer' SonicBoom's write() takes a Buffer; its typings declare only strings.
-  const writeBytes = (bytes: Buffer): void => { (sonic as unknown as { write(data: Buffer): boolean }).write(bytes) }
+  // SonicBoom takes strings here (its default contentMode). Its 'buffer' mode would take the batch's
+  // bytes as they are, but in sonic-boom 4.2.1 the synchronous flush pino runs at exit misreads its
+  // queue after a failed write (lengths out of step with buffers: NUL bytes or lost lines).
+  const sonic: SonicBoom = pino.destination({ dest: fd, sync: false, maxLength: MAX_WAITING_BYTES })
   let firstError: Error | null = null
   const episode = new FailureEpisode()
   // Without a listener an 'error' (ENOSPC, EPIPE on stdout) would be thrown from the event
@@ -155,7 +155,7 @@ function createDestinationWriter(destination: string, onProblem: (problem: Acces
     onProblem({ kind: 'written-again', droppedLines: episode.droppedLines })
     episode.end()
   })
-  sonic.on('drop', (data: Buffer) => {
+  sonic.on('drop', (data: string) => {
     episode.droppedLines += countLines(data)
     if (episode.dropReported) return
     episode.dropReported = true
@@ -190,11 +190,25 @@ function createDestinationWriter(destination: string, onProblem: (problem: Acces
     if (flushTimer !== null) clearTimeout(flushTimer)
     flushTimer = null
     if (batchLength === 0) return
-    // A copy: SonicBoom keeps what it is given until written, and the batch is reused.
-    const lines = Buffer.from(batch.subarray(0, batchLength))
+    // One flat string per batch (a copy: the batch is reused).
+    const lines = batch.toString('latin1', 0, batchLength)
     batchLength = 0
-    writeBytes(lines)
+    sonic.write(lines)
   }
+  // pino flushes SonicBoom synchronously on 'exit' when close() was never called (its listener,
+  // added with the stream, runs first). The lines still in the batch are handed over and flushed
+  // here, so a process that exits without close() loses none of them. Not while the log is
+  // failing: the synchronous flush would retry a write that cannot succeed.
+  const flushAtExit = (): void => {
+    if (batchLength === 0 || firstError !== null || isDestroyed(sonic)) return
+    flushBatch()
+    try {
+      sonic.flushSync()
+    } catch {
+      // Nothing more can be done while the process exits.
+    }
+  }
+  flushersAtExit.add(flushAtExit)
 
   return {
     write(record) {
@@ -203,7 +217,7 @@ function createDestinationWriter(destination: string, onProblem: (problem: Acces
       if (batchLength + line.length + 1 > BATCH_BYTES) {
         flushBatch()
         // A line longer than a batch (a long URL and user agent, percent-encoded) goes alone.
-        if (line.length + 1 > BATCH_BYTES) return writeBytes(Buffer.from(`${line}\n`, 'latin1'))
+        if (line.length + 1 > BATCH_BYTES) return void sonic.write(`${line}\n`)
       }
       batchLength += batch.write(line, batchLength, 'latin1')
       batch[batchLength++] = LF
@@ -211,6 +225,7 @@ function createDestinationWriter(destination: string, onProblem: (problem: Acces
     },
     close() {
       if (closing !== null) return closing
+      flushersAtExit.remove(flushAtExit)
       flushBatch()
       if (removalCheck !== null) {
         clearInterval(removalCheck)
@@ -248,6 +263,25 @@ function createDestinationWriter(destination: string, onProblem: (problem: Acces
   }
 }
 
+/**
+ * The open writers' exit flushes, run by one 'exit' listener while any writer is open (a listener
+ * per writer would warn past ten proxies in one process, as a test suite may start).
+ */
+const flushersAtExit = {
+  flushes: new Set<() => void>(),
+  runAll (): void {
+    for (const flush of flushersAtExit.flushes) flush()
+  },
+  add (flush: () => void): void {
+    if (this.flushes.size === 0) process.on('exit', this.runAll)
+    this.flushes.add(flush)
+  },
+  remove (flush: () => void): void {
+    if (!this.flushes.delete(flush)) return
+    if (this.flushes.size === 0) process.removeListener('exit', this.runAll)
+  }
+}
+
 /** SonicBoom sets `destroyed` when it starts closing (end() or destroy()); its typings omit the field. */
 function isDestroyed(sonic: SonicBoom): boolean {
   return (sonic as unknown as { readonly destroyed: boolean }).destroyed
@@ -268,9 +302,9 @@ function openForAppend(file: string): number {
 const LF = 0x0a
 
 /** Lines in a batch of lines (each ends in LF). */
-function countLines(data: Buffer): number {
+function countLines(data: string): number {
   let lines = 0
-  for (let at = data.indexOf(LF); at !== -1; at = data.indexOf(LF, at + 1)) lines++
+  for (let at = data.indexOf('\n'); at !== -1; at = data.indexOf('\n', at + 1)) lines++
   return lines
 }
 

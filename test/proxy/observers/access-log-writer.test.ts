@@ -218,6 +218,39 @@ t.test("stdout ('-'): lines reach fd 1, close() flushes them and stdout stays op
   t.equal(stdout, `${written.map(record => `${formatAccessLogLine(record)}\n`).join('')}stdout still open after close\n`)
 })
 
+t.test('file: a process that exits without close() still writes the lines of its open batch', async t => {
+  const file = path.join(tempDir(t), 'access.log')
+  const written = records(3)
+  const writerModule = new URL('proxy/observers/access-log-writer.js', REPO_URL).href
+  // The lines are still in the batch (BATCH_MS has not passed) when the process exits.
+  // process.execArgv carries tap's TypeScript loader for the .ts import.
+  const childSource = `
+    const { createAccessLogWriter } = await import(${JSON.stringify(writerModule)})
+    const writer = createAccessLogWriter({ destination: process.env.LOG_FILE })
+    for (const record of JSON.parse(process.env.RECORDS)) writer.write(record)
+    process.exit(0)
+  `
+  const child = spawn(process.execPath, [...process.execArgv, '--input-type=module', '-e', childSource], {
+    env: { ...process.env, RECORDS: JSON.stringify(written), LOG_FILE: file },
+    stdio: ['ignore', 'ignore', 'pipe']
+  })
+  let stderr = ''
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk))
+  const exitCode = await new Promise<number | null>(resolve => child.on('close', resolve))
+  t.equal(stderr, '', 'no error output')
+  t.equal(exitCode, 0)
+  t.equal(fs.readFileSync(file, 'latin1'), written.map(record => `${formatAccessLogLine(record)}\n`).join(''), 'all three lines, in order')
+})
+
+t.test('one exit listener for all open writers, none once they are closed', async t => {
+  const dir = tempDir(t)
+  const ours = (): number => process.listeners('exit').filter(listener => listener.name === 'runAll').length
+  const writers = Array.from({ length: 12 }, (_, n) => createAccessLogWriter({ destination: path.join(dir, `${n}.log`) }))
+  t.equal(ours(), 1, 'twelve writers, one listener')
+  await Promise.all(writers.map(writer => writer.close()))
+  t.equal(ours(), 0, 'removed with the last writer')
+})
+
 t.test("stdout ('-'): a reader that went away (EPIPE) makes close() reject instead of hanging or crashing", async t => {
   const writerModule = new URL('proxy/observers/access-log-writer.js', REPO_URL).href
   // The child waits for 'go' on stdin, sent only after this side has closed the stdout pipe,
