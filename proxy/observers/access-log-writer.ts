@@ -144,12 +144,20 @@ function createDestinationWriter(destination: string, onProblem: (problem: Acces
   // emitter and take the proxy down; it is reported once per kind when it happens, and by close().
   // (pino's own listener turns the stream into a no-op after EPIPE, and re-emits other errors,
   // so the first one arrives twice: once per kind covers that too.)
+  // pino's exit hook calls flushSync() when close() was never called, and in sonic-boom 4.2.1 a
+  // synchronous flush sleeps and retries every error but EAGAIN for ever: on a full disk the process
+  // would never end. While writes fail the flush is off (pino does the same after EPIPE); the
+  // first write that succeeds turns it on again.
+  const flushSync = sonic.flushSync
+  const noFlushWhileFailing = (): void => {}
   sonic.on('error', (error: NodeJS.ErrnoException) => {
     firstError ??= error
+    sonic.flushSync = noFlushWhileFailing
     if (episode.isNew(error)) onProblem({ kind: 'write-error', error })
   })
   sonic.on('write', () => {
     if (!episode.failing) return
+    if (sonic.flushSync === noFlushWhileFailing) sonic.flushSync = flushSync
     // The lines that waited were written: nothing is lost unless some were dropped.
     if (episode.droppedLines === 0) firstError = null
     onProblem({ kind: 'written-again', droppedLines: episode.droppedLines })

@@ -242,6 +242,36 @@ t.test('file: a process that exits without close() still writes the lines of its
   t.equal(fs.readFileSync(file, 'latin1'), written.map(record => `${formatAccessLogLine(record)}\n`).join(''), 'all three lines, in order')
 })
 
+t.test('file: a process that exits without close() while its log cannot be written still ends', async t => {
+  const writerModule = new URL('proxy/observers/access-log-writer.js', REPO_URL).href
+  // A synchronous flush at exit would retry ENOSPC for ever.
+  const childSource = `
+    const { createAccessLogWriter } = await import(${JSON.stringify(writerModule)})
+    const [record] = JSON.parse(process.env.RECORDS)
+    const writer = createAccessLogWriter({
+      destination: '/dev/full',
+      onProblem: problem => {
+        if (problem.kind !== 'write-error') return
+        writer.write(record)
+        process.exit(0)
+      }
+    })
+    writer.write(record)
+  `
+  const child = spawn(process.execPath, [...process.execArgv, '--input-type=module', '-e', childSource], {
+    env: { ...process.env, RECORDS: JSON.stringify(records(1)) },
+    stdio: ['ignore', 'ignore', 'pipe']
+  })
+  let stderr = ''
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk))
+  // A bound, not a wait: a child that hangs is killed so the test fails instead of stalling.
+  const hung = setTimeout(() => child.kill('SIGKILL'), 20_000)
+  const [exitCode, signal] = await new Promise<[number | null, NodeJS.Signals | null]>(resolve => child.on('close', (code, sig) => resolve([code, sig])))
+  clearTimeout(hung)
+  t.equal(stderr, '', 'no error output')
+  t.strictSame([exitCode, signal], [0, null], 'exited by itself')
+})
+
 t.test('one exit listener for all open writers, none once they are closed', async t => {
   const dir = tempDir(t)
   const ours = (): number => process.listeners('exit').filter(listener => listener.name === 'runAll').length
