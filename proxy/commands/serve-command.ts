@@ -4,6 +4,7 @@
  * banner, waits for SIGINT/SIGTERM and stops it, letting in-flight requests finish. A start or stop
  * failure becomes one line that names the address or file and the system error, and an exit code.
  */
+import path from 'node:path'
 // Type-only: erased at runtime. The modules themselves are imported in serve().
 import type { ClbProxy } from '../library/clb-proxy.js'
 import type { DemoBackend } from '../byte-servers/demo-backend.js'
@@ -422,7 +423,26 @@ function describeStartFailure(error: unknown, resolved: ResolvedOptions): string
   if (systemError.syscall === 'open' && typeof systemError.path === 'string') {
     return `cannot open the access log ${systemError.path}: ${describeSystemError(error)}`
   }
+  if (systemError.syscall === 'mkdir' && typeof systemError.path === 'string') {
+    return `cannot create the folder ${systemError.path}${folderOwner(systemError.path, resolved)}: ${describeSystemError(error)}`
+  }
   return `cannot start: ${describeSystemError(error)}`
+}
+
+/** ` for --flag` when the folder is on the path of that option's value (the options that create folders). */
+function folderOwner (folder: string, resolved: ResolvedOptions): string {
+  const target = path.resolve(folder)
+  const owners: Array<[string, string | null]> = [
+    ['--access-log', resolved.accessLog === '-' ? null : resolved.accessLog],
+    ['--access-log-dir', resolved.accessLogDir],
+    ['--capture-dir', resolved.captureDir]
+  ]
+  for (const [flag, value] of owners) {
+    if (value === null) continue
+    const resolvedValue = path.resolve(value)
+    if (resolvedValue === target || resolvedValue.startsWith(`${target}${path.sep}`)) return ` for ${flag}`
+  }
+  return ''
 }
 
 const SYSTEM_ERROR_TEXT: Readonly<Record<string, string>> = Object.freeze({
@@ -432,7 +452,9 @@ const SYSTEM_ERROR_TEXT: Readonly<Record<string, string>> = Object.freeze({
   ENOTFOUND: 'the host name was not found',
   EAI_AGAIN: 'the host name could not be resolved right now',
   ENOENT: 'no such file or directory',
-  EISDIR: 'it is a directory'
+  EISDIR: 'it is a directory',
+  EEXIST: 'a file of that name is in the way',
+  ENOTDIR: 'a part of the path is a file, not a folder'
 })
 
 function describeSystemError(error: unknown): string {

@@ -190,6 +190,7 @@ export async function startClbProxy (input: ClbProxyOptions, hooks: ClbProxyHook
   const onAccessLogProblem: NonNullable<Parameters<typeof createAccessLogWriter>[0]['onProblem']> = (problem, message) => {
     const details = problem.kind === 'write-error' ? { err: problem.error } : problem
     if (problem.kind === 'written-again') logger.info({ notice: 'access-log', ...details }, message)
+    else if (problem.kind === 'close-waiting') logger.warn({ notice: 'access-log', ...details }, message)
     else logger.error({ notice: 'access-log', ...details }, message)
   }
   // Files laid out as CLB delivers them to S3 (spec §3.1); created first, so a bad directory fails

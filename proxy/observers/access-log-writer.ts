@@ -40,13 +40,16 @@ export type AccessLogWriterOptions = (
  *   on new lines are dropped (and counted) until a write succeeds;
  * - 'written-again': a write succeeded after a failure; `droppedLines` were lost meanwhile;
  * - 'file-removed': the log file was deleted (or its folder removed) while open: the lines still
- *   go to the deleted file, which nothing can read once the proxy stops.
+ *   go to the deleted file, which nothing can read once the proxy stops;
+ * - 'close-waiting': close() has waited CLOSE_NOTICE_MS for the destination to take the last
+ *   `waitingBytes` (a stdout reader that stopped reading, a slow disk); it goes on waiting.
  */
 export type AccessLogProblem =
   | { readonly kind: 'write-error'; readonly error: NodeJS.ErrnoException }
   | { readonly kind: 'lines-dropped'; readonly maxWaitingBytes: number }
   | { readonly kind: 'written-again'; readonly droppedLines: number }
   | { readonly kind: 'file-removed'; readonly file: string }
+  | { readonly kind: 'close-waiting'; readonly waitingBytes: number }
 
 /** Our choice: 8 MiB of lines (tens of thousands of requests) wait for a destination that fails. */
 export const MAX_WAITING_BYTES = 8 * 1024 * 1024
@@ -54,6 +57,8 @@ export const MAX_WAITING_BYTES = 8 * 1024 * 1024
 export const BATCH_MS = 20
 /** Our choice: a batch is written at once when the next line would make it larger than this (bytes). */
 const BATCH_BYTES = 64 * 1024
+/** Our choice: after this long (ms), a close() still waiting for its destination is reported ('close-waiting'). */
+export const CLOSE_NOTICE_MS = 2000
 /** Our choice: how often an open log file is checked for having been deleted (one fstat). */
 const REMOVAL_CHECK_MS = 1000
 
@@ -61,6 +66,11 @@ const REMOVAL_CHECK_MS = 1000
 export function describeAccessLogProblem (problem: AccessLogProblem, where: string): string {
   switch (problem.kind) {
     case 'write-error':
+      // pino turns the stream into a no-op after EPIPE: nothing waits, nothing is counted.
+      if (problem.error.code === 'EPIPE') {
+        return `access log ${where} cannot be written (EPIPE: its reader went away): the proxy keeps serving; ` +
+          'from now on access-log lines are dropped, uncounted. Restart the proxy with a reader to log again'
+      }
       return `access log ${where} cannot be written (${problem.error.code ?? problem.error.message}): the proxy keeps serving; ` +
         `lines wait in memory (up to ${MAX_WAITING_BYTES / (1024 * 1024)} MiB) and are written if the destination recovers. ` +
         'Reported once per kind of error'
@@ -69,6 +79,9 @@ export function describeAccessLogProblem (problem: AccessLogProblem, where: stri
         'new lines are dropped (and counted) until a write succeeds'
     case 'written-again':
       return `access log ${where} is written again${problem.droppedLines > 0 ? `; ${problem.droppedLines} line(s) were dropped meanwhile` : ''}`
+    case 'close-waiting':
+      return `access log ${where}: stopping waits for ${problem.waitingBytes} bytes of lines the destination has not taken yet ` +
+        '(a reader that stopped reading?)'
     case 'file-removed':
       return `access log ${where} was deleted (or its folder removed) while the proxy writes to it: the lines go to the ` +
         'deleted file and are lost when the proxy stops. Restart the proxy to create the file again'
@@ -140,24 +153,25 @@ function createDestinationWriter(destination: string, onProblem: (problem: Acces
   const sonic: SonicBoom = pino.destination({ dest: fd, sync: false, maxLength: MAX_WAITING_BYTES })
   let firstError: Error | null = null
   const episode = new FailureEpisode()
+  // pino's exit hook calls flushSync() when close() was never called. SonicBoom's own (4.2.1)
+  // sleeps and retries every error but EAGAIN for ever: on a full disk, or with a stdout reader
+  // gone, the process would never end, even when the error was not yet known (a write still in
+  // flight). flushHeldLinesSync takes its place: bounded, and it gives up at the first error.
+  sonic.flushSync = () => flushHeldLinesSync(sonic)
   // Without a listener an 'error' (ENOSPC, EPIPE on stdout) would be thrown from the event
   // emitter and take the proxy down; it is reported once per kind when it happens, and by close().
   // (pino's own listener turns the stream into a no-op after EPIPE, and re-emits other errors,
   // so the first one arrives twice: once per kind covers that too.)
-  // pino's exit hook calls flushSync() when close() was never called, and in sonic-boom 4.2.1 a
-  // synchronous flush sleeps and retries every error but EAGAIN for ever: on a full disk the process
-  // would never end. While writes fail the flush is off (pino does the same after EPIPE); the
-  // first write that succeeds turns it on again.
-  const flushSync = sonic.flushSync
-  const noFlushWhileFailing = (): void => {}
   sonic.on('error', (error: NodeJS.ErrnoException) => {
     firstError ??= error
-    sonic.flushSync = noFlushWhileFailing
     if (episode.isNew(error)) onProblem({ kind: 'write-error', error })
   })
-  sonic.on('write', () => {
+  // Bytes handed to SonicBoom and bytes it wrote: what a slow close() still waits for.
+  let handedBytes = 0
+  let writtenBytes = 0
+  sonic.on('write', (bytes: number) => {
+    writtenBytes += bytes
     if (!episode.failing) return
-    if (sonic.flushSync === noFlushWhileFailing) sonic.flushSync = flushSync
     // The lines that waited were written: nothing is lost unless some were dropped.
     if (episode.droppedLines === 0) firstError = null
     onProblem({ kind: 'written-again', droppedLines: episode.droppedLines })
@@ -201,20 +215,19 @@ function createDestinationWriter(destination: string, onProblem: (problem: Acces
     // One flat string per batch (a copy: the batch is reused).
     const lines = batch.toString('latin1', 0, batchLength)
     batchLength = 0
+    handedBytes += lines.length
     sonic.write(lines)
   }
   // pino flushes SonicBoom synchronously on 'exit' when close() was never called (its listener,
-  // added with the stream, runs first). The lines still in the batch are handed over and flushed
-  // here, so a process that exits without close() loses none of them. Not while the log is
-  // failing: the synchronous flush would retry a write that cannot succeed.
+  // added with the stream, runs first). The lines still in the batch are written after them, here,
+  // directly (handed to SonicBoom they would start an asynchronous write the exit may cut short).
   const flushAtExit = (): void => {
-    if (batchLength === 0 || firstError !== null || isDestroyed(sonic)) return
-    flushBatch()
-    try {
-      sonic.flushSync()
-    } catch {
-      // Nothing more can be done while the process exits.
-    }
+    if (batchLength === 0 || isDestroyed(sonic)) return
+    if (flushTimer !== null) clearTimeout(flushTimer)
+    flushTimer = null
+    sonic.flushSync()
+    writeSyncAtExit(fd, [batch.subarray(0, batchLength)])
+    batchLength = 0
   }
   flushersAtExit.add(flushAtExit)
 
@@ -225,7 +238,10 @@ function createDestinationWriter(destination: string, onProblem: (problem: Acces
       if (batchLength + line.length + 1 > BATCH_BYTES) {
         flushBatch()
         // A line longer than a batch (a long URL and user agent, percent-encoded) goes alone.
-        if (line.length + 1 > BATCH_BYTES) return void sonic.write(`${line}\n`)
+        if (line.length + 1 > BATCH_BYTES) {
+          handedBytes += line.length + 1
+          return void sonic.write(`${line}\n`)
+        }
       }
       batchLength += batch.write(line, batchLength, 'latin1')
       batch[batchLength++] = LF
@@ -240,8 +256,11 @@ function createDestinationWriter(destination: string, onProblem: (problem: Acces
         // A last look before the fd closes, so a removal between two checks is still reported.
         try { reportIfRemoved(fs.fstatSync(fd)) } catch { /* the fd is SonicBoom's to report on */ }
       }
+      // Lines are ASCII: a string's length is its bytes.
+      const slowClose = setTimeout(() => onProblem({ kind: 'close-waiting', waitingBytes: handedBytes - writtenBytes }), CLOSE_NOTICE_MS)
       closing = new Promise<void>((resolve, reject) => {
         const finish = (): void => {
+          clearTimeout(slowClose)
           sonic.removeListener('close', finish)
           sonic.removeListener('error', finish)
           if (firstError === null) return resolve()
@@ -289,6 +308,57 @@ const flushersAtExit = {
     if (this.flushes.size === 0) process.removeListener('exit', this.runAll)
   }
 }
+
+/** Our choice: at exit, how long in all a full pipe (EAGAIN: a stdout reader that stopped reading) is waited for. */
+export const EXIT_FLUSH_WAIT_MS = 1000
+/** Between two tries of a write that met a full pipe at exit (SonicBoom's BUSY_WRITE_TIMEOUT). */
+const EXIT_FLUSH_RETRY_MS = 100
+
+/** What SonicBoom 4.2.1 holds in its default (utf8) mode: private fields, pinned by package-lock.json; the exit tests use them. */
+interface SonicBoomQueue {
+  fd: number
+  _writing: boolean
+  _writingBuf: string | Buffer
+  _bufs: Array<string | Buffer>
+  _len: number
+}
+
+/**
+ * Writes what SonicBoom holds, synchronously, while the process exits: the chunk of a failed or
+ * not yet started write, then the queue (a write still in flight in the thread pool is left to
+ * finish: writing it again could log its lines twice). A full pipe is waited for at most
+ * EXIT_FLUSH_WAIT_MS in all; any other error (ENOSPC, EPIPE, EIO) ends it, and the lines not
+ * written are lost with the process, as they would be with a crash.
+ */
+function flushHeldLinesSync (sonic: SonicBoom): void {
+  const queue = sonic as unknown as SonicBoomQueue
+  if (isDestroyed(sonic) || queue.fd < 0) return
+  const chunks = queue._writing || queue._writingBuf.length === 0 ? [...queue._bufs] : [queue._writingBuf, ...queue._bufs]
+  queue._bufs = []
+  if (!queue._writing) queue._writingBuf = ''
+  queue._len = 0
+  writeSyncAtExit(queue.fd, chunks)
+}
+
+/** Writes the chunks in order, synchronously; a full pipe is waited for at most EXIT_FLUSH_WAIT_MS in all, any other error ends it. */
+function writeSyncAtExit (fd: number, chunks: ReadonlyArray<string | Buffer>): void {
+  let waitedMs = 0
+  for (const chunk of chunks) {
+    let bytes = typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : chunk
+    while (bytes.length > 0) {
+      try {
+        bytes = bytes.subarray(fs.writeSync(fd, bytes))
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'EAGAIN' || waitedMs >= EXIT_FLUSH_WAIT_MS) return
+        Atomics.wait(EXIT_FLUSH_SLEEP, 0, 0, EXIT_FLUSH_RETRY_MS)
+        waitedMs += EXIT_FLUSH_RETRY_MS
+      }
+    }
+  }
+}
+
+/** Atomics.wait on this blocks the main thread for a while (nothing ever notifies it). */
+const EXIT_FLUSH_SLEEP = new Int32Array(new SharedArrayBuffer(4))
 
 /** SonicBoom sets `destroyed` when it starts closing (end() or destroy()); its typings omit the field. */
 function isDestroyed(sonic: SonicBoom): boolean {

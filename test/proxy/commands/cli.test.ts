@@ -427,6 +427,23 @@ t.test('an access log that cannot be opened exits 1 with one line naming the fil
   t.equal(listenCalls.args().length, 0, 'no server called listen()')
 })
 
+t.test('a folder an option needs that cannot be created exits 1 with one line naming the folder and the option', async (t) => {
+  const directory = t.testdir({ logs: 'a file, not a folder' })
+  const inTheWay = join(directory, 'logs')
+  const listenCalls = t.capture(net.Server.prototype, 'listen')
+  t.strictSame(await runCli(['--listen', '127.0.0.1:0', '--backend', 'http://127.0.0.1:1', '--access-log', join(inTheWay, 'access.log')]), {
+    code: 1,
+    stdout: '',
+    stderr: `clb-proxy: cannot create the folder ${inTheWay} for --access-log: a file of that name is in the way (EEXIST)\n`
+  })
+  t.strictSame(await runCli(['--listen', '127.0.0.1:0', '--backend', 'http://127.0.0.1:1', '--access-log-dir', inTheWay, '--capture-dir', join(directory, 'captures')]), {
+    code: 1,
+    stdout: '',
+    stderr: `clb-proxy: cannot create the folder ${inTheWay} for --access-log-dir: a file of that name is in the way (EEXIST)\n`
+  })
+  t.equal(listenCalls.args().length, 0, 'no server called listen()')
+})
+
 t.test('--admin starts the admin listener and prints its URL', async (t) => {
   const backend = await answeringOk(t)
   const stdout = new Sink()

@@ -7,7 +7,7 @@ import path from 'node:path'
 import { Writable } from 'node:stream'
 import { formatAccessLogLine } from '../../../proxy/observers/access-log-format.js'
 import type { AccessLogRecord } from '../../../proxy/core/access-log-record.js'
-import { AccessLogWriterClosedError, createAccessLogWriter, MAX_WAITING_BYTES } from '../../../proxy/observers/access-log-writer.js'
+import { AccessLogWriterClosedError, createAccessLogWriter, describeAccessLogProblem, MAX_WAITING_BYTES } from '../../../proxy/observers/access-log-writer.js'
 import { REPO_URL } from '../../helpers/repo.js'
 
 const baseRecord: AccessLogRecord = SAMPLE_RECORD
@@ -242,11 +242,28 @@ t.test('file: a process that exits without close() still writes the lines of its
   t.equal(fs.readFileSync(file, 'latin1'), written.map(record => `${formatAccessLogLine(record)}\n`).join(''), 'all three lines, in order')
 })
 
+/** Runs `source` (an ES module body) in a child process with tap's TypeScript loader; its exit code and signal, and stderr. */
+async function runChild(t: Test, source: string, env: Record<string, string>, onSpawn?: (child: ReturnType<typeof spawn>) => void): Promise<{ exit: [number | null, NodeJS.Signals | null]; stderr: string }> {
+  const child = spawn(process.execPath, [...process.execArgv, '--input-type=module', '-e', source], {
+    env: { ...process.env, ...env },
+    stdio: ['pipe', 'pipe', 'pipe']
+  })
+  onSpawn?.(child)
+  let stderr = ''
+  child.stderr?.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk))
+  // A bound, not a wait: a child that hangs is killed, so the test fails instead of stalling.
+  const hung = setTimeout(() => child.kill('SIGKILL'), 20_000)
+  t.teardown(() => clearTimeout(hung))
+  const exit = await new Promise<[number | null, NodeJS.Signals | null]>(resolve => child.on('close', (code, signal) => resolve([code, signal])))
+  return { exit, stderr }
+}
+
+const writerModuleUrl = new URL('proxy/observers/access-log-writer.js', REPO_URL).href
+
 t.test('file: a process that exits without close() while its log cannot be written still ends', async t => {
-  const writerModule = new URL('proxy/observers/access-log-writer.js', REPO_URL).href
-  // A synchronous flush at exit would retry ENOSPC for ever.
-  const childSource = `
-    const { createAccessLogWriter } = await import(${JSON.stringify(writerModule)})
+  // A synchronous flush at exit that retried ENOSPC would never end.
+  const { exit, stderr } = await runChild(t, `
+    const { createAccessLogWriter } = await import(${JSON.stringify(writerModuleUrl)})
     const [record] = JSON.parse(process.env.RECORDS)
     const writer = createAccessLogWriter({
       destination: '/dev/full',
@@ -257,19 +274,73 @@ t.test('file: a process that exits without close() while its log cannot be writt
       }
     })
     writer.write(record)
-  `
-  const child = spawn(process.execPath, [...process.execArgv, '--input-type=module', '-e', childSource], {
-    env: { ...process.env, RECORDS: JSON.stringify(records(1)) },
-    stdio: ['ignore', 'ignore', 'pipe']
-  })
-  let stderr = ''
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk))
-  // A bound, not a wait: a child that hangs is killed so the test fails instead of stalling.
-  const hung = setTimeout(() => child.kill('SIGKILL'), 20_000)
-  const [exitCode, signal] = await new Promise<[number | null, NodeJS.Signals | null]>(resolve => child.on('close', (code, sig) => resolve([code, sig])))
-  clearTimeout(hung)
+  `, { RECORDS: JSON.stringify(records(1)) })
   t.equal(stderr, '', 'no error output')
-  t.strictSame([exitCode, signal], [0, null], 'exited by itself')
+  t.strictSame(exit, [0, null], 'exited by itself')
+})
+
+t.test('file: it also ends when the write that fails is still in flight at exit', async t => {
+  // More than a batch in one turn: one batch is being written (its ENOSPC not yet known), the
+  // next waits in SonicBoom's queue, the last is in the writer's batch when the process exits.
+  const { exit, stderr } = await runChild(t, `
+    const { createAccessLogWriter } = await import(${JSON.stringify(writerModuleUrl)})
+    const [record] = JSON.parse(process.env.RECORDS)
+    const writer = createAccessLogWriter({ destination: '/dev/full' })
+    for (let n = 0; n < 3000; n++) writer.write(record)
+    process.exit(0)
+  `, { RECORDS: JSON.stringify(records(1)) })
+  t.equal(stderr, '', 'no error output')
+  t.strictSame(exit, [0, null], 'exited by itself')
+})
+
+t.test("stdout ('-'): a process whose stdout reader went away ends at exit without close()", async t => {
+  // The parent closes its end of the child's stdout first, so every write gets EPIPE; the child
+  // writes once told to (stdin), then exits before any error has come back.
+  const { exit, stderr } = await runChild(t, `
+    const { createAccessLogWriter } = await import(${JSON.stringify(writerModuleUrl)})
+    const [record] = JSON.parse(process.env.RECORDS)
+    const writer = createAccessLogWriter({ destination: '-' })
+    process.stdin.once('data', () => {
+      for (let n = 0; n < 3000; n++) writer.write(record)
+      process.exit(0)
+    })
+  `, { RECORDS: JSON.stringify(records(1)) }, child => {
+    child.stdout?.destroy()
+    child.stdin?.write('go\n')
+  })
+  t.equal(stderr, '', 'no error output')
+  t.strictSame(exit, [0, null], 'exited by itself')
+})
+
+t.test('a reader that went away (EPIPE) is described as the end of logging, not as lines that wait', async t => {
+  const epipe = Object.assign(new Error('write EPIPE'), { code: 'EPIPE' })
+  t.equal(describeAccessLogProblem({ kind: 'write-error', error: epipe }, 'stdout'),
+    'access log stdout cannot be written (EPIPE: its reader went away): the proxy keeps serving; ' +
+    'from now on access-log lines are dropped, uncounted. Restart the proxy with a reader to log again')
+})
+
+t.test("stdout ('-'): a close() that waits for a reader that stopped reading says so, and ends when it reads again", async t => {
+  let stdout = ''
+  let readerStarted = false
+  const { exit, stderr } = await runChild(t, `
+    const { createAccessLogWriter } = await import(${JSON.stringify(writerModuleUrl)})
+    const [record] = JSON.parse(process.env.RECORDS)
+    const writer = createAccessLogWriter({ destination: '-', onProblem: (problem, message) => process.stderr.write(message + '\\n') })
+    // Far more than a pipe holds: the writes wait for the parent, which reads only once told.
+    for (let n = 0; n < 20000; n++) writer.write(record)
+    await writer.close()
+    process.stderr.write('closed\\n')
+  `, { RECORDS: JSON.stringify(records(1)) }, child => {
+    child.stdout?.pause()
+    child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
+      if (readerStarted || !chunk.includes('stopping waits for')) return
+      readerStarted = true
+      child.stdout?.setEncoding('latin1').on('data', (text: string) => (stdout += text)).resume()
+    })
+  })
+  t.match(stderr, /^access log stdout: stopping waits for \d+ bytes of lines the destination has not taken yet \(a reader that stopped reading\?\)\nclosed\n$/)
+  t.strictSame(exit, [0, null])
+  t.equal(stdout, `${formatAccessLogLine(records(1)[0] as AccessLogRecord)}\n`.repeat(20000), 'every line, once the reader reads')
 })
 
 t.test('one exit listener for all open writers, none once they are closed', async t => {
