@@ -41,6 +41,8 @@ export type AccessLogWriterOptions = (
  * - 'written-again': a write succeeded after a failure; `droppedLines` were lost meanwhile;
  * - 'file-removed': the log file was deleted (or its folder removed) while open: the lines still
  *   go to the deleted file, which nothing can read once the proxy stops;
+ * - 'file-moved': the log file was moved away or replaced while open (log rotation): the lines
+ *   still go to the moved file, not to the path;
  * - 'close-waiting': close() has waited CLOSE_NOTICE_MS for the destination to take the last
  *   `waitingBytes` (a stdout reader that stopped reading, a slow disk); it goes on waiting.
  */
@@ -49,6 +51,7 @@ export type AccessLogProblem =
   | { readonly kind: 'lines-dropped'; readonly maxWaitingBytes: number }
   | { readonly kind: 'written-again'; readonly droppedLines: number }
   | { readonly kind: 'file-removed'; readonly file: string }
+  | { readonly kind: 'file-moved'; readonly file: string }
   | { readonly kind: 'close-waiting'; readonly waitingBytes: number }
 
 /** Our choice: 8 MiB of lines (tens of thousands of requests) wait for a destination that fails. */
@@ -82,6 +85,9 @@ export function describeAccessLogProblem (problem: AccessLogProblem, where: stri
     case 'close-waiting':
       return `access log ${where}: stopping waits for ${problem.waitingBytes} bytes of lines the destination has not taken yet ` +
         '(a reader that stopped reading?)'
+    case 'file-moved':
+      return `access log ${where} was moved or replaced while the proxy writes to it (log rotation?): the lines still go to ` +
+        `the moved file, not to ${where}. Restart the proxy to write to ${where} again, or rotate with copytruncate`
     case 'file-removed':
       return `access log ${where} was deleted (or its folder removed) while the proxy writes to it: the lines go to the ` +
         'deleted file and are lost when the proxy stops. Restart the proxy to create the file again'
@@ -184,17 +190,30 @@ function createDestinationWriter(destination: string, onProblem: (problem: Acces
     onProblem({ kind: 'lines-dropped', maxWaitingBytes: MAX_WAITING_BYTES })
   })
   // A deleted file keeps taking writes through its open fd: nothing fails, the lines just vanish
-  // with the proxy. An fstat now and then tells (link count 0). stdout is not a file of ours.
+  // with the proxy. An fstat now and then tells (link count 0). A file moved away (log rotation:
+  // `mv access.log access.log.1`) keeps taking them too, while the path names another file or
+  // none: a stat of the path beside the fstat tells. stdout is not a file of ours.
   let removalReported = false
+  let moveReported = false
   const reportIfRemoved = (stats: fs.Stats): void => {
     if (removalReported || stats.nlink > 0) return
     removalReported = true
     onProblem({ kind: 'file-removed', file: destination })
   }
+  const reportIfMoved = (open: fs.Stats, atPath: fs.Stats | null): void => {
+    if (moveReported || removalReported || open.nlink === 0) return
+    if (atPath !== null && atPath.ino === open.ino && atPath.dev === open.dev) return
+    moveReported = true
+    onProblem({ kind: 'file-moved', file: destination })
+  }
   const removalCheck = destination === '-'
     ? null
     : setInterval(() => {
-      fs.fstat(fd, (error, stats) => { if (error === null) reportIfRemoved(stats) })
+      fs.fstat(fd, (error, open) => {
+        if (error !== null) return
+        reportIfRemoved(open)
+        fs.stat(destination, (pathError, atPath) => reportIfMoved(open, pathError === null ? atPath : null))
+      })
     }, REMOVAL_CHECK_MS).unref()
   let closing: Promise<void> | null = null
   // Lines go out in batches: one write when BATCH_MS have passed since the first line of the
@@ -254,7 +273,11 @@ function createDestinationWriter(destination: string, onProblem: (problem: Acces
       if (removalCheck !== null) {
         clearInterval(removalCheck)
         // A last look before the fd closes, so a removal between two checks is still reported.
-        try { reportIfRemoved(fs.fstatSync(fd)) } catch { /* the fd is SonicBoom's to report on */ }
+        try {
+          const open = fs.fstatSync(fd)
+          reportIfRemoved(open)
+          reportIfMoved(open, fs.statSync(destination, { throwIfNoEntry: false }) ?? null)
+        } catch { /* the fd is SonicBoom's to report on */ }
       }
       // Lines are ASCII: a string's length is its bytes.
       const slowClose = setTimeout(() => onProblem({ kind: 'close-waiting', waitingBytes: handedBytes - writtenBytes }), CLOSE_NOTICE_MS)

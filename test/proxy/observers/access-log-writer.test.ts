@@ -84,6 +84,31 @@ t.test('file: a line longer than a whole batch is written whole, in its place', 
   t.equal(fs.readFileSync(file, 'latin1'), `${formatAccessLogLine(before)}\n${longLine}\n${formatAccessLogLine(after)}\n`)
 })
 
+t.test('file: a log moved away (log rotation) is reported once; its lines still go to the moved file', async t => {
+  const dir = tempDir(t)
+  for (const rotation of ['moved', 'moved, then a new file created at the path'] as const) {
+    const file = path.join(dir, `${rotation === 'moved' ? 'a' : 'b'}.log`)
+    const problems: Array<[string, string]> = []
+    let reported: () => void = () => {}
+    const heard = new Promise<void>(resolve => { reported = resolve })
+    const writer = createAccessLogWriter({ destination: file, onProblem: (problem, message) => { problems.push([problem.kind, message]); reported() } })
+    const [before, after] = records(2) as [AccessLogRecord, AccessLogRecord]
+    writer.write(before)
+    fs.renameSync(file, `${file}.1`)
+    if (rotation !== 'moved') fs.writeFileSync(file, '')
+    // Found by the periodic check of the open file (every second). Its timer is unref'd (it never
+    // keeps a process alive): a ref'd handle does, while this test waits.
+    const keepAlive = setInterval(() => {}, 60_000)
+    await heard
+    clearInterval(keepAlive)
+    writer.write(after)
+    await writer.close()
+    t.strictSame(problems, [['file-moved', `access log ${file} was moved or replaced while the proxy writes to it (log rotation?): ` +
+      `the lines still go to the moved file, not to ${file}. Restart the proxy to write to ${file} again, or rotate with copytruncate`]], rotation)
+    t.equal(fs.readFileSync(`${file}.1`, 'latin1'), `${formatAccessLogLine(before)}\n${formatAccessLogLine(after)}\n`, `${rotation}: every line in the moved file`)
+  }
+})
+
 t.test('file: appends to an existing log', async t => {
   const file = path.join(tempDir(t), 'access.log')
   fs.writeFileSync(file, 'previous line\n')
