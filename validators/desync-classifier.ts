@@ -9,7 +9,7 @@
  * byte is visited a bounded number of times; a Content-Length stops being read at 21 digits).
  * docs/desync.md has the reasons, their tiers and which mode blocks which tier.
  */
-import { TCHAR } from './bytes.js'
+import { TCHAR, isDigit } from './bytes.js'
 
 /** Ordered: Compliant < Acceptable < Ambiguous < Severe (HDG `RequestSafetyTier`). */
 export type DesyncTier = 'Compliant' | 'Acceptable' | 'Ambiguous' | 'Severe'
@@ -385,7 +385,7 @@ function isPlainHead (head: Buffer, from: number): boolean {
         i++
         while (i < end && isWs(head[i] as number)) i++
         const digitsStart = i
-        while (i < end && (head[i] as number) >= 0x30 && (head[i] as number) <= 0x39) i++
+        while (isDigit(head[i])) i++
         if (i === digitsStart || i - digitsStart > 19) return false
         while (i < end && isWs(head[i] as number)) i++
         if (i + 1 >= end || head[i] !== CR || head[i + 1] !== LF) return false

@@ -243,30 +243,6 @@ t.test("stdout ('-'): lines reach fd 1, close() flushes them and stdout stays op
   t.equal(stdout, `${written.map(record => `${formatAccessLogLine(record)}\n`).join('')}stdout still open after close\n`)
 })
 
-t.test('file: a process that exits without close() still writes the lines of its open batch', async t => {
-  const file = path.join(tempDir(t), 'access.log')
-  const written = records(3)
-  const writerModule = new URL('proxy/observers/access-log-writer.js', REPO_URL).href
-  // The lines are still in the batch (BATCH_MS has not passed) when the process exits.
-  // process.execArgv carries tap's TypeScript loader for the .ts import.
-  const childSource = `
-    const { createAccessLogWriter } = await import(${JSON.stringify(writerModule)})
-    const writer = createAccessLogWriter({ destination: process.env.LOG_FILE })
-    for (const record of JSON.parse(process.env.RECORDS)) writer.write(record)
-    process.exit(0)
-  `
-  const child = spawn(process.execPath, [...process.execArgv, '--input-type=module', '-e', childSource], {
-    env: { ...process.env, RECORDS: JSON.stringify(written), LOG_FILE: file },
-    stdio: ['ignore', 'ignore', 'pipe']
-  })
-  let stderr = ''
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk))
-  const exitCode = await new Promise<number | null>(resolve => child.on('close', resolve))
-  t.equal(stderr, '', 'no error output')
-  t.equal(exitCode, 0)
-  t.equal(fs.readFileSync(file, 'latin1'), written.map(record => `${formatAccessLogLine(record)}\n`).join(''), 'all three lines, in order')
-})
-
 /** Runs `source` (an ES module body) in a child process with tap's TypeScript loader; its exit code and signal, and stderr. */
 async function runChild(t: Test, source: string, env: Record<string, string>, onSpawn?: (child: ReturnType<typeof spawn>) => void): Promise<{ exit: [number | null, NodeJS.Signals | null]; stderr: string }> {
   const child = spawn(process.execPath, [...process.execArgv, '--input-type=module', '-e', source], {
@@ -285,11 +261,35 @@ async function runChild(t: Test, source: string, env: Record<string, string>, on
 
 const writerModuleUrl = new URL('proxy/observers/access-log-writer.js', REPO_URL).href
 
-t.test('file: a process that exits without close() while its log cannot be written still ends', async t => {
-  // A synchronous flush at exit that retried ENOSPC would never end.
+/** Runs `body` in a child that has imported createAccessLogWriter and parsed one `record`; it must end by itself, saying nothing. */
+async function childEndsByItself(t: Test, body: string, onSpawn?: (child: ReturnType<typeof spawn>) => void): Promise<void> {
   const { exit, stderr } = await runChild(t, `
     const { createAccessLogWriter } = await import(${JSON.stringify(writerModuleUrl)})
     const [record] = JSON.parse(process.env.RECORDS)
+    ${body}
+  `, { RECORDS: JSON.stringify(records(1)) }, onSpawn)
+  t.equal(stderr, '', 'no error output')
+  t.strictSame(exit, [0, null], 'exited by itself')
+}
+
+t.test('file: a process that exits without close() still writes the lines of its open batch', async t => {
+  const file = path.join(tempDir(t), 'access.log')
+  const written = records(3)
+  // The lines are still in the batch (BATCH_MS has not passed) when the process exits.
+  const { exit, stderr } = await runChild(t, `
+    const { createAccessLogWriter } = await import(${JSON.stringify(writerModuleUrl)})
+    const writer = createAccessLogWriter({ destination: process.env.LOG_FILE })
+    for (const record of JSON.parse(process.env.RECORDS)) writer.write(record)
+    process.exit(0)
+  `, { RECORDS: JSON.stringify(written), LOG_FILE: file })
+  t.equal(stderr, '', 'no error output')
+  t.strictSame(exit, [0, null])
+  t.equal(fs.readFileSync(file, 'latin1'), written.map(record => `${formatAccessLogLine(record)}\n`).join(''), 'all three lines, in order')
+})
+
+t.test('file: a process that exits without close() while its log cannot be written still ends', async t => {
+  // A synchronous flush at exit that retried ENOSPC would never end.
+  await childEndsByItself(t, `
     const writer = createAccessLogWriter({
       destination: '/dev/full',
       onProblem: problem => {
@@ -299,42 +299,32 @@ t.test('file: a process that exits without close() while its log cannot be writt
       }
     })
     writer.write(record)
-  `, { RECORDS: JSON.stringify(records(1)) })
-  t.equal(stderr, '', 'no error output')
-  t.strictSame(exit, [0, null], 'exited by itself')
+  `)
 })
 
 t.test('file: it also ends when the write that fails is still in flight at exit', async t => {
   // More than a batch in one turn: one batch is being written (its ENOSPC not yet known), the
   // next waits in SonicBoom's queue, the last is in the writer's batch when the process exits.
-  const { exit, stderr } = await runChild(t, `
-    const { createAccessLogWriter } = await import(${JSON.stringify(writerModuleUrl)})
-    const [record] = JSON.parse(process.env.RECORDS)
+  await childEndsByItself(t, `
     const writer = createAccessLogWriter({ destination: '/dev/full' })
     for (let n = 0; n < 3000; n++) writer.write(record)
     process.exit(0)
-  `, { RECORDS: JSON.stringify(records(1)) })
-  t.equal(stderr, '', 'no error output')
-  t.strictSame(exit, [0, null], 'exited by itself')
+  `)
 })
 
 t.test("stdout ('-'): a process whose stdout reader went away ends at exit without close()", async t => {
   // The parent closes its end of the child's stdout first, so every write gets EPIPE; the child
   // writes once told to (stdin), then exits before any error has come back.
-  const { exit, stderr } = await runChild(t, `
-    const { createAccessLogWriter } = await import(${JSON.stringify(writerModuleUrl)})
-    const [record] = JSON.parse(process.env.RECORDS)
+  await childEndsByItself(t, `
     const writer = createAccessLogWriter({ destination: '-' })
     process.stdin.once('data', () => {
       for (let n = 0; n < 3000; n++) writer.write(record)
       process.exit(0)
     })
-  `, { RECORDS: JSON.stringify(records(1)) }, child => {
+  `, child => {
     child.stdout?.destroy()
     child.stdin?.write('go\n')
   })
-  t.equal(stderr, '', 'no error output')
-  t.strictSame(exit, [0, null], 'exited by itself')
 })
 
 t.test('a reader that went away (EPIPE) is described as the end of logging, not as lines that wait', async t => {
