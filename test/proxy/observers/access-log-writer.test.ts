@@ -327,6 +327,17 @@ t.test("stdout ('-'): a process whose stdout reader went away ends at exit witho
   })
 })
 
+t.test("stdout ('-'): at exit, a reader that stopped reading is waited for a bounded time", async t => {
+  // The parent never reads: the pipe fills, and writes to it get EAGAIN (process.stdout, once
+  // touched, makes the pipe non-blocking). SonicBoom's own flush retried EAGAIN for ever.
+  await childEndsByItself(t, `
+    process.stdout.on('error', () => {})
+    const writer = createAccessLogWriter({ destination: '-' })
+    for (let n = 0; n < 20000; n++) writer.write(record)
+    process.exit(0)
+  `, child => child.stdout?.pause())
+})
+
 t.test('a reader that went away (EPIPE) is described as the end of logging, not as lines that wait', async t => {
   const epipe = Object.assign(new Error('write EPIPE'), { code: 'EPIPE' })
   t.equal(describeAccessLogProblem({ kind: 'write-error', error: epipe }, 'stdout'),
