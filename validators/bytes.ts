@@ -78,3 +78,34 @@ export function parseDecimal (text: string): number {
 }
 
 export { CR, LF }
+
+/**
+ * Common words by their exact bytes: `find` returns the value made once for a word instead of
+ * decoding the same bytes into a new string for every message.
+ */
+export class WordTable<T> {
+  private readonly byLength: Array<Array<{ readonly bytes: Uint8Array, readonly value: T }>> = []
+
+  constructor (entries: ReadonlyArray<readonly [word: string, value: T]>) {
+    for (const [word, value] of entries) (this.byLength[word.length] ??= []).push({ bytes: Buffer.from(word, 'latin1'), value })
+  }
+
+  /** The value of the word spelled exactly by `buf[start..end)`, or null. */
+  find (buf: Uint8Array, start: number, end: number): T | null {
+    const candidates = this.byLength[end - start]
+    if (candidates === undefined) return null
+    for (let k = 0; k < candidates.length; k++) {
+      const candidate = candidates[k] as { readonly bytes: Uint8Array, readonly value: T }
+      const bytes = candidate.bytes
+      let i = 0
+      while (i < bytes.length && buf[start + i] === bytes[i]) i++
+      if (i === bytes.length) return candidate.value
+    }
+    return null
+  }
+}
+
+/** A table whose values are the words themselves. */
+export function wordTable (words: readonly string[]): WordTable<string> {
+  return new WordTable(words.map((word) => [word, word] as const))
+}

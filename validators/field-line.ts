@@ -1,4 +1,4 @@
-import { CR, TCHAR, isControl, isWhitespace, latin1 } from './bytes.js'
+import { CR, TCHAR, WordTable, isControl, isWhitespace, latin1 } from './bytes.js'
 
 /** A header field as received: name as sent, value with surrounding whitespace removed. */
 export interface HeaderField {
@@ -78,10 +78,11 @@ export function parseFieldLine (buf: Buffer, start: number, end: number, offset:
     if (b === 0) report({ problem: 'value-nul', offset: offset + (i - start) })
     else if ((b < 0x20 && b !== 0x09 && b !== CR) || b === 0x7f) report({ problem: 'value-ctl', offset: offset + (i - start) })
   }
-  const name = latin1(buf, start, colon)
+  const known = COMMON_FIELD_NAMES.find(buf, start, colon)
+  const name = known === null ? latin1(buf, start, colon) : known.name
   return {
     name,
-    lowerName: name.toLowerCase(),
+    lowerName: known === null ? name.toLowerCase() : known.lowerName,
     value: latin1(buf, valueStart, valueEnd),
     offset,
     valueOffset: offset + (valueStart - start)
@@ -101,3 +102,17 @@ export function hasConnectionToken (fields: readonly HeaderField[], token: strin
   }
   return false
 }
+
+/**
+ * Names most requests and responses carry, each in the two spellings senders use (curl, browsers,
+ * Node, nginx, Go: `Content-Length`; HTTP/2-era and many libraries: `content-length`). A name that
+ * matches one byte for byte reuses its two strings instead of decoding and lower-casing it again
+ * (undici keeps such a table too, for the same reason); any other spelling is decoded as usual.
+ */
+const COMMON_FIELD_NAMES = new WordTable([
+  'Host', 'User-Agent', 'Accept', 'Accept-Encoding', 'Accept-Language', 'Connection', 'Keep-Alive',
+  'Content-Length', 'Content-Type', 'Content-Encoding', 'Transfer-Encoding', 'Cookie', 'Set-Cookie',
+  'Date', 'Server', 'Cache-Control', 'ETag', 'Last-Modified', 'Location', 'Vary', 'Expect', 'Upgrade',
+  'Referer', 'Origin', 'Authorization', 'If-None-Match', 'If-Modified-Since', 'X-Forwarded-For',
+  'X-Forwarded-Proto', 'X-Forwarded-Port', 'X-Powered-By', 'Access-Control-Allow-Origin', 'Pragma', 'Expires'
+].flatMap((name) => [name, name.toLowerCase()]).map((spelling) => [spelling, { name: spelling, lowerName: spelling.toLowerCase() }] as const))

@@ -1,9 +1,12 @@
-import { CR, TCHAR, isDigit, latin1 } from './bytes.js'
+import { CR, TCHAR, isDigit, latin1, wordTable } from './bytes.js'
 import { ChunkedFramer } from './chunked-framer.js'
 import { analyzeContentLength } from './content-length.js'
 import type { Defect, DefectCode } from './defects.js'
 import { hasConnectionToken, listItems, parseFieldLine, type FieldLineIssue, type HeaderField } from './field-line.js'
-import { LineSplitter, type LineHandler } from './line-splitter.js'
+import { LineSplitter } from './line-splitter.js'
+
+/** RFC 9110 section 9.3's methods and PATCH (RFC 5789): their strings are reused, not decoded per request. */
+const COMMON_METHODS = wordTable(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'OPTIONS', 'TRACE', 'PATCH'])
 
 export type RequestFraming =
   | { readonly kind: 'none' }
@@ -111,7 +114,7 @@ export class RequestParser {
       // No byte past offset maxHeadBytes can belong to a head that passes: the splitter never gets
       // one, so the line it carries stays bounded whatever the size of a read.
       const headBound = this.maxHeadBytes + 1 - chunkOffset
-      const next = this.lines.split(chunk.length > headBound ? chunk.subarray(0, headBound) : chunk, 0, chunkOffset, this.onHeadLine)
+      const next = this.lines.split(chunk.length > headBound ? chunk.subarray(0, headBound) : chunk, 0, chunkOffset, this.onHeadLine, this)
       if (next === -1) {
         this.received += chunk.length
         this.judgeCarriedLine()
@@ -151,7 +154,7 @@ export class RequestParser {
    * Each complete line of the head. Its limits are judged before its syntax, exactly as for a line
    * still carried (judgeCarriedLine), so the verdict and its offset never depend on the chunking.
    */
-  private readonly onHeadLine: LineHandler = (buf, start, end, offset, bareLf) => {
+  private onHeadLine (buf: Buffer, start: number, end: number, offset: number, bareLf: boolean): boolean {
     const length = end - start
     // The head is too large once its byte at offset maxHeadBytes arrives, the CRLF included.
     const headCrossed = offset + length + (bareLf ? 0 : 1) >= this.maxHeadBytes
@@ -325,7 +328,7 @@ export class RequestParser {
     if (!isHttp1Version(buf, lastSpace + 1, end)) {
       return this.invalidLine(offset + (lastSpace + 1 - start), `unsupported HTTP version "${latin1(buf, lastSpace + 1, end)}"`)
     }
-    const method = latin1(buf, start, firstSpace)
+    const method = COMMON_METHODS.find(buf, start, firstSpace) ?? latin1(buf, start, firstSpace)
     if (method === 'CONNECT') {
       this.fail('REQUEST_CONNECT', offset, 'CONNECT is not supported by Elastic Load Balancing')
       return false

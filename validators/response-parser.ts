@@ -5,12 +5,20 @@
  * chunking (test/validators/ runs each case whole, split and byte by byte); the pieces that stand
  * alone already live apart (chunked-framer.ts, content-length.ts, field-line.ts, line-splitter.ts).
  */
-import { CR, TCHAR, isControl, isDigit, isWhitespace, latin1 } from './bytes.js'
+import { CR, TCHAR, isControl, isDigit, isWhitespace, latin1, wordTable } from './bytes.js'
 import { ChunkedFramer } from './chunked-framer.js'
 import { analyzeContentLength } from './content-length.js'
 import type { Defect, DefectCode } from './defects.js'
 import { hasConnectionToken, listItems, parseFieldLine, type FieldLineIssue, type FieldLineProblem, type HeaderField } from './field-line.js'
 import { LineSplitter } from './line-splitter.js'
+
+/** The reason phrases most responses carry (RFC 9110 section 15): their strings are reused, not decoded per response. */
+const COMMON_REASONS = wordTable(['OK', 'Created', 'No Content', 'Moved Permanently', 'Found', 'Not Modified', 'Bad Request',
+  'Unauthorized', 'Forbidden', 'Not Found', 'Internal Server Error', 'Bad Gateway', 'Service Unavailable', 'Continue'])
+
+function reasonText (buf: Buffer, start: number, end: number): string {
+  return COMMON_REASONS.find(buf, start, end) ?? latin1(buf, start, end)
+}
 
 export type ResponseFraming =
   | { readonly kind: 'no-body' }
@@ -178,31 +186,34 @@ export class ResponseParser {
   }
 
   private readHead (chunk: Buffer, from: number, chunkOffset: number): number {
-    const maxHeadBytes = this.options.maxHeadBytes
-    const next = this.lines.split(chunk, from, chunkOffset, (buf, start, end, offset, bareLf) => {
-      // Byte order, so that the verdict does not depend on where a read ends: a status line that
-      // cannot spell "HTTP/" fails at that byte (as it does while the line is still carried,
-      // checkCarriedLine), before its line end and before the head limit if that lies further on.
-      if (this.statusLine === null && start !== end) {
-        const mismatch = httpPrefixMismatch(buf, start, end)
-        if (mismatch !== -1 && offset + mismatch < maxHeadBytes) {
-          this.fail('STATUS_LINE_INVALID', offset + mismatch, NOT_HTTP)
-          return true
-        }
-      }
-      // The head is too large as soon as its byte number maxHeadBytes (from the response's first
-      // byte) arrives, whether that byte ends a line here or waits in the splitter's carry
-      // (checkCarriedLine): the same lines are judged whatever the chunking.
-      const lineLf = offset + (end - start) + (bareLf ? 0 : 1)
-      if (lineLf >= maxHeadBytes) {
-        this.headTooLarge()
-        return true
-      }
-      if (bareLf) this.add('LINE_BARE_LF', lineLf, 'line ends in LF without CR')
-      return this.headLine(buf, start, end, offset)
-    })
+    const next = this.lines.split(chunk, from, chunkOffset, this.onHeadLine, this)
     if (next === -1) this.checkCarriedLine()
     return next === -1 ? chunk.length : next
+  }
+
+  /** Each complete line of a head (interim or final); true when a head ended or parsing stopped. */
+  private onHeadLine (buf: Buffer, start: number, end: number, offset: number, bareLf: boolean): boolean {
+    const maxHeadBytes = this.options.maxHeadBytes
+    // Byte order, so that the verdict does not depend on where a read ends: a status line that
+    // cannot spell "HTTP/" fails at that byte (as it does while the line is still carried,
+    // checkCarriedLine), before its line end and before the head limit if that lies further on.
+    if (this.statusLine === null && start !== end) {
+      const mismatch = httpPrefixMismatch(buf, start, end)
+      if (mismatch !== -1 && offset + mismatch < maxHeadBytes) {
+        this.fail('STATUS_LINE_INVALID', offset + mismatch, NOT_HTTP)
+        return true
+      }
+    }
+    // The head is too large as soon as its byte number maxHeadBytes (from the response's first
+    // byte) arrives, whether that byte ends a line here or waits in the splitter's carry
+    // (checkCarriedLine): the same lines are judged whatever the chunking.
+    const lineLf = offset + (end - start) + (bareLf ? 0 : 1)
+    if (lineLf >= maxHeadBytes) {
+      this.headTooLarge()
+      return true
+    }
+    if (bareLf) this.add('LINE_BARE_LF', lineLf, 'line ends in LF without CR')
+    return this.headLine(buf, start, end, offset)
   }
 
   /**
@@ -313,7 +324,7 @@ export class ResponseParser {
       this.add('STATUS_CODE_BELOW_100', offset + code, `status code ${buf.toString('latin1', start + code, start + afterCode)} is below 100; read as a final response`)
     }
     if (reasonControlAt !== -1) this.add('STATUS_REASON_CTL', offset + (reasonControlAt - start), 'control character in the reason phrase')
-    this.statusLine = { version, statusCode, reason: latin1(buf, Math.min(start + afterCode + 1, end), end), codeOffset: offset + code }
+    this.statusLine = { version, statusCode, reason: reasonText(buf, Math.min(start + afterCode + 1, end), end), codeOffset: offset + code }
     return true
   }
 

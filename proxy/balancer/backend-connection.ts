@@ -34,8 +34,14 @@ export class BackendSocket extends net.Socket {
     super._writev?.(chunks, this.keepReadingOnReset(callback))
   }
 
+  /** The last callback wrapped, and its wrapper: node:stream passes the same callback to every write of a stream. */
+  private wrappedCallback: ((error?: Error | null) => void) | null = null
+  private wrapper: ((error?: Error | null) => void) | null = null
+
   private keepReadingOnReset (callback: (error?: Error | null) => void): (error?: Error | null) => void {
-    return (error) => {
+    if (callback === this.wrappedCallback) return this.wrapper as (error?: Error | null) => void
+    this.wrappedCallback = callback
+    this.wrapper = (error) => {
       const code = (error as NodeJS.ErrnoException | null | undefined)?.code
       if (code !== undefined && PEER_GONE_ON_WRITE.has(code)) {
         this.writeFailure ??= error as NodeJS.ErrnoException
@@ -44,6 +50,7 @@ export class BackendSocket extends net.Socket {
       }
       callback(error)
     }
+    return this.wrapper
   }
 }
 

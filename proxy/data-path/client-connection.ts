@@ -6,7 +6,7 @@ import type { Defect } from '../../validators/defects.js'
 import type { AccessLogRecord } from '../core/access-log-record.js'
 import { Exchange, type ClientSide, type ExchangeContext } from './exchange.js'
 import type { ExchangeOutcome, ExchangeRecord } from '../core/events.js'
-import { hostWithoutPort } from './forwarded-head.js'
+import { fieldValue, hostWithoutPort } from './forwarded-head.js'
 import { unmapIpv4 } from './proxy-protocol.js'
 import { CONTINUE_RESPONSE, SYNTHETIC_RESPONSES, type SyntheticStatus } from './synthetic-responses.js'
 
@@ -310,7 +310,7 @@ export class ClientConnection implements ClientSide {
       listenerPort: this.listenerPort,
       target: line?.target ?? null,
       httpVersion: line?.version ?? null,
-      userAgent: head?.fields.find((f) => f.lowerName === 'user-agent')?.value ?? null,
+      userAgent: head === null ? null : fieldValue(head.fields, 'user-agent'),
       sslCipher: this.tls?.cipher ?? null,
       sslProtocol: this.tls?.protocol ?? null
     }

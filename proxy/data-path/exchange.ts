@@ -11,7 +11,7 @@ import { NOT_STICKY, type StickinessPolicy, type StickyChoice } from '../balance
 import { insertHeaderLines } from '../balancer/stickiness.js'
 import { secondsBetween, type Clock } from '../core/clock.js'
 import type { ClbProxyEvents, CutReason, ExchangeOutcome, ExchangeRecord } from '../core/events.js'
-import { buildForwardedHead, hostWithoutPort } from './forwarded-head.js'
+import { buildForwardedHead, fieldValue, hostWithoutPort } from './forwarded-head.js'
 import type { ResolvedOptions } from '../core/options.js'
 import { SYNTHETIC_RESPONSES, keepsClientConnection, type SyntheticStatus } from './synthetic-responses.js'
 
@@ -57,6 +57,8 @@ export interface RequestInfo {
 const QUEUED_BODY_BYTES = 64 * 1024
 /** Request bytes kept until the connection is established, so a refused connection can be retried elsewhere. */
 const RETRY_BODY_BYTES = 64 * 1024
+
+type Mutable<T> = { -readonly [K in keyof T]: T[K] }
 
 /**
  * One request and its response, on the backend side. Stages (docs/architecture.md): pick instance
@@ -241,11 +243,11 @@ export class Exchange implements ConnectionUser, QueuedRequest {
       return
     }
     this.resumeRequest = resume
-    this.socket.once('drain', this.resumeClient)
+    this.socket.once('drain', () => this.resumeClient())
   }
 
   /** The client, paused while the instance's connection (or the queue) held enough, may send again. */
-  private readonly resumeClient = (): void => {
+  private resumeClient (): void {
     const resume = this.resumeRequest
     this.resumeRequest = null
     resume?.()
@@ -322,11 +324,12 @@ export class Exchange implements ConnectionUser, QueuedRequest {
     this.eventStream ??= isEventStream(head)
     if (this.bufferedBytes > this.context.options.responseBufferBytes ||
       (this.eventStream && !this.parser.decidingBlankLine)) return this.commit()
-    if (this.holdTimer === null) this.holdTimer = setTimeout(this.holdExpired, this.context.options.responseHoldMs)
+    // The closure is made here, for the few responses held, not with every exchange.
+    if (this.holdTimer === null) this.holdTimer = setTimeout(() => this.holdExpired(), this.context.options.responseHoldMs)
   }
 
   /** The streaming rule: the response is still arriving responseHoldMs after its head; it streams from now. */
-  private readonly holdExpired = (): void => {
+  private holdExpired (): void {
     this.holdTimer = null
     if (!this.done && !this.committed) this.commit()
   }
@@ -589,7 +592,7 @@ export class Exchange implements ConnectionUser, QueuedRequest {
       listenerPort: this.client.listenerPort,
       target: head.target,
       httpVersion: head.version,
-      userAgent: head.fields.find((f) => f.lowerName === 'user-agent')?.value ?? null,
+      userAgent: fieldValue(head.fields, 'user-agent'),
       sslCipher: this.client.tls?.cipher ?? null,
       sslProtocol: this.client.tls?.protocol ?? null
     }
@@ -599,7 +602,7 @@ export class Exchange implements ConnectionUser, QueuedRequest {
     const clean = outcome === 'relayed' && this.parser.defects.length === 0
     const responseBytes = clean || this.chunks.length === 0 ? null : Buffer.concat(this.chunks, Math.min(this.bufferedBytes, this.context.options.captureBytes))
     const defects: readonly Defect[] = this.parser.defects
-    this.context.events.emit('exchange', {
+    const record: Mutable<ExchangeRecord> = {
       outcome,
       cutReason: this.cutReason,
       elbGenerated: outcome !== 'relayed' && outcome !== 'cut',
@@ -610,12 +613,14 @@ export class Exchange implements ConnectionUser, QueuedRequest {
       instanceId: this.instance?.id ?? null,
       backendError: connection?.systemError ?? null,
       backendErrorMessage: connection?.lastErrorMessage ?? null,
-      ...(this.connectionFailures !== null && this.connectionFailures.length > 1 ? { connectionFailures: this.connectionFailures } : {}),
       primaryDefect: this.decidingDefect(outcome),
       responseBytes,
-      requestHead: this.request.rawHead,
-      ...(this.request.desync === undefined ? {} : { desync: this.request.desync })
-    })
+      requestHead: this.request.rawHead
+    }
+    // Optional fields are set only when present (an object spread here cost every request a copy).
+    if (this.connectionFailures !== null && this.connectionFailures.length > 1) record.connectionFailures = this.connectionFailures
+    if (this.request.desync !== undefined) record.desync = this.request.desync
+    this.context.events.emit('exchange', record)
     this.client.exchangeDone(how.keepClient)
   }
 }

@@ -59,12 +59,18 @@ export function buildForwardedHead (head: RequestHead, context: ForwardingContex
 
 /** The Host header without its port, for the access log's request field; null when absent. */
 export function hostWithoutPort (head: RequestHead | null): string | null {
-  const host = head?.fields.find((f) => f.lowerName === 'host')?.value
-  if (host === undefined || host.length === 0) return null
+  const host = head === null ? null : fieldValue(head.fields, 'host')
+  if (host === null || host.length === 0) return null
   if (host.startsWith('[')) {
     const close = host.indexOf(']')
     return close === -1 ? host : host.slice(0, close + 1)
   }
   const colon = host.lastIndexOf(':')
   return colon === -1 ? host : host.slice(0, colon)
+}
+
+/** The value of the first field named `lowerName` (lower case), or null. A loop: this runs for every request. */
+export function fieldValue (fields: RequestHead['fields'], lowerName: string): string | null {
+  for (const field of fields) if (field.lowerName === lowerName) return field.value
+  return null
 }
