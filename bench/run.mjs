@@ -915,7 +915,7 @@ function formatRatios (ratios) {
 }
 
 /** Each of the issue's targets for each route it applies to and that was measured with its peer. */
-function evaluateTargets (ratios, routes) {
+function evaluateTargets (ratios, results, routes) {
   const checks = []
   for (const target of TARGETS) {
     for (const route of target.routes ?? routes) {
@@ -929,6 +929,7 @@ function evaluateTargets (ratios, routes) {
         peer: target.peer,
         limit: target.limit,
         ratio,
+        floor: floorRatio(results, route, target),
         met: ratio === null ? null : ratio <= target.limit
       })
     }
@@ -936,9 +937,24 @@ function evaluateTargets (ratios, routes) {
   return checks
 }
 
+/**
+ * node-pipe / peer on the target's metric in the same run: what a Node proxy that does nothing but
+ * pipe the bytes reaches (see "The floor"). A limit below it cannot be met by any Node proxy on
+ * this machine in this run; null when node-pipe or the peer was not run.
+ */
+function floorRatio (results, route, target) {
+  const pipe = results.find((r) => r.route === route && r.name === 'node-pipe')
+  const peer = results.find((r) => r.route === route && r.name === target.peer)
+  if (pipe === undefined || peer === undefined) return null
+  const a = METRICS[target.metric].of(pipe)
+  const b = METRICS[target.metric].of(peer)
+  return a === null || b === null || b === 0 ? null : a / b
+}
+
 function formatTargets (checks) {
-  const header = ['route', 'target', 'ratio', 'result']
+  const header = ['route', 'target', 'ratio', 'node-pipe / peer', 'result']
   const rows = checks.map((c) => [c.routeLabel, c.target, c.ratio === null ? '-' : `${fixed(c.ratio, 2)}x`,
+    c.floor === null ? '-' : `${fixed(c.floor, 2)}x`,
     c.met === null ? 'not measured' : c.met ? 'met' : 'MISSED'])
   return markdownTable(header, rows, 2)
 }
@@ -1058,7 +1074,7 @@ async function main () {
   const results = medianResults(roundResults, settings.routes, wanted)
   const ratios = computeRatios(results, settings.routes)
   const roundRatios = settings.rounds > 1 ? ratiosPerRound(roundResults, settings) : []
-  const checks = wanted.includes('clb-proxy') ? evaluateTargets(ratios, settings.routes) : []
+  const checks = wanted.includes('clb-proxy') ? evaluateTargets(ratios, results, settings.routes) : []
   const command = `node bench/run.mjs ${process.argv.slice(2).join(' ')}`.trim()
   const environmentSettings = Object.entries(process.env).filter(([key]) => key.startsWith('BENCH_')).map(([key, value]) => `${key}=${value}`)
   process.stdout.write(`\nclb-proxy benchmark, ${startedAt.toISOString()}: ${[...environmentSettings, command].join(' ')}\n`)
