@@ -10,11 +10,14 @@ import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { quoteValue } from '../core/resolve-options.js'
 
 export type StopSignal = 'SIGINT' | 'SIGTERM'
+/** Reopens the access-log file (log rotation): pino's convention; SIGUSR1 is Node's, for its inspector. */
+export type ReopenSignal = 'SIGUSR2'
 
-/** Where stop signals come from: `process` by default; tests pass an EventEmitter and emit 'SIGTERM'. */
+/** Where signals come from: `process` by default; tests pass an EventEmitter and emit 'SIGTERM'. */
 export interface SignalSource {
   once(event: StopSignal, listener: () => void): unknown
-  removeListener(event: StopSignal, listener: () => void): unknown
+  on(event: ReopenSignal, listener: () => void): unknown
+  removeListener(event: StopSignal | ReopenSignal, listener: () => void): unknown
 }
 
 export interface CliIo {

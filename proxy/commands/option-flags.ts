@@ -509,6 +509,7 @@ export function helpText(): string {
     '      Print the version and exit.',
     '',
     'Stops on SIGINT (Ctrl-C) or SIGTERM after in-flight requests finish; a second Ctrl-C quits at once.',
+    'SIGUSR2 reopens the access-log file by its path, for log rotation (kill -USR2 <pid>).',
     'Exit status: 0 after a clean stop, 1 if the proxy could not start or stop cleanly,',
     '2 for a bad option (nothing is started then).',
     'Every option, its range and where the range comes from: docs/options.md',

@@ -129,6 +129,12 @@ export interface ClbProxy {
    */
   waitForInstanceState (id: string, state: InstanceStateName, options?: WaitForInstanceStateOptions): Promise<InstanceState>
   /**
+   * Log rotation: the access-log file (options.accessLog, and the open file of options.accessLogDir)
+   * is opened again by its path; later lines go there. False when no file was reopened (no access
+   * log, stdout, a caller's stream, an open that failed: reported as 'reopen-failed') or after close().
+   */
+  reopenAccessLog (): boolean
+  /**
    * Stops accepting, lets in-flight exchanges finish for up to drainTimeoutSeconds, cuts the rest,
    * closes every backend connection and flushes the access log. Idempotent.
    */
@@ -188,7 +194,9 @@ export async function startClbProxy (input: ClbProxyOptions, hooks: ClbProxyHook
   // on the data path. A destination that fails while the proxy runs is reported on the
   // diagnostics logger when it happens, once per kind of failure, and the proxy keeps serving.
   const onAccessLogProblem: NonNullable<Parameters<typeof createAccessLogWriter>[0]['onProblem']> = (problem, message) => {
-    const details = problem.kind === 'write-error' ? { err: problem.error } : problem
+    const details = problem.kind === 'write-error'
+      ? { err: problem.error }
+      : problem.kind === 'reopen-failed' ? { kind: problem.kind, file: problem.file, err: problem.error } : problem
     if (problem.kind === 'written-again') logger.info({ notice: 'access-log', ...details }, message)
     else if (problem.kind === 'close-waiting') logger.warn({ notice: 'access-log', ...details }, message)
     else logger.error({ notice: 'access-log', ...details }, message)
@@ -417,6 +425,13 @@ export async function startClbProxy (input: ClbProxyOptions, hooks: ClbProxyHook
     register: (url) => describeInstance(pool.register(resolveBackendAddress(url))),
     deregister: (id) => pool.deregister(id),
     waitForInstanceState,
+    reopenAccessLog: () => {
+      if (closing !== null) return false
+      // Both, when both are set.
+      const file = writer?.reopen() ?? false
+      const dirFile = accessLogDir?.reopen() ?? false
+      return file || dirFile
+    },
     close: () => (closing ??= close())
   }
   return proxy

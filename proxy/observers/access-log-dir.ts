@@ -226,6 +226,8 @@ export function createAccessLogDirWriter (options: AccessLogDirWriterOptions): A
       if (target === null) return
       target.writer.write(record)
     },
+    // The interval's open file, again by its path (a later interval opens a new file anyway).
+    reopen: () => closing === null && current !== null && current.writer.reopen(),
     close () {
       if (closing !== null) return closing
       closeCurrent()

@@ -44,7 +44,9 @@ export type AccessLogWriterOptions = (
  * - 'file-moved': the log file was moved away or replaced while open (log rotation): the lines
  *   still go to the moved file, not to the path;
  * - 'close-waiting': close() has waited CLOSE_NOTICE_MS for the destination to take the last
- *   `waitingBytes` (a stdout reader that stopped reading, a slow disk); it goes on waiting.
+ *   `waitingBytes` (a stdout reader that stopped reading, a slow disk); it goes on waiting;
+ * - 'reopen-failed': reopen() could not open the path (its folder removed, no permission): the
+ *   lines still go to the file open before.
  */
 export type AccessLogProblem =
   | { readonly kind: 'write-error'; readonly error: NodeJS.ErrnoException }
@@ -53,6 +55,7 @@ export type AccessLogProblem =
   | { readonly kind: 'file-removed'; readonly file: string }
   | { readonly kind: 'file-moved'; readonly file: string }
   | { readonly kind: 'close-waiting'; readonly waitingBytes: number }
+  | { readonly kind: 'reopen-failed'; readonly file: string; readonly error: NodeJS.ErrnoException }
 
 /** Our choice: 8 MiB of lines (tens of thousands of requests) wait for a destination that fails. */
 export const MAX_WAITING_BYTES = 8 * 1024 * 1024
@@ -87,7 +90,10 @@ export function describeAccessLogProblem (problem: AccessLogProblem, where: stri
         '(a reader that stopped reading?)'
     case 'file-moved':
       return `access log ${where} was moved or replaced while the proxy writes to it (log rotation?): the lines still go to ` +
-        `the moved file, not to ${where}. Restart the proxy to write to ${where} again, or rotate with copytruncate`
+        `the moved file, not to ${where}. Reopen ${where} with SIGUSR2 (kill -USR2 <pid>; reopenAccessLog() in a library), or rotate with copytruncate`
+    case 'reopen-failed':
+      return `access log ${where} could not be reopened (${problem.error.code ?? problem.error.message}): the lines still go to the file ` +
+        'open before, wherever it was moved'
     case 'file-removed':
       return `access log ${where} was deleted (or its folder removed) while the proxy writes to it: the lines go to the ` +
         'deleted file and are lost when the proxy stops. Restart the proxy to create the file again'
@@ -103,6 +109,12 @@ export interface AccessLogWriter {
    * error. Calling it again returns the same promise.
    */
   close(): Promise<void>
+  /**
+   * Log rotation: opens the destination file again by its path (appending, creating it if it is
+   * gone); every line not yet written goes there. False when no file was reopened: stdout, a
+   * caller's stream, after close(), or an open that failed (reported as 'reopen-failed').
+   */
+  reopen(): boolean
 }
 
 /** Thrown by write() after close(): the caller logged a request after shutting the log down. */
@@ -164,6 +176,8 @@ function createDestinationWriter(destination: string, onProblem: (problem: Acces
   // gone, the process would never end, even when the error was not yet known (a write still in
   // flight). flushHeldLinesSync takes its place: bounded, and it gives up at the first error.
   sonic.flushSync = () => flushHeldLinesSync(sonic)
+  /** The fd SonicBoom writes to now (a reopen replaces it). */
+  const currentFd = (): number => (sonic as unknown as SonicBoomQueue).fd
   // Without a listener an 'error' (ENOSPC, EPIPE on stdout) would be thrown from the event
   // emitter and take the proxy down; it is reported once per kind when it happens, and by close().
   // (pino's own listener turns the stream into a no-op after EPIPE, and re-emits other errors,
@@ -209,7 +223,7 @@ function createDestinationWriter(destination: string, onProblem: (problem: Acces
   const removalCheck = destination === '-'
     ? null
     : setInterval(() => {
-      fs.fstat(fd, (error, open) => {
+      fs.fstat(currentFd(), (error, open) => {
         if (error !== null) return
         reportIfRemoved(open)
         fs.stat(destination, (pathError, atPath) => reportIfMoved(open, pathError === null ? atPath : null))
@@ -245,7 +259,7 @@ function createDestinationWriter(destination: string, onProblem: (problem: Acces
     if (flushTimer !== null) clearTimeout(flushTimer)
     flushTimer = null
     sonic.flushSync()
-    writeSyncAtExit(fd, [batch.subarray(0, batchLength)])
+    writeSyncAtExit(currentFd(), [batch.subarray(0, batchLength)])
     batchLength = 0
   }
   flushersAtExit.add(flushAtExit)
@@ -266,6 +280,40 @@ function createDestinationWriter(destination: string, onProblem: (problem: Acces
       batch[batchLength++] = LF
       flushTimer ??= setTimeout(flushBatch, BATCH_MS)
     },
+    reopen() {
+      if (closing !== null || destination === '-' || isDestroyed(sonic)) return false
+      // The lines formatted so far join what SonicBoom holds: they go out before any later line.
+      flushBatch()
+      let opened: number
+      try {
+        opened = openForAppend(destination)
+      } catch (error) {
+        onProblem({ kind: 'reopen-failed', file: destination, error: error as NodeJS.ErrnoException })
+        return false
+      }
+      // SonicBoom reads its fd at each write (sonic-boom 4.2.1; its own reopen() swaps it the same
+      // way, but only for a stream it opened from a path, and it can hang an end() that comes while
+      // it waits): lines not yet written go to the new file. A write in flight ends on the old fd,
+      // which is closed after it.
+      const queue = sonic as unknown as SonicBoomQueue
+      const old = queue.fd
+      queue.fd = opened
+      const closeOld = (): void => {
+        sonic.removeListener('write', closeOld)
+        sonic.removeListener('error', closeOld)
+        fs.close(old, () => {})
+      }
+      if (queue._writing) {
+        sonic.once('write', closeOld)
+        sonic.once('error', closeOld)
+      } else {
+        closeOld()
+      }
+      // A later move or removal of the new file is reported again.
+      removalReported = false
+      moveReported = false
+      return true
+    },
     close() {
       if (closing !== null) return closing
       flushersAtExit.remove(flushAtExit)
@@ -274,7 +322,7 @@ function createDestinationWriter(destination: string, onProblem: (problem: Acces
         clearInterval(removalCheck)
         // A last look before the fd closes, so a removal between two checks is still reported.
         try {
-          const open = fs.fstatSync(fd)
+          const open = fs.fstatSync(currentFd())
           reportIfRemoved(open)
           reportIfMoved(open, fs.statSync(destination, { throwIfNoEntry: false }) ?? null)
         } catch { /* the fd is SonicBoom's to report on */ }
@@ -301,11 +349,11 @@ function createDestinationWriter(destination: string, onProblem: (problem: Acces
         // waited for. After any other error, end() still tries the lines that wait (a disk that
         // was full may have room now); if it fails again, 'error' settles this.
         if ((firstError as NodeJS.ErrnoException | null)?.code === 'EPIPE') return finish()
-        sonic.once('close', finish)
-        sonic.once('error', finish)
         // end() writes out everything buffered, closes the fd (SonicBoom never closes fd 1 or 2)
         // and emits 'finish' then 'close'. flushSync() is not needed and would throw
         // "sonic boom is not ready yet" on a stream whose fd is not open.
+        sonic.once('close', finish)
+        sonic.once('error', finish)
         sonic.end()
       })
       return closing
@@ -436,6 +484,8 @@ function createStreamWriter(stream: NodeJS.WritableStream, onProblem: (problem: 
       // own buffering (the proxy must not wait on its access log).
       stream.write(`${formatAccessLogLine(record)}\n`, onWritten)
     },
+    // A caller's stream is the caller's to rotate.
+    reopen: () => false,
     close() {
       closing ??= new Promise<void>((resolve, reject) => {
         allWritten = () => {

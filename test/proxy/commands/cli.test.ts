@@ -1,6 +1,6 @@
 import { EventEmitter, once } from 'node:events'
 import { readFileSync } from 'node:fs'
-import { readFile } from 'node:fs/promises'
+import { readFile, rename } from 'node:fs/promises'
 import net from 'node:net'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
@@ -292,6 +292,44 @@ t.test('starts with the given backend, stops on SIGTERM and exits 0', async (t) 
   t.equal(signals.listenerCount('SIGTERM') + signals.listenerCount('SIGINT'), 0, 'signal listeners removed')
   t.equal(await isListening('127.0.0.1', Number(port)), false, 'the proxy port is closed')
   t.equal(await connectionCount(backend), 0, 'no connection to the backend left open')
+})
+
+t.test('SIGUSR2 reopens the access-log file by its path (log rotation): lines before in the moved file, after at the path', async (t) => {
+  const backend = await answeringOk(t)
+  const accessLog = join(t.testdir(), 'access.log')
+  const stdout = new Sink()
+  const stderr = new Sink()
+  const signals = new EventEmitter()
+  const exited = run(['--listen', '127.0.0.1:0', '--backend', `http://127.0.0.1:${portOf(backend)}`, '--access-log', accessLog], {}, { stdout, stderr, signals })
+  const [, proxyUrl = ''] = await stderr.waitFor(/^clb-proxy: listening on (http:\/\/127\.0\.0\.1:\d+), /)
+  t.equal(signals.listenerCount('SIGUSR2'), 1, 'waits for SIGUSR2')
+  t.equal((await fetch(`${proxyUrl}/before`)).status, 200)
+  await rename(accessLog, `${accessLog}.1`)
+  signals.emit('SIGUSR2')
+  t.equal(stderr.text.split('\n').at(-2), `clb-proxy: SIGUSR2 received; access log reopened (${accessLog})`)
+  t.equal((await fetch(`${proxyUrl}/after`)).status, 200)
+  signals.emit('SIGTERM')
+  t.equal(await exited, 0)
+  const targetOf = (line: string): string | undefined => line.split(' ')[12]?.replace(/^http:\/\/127\.0\.0\.1:\d+/, '')
+  const moved = (await readFile(`${accessLog}.1`, 'utf8')).split('\n').filter((line) => line !== '')
+  const atPath = (await readFile(accessLog, 'utf8')).split('\n').filter((line) => line !== '')
+  t.strictSame(moved.map(targetOf), ['/before'], 'the line before the signal, in the moved file')
+  t.strictSame(atPath.map(targetOf), ['/after'], 'the line after it, in a new file at the path')
+  t.equal(signals.listenerCount('SIGUSR2'), 0, 'the SIGUSR2 listener removed')
+})
+
+t.test('SIGUSR2 without an access-log file says so and goes on serving', async (t) => {
+  const backend = await answeringOk(t)
+  const stdout = new Sink()
+  const stderr = new Sink()
+  const signals = new EventEmitter()
+  const exited = run(['--listen', '127.0.0.1:0', '--backend', `http://127.0.0.1:${portOf(backend)}`], {}, { stdout, stderr, signals })
+  const [, proxyUrl = ''] = await stderr.waitFor(/^clb-proxy: listening on (http:\/\/127\.0\.0\.1:\d+), /)
+  signals.emit('SIGUSR2')
+  t.equal(stderr.text.split('\n').at(-2), 'clb-proxy: SIGUSR2 received; no access-log file was reopened (stdout or none, or its open failed: see above)')
+  t.equal((await fetch(`${proxyUrl}/`)).status, 200, 'still serving')
+  signals.emit('SIGTERM')
+  t.equal(await exited, 0)
 })
 
 t.test('several listeners: the banner lists each, the proxy-protocol misconfiguration and the certificate', async (t) => {

@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { Writable } from 'node:stream'
+import { PassThrough, Writable } from 'node:stream'
 import { formatAccessLogLine } from '../../../proxy/observers/access-log-format.js'
 import type { AccessLogRecord } from '../../../proxy/core/access-log-record.js'
 import { AccessLogWriterClosedError, createAccessLogWriter, describeAccessLogProblem, MAX_WAITING_BYTES } from '../../../proxy/observers/access-log-writer.js'
@@ -104,9 +104,83 @@ t.test('file: a log moved away (log rotation) is reported once; its lines still 
     writer.write(after)
     await writer.close()
     t.strictSame(problems, [['file-moved', `access log ${file} was moved or replaced while the proxy writes to it (log rotation?): ` +
-      `the lines still go to the moved file, not to ${file}. Restart the proxy to write to ${file} again, or rotate with copytruncate`]], rotation)
+      `the lines still go to the moved file, not to ${file}. Reopen ${file} with SIGUSR2 (kill -USR2 <pid>; reopenAccessLog() in a library), or rotate with copytruncate`]], rotation)
     t.equal(fs.readFileSync(`${file}.1`, 'latin1'), `${formatAccessLogLine(before)}\n${formatAccessLogLine(after)}\n`, `${rotation}: every line in the moved file`)
   }
+})
+
+t.test('file: reopen() after a rotation: the lines before go to the moved file, the lines after to a new file at the path', async t => {
+  const dir = tempDir(t)
+  for (const rotation of ['moved', 'moved, then a new file created at the path'] as const) {
+    const file = path.join(dir, `${rotation === 'moved' ? 'a' : 'b'}.log`)
+    const problems: string[] = []
+    const writer = createAccessLogWriter({ destination: file, onProblem: (problem) => problems.push(problem.kind) })
+    const [first, second, third] = records(3) as [AccessLogRecord, AccessLogRecord, AccessLogRecord]
+    writer.write(first)
+    writer.write(second)
+    fs.renameSync(file, `${file}.1`)
+    if (rotation !== 'moved') fs.writeFileSync(file, 'made by logrotate\n')
+    t.equal(writer.reopen(), true, `${rotation}: reopened`)
+    writer.write(third)
+    await writer.close()
+    t.equal(fs.readFileSync(`${file}.1`, 'latin1'), `${formatAccessLogLine(first)}\n${formatAccessLogLine(second)}\n`, `${rotation}: the lines before, in the moved file`)
+    t.equal(fs.readFileSync(file, 'latin1'), `${rotation === 'moved' ? '' : 'made by logrotate\n'}${formatAccessLogLine(third)}\n`, `${rotation}: the line after, appended at the path`)
+    t.strictSame(problems, [], `${rotation}: no problem reported`)
+    t.strictSame([...fdsOpenOn(file), ...fdsOpenOn(`${file}.1`)], [], `${rotation}: both files closed`)
+    t.equal(writer.reopen(), false, `${rotation}: no reopen after close()`)
+  }
+})
+
+t.test('file: reopen() on a running writer releases the moved file while it goes on writing', async t => {
+  const file = path.join(tempDir(t), 'access.log')
+  const writer = createAccessLogWriter({ destination: file })
+  const [first, second] = records(2) as [AccessLogRecord, AccessLogRecord]
+  writer.write(first)
+  // Past the stream's first tick (its 'ready'), as in a proxy that has been serving.
+  await new Promise(resolve => setImmediate(resolve))
+  fs.renameSync(file, `${file}.1`)
+  t.equal(writer.reopen(), true)
+  // The old fd is closed once the new file is open: a few turns of the event loop.
+  let turns = 0
+  while (fdsOpenOn(`${file}.1`).length > 0 && turns < 1000) {
+    await new Promise(resolve => setImmediate(resolve))
+    turns++
+  }
+  t.strictSame(fdsOpenOn(`${file}.1`), [], 'the moved file is closed')
+  t.equal(fdsOpenOn(file).length, 1, 'the new file is open')
+  writer.write(second)
+  await writer.close()
+  t.equal(fs.readFileSync(`${file}.1`, 'latin1'), `${formatAccessLogLine(first)}\n`)
+  t.equal(fs.readFileSync(file, 'latin1'), `${formatAccessLogLine(second)}\n`)
+  t.strictSame(fdsOpenOn(file), [])
+})
+
+t.test('file: a reopen that cannot open the path is reported; the lines keep going to the open file', async t => {
+  const file = path.join(tempDir(t), 'access.log')
+  const problems: Array<[string, string]> = []
+  const writer = createAccessLogWriter({ destination: file, onProblem: (problem, message) => problems.push([problem.kind, message]) })
+  const [first, second] = records(2) as [AccessLogRecord, AccessLogRecord]
+  writer.write(first)
+  await new Promise(resolve => setImmediate(resolve))
+  fs.renameSync(file, `${file}.1`)
+  fs.mkdirSync(file)
+  t.equal(writer.reopen(), false, 'not reopened')
+  writer.write(second)
+  await writer.close()
+  t.strictSame(problems[0], ['reopen-failed', `access log ${file} could not be reopened (EISDIR): the lines still go to the file open before, wherever it was moved`])
+  t.strictSame(problems.map(([kind]) => kind), ['reopen-failed', 'file-moved'], 'the moved file is still reported (close() looks once more)')
+  t.equal(fs.readFileSync(`${file}.1`, 'latin1'), `${formatAccessLogLine(first)}\n${formatAccessLogLine(second)}\n`, 'every line, in the file still open')
+  t.strictSame(fdsOpenOn(`${file}.1`), [])
+})
+
+t.test('reopen() where there is no file of ours: stdout and a caller\'s stream', async t => {
+  const stream = new PassThrough()
+  const writer = createAccessLogWriter({ stream })
+  t.equal(writer.reopen(), false, 'a caller\'s stream')
+  await writer.close()
+  const stdoutWriter = createAccessLogWriter({ destination: '-' })
+  t.equal(stdoutWriter.reopen(), false, 'stdout')
+  await stdoutWriter.close()
 })
 
 t.test('file: appends to an existing log', async t => {
