@@ -349,11 +349,11 @@ function createDestinationWriter(destination: string, onProblem: (problem: Acces
         // waited for. After any other error, end() still tries the lines that wait (a disk that
         // was full may have room now); if it fails again, 'error' settles this.
         if ((firstError as NodeJS.ErrnoException | null)?.code === 'EPIPE') return finish()
+        sonic.once('close', finish)
+        sonic.once('error', finish)
         // end() writes out everything buffered, closes the fd (SonicBoom never closes fd 1 or 2)
         // and emits 'finish' then 'close'. flushSync() is not needed and would throw
         // "sonic boom is not ready yet" on a stream whose fd is not open.
-        sonic.once('close', finish)
-        sonic.once('error', finish)
         sonic.end()
       })
       return closing
@@ -385,7 +385,7 @@ export const EXIT_FLUSH_WAIT_MS = 1000
 /** Between two tries of a write that met a full pipe at exit (SonicBoom's BUSY_WRITE_TIMEOUT). */
 const EXIT_FLUSH_RETRY_MS = 100
 
-/** What SonicBoom 4.2.1 holds in its default (utf8) mode: private fields, pinned by package-lock.json; the exit tests use them. */
+/** What SonicBoom 4.2.1 holds in its default (utf8) mode: private fields, pinned by package-lock.json; the exit and reopen tests use them. */
 interface SonicBoomQueue {
   fd: number
   _writing: boolean
