@@ -67,15 +67,19 @@ export async function serve(options: ClbProxyOptions, resolved: ResolvedOptions,
   const stop = listenForStop(signals)
   let demo: DemoRun | undefined
   let proxy: ClbProxy | undefined
-  // Log rotation (logrotate's postrotate `kill -USR2 <pid>`): the access-log file is opened again by its path.
+  let stopping = false
+  // Log rotation (logrotate's postrotate `kill -USR2 <pid>`): the access-log file is opened again
+  // by its path. Listened to from the start to the end: without a listener SIGUSR2 terminates.
   const reopenAccessLog = (): void => {
-    // Registered once the proxy runs: no proxy here means it is stopping.
-    if (proxy === undefined) return void io.stderr.write('clb-proxy: SIGUSR2 received while stopping; the access log is not reopened\n')
+    if (proxy === undefined) {
+      return void io.stderr.write(`clb-proxy: SIGUSR2 received ${stopping ? 'while stopping' : 'while starting'}; the access log is not reopened\n`)
+    }
     const reopened = proxy.reopenAccessLog()
     io.stderr.write(reopened
-      ? `clb-proxy: SIGUSR2 received; access log reopened (${[resolved.accessLog === '-' ? null : resolved.accessLog, resolved.accessLogDir].filter((file) => file !== null).join(', ')})\n`
-      : 'clb-proxy: SIGUSR2 received; no access-log file was reopened (stdout or none, or its open failed: see above)\n')
+      ? 'clb-proxy: SIGUSR2 received; access log reopened\n'
+      : 'clb-proxy: SIGUSR2 received; no access-log file was reopened (stdout, no file open yet, or its open failed: see above)\n')
   }
+  signals.on('SIGUSR2', reopenAccessLog)
   try {
     let backends: readonly (BackendAddress | string)[] = resolved.backends
     let proxyOptions = options
@@ -141,8 +145,8 @@ export async function serve(options: ClbProxyOptions, resolved: ResolvedOptions,
     io.stderr.write(demo === undefined ? backendsBanner(proxy, resolved) + healthCheckNotice(proxy, options) : demoBanner(proxy, demo, options, resolved, machine))
     io.stderr.write(listenersBanner(proxy, machine) + unusedOptionsNotice(proxy, options))
     if (proxy.adminUrl !== null) io.stderr.write(`clb-proxy: admin listener on ${proxy.adminUrl} (dashboard at /; /metrics, /metrics.json, /entries, /captures, /instances, /healthz)\n`)
-    signals.on('SIGUSR2', reopenAccessLog)
     const signal = await stop.stopped
+    stopping = true
     stop.dispose() // a second Ctrl-C now gets Node's default: quit at once
     io.stderr.write(
       `clb-proxy: ${signal} received; letting in-flight requests finish (up to ${resolved.drainTimeoutSeconds} s)\n`
@@ -158,9 +162,10 @@ export async function serve(options: ClbProxyOptions, resolved: ResolvedOptions,
     return EXIT_OK
   } finally {
     stop.dispose()
-    signals.removeListener('SIGUSR2', reopenAccessLog)
+    stopping = true
     await proxy?.close()
     await Promise.all(demo?.instances.map((instance) => instance.close()) ?? [])
+    signals.removeListener('SIGUSR2', reopenAccessLog)
   }
 }
 

@@ -45,8 +45,8 @@ export type AccessLogWriterOptions = (
  *   still go to the moved file, not to the path;
  * - 'close-waiting': close() has waited CLOSE_NOTICE_MS for the destination to take the last
  *   `waitingBytes` (a stdout reader that stopped reading, a slow disk); it goes on waiting;
- * - 'reopen-failed': reopen() could not open the path (its folder removed, no permission): the
- *   lines still go to the file open before.
+ * - 'reopen-failed': reopen() could not open the path (no permission, a folder in its place):
+ *   the lines still go to the file open before.
  */
 export type AccessLogProblem =
   | { readonly kind: 'write-error'; readonly error: NodeJS.ErrnoException }
@@ -96,7 +96,7 @@ export function describeAccessLogProblem (problem: AccessLogProblem, where: stri
         'open before, wherever it was moved'
     case 'file-removed':
       return `access log ${where} was deleted (or its folder removed) while the proxy writes to it: the lines go to the ` +
-        'deleted file and are lost when the proxy stops. Restart the proxy to create the file again'
+        'deleted file and are lost when the proxy stops. Create it again with SIGUSR2 (kill -USR2 <pid>; reopenAccessLog() in a library), or restart the proxy'
   }
 }
 
@@ -110,9 +110,10 @@ export interface AccessLogWriter {
    */
   close(): Promise<void>
   /**
-   * Log rotation: opens the destination file again by its path (appending, creating it if it is
-   * gone); every line not yet written goes there. False when no file was reopened: stdout, a
-   * caller's stream, after close(), or an open that failed (reported as 'reopen-failed').
+   * Log rotation: opens the destination file again by its path (appending, creating it and its
+   * folder if they are gone); later lines go there, and lines logged just before may land in
+   * either file. False when no file was reopened: stdout, a caller's stream, after close(), or an
+   * open that failed (reported as 'reopen-failed').
    */
   reopen(): boolean
 }
@@ -223,12 +224,19 @@ function createDestinationWriter(destination: string, onProblem: (problem: Acces
   const removalCheck = destination === '-'
     ? null
     : setInterval(() => {
+      // A reopen between the two callbacks would compare the old file with the new one.
+      const checked = reopens
       fs.fstat(currentFd(), (error, open) => {
-        if (error !== null) return
+        if (error !== null || checked !== reopens) return
         reportIfRemoved(open)
-        fs.stat(destination, (pathError, atPath) => reportIfMoved(open, pathError === null ? atPath : null))
+        fs.stat(destination, (pathError, atPath) => {
+          if (checked === reopens) reportIfMoved(open, pathError === null ? atPath : null)
+        })
       })
     }, REMOVAL_CHECK_MS).unref()
+  /** Reopens so far; the old fds still being closed (close() waits for them). */
+  let reopens = 0
+  const oldFdsClosing = new Set<Promise<void>>()
   let closing: Promise<void> | null = null
   // Lines go out in batches: one write when BATCH_MS have passed since the first line of the
   // batch, or at once when the next line would not fit in BATCH_BYTES. Under load a write per
@@ -293,15 +301,19 @@ function createDestinationWriter(destination: string, onProblem: (problem: Acces
       }
       // SonicBoom reads its fd at each write (sonic-boom 4.2.1; its own reopen() swaps it the same
       // way, but only for a stream it opened from a path, and it can hang an end() that comes while
-      // it waits): lines not yet written go to the new file. A write in flight ends on the old fd,
-      // which is closed after it.
+      // it waits): lines it holds go to the new file. A write in flight ends on the old fd, which
+      // is closed after it; the rest of a write the old file took only in part (a full disk)
+      // continues in the new one.
       const queue = sonic as unknown as SonicBoomQueue
       const old = queue.fd
       queue.fd = opened
+      reopens++
       const closeOld = (): void => {
         sonic.removeListener('write', closeOld)
         sonic.removeListener('error', closeOld)
-        fs.close(old, () => {})
+        const closed = new Promise<void>(resolve => fs.close(old, () => resolve()))
+        oldFdsClosing.add(closed)
+        void closed.then(() => oldFdsClosing.delete(closed))
       }
       if (queue._writing) {
         sonic.once('write', closeOld)
@@ -355,9 +367,17 @@ function createDestinationWriter(destination: string, onProblem: (problem: Acces
         // and emits 'finish' then 'close'. flushSync() is not needed and would throw
         // "sonic boom is not ready yet" on a stream whose fd is not open.
         sonic.end()
+      }).then(() => allOldFdsClosed(), async (error: unknown) => {
+        await allOldFdsClosed()
+        throw error
       })
       return closing
     }
+  }
+
+  /** The fds a reopen replaced: closed once their write in flight ended (at the latest, once close() has ended every write). */
+  async function allOldFdsClosed (): Promise<void> {
+    await Promise.all([...oldFdsClosing])
   }
 }
 

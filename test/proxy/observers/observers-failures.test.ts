@@ -165,7 +165,7 @@ t.test('an access-log file whose folder is removed while the proxy runs is repor
     'file-removed',
     file,
     `access log ${file} was deleted (or its folder removed) while the proxy writes to it: the lines go to ` +
-      'the deleted file and are lost when the proxy stops. Restart the proxy to create the file again'
+      'the deleted file and are lost when the proxy stops. Create it again with SIGUSR2 (kill -USR2 <pid>; reopenAccessLog() in a library), or restart the proxy'
   ]])
 })
 
