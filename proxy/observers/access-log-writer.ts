@@ -221,6 +221,9 @@ function createDestinationWriter(destination: string, onProblem: (problem: Acces
     moveReported = true
     onProblem({ kind: 'file-moved', file: destination })
   }
+  /** Reopens so far; the old fds still being closed (close() waits for them). */
+  let reopens = 0
+  const oldFdsClosing = new Set<Promise<void>>()
   const removalCheck = destination === '-'
     ? null
     : setInterval(() => {
@@ -234,9 +237,6 @@ function createDestinationWriter(destination: string, onProblem: (problem: Acces
         })
       })
     }, REMOVAL_CHECK_MS).unref()
-  /** Reopens so far; the old fds still being closed (close() waits for them). */
-  let reopens = 0
-  const oldFdsClosing = new Set<Promise<void>>()
   let closing: Promise<void> | null = null
   // Lines go out in batches: one write when BATCH_MS have passed since the first line of the
   // batch, or at once when the next line would not fit in BATCH_BYTES. Under load a write per

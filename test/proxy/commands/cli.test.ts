@@ -294,14 +294,18 @@ t.test('starts with the given backend, stops on SIGTERM and exits 0', async (t) 
   t.equal(await connectionCount(backend), 0, 'no connection to the backend left open')
 })
 
+/** The CLI serving in this process with `args`, once its banner says it listens. */
+async function serving (args: string[], signals = new EventEmitter()): Promise<{ stderr: Sink, signals: EventEmitter, proxyUrl: string, exited: Promise<number> }> {
+  const stderr = new Sink()
+  const exited = run(['--listen', '127.0.0.1:0', ...args], {}, { stdout: new Sink(), stderr, signals })
+  const [, proxyUrl = ''] = await stderr.waitFor(/^clb-proxy: listening on (http:\/\/127\.0\.0\.1:\d+), /m)
+  return { stderr, signals, proxyUrl, exited }
+}
+
 t.test('SIGUSR2 reopens the access-log file by its path (log rotation): lines before in the moved file, after at the path', async (t) => {
   const backend = await answeringOk(t)
   const accessLog = join(t.testdir(), 'access.log')
-  const stdout = new Sink()
-  const stderr = new Sink()
-  const signals = new EventEmitter()
-  const exited = run(['--listen', '127.0.0.1:0', '--backend', `http://127.0.0.1:${portOf(backend)}`, '--access-log', accessLog], {}, { stdout, stderr, signals })
-  const [, proxyUrl = ''] = await stderr.waitFor(/^clb-proxy: listening on (http:\/\/127\.0\.0\.1:\d+), /)
+  const { stderr, signals, proxyUrl, exited } = await serving(['--backend', `http://127.0.0.1:${portOf(backend)}`, '--access-log', accessLog])
   t.equal(signals.listenerCount('SIGUSR2'), 1, 'waits for SIGUSR2')
   t.equal((await fetch(`${proxyUrl}/before`)).status, 200)
   await rename(accessLog, `${accessLog}.1`)
@@ -320,14 +324,22 @@ t.test('SIGUSR2 reopens the access-log file by its path (log rotation): lines be
 
 t.test('SIGUSR2 without an access-log file says so and goes on serving', async (t) => {
   const backend = await answeringOk(t)
-  const stdout = new Sink()
-  const stderr = new Sink()
-  const signals = new EventEmitter()
-  const exited = run(['--listen', '127.0.0.1:0', '--backend', `http://127.0.0.1:${portOf(backend)}`], {}, { stdout, stderr, signals })
-  const [, proxyUrl = ''] = await stderr.waitFor(/^clb-proxy: listening on (http:\/\/127\.0\.0\.1:\d+), /)
+  const { stderr, signals, proxyUrl, exited } = await serving(['--backend', `http://127.0.0.1:${portOf(backend)}`])
   signals.emit('SIGUSR2')
   t.equal(stderr.text.split('\n').at(-2), 'clb-proxy: SIGUSR2 received; no access-log file was reopened (stdout, no file open yet, or its open failed: see above)')
   t.equal((await fetch(`${proxyUrl}/`)).status, 200, 'still serving')
+  signals.emit('SIGTERM')
+  t.equal(await exited, 0)
+})
+
+t.test('SIGUSR2 while the proxy starts is answered, not left to the default action (which terminates)', async (t) => {
+  const backend = await answeringOk(t)
+  const signals = new EventEmitter()
+  // As soon as the command listens for SIGUSR2, before the proxy has started.
+  signals.on('newListener', (event) => { if (event === 'SIGUSR2') setImmediate(() => signals.emit('SIGUSR2')) })
+  const { stderr, proxyUrl, exited } = await serving(['--backend', `http://127.0.0.1:${portOf(backend)}`, '--access-log', join(t.testdir(), 'access.log')], signals)
+  t.equal(stderr.text.split('\n')[0], 'clb-proxy: SIGUSR2 received while starting; the access log is not reopened')
+  t.equal((await fetch(`${proxyUrl}/`)).status, 200, 'it started and serves')
   signals.emit('SIGTERM')
   t.equal(await exited, 0)
 })
