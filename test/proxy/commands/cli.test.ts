@@ -335,8 +335,9 @@ t.test('SIGUSR2 without an access-log file says so and goes on serving', async (
 t.test('SIGUSR2 while the proxy starts is answered, not left to the default action (which terminates)', async (t) => {
   const backend = await answeringOk(t)
   const signals = new EventEmitter()
-  // As soon as the command listens for SIGUSR2, before the proxy has started.
-  signals.on('newListener', (event) => { if (event === 'SIGUSR2') setImmediate(() => signals.emit('SIGUSR2')) })
+  // As soon as the command listens for SIGUSR2: a microtask runs before serve() reaches its first
+  // await, so the proxy has certainly not started.
+  signals.on('newListener', (event) => { if (event === 'SIGUSR2') queueMicrotask(() => signals.emit('SIGUSR2')) })
   const { stderr, proxyUrl, exited } = await serving(['--backend', `http://127.0.0.1:${portOf(backend)}`, '--access-log', join(t.testdir(), 'access.log')], signals)
   t.equal(stderr.text.split('\n')[0], 'clb-proxy: SIGUSR2 received while starting; the access log is not reopened')
   t.equal((await fetch(`${proxyUrl}/`)).status, 200, 'it started and serves')
