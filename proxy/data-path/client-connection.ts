@@ -9,6 +9,7 @@ import type { ExchangeOutcome, ExchangeRecord } from '../core/events.js'
 import { fieldValue, hostWithoutPort } from './forwarded-head.js'
 import { unmapIpv4 } from './proxy-protocol.js'
 import { CONTINUE_RESPONSE, SYNTHETIC_RESPONSES, type SyntheticStatus } from './synthetic-responses.js'
+import { corkForTurn, flushNow } from './turn-writes.js'
 
 /**
  * One front-end connection: reads requests one after another (pipelining is supported on
@@ -70,6 +71,7 @@ export class ClientConnection implements ClientSide {
 
   write (bytes: Buffer): boolean {
     if (this.closed || this.socket.destroyed) return true
+    corkForTurn(this.socket)
     return this.socket.write(bytes)
   }
 
@@ -79,6 +81,8 @@ export class ClientConnection implements ClientSide {
   }
 
   abort (): void {
+    // The bytes already relayed reach the client before the connection is cut.
+    flushNow(this.socket)
     this.socket.destroy()
   }
 
@@ -92,6 +96,7 @@ export class ClientConnection implements ClientSide {
   closeAtDrainDeadline (): void {
     const exchange = this.exchange
     if (exchange === null || this.closed) {
+      flushNow(this.socket)
       this.socket.destroy()
       return
     }

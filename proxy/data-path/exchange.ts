@@ -14,6 +14,7 @@ import type { ClbProxyEvents, CutReason, ExchangeOutcome, ExchangeRecord } from 
 import { buildForwardedHead, fieldValue, hostWithoutPort } from './forwarded-head.js'
 import type { ResolvedOptions } from '../core/options.js'
 import { SYNTHETIC_RESPONSES, keepsClientConnection, type SyntheticStatus } from './synthetic-responses.js'
+import { corkForTurn } from './turn-writes.js'
 
 export interface ExchangeContext {
   readonly options: ResolvedOptions
@@ -205,15 +206,10 @@ export class Exchange implements ConnectionUser, QueuedRequest {
     // A new connection keeps the body bytes sent on it until it is established (forward() adds them).
     this.retryBody = reused ? null : []
     this.retryBodyBytes = 0
-    if (initialBody !== null && initialBody.length > 0) {
-      // The head and the body bytes that came with it leave in one write (writev), not two.
-      socket.cork()
-      socket.write(head)
-      this.forward(initialBody)
-      socket.uncork()
-    } else {
-      socket.write(head)
-    }
+    // The head and the body bytes that came with it leave together (one writev) at the turn's end.
+    corkForTurn(socket)
+    socket.write(head)
+    if (initialBody !== null && initialBody.length > 0) this.forward(initialBody)
   }
 
   /** Request body bytes as they arrive from the client (forwarded as framed on the wire); counted once, here. */
@@ -233,7 +229,9 @@ export class Exchange implements ConnectionUser, QueuedRequest {
       if (this.retryBodyBytes <= RETRY_BODY_BYTES) this.retryBody.push(bytes)
       else this.retryBody = null
     }
-    return (this.socket as net.Socket).write(bytes)
+    const socket = this.socket as net.Socket
+    corkForTurn(socket)
+    return socket.write(bytes)
   }
 
   onRequestDrain (resume: () => void): void {
