@@ -9,7 +9,7 @@ import type { ExchangeOutcome, ExchangeRecord } from '../core/events.js'
 import { fieldValue, hostWithoutPort } from './forwarded-head.js'
 import { unmapIpv4 } from './proxy-protocol.js'
 import { CONTINUE_RESPONSE, SYNTHETIC_RESPONSES, type SyntheticStatus } from './synthetic-responses.js'
-import { corkForTurn, flushNow } from './turn-writes.js'
+import { flushNow, writeInTurn } from './turn-writes.js'
 
 /**
  * One front-end connection: reads requests one after another (pipelining is supported on
@@ -71,8 +71,7 @@ export class ClientConnection implements ClientSide {
 
   write (bytes: Buffer): boolean {
     if (this.closed || this.socket.destroyed) return true
-    corkForTurn(this.socket)
-    return this.socket.write(bytes)
+    return writeInTurn(this.socket, bytes)
   }
 
   onDrain (resume: () => void): void {
@@ -109,10 +108,11 @@ export class ClientConnection implements ClientSide {
   exchangeDone (keepOpen: boolean): void {
     this.exchange = null
     this.requestStartedAtMicros = null
-    if (!keepOpen || this.closing || this.clientEnded) {
+    if (!keepOpen || this.closing || (this.clientEnded && this.pendingBytes === 0)) {
       // Pipelined bytes after this exchange, and the rest of a request body the instance answered
       // before reading, are never read as a request: the connection ends here. (This can run
-      // inside process(), when an exchange finishes synchronously, e.g. a 503.)
+      // inside process(), when an exchange finishes synchronously, e.g. a 503.) A client that
+      // half-closed after pipelining its requests still gets an answer to each of them (below).
       this.lingerAndClose()
       return
     }
@@ -153,49 +153,58 @@ export class ClientConnection implements ClientSide {
     if (!this.processing) this.process()
   }
 
-  /** Feeds queued client bytes to the current request; re-entrant calls are folded into the loop. */
+  /**
+   * Feeds queued client bytes to the current request; re-entrant calls are folded into the loop.
+   * After the client's FIN, what it sent before is still served: each complete pipelined request
+   * is answered in turn, and a request cut short by the FIN gets its 408 (afterClientEnd).
+   */
   private process (): void {
     this.processing = true
     try {
-      while (this.pending.length > 0 && !this.closed) {
-        const parser = this.parser
-        if (parser.state === 'complete') {
-          // A pipelined request waits until the current exchange is done; bound what we hold.
-          if (this.pendingBytes > this.context.options.maxHeadBytes) this.socket.pause()
-          return
-        }
-        const chunk = this.pending.shift() as Buffer
-        this.pendingBytes -= chunk.length
-        if (this.requestStartedAtMicros === null) this.requestStartedAtMicros = this.context.clock.nowMicros()
-        const wasHead = parser.state === 'head'
-        const { consumed, bodyFrom } = parser.push(chunk)
-        if (consumed < chunk.length) {
-          this.pending.unshift(chunk.subarray(consumed))
-          this.pendingBytes += chunk.length - consumed
-        }
-        // Re-read after push (a plain read would keep TypeScript's narrowing from before it).
-        const state = stateOf(parser)
-        if (state === 'invalid') {
-          // The bytes that made the head invalid go with the diagnostic and the capture (bounded by maxHeadBytes).
-          if (wasHead) this.headChunks.push(chunk.subarray(0, consumed))
-          return this.badRequest(parser.defects[0] as Defect)
-        }
-        if (wasHead) {
-          this.headChunks.push(bodyFrom < chunk.length || consumed < chunk.length ? chunk.subarray(0, bodyFrom) : chunk)
-          if (parser.head === null) continue
-          this.dispatch(parser.head, chunk.subarray(bodyFrom, consumed), state === 'complete')
-          continue
-        }
-        const exchange = this.exchange
-        if (exchange === null) continue
-        if (state === 'complete') exchange.endOfRequest()
-        if (!exchange.sendBody(chunk.subarray(0, consumed))) {
-          this.socket.pause()
-          exchange.onRequestDrain(() => { if (!this.closed) this.socket.resume() })
-        }
-      }
+      this.processPending()
     } finally {
       this.processing = false
+    }
+    if (this.clientEnded) this.afterClientEnd()
+  }
+
+  private processPending (): void {
+    while (this.pending.length > 0 && !this.closed) {
+      const parser = this.parser
+      if (parser.state === 'complete') {
+        // A pipelined request waits until the current exchange is done; bound what we hold.
+        if (this.pendingBytes > this.context.options.maxHeadBytes) this.socket.pause()
+        return
+      }
+      const chunk = this.pending.shift() as Buffer
+      this.pendingBytes -= chunk.length
+      if (this.requestStartedAtMicros === null) this.requestStartedAtMicros = this.context.clock.nowMicros()
+      const wasHead = parser.state === 'head'
+      const { consumed, bodyFrom } = parser.push(chunk)
+      if (consumed < chunk.length) {
+        this.pending.unshift(chunk.subarray(consumed))
+        this.pendingBytes += chunk.length - consumed
+      }
+      // Re-read after push (a plain read would keep TypeScript's narrowing from before it).
+      const state = stateOf(parser)
+      if (state === 'invalid') {
+        // The bytes that made the head invalid go with the diagnostic and the capture (bounded by maxHeadBytes).
+        if (wasHead) this.headChunks.push(chunk.subarray(0, consumed))
+        return this.badRequest(parser.defects[0] as Defect)
+      }
+      if (wasHead) {
+        this.headChunks.push(bodyFrom < chunk.length || consumed < chunk.length ? chunk.subarray(0, bodyFrom) : chunk)
+        if (parser.head === null) continue
+        this.dispatch(parser.head, chunk.subarray(bodyFrom, consumed), state === 'complete')
+        continue
+      }
+      const exchange = this.exchange
+      if (exchange === null) continue
+      if (state === 'complete') exchange.endOfRequest()
+      if (!exchange.sendBody(chunk.subarray(0, consumed))) {
+        this.socket.pause()
+        exchange.onRequestDrain(() => { if (!this.closed) this.socket.resume() })
+      }
     }
   }
 
@@ -241,6 +250,13 @@ export class ClientConnection implements ClientSide {
 
   private onEnd (): void {
     this.clientEnded = true
+    if (this.processing) return // process() settles the FIN once the bytes before it are handled
+    this.afterClientEnd()
+  }
+
+  /** The client has sent its FIN (now, or before the bytes just processed): what is left to do. */
+  private afterClientEnd (): void {
+    if (this.closed) return
     if (this.lingering) {
       // The client has finished sending: our FIN is already queued after the answer.
       this.socket.end()

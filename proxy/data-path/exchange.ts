@@ -14,7 +14,7 @@ import type { ClbProxyEvents, CutReason, ExchangeOutcome, ExchangeRecord } from 
 import { buildForwardedHead, fieldValue, hostWithoutPort } from './forwarded-head.js'
 import type { ResolvedOptions } from '../core/options.js'
 import { SYNTHETIC_RESPONSES, keepsClientConnection, type SyntheticStatus } from './synthetic-responses.js'
-import { corkForTurn } from './turn-writes.js'
+import { flushNow, writeInTurn } from './turn-writes.js'
 
 export interface ExchangeContext {
   readonly options: ResolvedOptions
@@ -207,8 +207,7 @@ export class Exchange implements ConnectionUser, QueuedRequest {
     this.retryBody = reused ? null : []
     this.retryBodyBytes = 0
     // The head and the body bytes that came with it leave together (one writev) at the turn's end.
-    corkForTurn(socket)
-    socket.write(head)
+    writeInTurn(socket, head)
     if (initialBody !== null && initialBody.length > 0) this.forward(initialBody)
   }
 
@@ -229,9 +228,7 @@ export class Exchange implements ConnectionUser, QueuedRequest {
       if (this.retryBodyBytes <= RETRY_BODY_BYTES) this.retryBody.push(bytes)
       else this.retryBody = null
     }
-    const socket = this.socket as net.Socket
-    corkForTurn(socket)
-    return socket.write(bytes)
+    return writeInTurn(this.socket as net.Socket, bytes)
   }
 
   onRequestDrain (resume: () => void): void {
@@ -477,10 +474,15 @@ export class Exchange implements ConnectionUser, QueuedRequest {
     const received = this.parser.bytesReceived
     const part = this.parser.state === 'complete' ? chunk.subarray(0, chunk.length - (received - this.parser.messageEnd)) : chunk
     this.sentBodyBytes += part.length
-    if (!this.client.write(part)) {
+    // Back-pressure: the instance's socket waits until the client has drained. Not after the last
+    // bytes: the connection then goes back to the pool, and a client connection that is ending (a
+    // FIN follows the answer) never emits 'drain', so a pooled connection paused here was never
+    // read again and the next request sent on it got a 504. A later drain resumes the socket only
+    // while this exchange still owns it (the next exchange may have paused it for its own client).
+    if (!this.client.write(part) && this.parser.state !== 'complete') {
       const socket = this.socket as net.Socket
       socket.pause()
-      this.client.onDrain(() => socket.resume())
+      this.client.onDrain(() => { if (!this.done) socket.resume() })
     }
     if (this.parser.state === 'complete') this.finishRelayed()
   }
@@ -561,8 +563,15 @@ export class Exchange implements ConnectionUser, QueuedRequest {
     const connection = this.connection
     if (connection !== null) {
       connection.user = null
-      if (how.keepBackend && this.instance !== null) this.instance.release(connection)
-      else connection.socket.destroy()
+      if (how.keepBackend && this.instance !== null) {
+        // A pooled connection keeps reading, so the instance's close (or stray bytes) is seen while it waits.
+        if (connection.socket.isPaused()) connection.socket.resume()
+        this.instance.release(connection)
+      } else {
+        // What this turn still holds for the instance goes first (turn-writes.ts), as before the close.
+        flushNow(connection.socket)
+        connection.socket.destroy()
+      }
     }
     this.queued = false
     this.context.pool.finished(this, this.instance)

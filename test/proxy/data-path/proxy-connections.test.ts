@@ -107,6 +107,35 @@ t.test('pipelined requests in one write are answered in order (ELB-HOW: pipelini
   await f.close(t)
 })
 
+t.test('pipelined requests followed by the client\'s FIN are each answered, in order, then the proxy closes (printf ... | nc -N)', async (t) => {
+  const f = await startProxyFixture(t)
+  f.replies.push(reply([ok('first')]), reply([ok('second!')]), reply([ok('third')]))
+  const client = await f.connect({ allowHalfOpen: true })
+  client.write(get('/1') + get('/2') + get('/3'))
+  client.end()
+  const { reset } = await client.whenClosed()
+  t.strictSame([client.received.toString('latin1'), reset], [ok('first') + ok('second!') + ok('third'), false], 'three answers, then a FIN')
+  t.strictSame(f.logLines, [
+    logLine(f, client.port, `${f.backendField} 0 0 0 200 200 0 5`, getField(f, '/1')),
+    logLine(f, client.port, `${f.backendField} 0 0 0 200 200 0 7`, getField(f, '/2')),
+    logLine(f, client.port, `${f.backendField} 0 0 0 200 200 0 5`, getField(f, '/3'))
+  ])
+  await f.close(t)
+})
+
+t.test('a FIN after one request and part of the next: the first is answered, the part gets its 408 (CLB-HTTPERR 408), one line each', async (t) => {
+  const f = await startProxyFixture(t)
+  f.replies.push(reply([ok('first')]))
+  const client = await f.connect({ allowHalfOpen: true })
+  client.write(get('/1') + 'GET /2 HTTP/1.1\r\nHost: exa')
+  client.end()
+  await client.whenClosed()
+  t.equal(client.received.toString('latin1'), ok('first') + REQUEST_TIMEOUT)
+  t.strictSame(f.records.map((record) => [record.outcome, record.log.elbStatusCode]), [['relayed', 200], ['client-closed', 408]])
+  t.equal(f.logLines.length, 2, 'one line per request')
+  await f.close(t)
+})
+
 t.test('a pooled connection the instance closes while idle is not reused', async (t) => {
   const f = await startProxyFixture(t)
   f.replies.push(reply([ok('first')]))

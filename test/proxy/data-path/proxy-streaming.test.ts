@@ -5,7 +5,10 @@
  * hold, gets CLB's exact 502. Lockstep, without sleeps: the backend writes each piece only after
  * the client holds the previous one, so a proxy that held the stream back would never see the end.
  */
+import net from 'node:net'
+import { once } from 'node:events'
 import t from 'tap'
+import { readUntilClosed, startListenerProxy, tcpServer } from '../../helpers/listener-proxy.js'
 import { ELB_NAME, FIXED_TIMESTAMP, startProxyFixture, type ProxyFixture, type RawClient } from '../../helpers/proxy-fixture.js'
 import type { ReplyStep } from '../../helpers/raw-backend.js'
 
@@ -180,5 +183,30 @@ t.test('a client that leaves during a stream is noticed at the next writes: the 
   await f.proxyBackendSocketsClosed()
   t.equal(f.logLines.length, 1, 'one line')
   t.match(f.logLines[0], / 200 200 0 \d+ "GET /)
+  await f.close(t)
+})
+
+t.test('bytes relayed in the same turn as the instance\'s reset reach the client before the cut (what the turn still held is sent first)', async (t) => {
+  // Committed at once (more than responseBufferBytes), then the reset right behind the bytes: the
+  // cut comes while the turn still holds the relayed bytes (turn-writes.ts), and abort() sends them first.
+  const head = 'HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n'
+  const body = Buffer.alloc(5000, 'b')
+  const instance = await tcpServer(t, (socket) => {
+    socket.once('data', () => {
+      socket.write(Buffer.concat([Buffer.from(head, 'latin1'), body]))
+      setImmediate(() => socket.resetAndDestroy())
+    })
+  })
+  const f = await startListenerProxy({ backends: [`http://127.0.0.1:${instance.port}`], responseBufferBytes: 1024 })
+  const port = f.proxy.listeners[0]?.port as number
+  for (let round = 0; round < 3; round++) {
+    const client = net.connect(port, '127.0.0.1')
+    await once(client, 'connect')
+    client.write(get('/cut-right-behind'))
+    const { bytes } = await readUntilClosed(client)
+    t.equal(bytes.toString('latin1'), head + body.toString('latin1'), `round ${round + 1}: the head and every relayed body byte, then the close`)
+  }
+  const records = await f.waitForExchanges(3)
+  t.strictSame(records.map((record) => [record.outcome, record.cutReason]), Array(3).fill(['cut', 'defect']), 'cut: the body ended before its Content-Length')
   await f.close(t)
 })
