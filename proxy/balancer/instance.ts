@@ -177,6 +177,10 @@ export class Instance {
     }
     connection.idleSinceMicros = this.settings.clock.nowMicros()
     connection.user = this.idleUserOf(connection)
+    // An idle connection keeps reading, so the instance's close (or stray bytes) is seen while it
+    // waits; one paused for an exchange's back-pressure would hide them, and the next request sent
+    // on it would wait for the idle timeout.
+    if (connection.socket.isPaused()) connection.socket.resume()
     this.idle.push(connection)
   }
 

@@ -250,7 +250,6 @@ export class ClientConnection implements ClientSide {
 
   private onEnd (): void {
     this.clientEnded = true
-    if (this.processing) return // process() settles the FIN once the bytes before it are handled
     this.afterClientEnd()
   }
 

@@ -564,8 +564,6 @@ export class Exchange implements ConnectionUser, QueuedRequest {
     if (connection !== null) {
       connection.user = null
       if (how.keepBackend && this.instance !== null) {
-        // A pooled connection keeps reading, so the instance's close (or stray bytes) is seen while it waits.
-        if (connection.socket.isPaused()) connection.socket.resume()
         this.instance.release(connection)
       } else {
         // What this turn still holds for the instance goes first (turn-writes.ts), as before the close.
