@@ -22,29 +22,159 @@ export const UNPARSED_REQUEST_FIELD = '"- - - "'
 const MICROS_PER_SECOND = 1_000_000
 
 /**
- * Formats one record as one CLB access-log line, without the trailing newline.
- * Throws a RangeError (a bug in the caller, never a client's doing) when a numeric field is not
- * the kind of number the record type promises (negative, fractional or non-finite).
+ * Writes one record's CLB access-log line, without the trailing newline, as bytes into `out` from
+ * `offset`. Returns the offset after the line, or -1 when it does not fit before `out.length` (the
+ * bytes written past `offset` are then meaningless). Throws a RangeError (a bug in the caller,
+ * never a client's doing) when a numeric field is not the kind of number the record type promises
+ * (negative, fractional or non-finite).
+ *
+ * Every byte is ASCII: each field is percent-encoded where it could hold anything else. The
+ * digits go straight into the bytes: a line built as a string was a tree of some forty pieces and
+ * a dozen number-to-string conversions per request, flattened again when copied into the batch
+ * (bench/README.md, "The access-log line as bytes").
  */
+export function writeAccessLogLine(record: AccessLogRecord, out: Buffer, offset: number): number {
+  putLine(lineBytes.begin(out, offset), record)
+  return lineBytes.end()
+}
+
+/** Formats one record as one CLB access-log line, without the trailing newline: writeAccessLogLine's bytes as a string. */
 export function formatAccessLogLine(record: AccessLogRecord): string {
-  // `+` builds a tree of pieces (V8 cons strings), faster than join() (bench/README.md, "The
-  // access-log batch as bytes"). The file and stdout writer copies each line into its byte batch
-  // at once, so under load the tree dies young; the recorder and captures keep a few lines.
-  return formatTimestamp(record.receivedAtMicros) + ' ' +
-    elbField.text(record.elbName) + ' ' +
-    clientAddressField.text(record.clientAddress) + ':' + formatCount('clientPort', record.clientPort) + ' ' +
-    formatBackend(record.backend) + ' ' +
-    formatSeconds(record.requestProcessingSeconds) + ' ' +
-    formatSeconds(record.backendProcessingSeconds) + ' ' +
-    formatSeconds(record.responseProcessingSeconds) + ' ' +
-    (record.elbStatusCode === null ? '-' : formatCount('elbStatusCode', record.elbStatusCode)) + ' ' +
-    formatBackendStatusCode(record.backendStatusCode) + ' ' +
-    formatCount('receivedBytes', record.receivedBytes) + ' ' +
-    formatCount('sentBytes', record.sentBytes) + ' ' +
-    formatRequest(record) + ' ' +
-    formatUserAgent(record.userAgent) + ' ' +
-    formatSslCipher(record.sslCipher) + ' ' +
-    formatSslProtocol(record.sslProtocol)
+  return asText((line) => putLine(line, record))
+}
+
+function putLine (line: LineBytes, record: AccessLogRecord): void {
+  putTimestamp(line, record.receivedAtMicros)
+  line.byte(SP)
+  line.ascii(elbField.text(record.elbName))
+  line.byte(SP)
+  line.ascii(clientAddressField.text(record.clientAddress))
+  line.byte(COLON)
+  putCount(line, 'clientPort', record.clientPort)
+  line.byte(SP)
+  putBackend(line, record.backend)
+  line.byte(SP)
+  putSeconds(line, record.requestProcessingSeconds)
+  line.byte(SP)
+  putSeconds(line, record.backendProcessingSeconds)
+  line.byte(SP)
+  putSeconds(line, record.responseProcessingSeconds)
+  line.byte(SP)
+  if (record.elbStatusCode === null) line.byte(DASH)
+  else putCount(line, 'elbStatusCode', record.elbStatusCode)
+  line.byte(SP)
+  putBackendStatusCode(line, record.backendStatusCode)
+  line.byte(SP)
+  putCount(line, 'receivedBytes', record.receivedBytes)
+  line.byte(SP)
+  putCount(line, 'sentBytes', record.sentBytes)
+  line.byte(SP)
+  putRequest(line, record)
+  line.byte(SP)
+  putUserAgent(line, record.userAgent)
+  line.byte(SP)
+  line.ascii(formatSslCipher(record.sslCipher))
+  line.byte(SP)
+  line.ascii(formatSslProtocol(record.sslProtocol))
+}
+
+const SP = 0x20
+const COLON = 0x3a
+const DASH = 0x2d
+const DOT = 0x2e
+const QUOTE = 0x22
+const DIGIT_ZERO = 0x30
+
+/**
+ * A cursor over the bytes of the line being written. The formatter is synchronous and writes one
+ * line at a time, so one cursor serves every line. Past the buffer's end it writes nothing but
+ * goes on counting, so that `at` ends as the offset the whole line would have needed.
+ */
+class LineBytes {
+  private out: Buffer = Buffer.alloc(0)
+  at = 0
+  private overflowed = false
+
+  begin (out: Buffer, offset: number): this {
+    this.out = out
+    this.at = offset
+    this.overflowed = false
+    return this
+  }
+
+  /** The offset after the line, or -1 when it did not fit. */
+  end (): number {
+    return this.overflowed ? -1 : this.at
+  }
+
+  /** True when `length` more bytes fit; else notes the overflow and counts them. */
+  private room (length: number): boolean {
+    if (this.at + length <= this.out.length) return true
+    this.overflowed = true
+    this.at += length
+    return false
+  }
+
+  byte (value: number): void {
+    if (this.room(1)) this.out[this.at++] = value
+  }
+
+  /** A string whose every char code is an ASCII byte (the field encoders make sure of it). */
+  ascii (text: string): void {
+    const length = text.length
+    if (!this.room(length)) return
+    // A short text is copied faster here than through Buffer.write's argument handling.
+    if (length <= SHORT_TEXT) {
+      const out = this.out
+      let at = this.at
+      for (let i = 0; i < length; i++) out[at++] = text.charCodeAt(i)
+    } else {
+      this.out.write(text, this.at, length, 'latin1')
+    }
+    this.at += length
+  }
+
+  /** A non-negative safe integer in decimal, without leading zeros. */
+  decimal (value: number): void {
+    let width = 1
+    for (let power = 10; power <= value; power *= 10) width++
+    this.paddedDecimal(value, width)
+  }
+
+  /** A non-negative integer below 10^width in exactly `width` digits, zero-padded. */
+  paddedDecimal (value: number, width: number): void {
+    if (!this.room(width)) return
+    const out = this.out
+    let at = this.at + width
+    this.at = at
+    // For a safe integer value = 10q + r, value / 10 rounds to a double below q + 1 (below 2^50
+    // doubles are at most 1/8 apart, and r / 10 <= 0.9), so its floor is q.
+    for (let i = 0; i < width; i++) {
+      const quotient = Math.floor(value / 10)
+      out[--at] = DIGIT_ZERO + (value - quotient * 10)
+      value = quotient
+    }
+  }
+}
+
+/** Texts up to this many chars are copied char by char. */
+const SHORT_TEXT = 32
+
+const lineBytes = new LineBytes()
+
+/** Where the string forms write their bytes; a longer line gets a buffer of its own size. */
+const textScratch = Buffer.allocUnsafe(4096)
+
+/** What `put` writes, as a string: the string forms of the byte writers. */
+function asText (put: (line: LineBytes) => void): string {
+  let scratch = textScratch
+  for (;;) {
+    put(lineBytes.begin(scratch, 0))
+    const end = lineBytes.end()
+    if (end !== -1) return scratch.toString('latin1', 0, end)
+    // The cursor counted what the whole text needs: the second try fits.
+    scratch = Buffer.allocUnsafe(lineBytes.at)
+  }
 }
 
 /**
@@ -78,6 +208,10 @@ const versionField = new LastEncoded(encodeLogToken)
  * every AWS example). Integer arithmetic only, so the microseconds are never rounded.
  */
 export function formatTimestamp(receivedAtMicros: number): string {
+  return asText((line) => putTimestamp(line, receivedAtMicros))
+}
+
+function putTimestamp (line: LineBytes, receivedAtMicros: number): void {
   if (!Number.isSafeInteger(receivedAtMicros) || receivedAtMicros < 0) {
     throw new RangeError(`access-log receivedAtMicros must be a non-negative safe integer, got ${String(receivedAtMicros)} (a bug in clb-proxy)`)
   }
@@ -88,7 +222,10 @@ export function formatTimestamp(receivedAtMicros: number): string {
     lastWholeSeconds = wholeSeconds
     lastSecondsPart = new Date(wholeSeconds * 1000).toISOString().slice(0, 19)
   }
-  return lastSecondsPart + '.' + sixDigits(fractionMicros) + 'Z'
+  line.ascii(lastSecondsPart)
+  line.byte(DOT)
+  line.paddedDecimal(fractionMicros, 6)
+  line.byte(0x5a) // Z
 }
 
 // Most lines of a busy second share their date and time: format them once per second.
@@ -106,7 +243,15 @@ let lastSecondsPart = ''
  * multiplication rounds first.
  */
 export function formatSeconds(seconds: number | null): string {
-  if (seconds === null) return '-1'
+  return asText((line) => putSeconds(line, seconds))
+}
+
+function putSeconds (line: LineBytes, seconds: number | null): void {
+  if (seconds === null) {
+    line.byte(DASH)
+    line.byte(0x31) // 1
+    return
+  }
   if (!(seconds >= 0 && seconds < 1e21)) {
     throw new RangeError(`access-log processing time must be a finite number of seconds >= 0, got ${String(seconds)} (a bug in clb-proxy)`)
   }
@@ -115,40 +260,31 @@ export function formatSeconds(seconds: number | null): string {
   // integer is the n toFixed(6) picks, and the digits are the same.
   if (seconds < WHOLE_MICROS_BOUND_SECONDS) {
     const micros = Math.round(seconds * MICROS_PER_SECOND)
-    if (micros / MICROS_PER_SECOND === seconds) return wholeMicrosAsSeconds(micros)
+    if (micros / MICROS_PER_SECOND === seconds) return putWholeMicrosAsSeconds(line, micros)
   }
   // toFixed(6) always has a dot here; drop trailing zeros, then the dot if nothing follows it.
   const fixed = seconds.toFixed(6)
   let end = fixed.length
-  while (fixed.charCodeAt(end - 1) === 0x30) end--
-  if (fixed.charCodeAt(end - 1) === 0x2e) end--
-  return end === fixed.length ? fixed : fixed.slice(0, end)
+  while (fixed.charCodeAt(end - 1) === DIGIT_ZERO) end--
+  if (fixed.charCodeAt(end - 1) === DOT) end--
+  line.ascii(end === fixed.length ? fixed : fixed.slice(0, end))
 }
 
 /** Below this many seconds, formatSeconds reads a whole number of microseconds directly. */
 const WHOLE_MICROS_BOUND_SECONDS = 1_000_000
 
 /** `micros` (a non-negative safe integer) as formatSeconds prints it: `0.000041`, `1.5`, `2`. */
-function wholeMicrosAsSeconds(micros: number): string {
+function putWholeMicrosAsSeconds (line: LineBytes, micros: number): void {
   let fraction = micros % MICROS_PER_SECOND
-  const whole = (micros - fraction) / MICROS_PER_SECOND
-  if (fraction === 0) return String(whole)
+  line.decimal((micros - fraction) / MICROS_PER_SECOND)
+  if (fraction === 0) return
   let digits = 6
   while (fraction % 10 === 0) {
     fraction /= 10
     digits--
   }
-  const text = String(fraction)
-  return String(whole) + '.' + ZEROS[digits - text.length] + text
-}
-
-/** Zero padding by count (padStart allocated and ran for every line, three times). */
-const ZEROS = ['', '0', '00', '000', '0000', '00000']
-
-/** 0 <= value < 10^6 in six digits, zero-padded. */
-function sixDigits (value: number): string {
-  const text = String(value)
-  return text.length === 6 ? text : ZEROS[6 - text.length] + text
+  line.byte(DOT)
+  line.paddedDecimal(fraction, digits)
 }
 
 /** The same rule as formatSeconds for a duration already held in integer microseconds. */
@@ -156,7 +292,7 @@ export function formatMicrosAsSeconds(micros: number): string {
   if (!Number.isSafeInteger(micros) || micros < 0) {
     throw new RangeError(`access-log duration must be a non-negative safe integer of microseconds, got ${String(micros)} (a bug in clb-proxy)`)
   }
-  return wholeMicrosAsSeconds(micros)
+  return asText((line) => putWholeMicrosAsSeconds(line, micros))
 }
 
 /**
@@ -195,29 +331,44 @@ export function formatUserAgent(userAgent: string | null): string {
  * logged as sent. Any part null (the request line could not be parsed) gives `"- - - "`.
  */
 export function formatRequest(record: Pick<AccessLogRecord, 'method' | 'scheme' | 'host' | 'listenerPort' | 'target' | 'httpVersion'>): string {
+  return asText((line) => putRequest(line, record))
+}
+
+function putRequest (line: LineBytes, record: Pick<AccessLogRecord, 'method' | 'scheme' | 'host' | 'listenerPort' | 'target' | 'httpVersion'>): void {
   const { method, target, httpVersion } = record
-  if (method === null || target === null || httpVersion === null) return UNPARSED_REQUEST_FIELD
-  return '"' + methodField.text(method) + ' ' + formatUrl(record, target) + ' ' + versionField.text(httpVersion) + '"'
+  if (method === null || target === null || httpVersion === null) return line.ascii(UNPARSED_REQUEST_FIELD)
+  line.byte(QUOTE)
+  line.ascii(methodField.text(method))
+  line.byte(SP)
+  putUrl(line, record, target)
+  line.byte(SP)
+  line.ascii(versionField.text(httpVersion))
+  line.byte(QUOTE)
 }
 
 /** The url of the request field, log-safe: the target as sent when in absolute form, else prefixed with `scheme://host:port`. */
-function formatUrl(record: Pick<AccessLogRecord, 'scheme' | 'host' | 'listenerPort'>, target: string): string {
+function putUrl (line: LineBytes, record: Pick<AccessLogRecord, 'scheme' | 'host' | 'listenerPort'>, target: string): void {
   // An origin-form target starts with `/` (RFC 9112 §3.2.1) and is never in absolute form.
-  if (target.charCodeAt(0) !== 0x2f && ABSOLUTE_FORM.test(target)) return encodeLogToken(target)
-  const prefix = urlPrefix.text(record.scheme, record.host, formatCount('listenerPort', record.listenerPort))
+  if (target.charCodeAt(0) !== 0x2f && ABSOLUTE_FORM.test(target)) return line.ascii(encodeLogToken(target))
+  if (!Number.isSafeInteger(record.listenerPort) || record.listenerPort < 0) countError('listenerPort', record.listenerPort)
+  const prefix = urlPrefix.text(record.scheme, record.host, record.listenerPort)
   // Encoding is byte by byte, so two safe parts make a safe whole; anything else is encoded whole.
-  if (urlPrefix.safe && TOKEN_SAFE.test(target)) return prefix + target
-  return encodeLogToken(prefix + target)
+  if (urlPrefix.safe && TOKEN_SAFE.test(target)) {
+    line.ascii(prefix)
+    line.ascii(target)
+  } else {
+    line.ascii(encodeLogToken(prefix + target))
+  }
 }
 
 /** `scheme://host:port` of the last line, and whether it needs no encoding (most lines share it). */
 const urlPrefix = {
   scheme: '',
   host: '',
-  port: '',
+  port: -1,
   prefix: '',
   safe: false,
-  text (scheme: string, host: string, port: string): string {
+  text (scheme: string, host: string, port: number): string {
     if (scheme !== this.scheme || host !== this.host || port !== this.port) {
       this.scheme = scheme
       this.host = host
@@ -229,21 +380,34 @@ const urlPrefix = {
   }
 }
 
-function formatBackend(backend: AccessLogRecord['backend']): string {
+function putBackend (line: LineBytes, backend: AccessLogRecord['backend']): void {
   // CLB-LOGS backend:port: "If the load balancer can't send the request to a registered instance,
   // or if the instance closes the connection before a response can be sent, this value is set to -."
-  if (backend === null) return '-'
-  return backendAddressField.text(backend.address) + ':' + formatCount('backend.port', backend.port)
+  if (backend === null) return line.byte(DASH)
+  line.ascii(backendAddressField.text(backend.address))
+  line.byte(COLON)
+  putCount(line, 'backend.port', backend.port)
 }
 
-function formatBackendStatusCode(code: AccessLogRecord['backendStatusCode']): string {
+function putBackendStatusCode (line: LineBytes, code: AccessLogRecord['backendStatusCode']): void {
   // `0` when no backend response exists: real CLB 503/504/408 lines show `503 0`, `504 0`.
-  if (code === 'no-response') return '0'
+  if (code === 'no-response') return line.byte(DIGIT_ZERO)
   // `-` when the backend answered but the load balancer rejected the response: our choice (docs/access-log.md).
-  if (code === 'rejected') return '-'
+  if (code === 'rejected') return line.byte(DASH)
   // CLB-LOGS backend_status_code, TCP/SSL listeners: `-` (the doc's TCP and SSL example lines).
-  if (code === 'not-http') return '-'
-  return formatCount('backendStatusCode', code)
+  if (code === 'not-http') return line.byte(DASH)
+  putCount(line, 'backendStatusCode', code)
+}
+
+/** The user_agent field, as formatUserAgent words it; the usual short printable value is copied as it is. */
+function putUserAgent (line: LineBytes, userAgent: string | null): void {
+  if (userAgent !== null && userAgent.length <= USER_AGENT_MAX_BYTES && QUOTED_SAFE.test(userAgent)) {
+    line.byte(QUOTE)
+    line.ascii(userAgent)
+    line.byte(QUOTE)
+  } else {
+    line.ascii(formatUserAgent(userAgent))
+  }
 }
 
 /**
@@ -262,11 +426,13 @@ function formatSslProtocol(protocol: string | null): string {
   return protocol.replace(/[^A-Za-z0-9.-]/g, '-')
 }
 
-function formatCount(field: string, value: number): string {
-  if (!Number.isSafeInteger(value) || value < 0) {
-    throw new RangeError(`access-log ${field} must be a non-negative safe integer, got ${String(value)} (a bug in clb-proxy)`)
-  }
-  return String(value)
+function putCount (line: LineBytes, field: string, value: number): void {
+  if (!Number.isSafeInteger(value) || value < 0) countError(field, value)
+  line.decimal(value)
+}
+
+function countError (field: string, value: number): never {
+  throw new RangeError(`access-log ${field} must be a non-negative safe integer, got ${String(value)} (a bug in clb-proxy)`)
 }
 
 /** RFC 9112 §3.2.2 absolute-form; the scheme is case-insensitive (RFC 3986 §3.1). */

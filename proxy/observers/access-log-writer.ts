@@ -17,7 +17,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import pino from 'pino'
-import { formatAccessLogLine } from './access-log-format.js'
+import { formatAccessLogLine, writeAccessLogLine } from './access-log-format.js'
 import type { AccessLogRecord } from '../core/access-log-record.js'
 
 export type AccessLogWriterOptions = (
@@ -242,11 +242,13 @@ function createDestinationWriter(destination: string, onProblem: (problem: Acces
   // batch, or at once when the next line would not fit in BATCH_BYTES. Under load a write per
   // line, or even per event-loop turn, costs a system call and a thread-pool round trip per
   // request or two (measured with bench/). No line waits longer than BATCH_MS; close() writes what
-  // is waiting. Each line is copied into the batch's bytes as soon as it is formatted, so its
-  // string dies young (a batch kept as a string held every line through the next young-generation
-  // GC: bench/README.md). Lines are ASCII (the formatter percent-encodes every other byte), so
-  // latin1 writes them byte for byte.
+  // is waiting. The formatter writes each line's bytes straight into the batch: no string per line
+  // (a batch kept as a string held every line through the next young-generation GC, and a line
+  // built as a string cost more than the rest of its writing: bench/README.md). Lines are ASCII
+  // (the formatter percent-encodes every other byte), so latin1 reads the batch byte for byte.
   const batch = Buffer.allocUnsafe(BATCH_BYTES)
+  /** The batch less its last byte, so that a line that fits leaves room for its newline. */
+  const lineRoom = batch.subarray(0, BATCH_BYTES - 1)
   let batchLength = 0
   let flushTimer: NodeJS.Timeout | null = null
   const flushBatch = (): void => {
@@ -275,17 +277,20 @@ function createDestinationWriter(destination: string, onProblem: (problem: Acces
   return {
     write(record) {
       if (closing !== null) throw new AccessLogWriterClosedError()
-      const line = formatAccessLogLine(record)
-      if (batchLength + line.length + 1 > BATCH_BYTES) {
+      // The line's bytes go straight into the batch, the newline's room kept at its end.
+      let end = writeAccessLogLine(record, lineRoom, batchLength)
+      if (end === -1) {
         flushBatch()
+        end = writeAccessLogLine(record, lineRoom, 0)
         // A line longer than a batch (a long URL and user agent, percent-encoded) goes alone.
-        if (line.length + 1 > BATCH_BYTES) {
-          handedBytes += line.length + 1
-          return void sonic.write(`${line}\n`)
+        if (end === -1) {
+          const line = `${formatAccessLogLine(record)}\n`
+          handedBytes += line.length
+          return void sonic.write(line)
         }
       }
-      batchLength += batch.write(line, batchLength, 'latin1')
-      batch[batchLength++] = LF
+      batch[end] = LF
+      batchLength = end + 1
       flushTimer ??= setTimeout(flushBatch, BATCH_MS)
     },
     reopen() {

@@ -7,7 +7,8 @@ import {
   formatSeconds,
   formatTimestamp,
   formatUserAgent,
-  USER_AGENT_MAX_BYTES
+  USER_AGENT_MAX_BYTES,
+  writeAccessLogLine
 } from '../../../proxy/observers/access-log-format.js'
 import type { AccessLogRecord } from '../../../proxy/core/access-log-record.js'
 
@@ -509,6 +510,39 @@ t.test('property: every record gives one line that matches the Athena regex fiel
     { seed: 20150513, numRuns: 3000 }
   )
   t.equal(runs, 3000)
+})
+
+t.test('property: writeAccessLogLine puts the line\'s bytes at the offset, or says -1 when they do not fit, touching nothing before the offset', async t => {
+  let fits = 0
+  let overflows = 0
+  fc.assert(
+    fc.property(recordArbitrary, fc.nat({ max: 64 }), fc.integer({ min: -3, max: 3 }), (record, offset, slack) => {
+      const expected = Buffer.from(formatAccessLogLine(record), 'latin1')
+      // A buffer a few bytes shorter or longer than offset + line, filled with a marker.
+      const size = Math.max(offset, offset + expected.length + slack)
+      const out = Buffer.alloc(size, 0xee)
+      const end = writeAccessLogLine(record, out, offset)
+      if (out.subarray(0, offset).some(byte => byte !== 0xee)) return false
+      if (offset + expected.length > size) {
+        overflows++
+        return end === -1
+      }
+      fits++
+      return end === offset + expected.length &&
+        out.subarray(offset, end).equals(expected) &&
+        out.subarray(end).every(byte => byte === 0xee)
+    }),
+    { seed: 20150513, numRuns: 2000 }
+  )
+  t.ok(fits > 500 && overflows > 500, `both cases were tried: ${fits} fitted, ${overflows} overflowed`)
+})
+
+t.test('writeAccessLogLine after an overflow writes the next line whole', async t => {
+  const small = Buffer.alloc(10)
+  t.equal(writeAccessLogLine(docHttpRecord, small, 0), -1)
+  const out = Buffer.alloc(1024)
+  const end = writeAccessLogLine(docHttpRecord, out, 0)
+  t.equal(out.toString('latin1', 0, end), knownLines[0]?.line, 'the CLB-LOGS HTTP example, byte for byte')
 })
 
 t.test('property: a line does not depend on the lines formatted before it', async t => {
