@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 /**
- * What one access-log line costs: formatAccessLogLine on a /small request's record, then the copy
- * of the line into a byte batch, as the access-log writer does for each request. Prints
+ * What one access-log line costs: its bytes written into a byte batch from a /small request's
+ * record, as the access-log writer does for each request (writeAccessLogLine; with a build from
+ * before it, formatAccessLogLine and the copy of its string into the batch). Prints
  * nanoseconds per line for each of --rounds measured rounds of --lines lines (after two unmeasured
  * rounds for the JIT). Needs `npm run build`.
  *
@@ -32,7 +33,7 @@ for (const [name, value] of [['--lines', lines], ['--rounds', rounds]]) {
   }
 }
 
-const { formatAccessLogLine } = await import(pathToFileURL(path.join(path.resolve(values.dist), 'proxy/observers/access-log-format.js')).href)
+const { formatAccessLogLine, writeAccessLogLine } = await import(pathToFileURL(path.join(path.resolve(values.dist), 'proxy/observers/access-log-format.js')).href)
 
 // 1,000 records as wrk's /small requests make them: 50 client ports, timings that vary.
 const start = Date.now() * 1000
@@ -63,6 +64,10 @@ const records = Array.from({ length: 1000 }, (_, i) => ({
 const batch = Buffer.allocUnsafe(64 * 1024)
 let written = 0
 function formatAndCopy (count) {
+  if (writeAccessLogLine !== undefined) {
+    for (let n = 0; n < count; n++) written += writeAccessLogLine(records[n % records.length], batch, 0)
+    return
+  }
   for (let n = 0; n < count; n++) {
     const line = formatAccessLogLine(records[n % records.length])
     written += batch.write(line, 0, 'latin1')
@@ -78,5 +83,5 @@ for (let round = 0; round < rounds; round++) {
   results.push(Number(process.hrtime.bigint() - began) / lines)
 }
 const sorted = [...results].sort((a, b) => a - b)
-process.stdout.write(`format + copy of one access-log line (${values.dist}): ${results.map((ns) => ns.toFixed(0)).join(', ')} ns; ` +
+process.stdout.write(`${writeAccessLogLine === undefined ? 'format + copy' : 'bytes'} of one access-log line (${values.dist}): ${results.map((ns) => ns.toFixed(0)).join(', ')} ns; ` +
   `median ${sorted[Math.floor(sorted.length / 2)].toFixed(0)} ns (${written} bytes copied)\n`)
