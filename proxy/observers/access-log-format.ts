@@ -1,5 +1,7 @@
 /**
- * The CLB access-log line, as a pure function of one AccessLogRecord.
+ * The CLB access-log line of one AccessLogRecord: its bytes, written into a caller's buffer
+ * (writeAccessLogLine, what the writer uses), or the same bytes as a string (formatAccessLogLine).
+ * Nothing else: no I/O, and the line depends on the record alone.
  *
  * CLB-LOGS entry syntax:
  *   timestamp elb client:port backend:port request_processing_time backend_processing_time
@@ -7,7 +9,7 @@
  *   "request" "user_agent" ssl_cipher ssl_protocol
  *
  * The sentinels CLB prints (`-`, `-1`, `0`) live here and nowhere else. Every line this module
- * returns matches the Athena RegexSerDe pattern AWS publishes for CLB logs (docs/access-log.md
+ * writes matches the Athena RegexSerDe pattern AWS publishes for CLB logs (docs/access-log.md
  * quotes it; test/proxy/observers/access-log-format.test.ts proves it on hostile and random input). Choices made
  * where CLB is undocumented are listed, with reasons, in docs/access-log.md.
  */
@@ -23,10 +25,10 @@ const MICROS_PER_SECOND = 1_000_000
 
 /**
  * Writes one record's CLB access-log line, without the trailing newline, as bytes into `out` from
- * `offset`. Returns the offset after the line, or -1 when it does not fit before `out.length` (the
- * bytes written past `offset` are then meaningless). Throws a RangeError (a bug in the caller,
- * never a client's doing) when a numeric field is not the kind of number the record type promises
- * (negative, fractional or non-finite).
+ * `offset`. Returns the offset after the line, or -1 when it does not fit before `out.length`.
+ * Throws a RangeError (a bug in the caller, never a client's doing) when a numeric field is not
+ * the kind of number the record type promises (negative, fractional or non-finite). Bytes before
+ * `offset` are never touched; after a -1 or a throw, those from `offset` on mean nothing.
  *
  * Every byte is ASCII: each field is percent-encoded where it could hold anything else. The
  * digits go straight into the bytes: a line built as a string was a tree of some forty pieces and
@@ -85,13 +87,16 @@ const DOT = 0x2e
 const QUOTE = 0x22
 const DIGIT_ZERO = 0x30
 
+/** The cursor's buffer between lines: it keeps no caller's buffer (nor a long line's) alive. */
+const NO_BYTES = Buffer.alloc(0)
+
 /**
  * A cursor over the bytes of the line being written. The formatter is synchronous and writes one
  * line at a time, so one cursor serves every line. Past the buffer's end it writes nothing but
  * goes on counting, so that `at` ends as the offset the whole line would have needed.
  */
 class LineBytes {
-  private out: Buffer = Buffer.alloc(0)
+  private out: Buffer = NO_BYTES
   at = 0
   private overflowed = false
 
@@ -102,8 +107,9 @@ class LineBytes {
     return this
   }
 
-  /** The offset after the line, or -1 when it did not fit. */
+  /** The offset after the line, or -1 when it did not fit. The buffer is let go. */
   end (): number {
+    this.out = NO_BYTES
     return this.overflowed ? -1 : this.at
   }
 

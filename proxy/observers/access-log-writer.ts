@@ -279,15 +279,17 @@ function createDestinationWriter(destination: string, onProblem: (problem: Acces
       if (closing !== null) throw new AccessLogWriterClosedError()
       // The line's bytes go straight into the batch, the newline's room kept at its end.
       let end = writeAccessLogLine(record, lineRoom, batchLength)
-      if (end === -1) {
+      if (end === -1 && batchLength > 0) {
         flushBatch()
-        end = writeAccessLogLine(record, lineRoom, 0)
-        // A line longer than a batch (a long URL and user agent, percent-encoded) goes alone.
-        if (end === -1) {
-          const line = `${formatAccessLogLine(record)}\n`
-          handedBytes += line.length
-          return void sonic.write(line)
-        }
+        // At batchLength, not 0: a problem reported from inside the flush (SonicBoom emits 'drop'
+        // synchronously) may have had a line written meanwhile.
+        end = writeAccessLogLine(record, lineRoom, batchLength)
+      }
+      // A line longer than a batch (a long URL and user agent, percent-encoded) goes alone.
+      if (end === -1) {
+        const line = `${formatAccessLogLine(record)}\n`
+        handedBytes += line.length
+        return void sonic.write(line)
       }
       batch[end] = LF
       batchLength = end + 1

@@ -84,6 +84,67 @@ t.test('file: a line longer than a whole batch is written whole, in its place', 
   t.equal(fs.readFileSync(file, 'latin1'), `${formatAccessLogLine(before)}\n${longLine}\n${formatAccessLogLine(after)}\n`)
 })
 
+t.test('file: lines that fill a batch to its last byte, then the next line, are written whole and in order', async t => {
+  const file = path.join(tempDir(t), 'access.log')
+  const writer = createAccessLogWriter({ destination: file })
+  // Two lines whose bytes, newlines included, are exactly one 64 KiB batch: every target char is
+  // log-safe, so each adds one byte to the line.
+  const lineBytes = (record: AccessLogRecord): number => formatAccessLogLine(record).length + 1
+  const first: AccessLogRecord = { ...baseRecord, target: `/first/${'a'.repeat(30_000)}` }
+  const unpadded: AccessLogRecord = { ...baseRecord, target: '/second/' }
+  const second: AccessLogRecord = { ...unpadded, target: `/second/${'b'.repeat(64 * 1024 - lineBytes(first) - lineBytes(unpadded))}` }
+  t.equal(lineBytes(first) + lineBytes(second), 64 * 1024, 'the two lines fill the batch exactly')
+  const [third] = records(1) as [AccessLogRecord]
+  // A line one byte longer than a whole batch goes alone; one that is a whole batch, newline included, does not.
+  const wholeBatch: AccessLogRecord = { ...unpadded, target: `/second/${'c'.repeat(64 * 1024 - lineBytes(unpadded))}` }
+  t.equal(lineBytes(wholeBatch), 64 * 1024)
+  const overBatch: AccessLogRecord = { ...wholeBatch, target: `${wholeBatch.target ?? ''}d` }
+  const written = [first, second, third, wholeBatch, third, overBatch, third]
+  for (const record of written) writer.write(record)
+  await writer.close()
+  t.equal(fs.readFileSync(file, 'latin1'), written.map(record => `${formatAccessLogLine(record)}\n`).join(''))
+})
+
+t.test('file: a record that throws (a bug in the caller) leaves no partial line in the batch', async t => {
+  const file = path.join(tempDir(t), 'access.log')
+  const writer = createAccessLogWriter({ destination: file })
+  const [before, after] = records(2) as [AccessLogRecord, AccessLogRecord]
+  writer.write(before)
+  // The line is written up to its client port before the bad number is found.
+  t.throws(() => writer.write({ ...before, clientPort: -1 }), RangeError)
+  t.throws(() => writer.write({ ...before, sentBytes: 1.5 }), RangeError)
+  writer.write(after)
+  await writer.close()
+  t.equal(fs.readFileSync(file, 'latin1'), `${formatAccessLogLine(before)}\n${formatAccessLogLine(after)}\n`)
+})
+
+t.test('file: a line written from inside a flush (a problem reported while the batch is handed over) is kept', async t => {
+  const file = path.join(tempDir(t), 'access.log')
+  let dropped = false
+  const marker: AccessLogRecord = { ...baseRecord, elbName: 'marker', target: '/marker' }
+  // SonicBoom reports its drop from inside write(): a listener that logs a line then writes to the
+  // writer while it is between flushing its batch and writing the line that did not fit.
+  const writer = createAccessLogWriter({
+    destination: file,
+    onProblem: problem => {
+      if (problem.kind !== 'lines-dropped' || dropped) return
+      dropped = true
+      writer.write(marker)
+    }
+  })
+  const long: AccessLogRecord = { ...baseRecord, target: `/${'a'.repeat(1000)}` }
+  let lines = 0
+  while (!dropped && lines < 100_000) {
+    writer.write(long)
+    lines++
+  }
+  t.ok(dropped, `the drop was reported after ${lines} lines`)
+  await writer.close()
+  const content = fs.readFileSync(file, 'latin1')
+  t.ok(content.includes(`${formatAccessLogLine(marker)}\n`), 'the line written during the flush is in the file')
+  t.ok(content.endsWith(`${formatAccessLogLine(long)}\n`), 'and so is the line being written when it came')
+})
+
 t.test('file: a log moved away (log rotation) is reported once; its lines still go to the moved file', async t => {
   const dir = tempDir(t)
   for (const rotation of ['moved', 'moved, then a new file created at the path'] as const) {
