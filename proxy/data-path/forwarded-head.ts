@@ -19,7 +19,8 @@ export interface ForwardingContext {
  * The request head as CLB sends it to the instance (ELB-HOW, CLB-XFF): X-Forwarded-For gets the
  * client address appended ("Otherwise, the load balancer appends the client IP address to the
  * existing header"), X-Forwarded-Proto and X-Forwarded-Port are replaced, Expect is answered by
- * the load balancer and removed, hop-by-hop fields are dropped, obs-fold is already unfolded. Each
+ * the load balancer and removed, hop-by-hop fields are dropped (an HTTP/1.0 keep-alive request
+ * gets the load balancer's own `Connection: keep-alive`), obs-fold is already unfolded. Each
  * field line is written `name: value` (RFC 9112 section 5.1: the whitespace around a value is not
  * part of it; docs/clb-choices.md, Requests).
  */
@@ -53,8 +54,14 @@ export function buildForwardedHead (head: RequestHead, context: ForwardingContex
     text += `${field.name}: ${field.value}\r\n`
   }
   if (!hasHost) text += `Host: ${context.listenerAddress}\r\n`
-  text += `X-Forwarded-For: ${forwardedFor}${context.clientAddress}\r\nX-Forwarded-Proto: ${context.listenerProtocol}\r\nX-Forwarded-Port: ${context.listenerPort}\r\n\r\n`
-  return Buffer.from(text, 'latin1')
+  text += `X-Forwarded-For: ${forwardedFor}${context.clientAddress}\r\nX-Forwarded-Proto: ${context.listenerProtocol}\r\nX-Forwarded-Port: ${context.listenerPort}\r\n`
+  // An HTTP/1.0 connection persists only when asked (RFC 9112 section 9.3: a server "MUST NOT"
+  // assume 1.0 persistence without "keep-alive"). The client's Connection field is its own, dropped
+  // above; the load balancer asks the instance for its own connection, so an instance such as
+  // node:http answers a keep-alive client with keep-alive instead of closing (as the client gets
+  // when it talks to the instance directly). docs/clb-choices.md, Requests.
+  if (head.version === 'HTTP/1.0' && listed !== null && listed.has('keep-alive')) text += 'Connection: keep-alive\r\n'
+  return Buffer.from(`${text}\r\n`, 'latin1')
 }
 
 /** The Host header without its port, for the access log's request field; null when absent. */

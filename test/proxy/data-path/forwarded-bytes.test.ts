@@ -10,7 +10,9 @@
  *    Proxy-Connection, TE, Upgrade (RFC 9110 §7.6.1);
  * 4. Expect is answered by the load balancer (100 Continue) and removed;
  * 5. Host with the listener address is added when the request has none (HTTP/1.0);
- * 6. obs-fold is unfolded to a single space (RFC 9112 §5.2).
+ * 6. obs-fold is unfolded to a single space (RFC 9112 §5.2);
+ * 7. an HTTP/1.0 request whose Connection lists keep-alive gets the load balancer's own
+ *    `Connection: keep-alive`, after the X-Forwarded fields (RFC 9112 §9.3).
  *
  * The expected bytes are computed here from the bytes sent, by those rules alone (no function of
  * the proxy is asked). Every other line, the request line and the body must arrive unchanged. A
@@ -83,6 +85,7 @@ function expectedForwarded (sent: string, at: Addresses, reserialize: boolean): 
   }
   if (!fields.some((f) => f.name.toLowerCase() === 'host')) kept.push(`Host: ${at.listener}`) // rule 5
   kept.push(`X-Forwarded-For: ${[...forwardedFor, at.client].join(', ')}`, 'X-Forwarded-Proto: http', `X-Forwarded-Port: ${at.listenerPort}`)
+  if (requestLine.endsWith(' HTTP/1.0') && named.has('keep-alive')) kept.push('Connection: keep-alive') // rule 7
   return `${requestLine}\r\n${kept.map((line) => `${line}\r\n`).join('')}\r\n${body}`
 }
 
@@ -150,7 +153,7 @@ const CASES: readonly ForwardCase[] = [
     closes: true
   },
   {
-    name: 'HTTP/1.0 with Host and Connection: keep-alive: Connection is removed, the client connection stays',
+    name: 'HTTP/1.0 with Host and Connection: keep-alive: the client\'s Connection is replaced by the load balancer\'s keep-alive, the client connection stays',
     sent: 'GET /kept HTTP/1.0\r\nHost: shop.example\r\nConnection: keep-alive\r\n\r\n',
     client: OK,
     closes: false
@@ -225,4 +228,6 @@ t.test('the expectation itself: the documented changes, worked by hand on one re
     'X-Forwarded-For: 10.0.0.1, 127.0.0.1\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Port: 8080\r\n\r\nhi')
   t.equal(expectedForwarded('GET / HTTP/1.0\r\nX-B:  b \r\n\r\n', { client: '127.0.0.1', listener: '127.0.0.1', listenerPort: 80 }, true),
     'GET / HTTP/1.0\r\nX-B: b\r\nHost: 127.0.0.1\r\nX-Forwarded-For: 127.0.0.1\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Port: 80\r\n\r\n')
+  t.equal(expectedForwarded('GET / HTTP/1.0\r\nHost: h\r\nConnection: Keep-Alive, X-A\r\nX-A: 1\r\n\r\n', { client: '127.0.0.1', listener: '127.0.0.1', listenerPort: 80 }, false),
+    'GET / HTTP/1.0\r\nHost: h\r\nX-Forwarded-For: 127.0.0.1\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Port: 80\r\nConnection: keep-alive\r\n\r\n')
 })

@@ -3,6 +3,9 @@
  * requests it will not forward (clb-behavior.md §5.1, §5.2, §5.4, §2.5). Real client sockets, the
  * proxy, a raw `net` backend recording the exact request bytes.
  */
+import http from 'node:http'
+import type net from 'node:net'
+import { once } from 'node:events'
 import t from 'tap'
 import { OPTION_LIMITS } from '../../../proxy/core/resolve-options.js'
 import { REQUEST_CASES, caseBytes, type RequestCase, type RequestClient } from '../../helpers/corpus-cases.js'
@@ -52,6 +55,45 @@ t.test('hop-by-hop fields are not forwarded: Connection, the fields it names, Ke
   t.strictSame([response.bytes.toString('latin1'), response.closedByProxy], [OK, false])
   t.strictSame(f.backend.requests.map((r) => r.bytes.toString('latin1')),
     [`GET /hop HTTP/1.1\r\nHost: example.test\r\nX-Kept: yes\r\n${xForwarded(f)}\r\n`])
+  await f.close(t)
+})
+
+t.test('an HTTP/1.0 keep-alive client (ab -k) keeps its connection through the proxy, as it does with a node:http instance directly', async (t) => {
+  // node:http answers an HTTP/1.0 request with keep-alive only when the request asks for it.
+  const seen: Array<string | undefined> = []
+  const instance = http.createServer((request, response) => {
+    seen.push(request.headers.connection)
+    response.sendDate = false
+    response.writeHead(200, { 'Content-Length': '2' })
+    response.end('ok')
+  })
+  instance.keepAliveTimeout = 120_000
+  instance.listen(0, '127.0.0.1')
+  await once(instance, 'listening')
+  t.teardown(() => {
+    instance.closeAllConnections()
+    instance.close()
+  })
+  const port = (instance.address() as net.AddressInfo).port
+  const f = await startProxyFixture(t, { backend: false, proxy: { backends: [`http://127.0.0.1:${port}`] } })
+  const KEPT = 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\nKeep-Alive: timeout=120\r\n\r\nok'
+  const client = await f.connect()
+  const answers: string[] = []
+  for (const path of ['/one', '/two', '/three']) {
+    client.write(`GET ${path} HTTP/1.0\r\nHost: example.test\r\nConnection: Keep-Alive\r\n\r\n`)
+    const response = await client.response()
+    answers.push(`${response.bytes.toString('latin1')}|closed=${String(response.closedByProxy)}`)
+    if (response.closedByProxy) break
+  }
+  t.strictSame(answers, [KEPT, KEPT, KEPT].map((bytes) => `${bytes}|closed=false`), 'three answers on one connection, none closing it')
+  t.strictSame(seen, ['keep-alive', 'keep-alive', 'keep-alive'], 'the instance was asked to keep its connection')
+  t.equal(f.proxyBackendSockets.length, 1, 'and did: one instance connection served the three')
+  // Without keep-alive, an HTTP/1.0 client's connection ends after its answer (RFC 9112 section 9.3), and the instance is not asked.
+  const plain = await f.request('GET /plain HTTP/1.0\r\nHost: example.test\r\n\r\n')
+  t.strictSame([plain.bytes.toString('latin1'), plain.closedByProxy], ['HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok', true])
+  t.equal(seen[3], undefined)
+  client.end()
+  await client.whenClosed()
   await f.close(t)
 })
 
