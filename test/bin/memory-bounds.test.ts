@@ -112,7 +112,11 @@ async function writeBounded (socket: net.Socket, total: number, piece: Buffer, l
   let written = 0
   while (written < total && !socket.destroyed) {
     written += piece.length
-    if (!socket.write(piece)) await Promise.race([once(socket, 'drain'), once(socket, 'close')]).catch(() => {})
+    if (socket.write(piece)) continue
+    // The wait that loses the race is removed, or each back-pressure wait would leave listeners behind.
+    const done = new AbortController()
+    await Promise.race([once(socket, 'drain', { signal: done.signal }), once(socket, 'close', { signal: done.signal })]).catch(() => {})
+    done.abort()
   }
   if (last !== null && !socket.destroyed) socket.write(last)
 }
