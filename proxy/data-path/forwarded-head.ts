@@ -55,11 +55,12 @@ export function buildForwardedHead (head: RequestHead, context: ForwardingContex
   }
   if (!hasHost) text += `Host: ${context.listenerAddress}\r\n`
   text += `X-Forwarded-For: ${forwardedFor}${context.clientAddress}\r\nX-Forwarded-Proto: ${context.listenerProtocol}\r\nX-Forwarded-Port: ${context.listenerPort}\r\n`
-  // An HTTP/1.0 connection persists only when asked (RFC 9112 section 9.3: a server "MUST NOT"
-  // assume 1.0 persistence without "keep-alive"). The client's Connection field is its own, dropped
-  // above; the load balancer asks the instance for its own connection, so an instance such as
-  // node:http answers a keep-alive client with keep-alive instead of closing (as the client gets
-  // when it talks to the instance directly). docs/clb-choices.md, Requests.
+  // RFC 9112 section 9.3: an HTTP/1.0 connection persists only if 'the "keep-alive" connection
+  // option is present'; otherwise "the connection will close after the current response". The
+  // client's Connection field is its own, dropped above. The client connection is kept when it
+  // asked (as nginx keeps it), so the load balancer asks the instance too, in its own name: an
+  // instance such as node:http then answers with keep-alive instead of closing, as it does when the
+  // client talks to it directly. docs/clb-choices.md, Requests.
   if (head.version === 'HTTP/1.0' && listed !== null && listed.has('keep-alive')) text += 'Connection: keep-alive\r\n'
   return Buffer.from(`${text}\r\n`, 'latin1')
 }
