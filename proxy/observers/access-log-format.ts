@@ -253,11 +253,7 @@ export function formatSeconds(seconds: number | null): string {
 }
 
 function putSeconds (line: LineBytes, seconds: number | null): void {
-  if (seconds === null) {
-    line.byte(DASH)
-    line.byte(0x31) // 1
-    return
-  }
+  if (seconds === null) return line.ascii('-1')
   if (!(seconds >= 0 && seconds < 1e21)) {
     throw new RangeError(`access-log processing time must be a finite number of seconds >= 0, got ${String(seconds)} (a bug in clb-proxy)`)
   }
@@ -356,7 +352,7 @@ function putRequest (line: LineBytes, record: Pick<AccessLogRecord, 'method' | '
 function putUrl (line: LineBytes, record: Pick<AccessLogRecord, 'scheme' | 'host' | 'listenerPort'>, target: string): void {
   // An origin-form target starts with `/` (RFC 9112 §3.2.1) and is never in absolute form.
   if (target.charCodeAt(0) !== 0x2f && ABSOLUTE_FORM.test(target)) return line.ascii(encodeLogToken(target))
-  if (!Number.isSafeInteger(record.listenerPort) || record.listenerPort < 0) countError('listenerPort', record.listenerPort)
+  checkCount('listenerPort', record.listenerPort)
   const prefix = urlPrefix.text(record.scheme, record.host, record.listenerPort)
   // Encoding is byte by byte, so two safe parts make a safe whole; anything else is encoded whole.
   if (urlPrefix.safe && TOKEN_SAFE.test(target)) {
@@ -433,12 +429,15 @@ function formatSslProtocol(protocol: string | null): string {
 }
 
 function putCount (line: LineBytes, field: string, value: number): void {
-  if (!Number.isSafeInteger(value) || value < 0) countError(field, value)
+  checkCount(field, value)
   line.decimal(value)
 }
 
-function countError (field: string, value: number): never {
-  throw new RangeError(`access-log ${field} must be a non-negative safe integer, got ${String(value)} (a bug in clb-proxy)`)
+/** A count must be a non-negative safe integer; anything else is a bug in the caller (RangeError). */
+function checkCount (field: string, value: number): void {
+  if (!Number.isSafeInteger(value) || value < 0) {
+    throw new RangeError(`access-log ${field} must be a non-negative safe integer, got ${String(value)} (a bug in clb-proxy)`)
+  }
 }
 
 /** RFC 9112 §3.2.2 absolute-form; the scheme is case-insensitive (RFC 3986 §3.1). */
