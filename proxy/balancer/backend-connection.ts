@@ -71,10 +71,61 @@ export function errorReason (error: Error): string {
   return OPENSSL_ERROR_TEXT.exec(error.message)?.[1] ?? error.message
 }
 
+/** Node's own read size for a socket (64 KiB): a read buffer of this size costs no extra system calls. */
+export const READ_BUFFER_BYTES = 64 * 1024
+/** A chunk at least this long is kept by lending the buffer it was read into; a shorter one is copied. */
+const LEND_AT_BYTES = READ_BUFFER_BYTES / 2
+
+/**
+ * The buffer a plain (http) instance connection reads into, the same for every read until its bytes
+ * are kept past the read (node:net `onread`: "incoming data is stored in a single buffer").
+ *
+ * Node's default reads allocate a new 64 KiB buffer per read, freed only by a garbage collection,
+ * and V8 collects young buffers for their size only after some 32 MiB of them: streaming a large
+ * body grew the proxy's resident memory by that much, all of it garbage (a 200 MB body: peak RSS
+ * 92 MiB, 60 MiB with a collection forced every 20 ms; test/bin/memory-bounds.test.ts). A
+ * connection that reuses its buffer makes no garbage while its bytes leave at once.
+ *
+ * A chunk handed to `onData` is therefore a view of this buffer, valid during the call. A user
+ * that keeps the bytes (holds them, or hands them to a write that has not completed) says so with
+ * `BackendConnection#keep` or `#lendReadBuffer`: the next read then goes to a new buffer, and the
+ * old one lives as long as whoever kept it. TLS connections (https) read the ordinary way.
+ */
+export class InstanceReadBuffer {
+  private buffer: Buffer | null = null
+  private lent = false
+  /** Where each read's bytes go: set by the connection once it exists. */
+  deliver: (chunk: Buffer) => void = () => {}
+
+  /** The `onread` option of the connection's socket (node:net). */
+  readonly onread = {
+    // Called once when the socket's handle is made, and after every read: a new buffer only when the last was lent.
+    buffer: (): Buffer => {
+      if (this.buffer === null || this.lent) {
+        this.buffer = Buffer.allocUnsafe(READ_BUFFER_BYTES)
+        this.lent = false
+      }
+      return this.buffer
+    },
+    callback: (bytes: number, buffer: Uint8Array): boolean => {
+      this.deliver((buffer as Buffer).subarray(0, bytes))
+      return true
+    }
+  }
+
+  lend (): void {
+    this.lent = true
+  }
+}
+
 /** Who is told about a backend connection's events right now: its exchange, or the pool while idle. */
 export interface ConnectionUser {
   /** The connection is established: TCP connected (http), or the TLS handshake done (https). */
   onConnect (): void
+  /**
+   * Bytes from the instance. For a plain connection they are a view of its read buffer, valid until
+   * this returns: to keep them longer, use `BackendConnection#keep` or `#lendReadBuffer`.
+   */
   onData (chunk: Buffer): void
   /** The instance's FIN, or the connection closed (reset, or destroyed). */
   onClosed (): void
@@ -104,9 +155,11 @@ export class BackendConnection {
 
   /**
    * `socket`: where requests are written and responses read (for https, the TLS socket);
-   * `transport`: its TCP connection (the same socket for http).
+   * `transport`: its TCP connection (the same socket for http); `readBuffer`: the buffer the
+   * socket was opened to read into (openInstanceSocket), or null when it reads the ordinary way.
    */
-  constructor (readonly socket: net.Socket, private readonly transport: BackendSocket, onGone: (connection: BackendConnection) => void) {
+  constructor (readonly socket: net.Socket, private readonly transport: BackendSocket, onGone: (connection: BackendConnection) => void,
+    private readonly readBuffer: InstanceReadBuffer | null = null) {
     if (socket === transport) {
       socket.on('connect', () => {
         this.stage = 'established'
@@ -120,7 +173,8 @@ export class BackendConnection {
         this.user?.onConnect()
       })
     }
-    socket.on('data', (chunk: Buffer) => this.user?.onData(chunk))
+    if (readBuffer === null) socket.on('data', (chunk: Buffer) => this.user?.onData(chunk))
+    else readBuffer.deliver = (chunk) => this.user?.onData(chunk)
     socket.on('end', () => this.user?.onClosed())
     socket.on('close', () => {
       onGone(this)
@@ -132,6 +186,23 @@ export class BackendConnection {
       this.lastError = error.code ?? error.message
       this.lastErrorMessage = errorReason(error)
     })
+  }
+
+  /**
+   * The bytes of `chunk` (from onData), safe to keep after onData returns: the chunk itself when
+   * this connection does not reuse its read buffer, or when it fills half of it or more (the buffer
+   * is lent to it); a copy when it is shorter (a copy of a few bytes costs less than a new buffer).
+   */
+  keep (chunk: Buffer): Buffer {
+    if (this.readBuffer === null) return chunk
+    if (chunk.length < LEND_AT_BYTES) return Buffer.from(chunk)
+    this.readBuffer.lend()
+    return chunk
+  }
+
+  /** The chunk onData was given is still held by a write: the next read goes to a new buffer. */
+  lendReadBuffer (): void {
+    this.readBuffer?.lend()
   }
 
   /** True for a connection that closed, or stalled, after TCP connected and before its TLS handshake completed. */

@@ -23,7 +23,7 @@ import diagnosticsChannel from 'node:diagnostics_channel'
 import net from 'node:net'
 import tls from 'node:tls'
 import { instanceProtocolOf, type BackendAddress } from '../core/options.js'
-import { BackendSocket } from './backend-connection.js'
+import { BackendSocket, type InstanceReadBuffer } from './backend-connection.js'
 
 export { errorReason } from './backend-connection.js'
 
@@ -67,10 +67,12 @@ export function instanceReadyEvent (address: BackendAddress): InstanceReadyEvent
  * synchronously for an address node:net refuses outright (ERR_SOCKET_BAD_PORT...), after closing
  * everything it opened.
  */
-export function openInstanceSocket (address: BackendAddress, settings: InstanceSocketSettings): net.Socket {
-  const transport = new BackendSocket()
+export function openInstanceSocket (address: BackendAddress, settings: InstanceSocketSettings, readBuffer: InstanceReadBuffer | null = null): net.Socket {
+  const plain = !usesTls(address)
+  // A plain socket reads into `readBuffer` when one is given; TLS reads the ordinary way (node:tls has no onread).
+  const transport = plain && readBuffer !== null ? new BackendSocket({ onread: readBuffer.onread } as net.SocketConstructorOpts) : new BackendSocket()
   transport.setNoDelay(true)
-  if (!usesTls(address)) {
+  if (plain) {
     // The plain path: exactly the socket the proxy always opened, nothing more per connection.
     connectOrClose(transport, address, null)
     if (clientSocketChannel.hasSubscribers) clientSocketChannel.publish({ socket: transport })

@@ -5,8 +5,8 @@
 import type { Clock } from '../core/clock.js'
 import { instanceProtocolOf, isLayer7, type BackendAddress, type KeepaliveRaceMode } from '../core/options.js'
 import type { ClbProxyEvents, HealthCheckResult, InstanceState } from '../core/events.js'
-import { BackendConnection, type ConnectionUser } from './backend-connection.js'
-import { instanceTransportOf, openInstanceSocket } from './instance-socket.js'
+import { BackendConnection, InstanceReadBuffer, type ConnectionUser } from './backend-connection.js'
+import { instanceTransportOf, openInstanceSocket, usesTls } from './instance-socket.js'
 import { instanceIdFor, instanceLabel } from './instance-id.js'
 import { ALWAYS_IN_SERVICE, INSTANCE_DESCRIPTIONS, REGISTERING, type HealthStatus } from './instance-health.js'
 
@@ -162,8 +162,10 @@ export class Instance {
     }
     // Plain TCP for an http instance, TLS for an https one. CLB-IDLE: one idle timer for the
     // connection's life, restarted on every read and write, whether an exchange or the pool holds it.
-    const socket = openInstanceSocket(this.address, this.settings)
-    const connection = new BackendConnection(socket, instanceTransportOf(socket), (gone) => this.open.delete(gone))
+    // A plain connection reads into a buffer it reuses (InstanceReadBuffer); a TLS one does not.
+    const readBuffer = usesTls(this.address) ? null : new InstanceReadBuffer()
+    const socket = openInstanceSocket(this.address, this.settings, readBuffer)
+    const connection = new BackendConnection(socket, instanceTransportOf(socket), (gone) => this.open.delete(gone), readBuffer)
     this.open.add(connection)
     return { kind: 'connection', connection, reused: false }
   }

@@ -74,6 +74,11 @@ export class ClientConnection implements ClientSide {
     return writeInTurn(this.socket, bytes)
   }
 
+  /** True while the socket holds written bytes it has not handed to the kernel (node:stream writableLength). */
+  get holdsWrites (): boolean {
+    return this.socket.writableLength > 0
+  }
+
   onDrain (resume: () => void): void {
     if (this.closed) resume()
     else this.socket.once('drain', resume)

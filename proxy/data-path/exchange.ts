@@ -37,6 +37,8 @@ export interface ClientSide {
   readonly tls: { readonly cipher: string; readonly protocol: string } | null
   /** Writes to the client; false means wait for `onDrain`. */
   write (bytes: Buffer): boolean
+  /** True while written bytes are still held (not yet handed to the kernel): a written view must not change. */
+  readonly holdsWrites: boolean
   onDrain (resume: () => void): void
   /** Aborts the client connection (a defect after the response was committed). */
   abort (): void
@@ -303,8 +305,9 @@ export class Exchange implements ConnectionUser, QueuedRequest {
     const defectsBefore = this.parser.defects.length
     this.parser.push(chunk)
     if (this.committed) return this.streamCommitted(chunk, defectsBefore)
-    // Bounded: by maxHeadBytes until the head is complete, by responseBufferBytes after.
-    this.chunks.push(chunk)
+    // Bounded: by maxHeadBytes until the head is complete, by responseBufferBytes after. Held past
+    // this read, so kept (the chunk is a view of the connection's read buffer: BackendConnection#keep).
+    this.chunks.push((this.connection as BackendConnection).keep(chunk))
     this.bufferedBytes += chunk.length
     if (this.parser.state === 'invalid') return this.reject()
     if (this.parser.state === 'complete') return this.relayComplete()
@@ -479,7 +482,11 @@ export class Exchange implements ConnectionUser, QueuedRequest {
     // FIN follows the answer) never emits 'drain', so a pooled connection paused here was never
     // read again and the next request sent on it got a 504. A later drain resumes the socket only
     // while this exchange still owns it (the next exchange may have paused it for its own client).
-    if (!this.client.write(part) && this.parser.state !== 'complete') {
+    const drained = this.client.write(part)
+    // A write the client's socket still holds (corked for this turn, or waiting for the kernel) keeps
+    // the read buffer that `part` is a view of: the next read must not overwrite it.
+    if (this.client.holdsWrites) (this.connection as BackendConnection).lendReadBuffer()
+    if (!drained && this.parser.state !== 'complete') {
       const socket = this.socket as net.Socket
       socket.pause()
       this.client.onDrain(() => { if (!this.done) socket.resume() })

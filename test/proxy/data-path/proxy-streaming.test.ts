@@ -210,3 +210,81 @@ t.test('bytes relayed in the same turn as the instance\'s reset reach the client
   t.strictSame(records.map((record) => [record.outcome, record.cutReason]), Array(3).fill(['cut', 'defect']), 'cut: the body ended before its Content-Length')
   await f.close(t)
 })
+
+/** `length` pseudo-random bytes (xorshift32 from `seed`): a byte out of place shows. */
+function noise (seed: number, length: number): Buffer {
+  const bytes = Buffer.allocUnsafe(length)
+  let x = (seed * 2654435761) >>> 0 || 1
+  for (let i = 0; i < length; i++) {
+    x ^= x << 13
+    x ^= x >>> 17
+    x ^= x << 5
+    bytes[i] = x & 0xff
+  }
+  return bytes
+}
+
+t.test('bytes read into a reused buffer reach a client that stops reading intact: a held response, then a stream of small pieces', async (t) => {
+  // The backend is paced (raw-backend.ts): each piece is one read of the proxy's, into the buffer its
+  // instance connection reuses until a chunk is kept or held by a write (BackendConnection). The
+  // client reads nothing during the stream until the proxy has stopped reading the instance (the
+  // client's socket holds 16 KiB: back-pressure): by then the kernel's buffers were full, and the
+  // proxy had written small pieces that waited in the client's socket while it read the next ones.
+  const SIZES = [1, 7, 100, 1500, 4096, 16383, 16384, 20000, 32767, 32768, 40000, 60000]
+  // Each small piece, with its chunk framing, is below the client socket's 16 KiB high-water mark:
+  // its write is held for the turn (turn-writes.ts) and answers true, so the proxy goes on reading,
+  // and the first write the full kernel does not take is one of these.
+  const SMALL_SIZES = [1, 7, 100, 1500, 4096, 9000, 12000]
+  const piecesOf = (seed: number, total: number, sizes: readonly number[]): Buffer[] => {
+    const pieces: Buffer[] = []
+    for (let made = 0, k = 0; made < total; k++) {
+      const length = Math.min(sizes[(seed + k * 3) % sizes.length] as number, total - made)
+      pieces.push(noise(seed * 100_000 + k, length))
+      made += length
+    }
+    return pieces
+  }
+  // Held whole (below responseBufferBytes): Content-Length, in pieces of every size.
+  const held = [Buffer.from(`HTTP/1.1 200 OK\r\nContent-Length: ${200 * 1024}\r\n\r\n`, 'latin1'), ...piecesOf(1, 200 * 1024, SIZES)]
+  // Streamed (past responseBufferBytes), chunked, one chunk per piece: more than the kernel's
+  // buffers hold for a client that does not read.
+  const chunked = (data: Buffer): Buffer => Buffer.concat([Buffer.from(`${data.length.toString(16)}\r\n`, 'latin1'), data, Buffer.from('\r\n', 'latin1')])
+  const streamed = [Buffer.from(CHUNKED_HEAD, 'latin1'), ...piecesOf(2, 8 * 1024 * 1024, SMALL_SIZES).map(chunked), Buffer.from(LAST_CHUNK, 'latin1')]
+  const length = (pieces: readonly Buffer[]): number => pieces.reduce((sum, bytes) => sum + bytes.length, 0)
+  const f = await startProxyFixture(t, { proxy: { responseBufferBytes: 256 * 1024, responseHoldMs: 10_000 } })
+  f.replies.push({ pieces: held, then: 'keep-open' }, { pieces: streamed, then: 'keep-open' })
+  let proxyRead = 0
+  let turnsSinceRead = 0
+  f.proxy.events.on('backend-read', (read) => {
+    proxyRead += read.bytes
+    turnsSinceRead = 0
+  })
+  const client = await f.connect()
+  client.write(get('/noise/held'))
+  await f.until(() => client.received.length >= length(held))
+  client.socket.pause()
+  client.write(get('/noise/streamed'))
+  // The proxy stopped reading the instance: no read for 50 turns of the event loop (a paced piece is
+  // read within a turn or two while the proxy reads).
+  while (turnsSinceRead < 50 && proxyRead < length(held) + length(streamed)) {
+    await turns(1)
+    turnsSinceRead++
+  }
+  const readWhenStopped = proxyRead - length(held)
+  client.socket.resume()
+  await f.until(() => client.received.length >= length(held) + length(streamed))
+  t.ok(readWhenStopped < length(streamed), `the client held the proxy back: it had read ${readWhenStopped} of the stream's ${length(streamed)} bytes`)
+  t.equal(client.received.length, length(held) + length(streamed), 'every byte, and no more')
+  t.ok(client.received.equals(Buffer.concat([...held, ...streamed])), 'the client got exactly the bytes the instance wrote, in order')
+  const records = await f.waitForExchanges(2)
+  t.strictSame(records.map((record) => [record.outcome, record.defects.length]), [['relayed', 0], ['relayed', 0]])
+  t.equal(f.backend.accepted, 1, 'both on one instance connection')
+  client.end()
+  await client.whenClosed()
+  await f.close(t)
+})
+
+/** Resolves after `count` turns of the event loop. */
+async function turns (count: number): Promise<void> {
+  for (let i = 0; i < count; i++) await new Promise((resolve) => setImmediate(resolve))
+}

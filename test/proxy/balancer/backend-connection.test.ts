@@ -1,0 +1,136 @@
+/**
+ * BackendConnection's read buffer (proxy/balancer/backend-connection.ts, InstanceReadBuffer): a
+ * plain instance connection reads every response into one buffer until its bytes are kept past a
+ * read, so streaming a large body makes no garbage; what is kept must stay intact. Real sockets on
+ * 127.0.0.1, port 0: a `net` server writes distinct pieces, each only after the connection has read
+ * the one before (a later turn), so each piece is a read of its own.
+ */
+import { once } from 'node:events'
+import net from 'node:net'
+import t, { type Test } from 'tap'
+import { BackendConnection, InstanceReadBuffer, READ_BUFFER_BYTES, type ConnectionUser } from '../../../proxy/balancer/backend-connection.js'
+import { instanceTransportOf, openInstanceSocket } from '../../../proxy/balancer/instance-socket.js'
+
+/** Piece `k` of `length` bytes, all of them `k`'s own byte: a piece overwritten by a later read no longer matches. */
+function piece (k: number, length: number): Buffer {
+  return Buffer.alloc(length, 0x20 + (k % 90))
+}
+
+interface Reading {
+  readonly connection: BackendConnection
+  /** Every chunk onData was given, as given (views, not copies). */
+  readonly seen: Buffer[]
+  /** The buffer each chunk was a view of. */
+  readonly buffers: ArrayBufferLike[]
+  /** Resolves when `count` pieces were read. */
+  read (count: number): Promise<void>
+}
+
+/**
+ * A server that writes `pieces` one per turn after the client reads the one before, and a
+ * connection (with a read buffer unless `ordinary`) whose user applies `onData` to each chunk.
+ */
+async function readPieces (t: Test, pieces: readonly Buffer[], onData: (connection: BackendConnection, chunk: Buffer) => void, ordinary = false): Promise<Reading> {
+  let readCount = 0
+  let wanted = Infinity
+  let reached: (() => void) | null = null
+  let serverSocket: net.Socket | null = null
+  const server = net.createServer((socket) => {
+    serverSocket = socket
+    socket.write(pieces[0] as Buffer)
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const address = { host: '127.0.0.1', port: (server.address() as net.AddressInfo).port, protocol: 'http' as const }
+  const readBuffer = ordinary ? null : new InstanceReadBuffer()
+  const socket = openInstanceSocket(address, { backendCa: null }, readBuffer)
+  const seen: Buffer[] = []
+  const buffers: ArrayBufferLike[] = []
+  const connection: BackendConnection = new BackendConnection(socket, instanceTransportOf(socket), () => {}, readBuffer)
+  const user: ConnectionUser = {
+    onConnect: () => {},
+    onClosed: () => {},
+    onIdleTimeout: () => {},
+    onData: (chunk) => {
+      seen.push(chunk)
+      buffers.push(chunk.buffer)
+      onData(connection, chunk)
+      readCount++
+      if (readCount >= wanted) reached?.()
+      // The next piece goes out in a later turn, after this read: a read of its own.
+      const next = pieces[readCount]
+      if (next !== undefined) setImmediate(() => serverSocket?.write(next))
+    }
+  }
+  connection.user = user
+  t.teardown(async () => {
+    socket.destroy()
+    serverSocket?.destroy()
+    await new Promise<void>((resolve) => server.close(() => resolve()))
+  })
+  return {
+    connection,
+    seen,
+    buffers,
+    read: async (count) => {
+      if (readCount >= count) return
+      wanted = count
+      await new Promise<void>((resolve) => { reached = resolve })
+    }
+  }
+}
+
+t.test('a connection reads every chunk into the same buffer while nothing is kept', async (t) => {
+  const pieces = [piece(0, 100), piece(1, 5000), piece(2, 1)]
+  const reading = await readPieces(t, pieces, () => {})
+  await reading.read(3)
+  t.equal(reading.seen.length, 3, 'three reads')
+  t.equal(new Set(reading.buffers).size, 1, 'one buffer for the three')
+  t.equal(reading.buffers[0]?.byteLength, READ_BUFFER_BYTES)
+  // The proof that it is reused: the first view now shows the last read's byte.
+  t.equal(reading.seen[0]?.[0], pieces[2]?.[0], 'a view kept without telling the connection is overwritten by the next read')
+})
+
+t.test('keep(): a short chunk is copied, a long one lends the buffer; both stay intact through later reads', async (t) => {
+  // The longest is below loopback's segment size (65,483 bytes), so it is read whole.
+  const lengths = [10, READ_BUFFER_BYTES / 2 - 1, READ_BUFFER_BYTES / 2, 3000, 60_000, 7]
+  const pieces = lengths.map((length, k) => piece(k, length))
+  const kept: Buffer[] = []
+  const reading = await readPieces(t, pieces, (connection, chunk) => { kept.push(connection.keep(chunk)) })
+  await reading.read(pieces.length)
+  t.strictSame(kept.map((bytes) => bytes.length), lengths, 'each read is one piece')
+  t.ok(kept.every((bytes, k) => bytes.equals(pieces[k] as Buffer)), 'every kept chunk still holds its own bytes')
+  // Which chunks were views (lent) and which copies: a lent buffer is never read into again.
+  const lent = kept.map((bytes, k) => bytes.buffer === reading.buffers[k])
+  t.strictSame(lent, [false, false, true, false, true, false], 'chunks of half the buffer or more are lent, shorter ones copied')
+  t.equal(new Set(reading.buffers).size, 3, 'a new buffer after each of the two lent chunks, none otherwise')
+})
+
+t.test('lendReadBuffer(): a view handed to a write that still holds it stays intact', async (t) => {
+  const pieces = [piece(0, 200), piece(1, 300), piece(2, 400), piece(3, 500)]
+  const held: Buffer[] = []
+  let reads = 0
+  // Pieces 0 and 2 are "held by a write" and the buffer lent; 1 and 3 are only looked at.
+  const reading = await readPieces(t, pieces, (connection, chunk) => {
+    if (reads++ % 2 === 1) return
+    held.push(chunk)
+    connection.lendReadBuffer()
+  })
+  await reading.read(4)
+  t.strictSame(held.map((bytes) => bytes.toString('latin1')), [pieces[0], pieces[2]].map((bytes) => bytes?.toString('latin1')))
+  t.equal(new Set(reading.buffers).size, 3, 'a new buffer after each lend')
+})
+
+t.test('a connection without a read buffer (https instances) gets Node\'s own chunks, and keeping them copies nothing', async (t) => {
+  const pieces = [piece(0, 100), piece(1, 100)]
+  const kept: Buffer[] = []
+  const reading = await readPieces(t, pieces, (connection, chunk) => {
+    const bytes = connection.keep(chunk)
+    t.equal(bytes, chunk, 'keep() returns the chunk itself')
+    connection.lendReadBuffer()
+    kept.push(bytes)
+  }, true)
+  await reading.read(2)
+  t.ok(kept.every((bytes, k) => bytes.equals(pieces[k] as Buffer)))
+  t.equal(new Set(reading.buffers).size, 2, 'a buffer per read')
+})
