@@ -77,44 +77,90 @@ export const READ_BUFFER_BYTES = 64 * 1024
 const LEND_AT_BYTES = READ_BUFFER_BYTES / 2
 
 /**
- * The buffer a plain (http) instance connection reads into, the same for every read until its bytes
- * are kept past the read (node:net `onread`: "incoming data is stored in a single buffer").
+ * Where the first read of every connection for each of its users goes (a pooled connection's
+ * stray bytes or FIN, the first read of a response): one buffer for all of them. Its bytes are only
+ * ever looked at during the read, or copied (`keep()`), so sharing it is safe: reads run one at a
+ * time, each with its callback, and nothing keeps a view of it.
+ */
+const SHARED_READ_BUFFER = Buffer.allocUnsafe(READ_BUFFER_BYTES)
+
+/**
+ * The buffers a plain (http) instance connection reads into (node:net `onread`: "incoming data is
+ * stored in a single buffer"), instead of a new one per read.
  *
  * Node's default reads allocate a new 64 KiB buffer per read, freed only by a garbage collection,
  * and V8 collects young buffers for their size only after some 32 MiB of them: streaming a large
  * body grew the proxy's resident memory by that much, all of it garbage (a 200 MB body: peak RSS
- * 92 MiB, 60 MiB with a collection forced every 20 ms; test/bin/memory-bounds.test.ts). A
- * connection that reuses its buffer makes no garbage while its bytes leave at once.
+ * 92 MiB, 60 MiB with a collection forced every 20 ms; test/bin/memory-bounds.test.ts).
  *
- * A chunk handed to `onData` is therefore a view of this buffer, valid during the call. A user
- * that keeps the bytes (holds them, or hands them to a write that has not completed) says so with
- * `BackendConnection#keep` or `#lendReadBuffer`: the next read then goes to a new buffer, and the
- * old one lives as long as whoever kept it. TLS connections (https) read the ordinary way.
+ * A connection's first read for each user (the exchange that took it, or the pool while it is
+ * idle) goes to SHARED_READ_BUFFER, so a response that arrives in one read, and an idle connection,
+ * hold no buffer at all. From the second read on, the connection reads into a buffer of its own,
+ * the same one for every read until it is lent, and gives it up when its user changes.
+ *
+ * A chunk handed to `onData` is therefore a view, valid during the call. A user that keeps the
+ * bytes says so: `BackendConnection#keep` copies them (always from the shared buffer, and when
+ * short) or lends the connection's own buffer; `#lendReadBuffer` lends it to a write that still
+ * holds the view. A lent buffer lives as long as whoever kept it; the next read goes to a new one.
+ * The shared buffer is never lent: a chunk written as it arrives (a committed stream) is an
+ * exchange's second read or later, as its head was held first, and `#toWrite` copies one that is
+ * not.
  */
 export class InstanceReadBuffer {
-  private buffer: Buffer | null = null
+  private own: Buffer | null = null
   private lent = false
+  /** Reads delivered to the connection's current user. */
+  private readsForUser = 0
+  /** Whether the chunk being delivered is a view of SHARED_READ_BUFFER. */
+  private deliveringShared = false
   /** Where each read's bytes go: set by the connection once it exists. */
   deliver: (chunk: Buffer) => void = () => {}
 
   /** The `onread` option of the connection's socket (node:net). */
   readonly onread = {
-    // Called once when the socket's handle is made, and after every read: a new buffer only when the last was lent.
+    // Called once when the socket's handle is made, and after every read's callback.
     buffer: (): Buffer => {
-      if (this.buffer === null || this.lent) {
-        this.buffer = Buffer.allocUnsafe(READ_BUFFER_BYTES)
+      if (this.readsForUser === 0) {
+        this.own = null
+        return SHARED_READ_BUFFER
+      }
+      if (this.own === null || this.lent) {
+        this.own = Buffer.allocUnsafe(READ_BUFFER_BYTES)
         this.lent = false
       }
-      return this.buffer
+      return this.own
     },
     callback: (bytes: number, buffer: Uint8Array): boolean => {
-      this.deliver((buffer as Buffer).subarray(0, bytes))
+      this.deliveringShared = buffer === SHARED_READ_BUFFER
+      this.readsForUser++
+      try {
+        this.deliver((buffer as Buffer).subarray(0, bytes))
+      } finally {
+        this.deliveringShared = false
+      }
       return true
     }
   }
 
-  lend (): void {
+  /** The connection has a new user (an exchange, the pool, or none): its next read is a first read. */
+  userChanged (): void {
+    this.readsForUser = 0
+  }
+
+  /** `chunk`'s bytes, safe to keep: see BackendConnection#keep. */
+  keep (chunk: Buffer): Buffer {
+    if (this.deliveringShared || chunk.length < LEND_AT_BYTES) return Buffer.from(chunk)
     this.lent = true
+    return chunk
+  }
+
+  /** `chunk` to hand to a write: itself, or a copy when it is a view of the shared buffer, which is never lent. */
+  toWrite (chunk: Buffer): Buffer {
+    return this.deliveringShared ? Buffer.from(chunk) : chunk
+  }
+
+  lend (): void {
+    if (!this.deliveringShared) this.lent = true
   }
 }
 
@@ -144,7 +190,18 @@ export type BackendConnectionStage = 'connecting' | 'handshaking' | 'established
  * user: handing a kept-alive connection from one exchange to the next adds and removes no listener.
  */
 export class BackendConnection {
-  user: ConnectionUser | null = null
+  private currentUser: ConnectionUser | null = null
+
+  /** Who hears the connection's events now. A new user's first read is read into the shared buffer (InstanceReadBuffer). */
+  get user (): ConnectionUser | null {
+    return this.currentUser
+  }
+
+  set user (user: ConnectionUser | null) {
+    this.currentUser = user
+    this.readBuffer?.userChanged()
+  }
+
   /** When the connection went back to the pool (clock microseconds). */
   idleSinceMicros = 0
   /** The system or TLS error the socket reported last (ECONNREFUSED, ENOTFOUND, ECONNRESET, UNABLE_TO_VERIFY_LEAF_SIGNATURE, ERR_SSL_...), if any. */
@@ -190,17 +247,23 @@ export class BackendConnection {
 
   /**
    * The bytes of `chunk` (from onData), safe to keep after onData returns: the chunk itself when
-   * this connection does not reuse its read buffer, or when it fills half of it or more (the buffer
-   * is lent to it); a copy when it is shorter (a copy of a few bytes costs less than a new buffer).
+   * this connection does not reuse read buffers, or when it fills half of the connection's own
+   * buffer or more (the buffer is lent to it); a copy when it is shorter (a copy of a few bytes
+   * costs less than a new buffer) or was read into the shared buffer (InstanceReadBuffer).
    */
   keep (chunk: Buffer): Buffer {
-    if (this.readBuffer === null) return chunk
-    if (chunk.length < LEND_AT_BYTES) return Buffer.from(chunk)
-    this.readBuffer.lend()
-    return chunk
+    return this.readBuffer === null ? chunk : this.readBuffer.keep(chunk)
   }
 
-  /** The chunk onData was given is still held by a write: the next read goes to a new buffer. */
+  /**
+   * `chunk` (from onData), to be written: the chunk itself, or a copy when it was read into the
+   * shared buffer (by construction a stream's chunks never are: see InstanceReadBuffer).
+   */
+  toWrite (chunk: Buffer): Buffer {
+    return this.readBuffer === null ? chunk : this.readBuffer.toWrite(chunk)
+  }
+
+  /** The chunk onData was given (through toWrite) is still held by a write: the next read goes to a new buffer. */
   lendReadBuffer (): void {
     this.readBuffer?.lend()
   }

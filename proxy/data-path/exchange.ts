@@ -475,7 +475,9 @@ export class Exchange implements ConnectionUser, QueuedRequest {
     const newDefects = this.parser.defects.slice(defectsBefore)
     if (this.parser.state === 'invalid' || judge(newDefects, this.context.options.profile).action === 'reject') return this.cut('defect')
     const received = this.parser.bytesReceived
-    const part = this.parser.state === 'complete' ? chunk.subarray(0, chunk.length - (received - this.parser.messageEnd)) : chunk
+    const connection = this.connection as BackendConnection
+    const read = connection.toWrite(chunk)
+    const part = this.parser.state === 'complete' ? read.subarray(0, read.length - (received - this.parser.messageEnd)) : read
     this.sentBodyBytes += part.length
     // Back-pressure: the instance's socket waits until the client has drained. Not after the last
     // bytes: the connection then goes back to the pool, and a client connection that is ending (a
@@ -485,7 +487,7 @@ export class Exchange implements ConnectionUser, QueuedRequest {
     const drained = this.client.write(part)
     // A write the client's socket still holds (corked for this turn, or waiting for the kernel) keeps
     // the read buffer that `part` is a view of: the next read must not overwrite it.
-    if (this.client.holdsWrites) (this.connection as BackendConnection).lendReadBuffer()
+    if (this.client.holdsWrites) connection.lendReadBuffer()
     if (!drained && this.parser.state !== 'complete') {
       const socket = this.socket as net.Socket
       socket.pause()

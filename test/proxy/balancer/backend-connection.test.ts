@@ -80,20 +80,21 @@ async function readPieces (t: Test, pieces: readonly Buffer[], onData: (connecti
   }
 }
 
-t.test('a connection reads every chunk into the same buffer while nothing is kept', async (t) => {
-  const pieces = [piece(0, 100), piece(1, 5000), piece(2, 1)]
+t.test('a connection reads its first chunk into the shared buffer, then every chunk into one buffer of its own while nothing is kept', async (t) => {
+  const pieces = [piece(0, 100), piece(1, 5000), piece(2, 1), piece(3, 70)]
   const reading = await readPieces(t, pieces, () => {})
-  await reading.read(3)
-  t.equal(reading.seen.length, 3, 'three reads')
-  t.equal(new Set(reading.buffers).size, 1, 'one buffer for the three')
-  t.equal(reading.buffers[0]?.byteLength, READ_BUFFER_BYTES)
-  // The proof that it is reused: the first view now shows the last read's byte.
-  t.equal(reading.seen[0]?.[0], pieces[2]?.[0], 'a view kept without telling the connection is overwritten by the next read')
+  await reading.read(4)
+  t.equal(reading.seen.length, 4, 'four reads')
+  t.not(reading.buffers[0], reading.buffers[1], 'the first read is in the shared buffer')
+  t.equal(new Set(reading.buffers.slice(1)).size, 1, 'the others in one buffer')
+  t.equal(reading.buffers[1]?.byteLength, READ_BUFFER_BYTES)
+  // The proof that it is reused: the second read's view now shows the last read's byte.
+  t.equal(reading.seen[1]?.[0], pieces[3]?.[0], 'a view kept without telling the connection is overwritten by a later read')
 })
 
-t.test('keep(): a short chunk is copied, a long one lends the buffer; both stay intact through later reads', async (t) => {
+t.test('keep(): a short chunk is copied, a long one lends the buffer, one from the shared buffer is copied; all stay intact', async (t) => {
   // The longest is below loopback's segment size (65,483 bytes), so it is read whole.
-  const lengths = [10, READ_BUFFER_BYTES / 2 - 1, READ_BUFFER_BYTES / 2, 3000, 60_000, 7]
+  const lengths = [60_000, 10, READ_BUFFER_BYTES / 2 - 1, READ_BUFFER_BYTES / 2, 3000, 60_000, 7]
   const pieces = lengths.map((length, k) => piece(k, length))
   const kept: Buffer[] = []
   const reading = await readPieces(t, pieces, (connection, chunk) => { kept.push(connection.keep(chunk)) })
@@ -102,23 +103,39 @@ t.test('keep(): a short chunk is copied, a long one lends the buffer; both stay 
   t.ok(kept.every((bytes, k) => bytes.equals(pieces[k] as Buffer)), 'every kept chunk still holds its own bytes')
   // Which chunks were views (lent) and which copies: a lent buffer is never read into again.
   const lent = kept.map((bytes, k) => bytes.buffer === reading.buffers[k])
-  t.strictSame(lent, [false, false, true, false, true, false], 'chunks of half the buffer or more are lent, shorter ones copied')
-  t.equal(new Set(reading.buffers).size, 3, 'a new buffer after each of the two lent chunks, none otherwise')
+  t.strictSame(lent, [false, false, false, true, false, true, false], 'chunks of half the buffer or more are lent, shorter ones and the shared buffer\'s copied')
+  t.equal(new Set(reading.buffers).size, 4, 'the shared buffer, then a buffer of its own, and a new one after each of the two lent chunks')
 })
 
-t.test('lendReadBuffer(): a view handed to a write that still holds it stays intact', async (t) => {
-  const pieces = [piece(0, 200), piece(1, 300), piece(2, 400), piece(3, 500)]
+t.test('lendReadBuffer(): a view handed to a write that still holds it stays intact; toWrite() copies a view of the shared buffer', async (t) => {
+  const pieces = [piece(0, 200), piece(1, 300), piece(2, 400), piece(3, 500), piece(4, 600)]
   const held: Buffer[] = []
   let reads = 0
-  // Pieces 0 and 2 are "held by a write" and the buffer lent; 1 and 3 are only looked at.
+  // Every read is "written"; reads 0, 1 and 3 are "held by the write" and the buffer lent.
   const reading = await readPieces(t, pieces, (connection, chunk) => {
-    if (reads++ % 2 === 1) return
-    held.push(chunk)
+    const written = connection.toWrite(chunk)
+    const k = reads++
+    t.equal(written === chunk, k > 0, k === 0 ? 'the shared buffer\'s chunk is copied' : 'a chunk of its own buffer is written as it is')
+    if (k !== 0 && k !== 1 && k !== 3) return
+    held.push(written)
     connection.lendReadBuffer()
   })
+  await reading.read(5)
+  t.strictSame(held.map((bytes) => bytes.toString('latin1')), [pieces[0], pieces[1], pieces[3]].map((bytes) => bytes?.toString('latin1')))
+  t.equal(new Set(reading.buffers).size, 4, 'the shared buffer, its own, and a new one after each of the two lends of its own')
+})
+
+t.test('a new user (the pool, the next exchange) reads first into the shared buffer again; the connection gives up its own', async (t) => {
+  const pieces = [piece(0, 10), piece(1, 20), piece(2, 30), piece(3, 40)]
+  let reads = 0
+  const reading = await readPieces(t, pieces, (connection) => {
+    // After the second read, the exchange hands the connection on (to the pool, say).
+    if (++reads === 2) connection.user = { ...(connection.user as ConnectionUser) }
+  })
   await reading.read(4)
-  t.strictSame(held.map((bytes) => bytes.toString('latin1')), [pieces[0], pieces[2]].map((bytes) => bytes?.toString('latin1')))
-  t.equal(new Set(reading.buffers).size, 3, 'a new buffer after each lend')
+  t.equal(reading.buffers[0], reading.buffers[2], 'the first read of each user is in the shared buffer')
+  t.not(reading.buffers[1], reading.buffers[3], 'and the connection\'s own buffer was given up with the user')
+  t.not(reading.buffers[1], reading.buffers[0])
 })
 
 t.test('a connection without a read buffer (https instances) gets Node\'s own chunks, and keeping them copies nothing', async (t) => {
