@@ -101,10 +101,10 @@ const SHARED_READ_BUFFER = Buffer.allocUnsafe(READ_BUFFER_BYTES)
  * A chunk handed to `onData` is therefore a view, valid during the call. A user that keeps the
  * bytes says so: `BackendConnection#keep` copies them (always from the shared buffer, and when
  * short) or lends the connection's own buffer; `#lendReadBuffer` lends it to a write that still
- * holds the view. A lent buffer lives as long as whoever kept it; the next read goes to a new one.
- * The shared buffer is never lent: a chunk written as it arrives (a committed stream) is an
- * exchange's second read or later, as its head was held first, and `#toWrite` copies one that is
- * not.
+ * holds the view; `#toWrite` gives a streamed chunk to write, a copy when short. A lent buffer
+ * lives as long as whoever kept it; the next read goes to a new one. The shared buffer is never
+ * lent: `keep()` and `toWrite()` copy its chunks (a stream's chunks are an exchange's second read
+ * or later anyway, as its head was held first).
  */
 export class InstanceReadBuffer {
   private own: Buffer | null = null
@@ -154,9 +154,13 @@ export class InstanceReadBuffer {
     return chunk
   }
 
-  /** `chunk` to hand to a write: itself, or a copy when it is a view of the shared buffer, which is never lent. */
+  /**
+   * `chunk` to hand to a write: a copy when it is short (a write below the socket's high-water
+   * mark is held for the turn, turn-writes.ts, so lending would cost a whole buffer per short
+   * piece) or a view of the shared buffer, which is never lent; else the view itself.
+   */
   toWrite (chunk: Buffer): Buffer {
-    return this.deliveringShared ? Buffer.from(chunk) : chunk
+    return this.deliveringShared || chunk.length < LEND_AT_BYTES ? Buffer.from(chunk) : chunk
   }
 
   lend (): void {
@@ -256,14 +260,16 @@ export class BackendConnection {
   }
 
   /**
-   * `chunk` (from onData), to be written: the chunk itself, or a copy when it was read into the
-   * shared buffer (by construction a stream's chunks never are: see InstanceReadBuffer).
+   * `chunk` (from onData), to be written: a copy when it is shorter than half a read buffer or
+   * was read into the shared buffer, else the chunk itself (lend the buffer with
+   * `lendReadBuffer()` if the write still holds it); the chunk itself when this connection does
+   * not reuse read buffers.
    */
   toWrite (chunk: Buffer): Buffer {
     return this.readBuffer === null ? chunk : this.readBuffer.toWrite(chunk)
   }
 
-  /** The chunk onData was given (through toWrite) is still held by a write: the next read goes to a new buffer. */
+  /** The chunk onData was given, written as it is (toWrite returned it), is still held by the write: the next read goes to a new buffer. */
   lendReadBuffer (): void {
     this.readBuffer?.lend()
   }

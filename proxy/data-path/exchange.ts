@@ -485,9 +485,9 @@ export class Exchange implements ConnectionUser, QueuedRequest {
     // read again and the next request sent on it got a 504. A later drain resumes the socket only
     // while this exchange still owns it (the next exchange may have paused it for its own client).
     const drained = this.client.write(part)
-    // A write the client's socket still holds (corked for this turn, or waiting for the kernel) keeps
-    // the read buffer that `part` is a view of: the next read must not overwrite it.
-    if (this.client.holdsWrites) connection.lendReadBuffer()
+    // A view (a long chunk: toWrite copies short ones) that the client's socket still holds, waiting
+    // for the kernel, keeps the read buffer: the next read must not overwrite it.
+    if (read === chunk && this.client.holdsWrites) connection.lendReadBuffer()
     if (!drained && this.parser.state !== 'complete') {
       const socket = this.socket as net.Socket
       socket.pause()

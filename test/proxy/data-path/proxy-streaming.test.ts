@@ -233,7 +233,7 @@ t.test('bytes read into a reused buffer reach a client that stops reading intact
   const SIZES = [1, 7, 100, 1500, 4096, 16383, 16384, 20000, 32767, 32768, 40000, 60000]
   // Each small piece, with its chunk framing, is below the client socket's 16 KiB high-water mark:
   // its write is held for the turn (turn-writes.ts) and answers true, so the proxy goes on reading,
-  // and the first write the full kernel does not take is one of these.
+  // and the first write the full kernel does not take is one of these (written as a copy: toWrite).
   const SMALL_SIZES = [1, 7, 100, 1500, 4096, 9000, 12000]
   const piecesOf = (seed: number, total: number, sizes: readonly number[]): Buffer[] => {
     const pieces: Buffer[] = []
