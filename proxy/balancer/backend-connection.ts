@@ -88,8 +88,9 @@ const SHARED_READ_BUFFER = Buffer.allocUnsafe(READ_BUFFER_BYTES)
  * The buffers a plain (http) instance connection reads into (node:net `onread`: "incoming data is
  * stored in a single buffer"), instead of a new one per read.
  *
- * Node's default reads allocate a new 64 KiB buffer per read, freed only by a garbage collection,
- * and V8 collects young buffers for their size only after some 32 MiB of them: streaming a large
+ * Node's default reads allocate a new buffer per read (64 KiB, shrunk to the bytes read), freed
+ * only by a garbage collection, and V8 collects young buffers for their size only after some
+ * 32 MiB of them: streaming a large
  * body grew the proxy's resident memory by that much, all of it garbage (a 200 MB body: peak RSS
  * 92 MiB, 60 MiB with a collection forced every 20 ms; test/bin/memory-bounds.test.ts).
  *
@@ -174,7 +175,8 @@ export interface ConnectionUser {
   onConnect (): void
   /**
    * Bytes from the instance. For a plain connection they are a view of its read buffer, valid until
-   * this returns: to keep them longer, use `BackendConnection#keep` or `#lendReadBuffer`.
+   * this returns: to keep them longer, use `BackendConnection#keep`, or `#toWrite` and
+   * `#lendReadBuffer` for a write.
    */
   onData (chunk: Buffer): void
   /** The instance's FIN, or the connection closed (reset, or destroyed). */
