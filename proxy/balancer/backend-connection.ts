@@ -90,9 +90,9 @@ const SHARED_READ_BUFFER = Buffer.allocUnsafe(READ_BUFFER_BYTES)
  *
  * Node's default reads allocate a new buffer per read (64 KiB, shrunk to the bytes read), freed
  * only by a garbage collection, and V8 collects young buffers for their size only after some
- * 32 MiB of them: streaming a large
- * body grew the proxy's resident memory by that much, all of it garbage (a 200 MB body: peak RSS
- * 92 MiB, 60 MiB with a collection forced every 20 ms; test/bin/memory-bounds.test.ts).
+ * 32 MiB of them: streaming a large body grew the proxy's resident memory by that much, all of it
+ * garbage (a 200 MB body: peak RSS 92 MiB, 60 MiB with a collection forced every 20 ms;
+ * test/bin/memory-bounds.test.ts).
  *
  * A connection's first read for each user (the exchange that took it, or the pool while it is
  * idle) goes to SHARED_READ_BUFFER, so a response that arrives in one read, and an idle connection,
@@ -148,11 +148,11 @@ export class InstanceReadBuffer {
     this.readsForUser = 0
   }
 
-  /** `chunk`'s bytes, safe to keep: see BackendConnection#keep. */
+  /** `chunk`'s bytes, safe to keep: the copy toWrite makes, else the view, which lends the buffer. */
   keep (chunk: Buffer): Buffer {
-    if (this.deliveringShared || chunk.length < LEND_AT_BYTES) return Buffer.from(chunk)
-    this.lent = true
-    return chunk
+    const bytes = this.toWrite(chunk)
+    if (bytes === chunk) this.lent = true
+    return bytes
   }
 
   /**
