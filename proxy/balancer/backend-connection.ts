@@ -77,6 +77,51 @@ export const READ_BUFFER_BYTES = 64 * 1024
 const LEND_AT_BYTES = READ_BUFFER_BYTES / 2
 
 /**
+ * Read buffers given back once the write that held them finished (`returnReadBuffer`), taken
+ * before a new one is allocated: a response that streams or is held through lent buffers then
+ * reads into the same few buffers instead of allocating 64 KiB per read (a held 1 MiB response
+ * took 16 new buffers; giving them back cut the proxy's CPU per response by about a third,
+ * bench/README.md "Read buffers given back"). At most FREE_READ_BUFFERS_MAX wait here (4 MiB); a
+ * buffer given back beyond that is left to the garbage collector.
+ */
+const freeReadBuffers: ArrayBuffer[] = []
+const FREE_READ_BUFFERS_MAX = 64
+/**
+ * The read buffers lent and not yet given back. Only these are taken back: a buffer is given back
+ * at most once (a second `returnReadBuffer` finds it gone), and bytes that are no read buffer of
+ * ours (a TLS connection's, a copy) are never taken. Weak: a buffer that is never given back (a
+ * response rejected, or cut) is collected as before.
+ */
+const lentReadBuffers = new WeakSet<ArrayBuffer>()
+
+function newReadBuffer (): Buffer {
+  const free = freeReadBuffers.pop()
+  return free === undefined ? Buffer.allocUnsafe(READ_BUFFER_BYTES) : Buffer.from(free)
+}
+
+/**
+ * Gives the read buffer that `bytes` (a kept or written chunk, or a part of one) was read into
+ * back for another read: call it when nothing will read `bytes` again (a socket's write callback:
+ * node:stream calls it once the bytes are handed to the kernel, or the write failed). Does nothing
+ * for bytes whose buffer was not lent, or was given back already.
+ */
+export function returnReadBuffer (bytes: Buffer): void {
+  const buffer = bytes.buffer as ArrayBuffer
+  if (!lentReadBuffers.delete(buffer)) return
+  if (freeReadBuffers.length < FREE_READ_BUFFERS_MAX) freeReadBuffers.push(buffer)
+}
+
+/** For a write of `bytes`: a callback that gives their read buffer back if it is lent, else undefined (no callback to make). */
+export function readBufferReturner (bytes: Buffer): (() => void) | undefined {
+  return lentReadBuffers.has(bytes.buffer as ArrayBuffer) ? () => returnReadBuffer(bytes) : undefined
+}
+
+/** How many given-back read buffers wait to be reused (tests). */
+export function freeReadBufferCount (): number {
+  return freeReadBuffers.length
+}
+
+/**
  * Where the first read of every connection for each of its users goes (a pooled connection's
  * stray bytes or FIN, the first read of a response): one buffer for all of them. Its bytes are only
  * ever looked at during the read, or copied (`keep()`), so sharing it is safe: reads run one at a
@@ -102,8 +147,9 @@ const SHARED_READ_BUFFER = Buffer.allocUnsafe(READ_BUFFER_BYTES)
  * A chunk handed to `onData` is therefore a view, valid during the call. A user that keeps the
  * bytes says so: `BackendConnection#keep` copies them (always from the shared buffer, and when
  * short) or lends the connection's own buffer; `#lendReadBuffer` lends it to a write that still
- * holds the view; `#toWrite` gives a streamed chunk to write, a copy when short. A lent buffer
- * lives as long as whoever kept it; the next read goes to a new one. The shared buffer is never
+ * holds the view; `#toWrite` gives a streamed chunk to write, a copy when short. The next read
+ * after a lend goes to another buffer; whoever kept the lent one gives it back when done with it
+ * (`returnReadBuffer`, from a write's callback), or drops it. The shared buffer is never
  * lent: `keep()` and `toWrite()` copy its chunks (a stream's chunks are an exchange's second read
  * or later anyway, as its head was held first).
  */
@@ -126,7 +172,7 @@ export class InstanceReadBuffer {
         return SHARED_READ_BUFFER
       }
       if (this.own === null || this.lent) {
-        this.own = Buffer.allocUnsafe(READ_BUFFER_BYTES)
+        this.own = newReadBuffer()
         this.lent = false
       }
       return this.own
@@ -151,7 +197,7 @@ export class InstanceReadBuffer {
   /** `chunk`'s bytes, safe to keep: the copy toWrite makes, else the view, which lends the buffer. */
   keep (chunk: Buffer): Buffer {
     const bytes = this.toWrite(chunk)
-    if (bytes === chunk) this.lent = true
+    if (bytes === chunk) this.lend()
     return bytes
   }
 
@@ -165,7 +211,9 @@ export class InstanceReadBuffer {
   }
 
   lend (): void {
-    if (!this.deliveringShared) this.lent = true
+    if (this.deliveringShared || this.own === null) return
+    this.lent = true
+    lentReadBuffers.add(this.own.buffer as ArrayBuffer)
   }
 }
 

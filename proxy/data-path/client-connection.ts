@@ -69,9 +69,9 @@ export class ClientConnection implements ClientSide {
     return this.exchange === null && this.requestStartedAtMicros === null && this.pendingBytes === 0 && !this.lingering
   }
 
-  write (bytes: Buffer): boolean {
+  write (bytes: Buffer, written?: () => void): boolean {
     if (this.closed || this.socket.destroyed) return true
-    return writeInTurn(this.socket, bytes)
+    return writeInTurn(this.socket, bytes, written)
   }
 
   /** True while the socket holds written bytes it has not handed to the kernel (node:stream writableLength). */

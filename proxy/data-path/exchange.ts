@@ -5,7 +5,7 @@ import { ResponseParser, isEventStream } from '../../validators/response-parser.
 import { judge } from '../../validators/verdict.js'
 import type { AccessLogRecord } from '../core/access-log-record.js'
 import type { BackendPool } from '../balancer/backend-pool.js'
-import type { BackendConnection, ConnectionUser } from '../balancer/backend-connection.js'
+import { readBufferReturner, returnReadBuffer, type BackendConnection, type ConnectionUser } from '../balancer/backend-connection.js'
 import type { Instance, QueuedRequest } from '../balancer/instance.js'
 import { NOT_STICKY, type StickinessPolicy, type StickyChoice } from '../balancer/stickiness-policy.js'
 import { insertHeaderLines } from '../balancer/stickiness.js'
@@ -35,8 +35,11 @@ export interface ClientSide {
   readonly listenerProtocol: 'http' | 'https'
   /** The negotiated TLS cipher (OpenSSL name) and protocol on an HTTPS listener; null on HTTP. */
   readonly tls: { readonly cipher: string; readonly protocol: string } | null
-  /** Writes to the client; false means wait for `onDrain`. */
-  write (bytes: Buffer): boolean
+  /**
+   * Writes to the client; false means wait for `onDrain`. `written`, if given, is called once the
+   * socket is done with `bytes` (never if the connection is already closed).
+   */
+  write (bytes: Buffer, written?: () => void): boolean
   /** True while written bytes are still held (not yet handed to the kernel): a written view must not change. */
   readonly holdsWrites: boolean
   onDrain (resume: () => void): void
@@ -484,10 +487,15 @@ export class Exchange implements ConnectionUser, QueuedRequest {
     // FIN follows the answer) never emits 'drain', so a pooled connection paused here was never
     // read again and the next request sent on it got a 504. A later drain resumes the socket only
     // while this exchange still owns it (the next exchange may have paused it for its own client).
-    const drained = this.client.write(part)
     // A view (a long chunk: toWrite copies short ones) that the client's socket still holds, waiting
-    // for the kernel, keeps the read buffer: the next read must not overwrite it.
-    if (read === chunk && this.client.holdsWrites) connection.lendReadBuffer()
+    // for the kernel, keeps the read buffer: the next read must not overwrite it. The buffer is
+    // given back when the write is done (the callback never runs before write() returns).
+    let lent = false
+    const drained = this.client.write(part, read === chunk ? () => { if (lent) returnReadBuffer(read) } : undefined)
+    if (read === chunk && this.client.holdsWrites) {
+      connection.lendReadBuffer()
+      lent = true
+    }
     if (!drained && this.parser.state !== 'complete') {
       const socket = this.socket as net.Socket
       socket.pause()
@@ -500,7 +508,8 @@ export class Exchange implements ConnectionUser, QueuedRequest {
     let remaining = end
     for (const chunk of this.chunks) {
       if (remaining <= 0) break
-      this.client.write(chunk.length <= remaining ? chunk : chunk.subarray(0, remaining))
+      // A held chunk may be a lent read buffer (BackendConnection#keep): given back once written.
+      this.client.write(chunk.length <= remaining ? chunk : chunk.subarray(0, remaining), readBufferReturner(chunk))
       remaining -= chunk.length
     }
   }
@@ -615,6 +624,8 @@ export class Exchange implements ConnectionUser, QueuedRequest {
     // relayed response is not copied (this runs once per request).
     const clean = outcome === 'relayed' && this.parser.defects.length === 0
     const responseBytes = clean || this.chunks.length === 0 ? null : Buffer.concat(this.chunks, Math.min(this.bufferedBytes, this.context.options.captureBytes))
+    // Held chunks may be lent read buffers, given back once written: nothing reads them from here on.
+    this.chunks.length = 0
     const defects: readonly Defect[] = this.parser.defects
     const record: Mutable<ExchangeRecord> = {
       outcome,

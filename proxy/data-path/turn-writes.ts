@@ -25,11 +25,15 @@ import type { Writable } from 'node:stream'
 const corked: Writable[] = []
 let flushScheduled = false
 
-/** Writes `bytes` to `socket`: held until the end of this turn when small, at once when large. Returns write()'s answer. */
-export function writeInTurn (socket: Writable, bytes: Buffer): boolean {
+/**
+ * Writes `bytes` to `socket`: held until the end of this turn when small, at once when large.
+ * Returns write()'s answer. `written`, if given, is write()'s callback: called once the socket is
+ * done with `bytes` (handed to the kernel, or the write failed), never before this returns.
+ */
+export function writeInTurn (socket: Writable, bytes: Buffer, written?: () => void): boolean {
   if (bytes.length >= socket.writableHighWaterMark) {
     flushNow(socket)
-    return socket.write(bytes)
+    return socket.write(bytes, written)
   }
   if (socket.writableCorked === 0) {
     socket.cork()
@@ -39,7 +43,7 @@ export function writeInTurn (socket: Writable, bytes: Buffer): boolean {
       setImmediate(uncorkAll)
     }
   }
-  return socket.write(bytes)
+  return socket.write(bytes, written)
 }
 
 /** Sends what `socket` holds now (before a destroy, which would drop it). */

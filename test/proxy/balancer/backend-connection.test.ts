@@ -8,7 +8,7 @@
 import { once } from 'node:events'
 import net from 'node:net'
 import t, { type Test } from 'tap'
-import { BackendConnection, InstanceReadBuffer, READ_BUFFER_BYTES, type ConnectionUser } from '../../../proxy/balancer/backend-connection.js'
+import { BackendConnection, InstanceReadBuffer, READ_BUFFER_BYTES, freeReadBufferCount, readBufferReturner, returnReadBuffer, type ConnectionUser } from '../../../proxy/balancer/backend-connection.js'
 import { instanceTransportOf, openInstanceSocket } from '../../../proxy/balancer/instance-socket.js'
 
 /** Piece `k` of `length` bytes, all of them `k`'s own byte: a piece overwritten by a later read no longer matches. */
@@ -126,6 +126,33 @@ t.test('toWrite(): a short chunk or one from the shared buffer is copied, a long
   t.strictSame(views, [false, true, false, true, true], 'the shared buffer\'s chunk and the short one are copies, the long ones views')
   t.ok(held.every((bytes, k) => bytes.equals(pieces[[1, 3][k] as number] as Buffer)), 'the held views still hold their own bytes')
   t.equal(new Set(reading.buffers).size, 4, 'the shared buffer, its own, and a new one after each of the two lends')
+})
+
+t.test('returnReadBuffer(): a lent buffer given back is the next one read into; it is taken back once, and bytes that are no lent buffer never', async (t) => {
+  const lengths = [100, 60_000, 60_000, 50_000]
+  const pieces = lengths.map((length, k) => piece(k, length))
+  const kept: Buffer[] = []
+  const free: number[] = []
+  const returners: Array<(() => void) | undefined> = []
+  const reading = await readPieces(t, pieces, (connection, chunk) => {
+    kept.push(connection.keep(chunk))
+    // In read 2, the chunk kept in read 1 is done with (as a write's callback says, in a later turn).
+    if (kept.length !== 3) return
+    const before = freeReadBufferCount()
+    returners.push(readBufferReturner(kept[0] as Buffer), readBufferReturner(kept[1] as Buffer))
+    returnReadBuffer(kept[1] as Buffer)
+    free.push(freeReadBufferCount() - before)
+    returnReadBuffer(kept[1] as Buffer)
+    returnReadBuffer(kept[0] as Buffer)
+    returnReadBuffer(Buffer.allocUnsafe(READ_BUFFER_BYTES))
+    free.push(freeReadBufferCount() - before)
+  })
+  await reading.read(4)
+  t.strictSame(returners.map((returner) => typeof returner), ['undefined', 'function'], 'a write of a copy needs no callback; a write of a lent view gets one')
+  t.strictSame(free, [1, 1], 'given back once: a second return, a copy and a buffer never lent are not taken')
+  t.equal(reading.buffers[3], reading.buffers[1], 'the read after the next lend goes to the buffer given back')
+  t.ok(kept[2]?.equals(pieces[2] as Buffer), 'the chunk still lent keeps its bytes')
+  t.ok(kept[3]?.equals(pieces[3] as Buffer))
 })
 
 t.test('a new user (the pool, the next exchange) reads first into the shared buffer again; the connection gives up its own', async (t) => {

@@ -5,12 +5,14 @@
  * hold, gets CLB's exact 502. Lockstep, without sleeps: the backend writes each piece only after
  * the client holds the previous one, so a proxy that held the stream back would never see the end.
  */
+import diagnosticsChannel from 'node:diagnostics_channel'
 import net from 'node:net'
 import { once } from 'node:events'
 import t from 'tap'
 import { readUntilClosed, startListenerProxy, tcpServer } from '../../helpers/listener-proxy.js'
 import { ELB_NAME, FIXED_TIMESTAMP, startProxyFixture, type ProxyFixture, type RawClient } from '../../helpers/proxy-fixture.js'
 import type { ReplyStep } from '../../helpers/raw-backend.js'
+import { freeReadBufferCount } from '../../../proxy/balancer/backend-connection.js'
 
 const USER_AGENT = 'streaming-test'
 const BAD_GATEWAY = 'HTTP/1.1 502 BAD_GATEWAY\r\nContent-Length: 0\r\nConnection: keep-alive\r\n\r\n'
@@ -283,6 +285,75 @@ t.test('bytes read into a reused buffer reach a client that stops reading intact
   await client.whenClosed()
   await f.close(t)
 })
+
+for (const mode of ['held', 'streamed'] as const) {
+  t.test(`read buffers given back after their write are reused only once their bytes left: a ${mode} response waits in the socket of a client that stopped reading, intact, while another client's response is read through the buffers given back`, async (t) => {
+    // BackendConnection: a chunk kept or written as a view lends its read buffer, and the write's
+    // callback gives it back for the next read. Given back any sooner, a later read (here, another
+    // client's response) overwrites bytes still waiting in the slow client's socket.
+    const LENGTH = 16 * 1024 * 1024
+    const response = (seed: number): Buffer => Buffer.concat([Buffer.from(`HTTP/1.1 200 OK\r\nContent-Length: ${LENGTH}\r\n\r\n`, 'latin1'), noise(seed, LENGTH)])
+    const slowBytes = response(11)
+    const fastBytes = response(12)
+    // Held: the whole response is judged before the client sees a byte, then written at once;
+    // streamed: it flows as it arrives (past responseBufferBytes).
+    const responseBufferBytes = mode === 'held' ? 2 * LENGTH : 256 * 1024
+    const f = await startProxyFixture(t, { proxy: { responseBufferBytes, responseHoldMs: 10_000 } })
+    f.replies.push({ pieces: [slowBytes], then: 'keep-open' }, { pieces: [fastBytes], then: 'keep-open' })
+    const proxySides = new Map<number, net.Socket>()
+    const onServerSocket = (message: unknown): void => {
+      const { socket } = message as { socket: net.Socket }
+      proxySides.set(socket.remotePort as number, socket)
+    }
+    diagnosticsChannel.subscribe('net.server.socket', onServerSocket)
+    t.teardown(() => diagnosticsChannel.unsubscribe('net.server.socket', onServerSocket))
+    let proxyRead = 0
+    let turnsSinceRead = 0
+    f.proxy.events.on('backend-read', (read) => {
+      proxyRead += read.bytes
+      turnsSinceRead = 0
+    })
+    const slow = await f.connect()
+    slow.socket.pause()
+    slow.write(get('/noise/slow'))
+    if (mode === 'held') {
+      await f.waitForExchanges(1)
+    } else {
+      // The proxy stopped reading the instance (back-pressure): no read for 50 turns of the event loop.
+      while (turnsSinceRead < 50) {
+        await turns(1)
+        turnsSinceRead++
+      }
+    }
+    const slowSide = proxySides.get(slow.port) as net.Socket
+    const waiting = slowSide.writableLength
+    t.ok(waiting >= 64 * 1024, `the proxy's socket to the slow client holds ${waiting} bytes it has not handed to the kernel`)
+    const freeBefore = freeReadBufferCount()
+    const fast = await f.connect()
+    fast.write(get('/noise/fast'))
+    await f.until(() => fast.received.length >= fastBytes.length)
+    t.ok(fast.received.equals(fastBytes), 'the other client got its response intact')
+    if (mode === 'held') t.ok(freeReadBufferCount() > freeBefore, `buffers lent for the other client's response were given back (${freeBefore} free before, ${freeReadBufferCount()} after)`)
+    t.equal(slowSide.writableLength, waiting, 'the slow client\'s bytes still wait in the proxy\'s socket')
+    // Then the slow client reads one chunk per turn, as a slow reader does: the proxy's writes to it
+    // are taken by the kernel in part, and the rest waits in its socket.
+    slow.socket.on('data', () => {
+      slow.socket.pause()
+      setImmediate(() => slow.socket.resume())
+    })
+    slow.socket.resume()
+    await f.until(() => slow.received.length >= slowBytes.length)
+    t.equal(slow.received.length, slowBytes.length, 'every byte, and no more')
+    t.ok(slow.received.equals(slowBytes), 'the slow client got exactly the bytes the instance wrote, in order')
+    const records = await f.waitForExchanges(2)
+    t.strictSame(records.map((record) => [record.outcome, record.defects.length]), [['relayed', 0], ['relayed', 0]])
+    t.ok(proxyRead >= slowBytes.length + fastBytes.length)
+    slow.end()
+    fast.end()
+    await Promise.all([slow.whenClosed(), fast.whenClosed()])
+    await f.close(t)
+  })
+}
 
 /** Resolves after `count` turns of the event loop. */
 async function turns (count: number): Promise<void> {
