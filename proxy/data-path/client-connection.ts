@@ -42,6 +42,8 @@ export class ClientConnection implements ClientSide {
    */
   private lingering = false
   private lingerTimer: NodeJS.Timeout | null = null
+  /** The next request waits until the socket has handed the answers before it to the kernel ('drain'). */
+  private awaitingDrain = false
 
   constructor (private readonly socket: net.Socket, private readonly context: ExchangeContext, private readonly onClosed: (connection: ClientConnection) => void) {
     this.address = unmapIpv4(socket.remoteAddress ?? '-')
@@ -181,6 +183,20 @@ export class ClientConnection implements ClientSide {
         if (this.pendingBytes > this.context.options.maxHeadBytes) this.socket.pause()
         return
       }
+      if (this.requestStartedAtMicros === null && this.socket.writableNeedDrain) {
+        // A client that pipelines requests and does not read the answers: the next request is read
+        // only once the socket has handed the answers before it to the kernel, as Node's http server
+        // does (lib/_http_server.js pauses a socket whose writable side needs a drain, "so that we
+        // don't become overwhelmed by a flood of pipelined requests that may never be resolved").
+        // Otherwise every pipelined request's held answer (up to responseBufferBytes each) would
+        // wait in memory for a client that reads nothing.
+        if (this.pendingBytes > this.context.options.maxHeadBytes) this.socket.pause()
+        if (!this.awaitingDrain) {
+          this.awaitingDrain = true
+          this.socket.once('drain', () => this.onAnswersDrained())
+        }
+        return
+      }
       const chunk = this.pending.shift() as Buffer
       this.pendingBytes -= chunk.length
       if (this.requestStartedAtMicros === null) this.requestStartedAtMicros = this.context.clock.nowMicros()
@@ -253,6 +269,13 @@ export class ClientConnection implements ClientSide {
     this.respondWithoutBackend(status, 'bad-request', [defect])
   }
 
+  private onAnswersDrained (): void {
+    this.awaitingDrain = false
+    if (this.closed || this.lingering) return
+    if (this.socket.isPaused()) this.socket.resume()
+    if (!this.processing) this.process()
+  }
+
   private onEnd (): void {
     this.clientEnded = true
     this.afterClientEnd()
@@ -266,6 +289,8 @@ export class ClientConnection implements ClientSide {
       this.socket.end()
       return
     }
+    // Pipelined requests wait for the answers before them to drain; they are served then (process).
+    if (this.awaitingDrain) return
     if (this.exchange !== null) {
       // A FIN before the request is complete: it never will be (CLB-HTTPERR 408).
       if (this.parser.state !== 'complete') this.exchange.abandonRequest('client-closed')

@@ -123,6 +123,53 @@ t.test('pipelined requests followed by the client\'s FIN are each answered, in o
   await f.close(t)
 })
 
+for (const thenFin of [false, true]) {
+  t.test(`a client that pipelines requests and reads no answer${thenFin ? ', then sends its FIN,' : ''} holds the proxy at the answers its socket can take: the next request waits until they drained, and all are answered in order once it reads`, async (t) => {
+    // ClientConnection: the next request is read once the socket has handed the answers before it to
+    // the kernel ('drain'), as Node's http server does. Before, every pipelined request was answered
+    // at once, and its held answer (up to responseBufferBytes) waited in memory: 12 requests for
+    // 2 MiB answers, 24 MiB in the proxy for a client that reads nothing.
+    const BODY = 2 * 1024 * 1024
+    const COUNT = 12
+    const answer = (k: number): Buffer => Buffer.concat([Buffer.from(`HTTP/1.1 200 OK\r\nContent-Length: ${BODY}\r\n\r\n`, 'latin1'), Buffer.alloc(BODY, 0x41 + k)])
+    const f = await startProxyFixture(t, { proxy: { responseBufferBytes: 4 * BODY, responseHoldMs: 10_000 } })
+    for (let k = 0; k < COUNT; k++) f.replies.push(reply([answer(k)]))
+    let turnsSinceRead = 0
+    f.proxy.events.on('backend-read', () => { turnsSinceRead = 0 })
+    const client = await f.connect({ allowHalfOpen: thenFin })
+    client.socket.pause()
+    let requests = ''
+    for (let k = 0; k < COUNT; k++) requests += get(`/${k}`)
+    client.write(requests)
+    if (thenFin) client.end()
+    // The proxy stopped: no read from the instance for 50 turns of the event loop.
+    while (turnsSinceRead < 50) {
+      await new Promise((resolve) => setImmediate(resolve))
+      turnsSinceRead++
+    }
+    const answeredWhilePaused = f.records.length
+    // The kernel's buffers on loopback take about 4 MiB of a client that does not read, and the
+    // socket then holds the rest of the answer being written.
+    t.ok(answeredWhilePaused >= 1 && answeredWhilePaused <= 5, `${answeredWhilePaused} of ${COUNT} requests answered while the client read nothing`)
+    t.equal(f.backend.requests.length, answeredWhilePaused, 'the next request was not sent to the instance either')
+    client.socket.resume()
+    const expected = Buffer.concat(Array.from({ length: COUNT }, (_, k) => answer(k)))
+    if (thenFin) {
+      const { reset } = await client.whenClosed()
+      t.equal(reset, false, 'then the proxy\'s FIN')
+    } else {
+      await f.until(() => client.received.length >= expected.length)
+    }
+    t.ok(client.received.equals(expected), 'every answer, whole and in order')
+    t.strictSame(f.logLines, Array.from({ length: COUNT }, (_, k) => logLine(f, client.port, `${f.backendField} 0 0 0 200 200 0 ${BODY}`, getField(f, `/${k}`))), 'one line per request, in order')
+    if (!thenFin) {
+      client.end()
+      await client.whenClosed()
+    }
+    await f.close(t)
+  })
+}
+
 t.test('a FIN after one request and part of the next: the first is answered, the part gets its 408 (CLB-HTTPERR 408), one line each', async (t) => {
   const f = await startProxyFixture(t)
   f.replies.push(reply([ok('first')]))
