@@ -347,7 +347,7 @@ for (const mode of ['held', 'streamed'] as const) {
     t.ok(slow.received.equals(slowBytes), 'the slow client got exactly the bytes the instance wrote, in order')
     const records = await f.waitForExchanges(2)
     t.strictSame(records.map((record) => [record.outcome, record.defects.length]), [['relayed', 0], ['relayed', 0]])
-    t.ok(proxyRead >= slowBytes.length + fastBytes.length)
+    t.ok(proxyRead >= slowBytes.length + fastBytes.length, 'the proxy read both responses from the instance')
     slow.end()
     fast.end()
     await Promise.all([slow.whenClosed(), fast.whenClosed()])
