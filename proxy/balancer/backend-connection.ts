@@ -94,9 +94,14 @@ const FREE_READ_BUFFERS_MAX = 64
  */
 const lentReadBuffers = new WeakSet<ArrayBuffer>()
 
+/** Read buffers allocated so far (tests: a read that takes a given-back buffer allocates none). */
+let readBuffersAllocated = 0
+
 function newReadBuffer (): Buffer {
   const free = freeReadBuffers.pop()
-  return free === undefined ? Buffer.allocUnsafe(READ_BUFFER_BYTES) : Buffer.from(free)
+  if (free !== undefined) return Buffer.from(free)
+  readBuffersAllocated++
+  return Buffer.allocUnsafe(READ_BUFFER_BYTES)
 }
 
 /**
@@ -116,9 +121,9 @@ export function readBufferReturner (bytes: Buffer): (() => void) | undefined {
   return lentReadBuffers.has(bytes.buffer as ArrayBuffer) ? () => returnReadBuffer(bytes) : undefined
 }
 
-/** How many given-back read buffers wait to be reused (tests). */
-export function freeReadBufferCount (): number {
-  return freeReadBuffers.length
+/** How many given-back read buffers wait to be reused, and how many were ever allocated (tests). */
+export function readBufferCounts (): { readonly free: number, readonly allocated: number } {
+  return { free: freeReadBuffers.length, allocated: readBuffersAllocated }
 }
 
 /**

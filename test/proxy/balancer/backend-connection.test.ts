@@ -8,7 +8,7 @@
 import { once } from 'node:events'
 import net from 'node:net'
 import t, { type Test } from 'tap'
-import { BackendConnection, InstanceReadBuffer, READ_BUFFER_BYTES, freeReadBufferCount, readBufferReturner, returnReadBuffer, type ConnectionUser } from '../../../proxy/balancer/backend-connection.js'
+import { BackendConnection, InstanceReadBuffer, READ_BUFFER_BYTES, readBufferCounts, readBufferReturner, returnReadBuffer, type ConnectionUser } from '../../../proxy/balancer/backend-connection.js'
 import { instanceTransportOf, openInstanceSocket } from '../../../proxy/balancer/instance-socket.js'
 
 /** Piece `k` of `length` bytes, all of them `k`'s own byte: a piece overwritten by a later read no longer matches. */
@@ -138,14 +138,14 @@ t.test('returnReadBuffer(): a lent buffer given back is the next one read into; 
     kept.push(connection.keep(chunk))
     // In read 2, the chunk kept in read 1 is done with (as a write's callback says, in a later turn).
     if (kept.length !== 3) return
-    const before = freeReadBufferCount()
+    const before = readBufferCounts().free
     returners.push(readBufferReturner(kept[0] as Buffer), readBufferReturner(kept[1] as Buffer))
     returnReadBuffer(kept[1] as Buffer)
-    free.push(freeReadBufferCount() - before)
+    free.push(readBufferCounts().free - before)
     returnReadBuffer(kept[1] as Buffer)
     returnReadBuffer(kept[0] as Buffer)
     returnReadBuffer(Buffer.allocUnsafe(READ_BUFFER_BYTES))
-    free.push(freeReadBufferCount() - before)
+    free.push(readBufferCounts().free - before)
   })
   await reading.read(4)
   t.strictSame(returners.map((returner) => typeof returner), ['undefined', 'function'], 'a write of a copy needs no callback; a write of a lent view gets one')
