@@ -145,12 +145,40 @@ export class ClientConnection implements ClientSide {
     this.lingering = true
     if (this.socket.isPaused()) this.socket.resume()
     this.socket.end()
-    // A client that already closed its side sends nothing more: the close completes by itself.
-    if (this.clientEnded || this.closed) return
+    if (this.closed) return
+    // A client that already closed its side sends nothing more: the close completes by itself once
+    // our bytes have left. If it does not read them, they never leave, and node:net emits 'timeout'
+    // only once without activity: such a connection is closed when lingerSeconds pass with none of
+    // its held bytes handed to the kernel (a client still reading, however slowly, is not cut).
+    if (this.clientEnded) {
+      const unsent = this.unsentBytes()
+      if (unsent > 0) this.closeWhenStuck(unsent)
+      return
+    }
     this.lingerTimer = setTimeout(() => {
       this.lingerTimer = null
       this.socket.destroy()
     }, this.context.options.lingerSeconds * 1000)
+  }
+
+  private closeWhenStuck (unsentBefore: number): void {
+    this.lingerTimer = setTimeout(() => {
+      this.lingerTimer = null
+      const unsent = this.unsentBytes()
+      if (unsent === 0 || this.socket.destroyed) return
+      if (unsent < unsentBefore) return this.closeWhenStuck(unsent)
+      this.socket.destroy()
+    }, this.context.options.lingerSeconds * 1000)
+  }
+
+  /**
+   * Bytes written to the socket and not yet handed to the kernel: node:stream's count, plus libuv's
+   * for a write in progress (a partial write moves only the latter; node:net's own idle timeout
+   * reads the same `writeQueueSize` to tell a slow write from none).
+   */
+  private unsentBytes (): number {
+    const handle = (this.socket as unknown as { _handle?: { writeQueueSize?: number } | null })._handle
+    return this.socket.writableLength + (handle?.writeQueueSize ?? 0)
   }
 
   private onData (chunk: Buffer): void {

@@ -4,7 +4,9 @@
  * mid-request, and responses larger than the response buffer (streamed, and cut by a late
  * defect). Real sockets, a raw `net` backend, exact bytes and exact access-log lines.
  */
+import diagnosticsChannel from 'node:diagnostics_channel'
 import { once } from 'node:events'
+import type net from 'node:net'
 import t from 'tap'
 import { ELB_NAME, FIXED_TIMESTAMP, startProxyFixture, type ProxyFixture } from '../../helpers/proxy-fixture.js'
 import { CLOSE_WITHOUT_A_BYTE, NEVER_ANSWER, reply } from '../../helpers/raw-backend.js'
@@ -169,6 +171,39 @@ for (const thenFin of [false, true]) {
     await f.close(t)
   })
 }
+
+t.test('a client that pipelines requests, sends its FIN and reads no answer is closed once lingerSeconds pass with none of its answers leaving (after the idle timeout)', async (t) => {
+  // Its answers never leave, so the close never completes by itself, and node:net emits 'timeout'
+  // only once without activity: before, the connection stayed open for good.
+  const BODY = 2 * 1024 * 1024
+  const answer = Buffer.concat([Buffer.from(`HTTP/1.1 200 OK\r\nContent-Length: ${BODY}\r\n\r\n`, 'latin1'), Buffer.alloc(BODY, 0x41)])
+  const f = await startProxyFixture(t, { proxy: { responseBufferBytes: 4 * BODY, responseHoldMs: 10_000, idleTimeoutSeconds: 1, lingerSeconds: 0.2 } })
+  for (let k = 0; k < 12; k++) f.replies.push(reply([answer]))
+  const proxySides = new Map<number, net.Socket>()
+  const onServerSocket = (message: unknown): void => {
+    const { socket } = message as { socket: net.Socket }
+    proxySides.set(socket.remotePort as number, socket)
+  }
+  diagnosticsChannel.subscribe('net.server.socket', onServerSocket)
+  t.teardown(() => diagnosticsChannel.unsubscribe('net.server.socket', onServerSocket))
+  const client = await f.connect({ allowHalfOpen: true })
+  client.socket.pause()
+  let requests = ''
+  for (let k = 0; k < 12; k++) requests += get(`/${k}`)
+  client.write(requests)
+  client.end()
+  const proxySide = proxySides.get(client.port) as net.Socket
+  await once(proxySide, 'close')
+  t.equal(f.proxy.openSockets().clients, 0, 'the proxy closed the connection')
+  // The requests it never read (they waited for answers the client did not take) reached no instance.
+  t.ok(f.records.length >= 1 && f.records.length < 12, `${f.records.length} requests answered before the client stopped the rest`)
+  t.equal(f.backend.requests.length, f.records.length, 'each request sent to the instance was answered')
+  t.equal(f.logLines.length, f.records.length, 'one line each')
+  f.replies.length = 0
+  client.destroy()
+  await client.whenClosed()
+  await f.close(t)
+})
 
 t.test('a FIN after one request and part of the next: the first is answered, the part gets its 408 (CLB-HTTPERR 408), one line each', async (t) => {
   const f = await startProxyFixture(t)
