@@ -64,6 +64,8 @@ export interface RawClient {
   write (bytes: Buffer | string): void
   /** Bytes the proxy has read from this client so far (its own side of the connection). */
   proxyBytesRead (): number
+  /** The proxy's own side of this connection (its writableLength: what it holds for the client). */
+  proxySide (): net.Socket
   /**
    * Waits for the next `count` exchanges of this client connection, then for every byte the proxy
    * wrote (or, when the proxy is closing the connection, for the close).
@@ -264,6 +266,12 @@ export async function startProxyFixture (t: Test, options: FixtureOptions = {}):
 
     proxyBytesRead (): number {
       return proxySideSockets.get(this.port)?.bytesRead ?? 0
+    }
+
+    proxySide (): net.Socket {
+      const proxySide = proxySideSockets.get(this.port)
+      if (proxySide === undefined) throw new Error(`the proxy's side of client port ${this.port} was not seen on 'net.server.socket'`)
+      return proxySide
     }
 
     private ownRecords (): ExchangeRecord[] {

@@ -4,9 +4,7 @@
  * mid-request, and responses larger than the response buffer (streamed, and cut by a late
  * defect). Real sockets, a raw `net` backend, exact bytes and exact access-log lines.
  */
-import diagnosticsChannel from 'node:diagnostics_channel'
 import { once } from 'node:events'
-import type net from 'node:net'
 import t from 'tap'
 import { ELB_NAME, FIXED_TIMESTAMP, startProxyFixture, type ProxyFixture } from '../../helpers/proxy-fixture.js'
 import { CLOSE_WITHOUT_A_BYTE, NEVER_ANSWER, reply } from '../../helpers/raw-backend.js'
@@ -179,21 +177,13 @@ t.test('a client that pipelines requests, sends its FIN and reads no answer is c
   const answer = Buffer.concat([Buffer.from(`HTTP/1.1 200 OK\r\nContent-Length: ${BODY}\r\n\r\n`, 'latin1'), Buffer.alloc(BODY, 0x41)])
   const f = await startProxyFixture(t, { proxy: { responseBufferBytes: 4 * BODY, responseHoldMs: 10_000, idleTimeoutSeconds: 1, lingerSeconds: 0.2 } })
   for (let k = 0; k < 12; k++) f.replies.push(reply([answer]))
-  const proxySides = new Map<number, net.Socket>()
-  const onServerSocket = (message: unknown): void => {
-    const { socket } = message as { socket: net.Socket }
-    proxySides.set(socket.remotePort as number, socket)
-  }
-  diagnosticsChannel.subscribe('net.server.socket', onServerSocket)
-  t.teardown(() => diagnosticsChannel.unsubscribe('net.server.socket', onServerSocket))
   const client = await f.connect({ allowHalfOpen: true })
   client.socket.pause()
   let requests = ''
   for (let k = 0; k < 12; k++) requests += get(`/${k}`)
   client.write(requests)
   client.end()
-  const proxySide = proxySides.get(client.port) as net.Socket
-  await once(proxySide, 'close')
+  await once(client.proxySide(), 'close')
   t.equal(f.proxy.openSockets().clients, 0, 'the proxy closed the connection')
   // The requests it never read (they waited for answers the client did not take) reached no instance.
   t.ok(f.records.length >= 1 && f.records.length < 12, `${f.records.length} requests answered before the client stopped the rest`)

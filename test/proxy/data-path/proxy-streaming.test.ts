@@ -5,7 +5,6 @@
  * hold, gets CLB's exact 502. Lockstep, without sleeps: the backend writes each piece only after
  * the client holds the previous one, so a proxy that held the stream back would never see the end.
  */
-import diagnosticsChannel from 'node:diagnostics_channel'
 import net from 'node:net'
 import { once } from 'node:events'
 import t from 'tap'
@@ -300,13 +299,6 @@ for (const mode of ['held', 'streamed'] as const) {
     const responseBufferBytes = mode === 'held' ? 2 * LENGTH : 256 * 1024
     const f = await startProxyFixture(t, { proxy: { responseBufferBytes, responseHoldMs: 10_000 } })
     f.replies.push({ pieces: [slowBytes], then: 'keep-open' }, { pieces: [fastBytes], then: 'keep-open' })
-    const proxySides = new Map<number, net.Socket>()
-    const onServerSocket = (message: unknown): void => {
-      const { socket } = message as { socket: net.Socket }
-      proxySides.set(socket.remotePort as number, socket)
-    }
-    diagnosticsChannel.subscribe('net.server.socket', onServerSocket)
-    t.teardown(() => diagnosticsChannel.unsubscribe('net.server.socket', onServerSocket))
     let proxyRead = 0
     let reads = 0
     let turnsSinceRead = 0
@@ -327,7 +319,7 @@ for (const mode of ['held', 'streamed'] as const) {
         turnsSinceRead++
       }
     }
-    const slowSide = proxySides.get(slow.port) as net.Socket
+    const slowSide = slow.proxySide()
     const waiting = slowSide.writableLength
     t.ok(waiting >= 64 * 1024, `the proxy's socket to the slow client holds ${waiting} bytes it has not handed to the kernel`)
     const before = { ...readBufferCounts(), reads }
