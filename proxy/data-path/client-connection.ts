@@ -146,39 +146,57 @@ export class ClientConnection implements ClientSide {
     if (this.socket.isPaused()) this.socket.resume()
     this.socket.end()
     if (this.closed) return
-    // A client that already closed its side sends nothing more: the close completes by itself once
-    // our bytes have left. If it does not read them, they never leave, and node:net emits 'timeout'
-    // only once without activity: such a connection is closed when lingerSeconds pass with none of
-    // its held bytes handed to the kernel (a client still reading, however slowly, is not cut).
-    if (this.clientEnded) {
-      const unsent = this.unsentBytes()
-      if (unsent > 0) this.closeWhenStuck(unsent)
+    // The answers leave first. A client that reads them slowly must get every byte: while the
+    // socket still holds some, the connection is closed only if none of them leave for the idle
+    // timeout (CLB-IDLE: "If no data has been sent or received by the time that the idle timeout
+    // period elapses, the load balancer closes the connection"; nginx's send_timeout likewise
+    // counts between two successive writes). node:net emits 'timeout' only once without activity,
+    // so a connection whose idle timeout already fired needs this timer of its own.
+    if (this.socket.writableLength > 0) {
+      this.socket.once('finish', () => this.afterAnswersSent())
+      this.closeWhenStuck(this.socket.writableLength, this.writeQueueSize())
       return
     }
-    this.lingerTimer = setTimeout(() => {
-      this.lingerTimer = null
-      this.socket.destroy()
-    }, this.context.options.lingerSeconds * 1000)
+    this.afterAnswersSent()
   }
 
-  private closeWhenStuck (unsentBefore: number): void {
+  /**
+   * Every answer byte and the FIN are with the kernel. A client that already closed its side sends
+   * nothing more: the close completes by itself. Otherwise its further bytes are read and
+   * discarded for lingerSeconds, then the connection is closed.
+   */
+  private afterAnswersSent (): void {
+    if (this.lingerTimer !== null) clearTimeout(this.lingerTimer)
+    this.lingerTimer = null
+    if (this.closed || this.clientEnded) return
     this.lingerTimer = setTimeout(() => {
       this.lingerTimer = null
-      const unsent = this.unsentBytes()
-      if (unsent === 0 || this.socket.destroyed) return
-      if (unsent < unsentBefore) return this.closeWhenStuck(unsent)
       this.socket.destroy()
     }, this.context.options.lingerSeconds * 1000)
   }
 
   /**
-   * Bytes written to the socket and not yet handed to the kernel: node:stream's count, plus libuv's
-   * for a write in progress (a partial write moves only the latter; node:net's own idle timeout
-   * reads the same `writeQueueSize` to tell a slow write from none).
+   * Destroys the socket once the idle timeout passes with none of its held bytes leaving. No byte
+   * is written after the decision to close, so any change is progress: node:stream's count falls
+   * as each write completes, libuv's `writeQueueSize` as the kernel takes part of the write in
+   * progress (node:net's own idle timeout reads the same field to tell a slow write from none).
+   * The two are not summed: a write handed to libuv is counted in both until it completes.
    */
-  private unsentBytes (): number {
+  private closeWhenStuck (heldBefore: number, queuedBefore: number): void {
+    this.lingerTimer = setTimeout(() => {
+      this.lingerTimer = null
+      const held = this.socket.writableLength
+      // All handed to the kernel: 'finish' follows (afterAnswersSent).
+      if (held === 0 || this.socket.destroyed) return
+      const queued = this.writeQueueSize()
+      if (held !== heldBefore || queued !== queuedBefore) return this.closeWhenStuck(held, queued)
+      this.socket.destroy()
+    }, this.context.options.idleTimeoutSeconds * 1000)
+  }
+
+  private writeQueueSize (): number {
     const handle = (this.socket as unknown as { _handle?: { writeQueueSize?: number } | null })._handle
-    return this.socket.writableLength + (handle?.writeQueueSize ?? 0)
+    return handle?.writeQueueSize ?? 0
   }
 
   private onData (chunk: Buffer): void {

@@ -6,7 +6,7 @@
  */
 import { once } from 'node:events'
 import t from 'tap'
-import { ELB_NAME, FIXED_TIMESTAMP, startProxyFixture, type ProxyFixture } from '../../helpers/proxy-fixture.js'
+import { ELB_NAME, FIXED_TIMESTAMP, startProxyFixture, type ProxyFixture, type RawClient } from '../../helpers/proxy-fixture.js'
 import { CLOSE_WITHOUT_A_BYTE, NEVER_ANSWER, reply } from '../../helpers/raw-backend.js'
 
 const GATEWAY_TIMEOUT = 'HTTP/1.1 504 GATEWAY_TIMEOUT\r\nContent-Length: 0\r\nConnection: keep-alive\r\n\r\n'
@@ -170,7 +170,7 @@ for (const thenFin of [false, true]) {
   })
 }
 
-t.test('a client that pipelines requests, sends its FIN and reads no answer is closed once lingerSeconds pass with none of its answers leaving (after the idle timeout)', async (t) => {
+t.test('a client that pipelines requests, sends its FIN and reads no answer is closed once the idle timeout passes with none of its answers leaving (after the idle timeout that stopped its requests)', async (t) => {
   // Its answers never leave, so the close never completes by itself, and node:net emits 'timeout'
   // only once without activity: before, the connection stayed open for good.
   const BODY = 2 * 1024 * 1024
@@ -194,6 +194,53 @@ t.test('a client that pipelines requests, sends its FIN and reads no answer is c
   await client.whenClosed()
   await f.close(t)
 })
+
+const finAfterRequest = (client: RawClient): void => { client.write(get('/slow')); client.end() }
+const connectionClose = (client: RawClient): void => client.write(get('/slow', 'Connection: close\r\n'))
+for (const { how, ask, paceMs, idleTimeoutSeconds, outlasts } of [
+  { how: 'sent its FIN after the request', ask: finAfterRequest, paceMs: 2, idleTimeoutSeconds: 60, outlasts: 'lingerSeconds' },
+  { how: 'asked for Connection: close', ask: connectionClose, paceMs: 2, idleTimeoutSeconds: 60, outlasts: 'lingerSeconds' },
+  // The idle timeout counts from the last bytes that left, not from the decision to close.
+  { how: 'sent its FIN after the request', ask: finAfterRequest, paceMs: 25, idleTimeoutSeconds: 1, outlasts: 'the idle timeout' }
+]) {
+  t.test(`a client that ${how} and reads its answer slowly, for longer than ${outlasts}, gets every byte before the close: the socket's held bytes leave before any linger timer starts`, async (t) => {
+    // Before, the linger timer started at the decision to close and destroyed the socket with
+    // what it still held: the client got the kernel's share of the answer (4 MiB of 8), then a FIN.
+    // This client reads one chunk per timer of paceMs (its reading pace is what is tested), so
+    // reading the whole answer outlasts lingerSeconds, or the idle timeout, more than twice.
+    const BODY = 8 * 1024 * 1024
+    const answer = Buffer.concat([Buffer.from(`HTTP/1.1 200 OK\r\nContent-Length: ${BODY}\r\n\r\n`, 'latin1'), Buffer.alloc(BODY, 0x42)])
+    const LINGER_SECONDS = 0.05
+    const f = await startProxyFixture(t, { proxy: { responseBufferBytes: 2 * BODY, responseHoldMs: 10_000, lingerSeconds: LINGER_SECONDS, idleTimeoutSeconds } })
+    f.replies.push(reply([answer]))
+    const client = await f.connect({ allowHalfOpen: true })
+    client.socket.pause()
+    ask(client)
+    // The answer was held whole, then written at once: the exchange is done, the proxy decided to
+    // close, and its socket holds what the kernel could not take.
+    await f.until(() => f.records.length === 1)
+    t.ok(client.proxySide().writableLength > 0, `the proxy's socket holds ${client.proxySide().writableLength} bytes the client has not read`)
+    let reads = 0
+    client.socket.on('data', () => {
+      reads++
+      client.socket.pause()
+      setTimeout(() => client.socket.resume(), paceMs)
+    })
+    client.socket.on('end', () => client.socket.end())
+    const startedReading = performance.now()
+    client.socket.resume()
+    const { reset } = await client.whenClosed()
+    const readingMs = performance.now() - startedReading
+    const outlastsMs = 2 * (outlasts === 'lingerSeconds' ? LINGER_SECONDS : idleTimeoutSeconds) * 1000
+    t.ok(readingMs > outlastsMs, `the client read for ${readingMs.toFixed(0)} ms in ${reads} reads, more than ${outlastsMs} ms`)
+    t.equal(client.received.length, answer.length, 'every byte arrived')
+    t.ok(client.received.equals(answer), 'in order')
+    t.notOk(reset, 'then the proxy\'s FIN, not a reset')
+    t.strictSame(f.records.map((record) => [record.outcome, record.log.elbStatusCode, record.log.backendStatusCode]), [['relayed', 200, 200]])
+    t.equal(f.logLines.length, 1, 'one line')
+    await f.close(t)
+  })
+}
 
 t.test('a FIN after one request and part of the next: the first is answered, the part gets its 408 (CLB-HTTPERR 408), one line each', async (t) => {
   const f = await startProxyFixture(t)
