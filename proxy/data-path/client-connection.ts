@@ -11,6 +11,19 @@ import { unmapIpv4 } from './proxy-protocol.js'
 import { CONTINUE_RESPONSE, SYNTHETIC_RESPONSES, type SyntheticStatus } from './synthetic-responses.js'
 import { flushNow, writeInTurn } from './turn-writes.js'
 
+/** The counts of `ClientConnection.sendProgress`. */
+interface SendProgress {
+  readonly held: number
+  readonly queued: number
+  readonly queuedBeneath: number
+}
+
+/** A libuv stream handle; under TLS, `_parent` is the TCP handle the TLS handle writes to. */
+interface QueuedHandle {
+  readonly writeQueueSize?: number
+  readonly _parent?: { readonly writeQueueSize?: number } | null
+}
+
 /**
  * One front-end connection: reads requests one after another (pipelining is supported on
  * front-end connections, ELB-HOW), runs one Exchange at a time, and enforces the idle timeout
@@ -154,7 +167,7 @@ export class ClientConnection implements ClientSide {
     // so a connection whose idle timeout already fired needs this timer of its own.
     if (this.socket.writableLength > 0) {
       this.socket.once('finish', () => this.afterAnswersSent())
-      this.closeWhenStuck(this.socket.writableLength, this.writeQueueSize())
+      this.closeWhenStuck(this.sendProgress())
       return
     }
     this.afterAnswersSent()
@@ -177,26 +190,31 @@ export class ClientConnection implements ClientSide {
 
   /**
    * Destroys the socket once the idle timeout passes with none of its held bytes leaving. No byte
-   * is written after the decision to close, so any change is progress: node:stream's count falls
-   * as each write completes, libuv's `writeQueueSize` as the kernel takes part of the write in
-   * progress (node:net's own idle timeout reads the same field to tell a slow write from none).
-   * The two are not summed: a write handed to libuv is counted in both until it completes.
+   * is written after the decision to close, so any change in the counts of `sendProgress` is
+   * progress.
    */
-  private closeWhenStuck (heldBefore: number, queuedBefore: number): void {
+  private closeWhenStuck (before: SendProgress): void {
     this.lingerTimer = setTimeout(() => {
       this.lingerTimer = null
-      const held = this.socket.writableLength
       // All handed to the kernel: 'finish' follows (afterAnswersSent).
-      if (held === 0 || this.socket.destroyed) return
-      const queued = this.writeQueueSize()
-      if (held !== heldBefore || queued !== queuedBefore) return this.closeWhenStuck(held, queued)
+      if (this.socket.writableLength === 0 || this.socket.destroyed) return
+      const now = this.sendProgress()
+      if (now.held !== before.held || now.queued !== before.queued || now.queuedBeneath !== before.queuedBeneath) return this.closeWhenStuck(now)
       this.socket.destroy()
     }, this.context.options.idleTimeoutSeconds * 1000)
   }
 
-  private writeQueueSize (): number {
-    const handle = (this.socket as unknown as { _handle?: { writeQueueSize?: number } | null })._handle
-    return handle?.writeQueueSize ?? 0
+  /**
+   * What the socket still has to send, as Node sees it: node:stream's count falls as each write
+   * completes; libuv's `writeQueueSize` as the kernel takes part of the write in progress (node:net's
+   * own idle timeout reads the same field to tell a slow write from none). Under TLS, the TLS
+   * handle's count stays put while one large encrypted write leaves, and only the TCP handle
+   * beneath it moves (measured: 31.5 MB queued on both, then only the TCP count fell). The counts
+   * are compared one by one, never summed: a write handed to libuv is counted in more than one.
+   */
+  private sendProgress (): SendProgress {
+    const handle = (this.socket as unknown as { _handle?: QueuedHandle | null })._handle
+    return { held: this.socket.writableLength, queued: handle?.writeQueueSize ?? 0, queuedBeneath: handle?._parent?.writeQueueSize ?? 0 }
   }
 
   private onData (chunk: Buffer): void {
@@ -353,7 +371,9 @@ export class ClientConnection implements ClientSide {
 
   private onIdle (): void {
     if (this.lingering) {
-      this.socket.destroy()
+      // Answer bytes still leaving are closeWhenStuck's to judge: node:net's timeout reads only the
+      // TLS handle's count, which stays put while a large encrypted write leaves.
+      if (this.socket.writableLength === 0) this.socket.destroy()
       return
     }
     if (this.exchange !== null) {

@@ -5,9 +5,12 @@
  * defect). Real sockets, a raw `net` backend, exact bytes and exact access-log lines.
  */
 import { once } from 'node:events'
+import type net from 'node:net'
+import tls from 'node:tls'
 import t from 'tap'
 import { ELB_NAME, FIXED_TIMESTAMP, startProxyFixture, type ProxyFixture, type RawClient } from '../../helpers/proxy-fixture.js'
 import { CLOSE_WITHOUT_A_BYTE, NEVER_ANSWER, reply } from '../../helpers/raw-backend.js'
+import { startListenerProxy, tcpServer } from '../../helpers/listener-proxy.js'
 
 const GATEWAY_TIMEOUT = 'HTTP/1.1 504 GATEWAY_TIMEOUT\r\nContent-Length: 0\r\nConnection: keep-alive\r\n\r\n'
 // Observed on a real CLB (clb-behavior.md §1.1, O-408): no space in "Content-Length:0", "Close".
@@ -195,52 +198,91 @@ t.test('a client that pipelines requests, sends its FIN and reads no answer is c
   await f.close(t)
 })
 
+/**
+ * Reads `socket` at about `bytesPerMs`: after each chunk it pauses for chunk length / bytesPerMs ms
+ * (the reading pace is what the tests below are about), and answers the proxy's FIN with its own.
+ */
+async function readSlowly (socket: net.Socket, bytesPerMs: number): Promise<{ readonly received: Buffer, readonly reads: number, readonly readingMs: number, readonly reset: boolean }> {
+  const chunks: Buffer[] = []
+  let reads = 0
+  let reset = false
+  socket.on('data', (chunk: Buffer) => {
+    chunks.push(chunk)
+    reads++
+    socket.pause()
+    setTimeout(() => socket.resume(), chunk.length / bytesPerMs)
+  })
+  socket.on('end', () => socket.end())
+  socket.on('error', (error: NodeJS.ErrnoException) => { reset ||= error.code === 'ECONNRESET' })
+  const started = performance.now()
+  socket.resume()
+  await once(socket, 'close')
+  return { received: Buffer.concat(chunks), reads, readingMs: performance.now() - started, reset }
+}
+
+const SLOW_BODY = 8 * 1024 * 1024
+const SLOW_ANSWER = Buffer.concat([Buffer.from(`HTTP/1.1 200 OK\r\nContent-Length: ${SLOW_BODY}\r\n\r\n`, 'latin1'), Buffer.alloc(SLOW_BODY, 0x42)])
+const LINGER_SECONDS = 0.05
+/** The answer is held whole (a response buffer larger than it), then written to the client at once. */
+const HELD_WHOLE = { responseBufferBytes: 32 * 1024 * 1024, responseHoldMs: 10_000, lingerSeconds: LINGER_SECONDS }
+
 const finAfterRequest = (client: RawClient): void => { client.write(get('/slow')); client.end() }
 const connectionClose = (client: RawClient): void => client.write(get('/slow', 'Connection: close\r\n'))
-for (const { how, ask, paceMs, idleTimeoutSeconds, outlasts } of [
-  { how: 'sent its FIN after the request', ask: finAfterRequest, paceMs: 2, idleTimeoutSeconds: 60, outlasts: 'lingerSeconds' },
-  { how: 'asked for Connection: close', ask: connectionClose, paceMs: 2, idleTimeoutSeconds: 60, outlasts: 'lingerSeconds' },
+for (const { how, ask, bytesPerMs, idleTimeoutSeconds, outlasts } of [
+  { how: 'sent its FIN after the request', ask: finAfterRequest, bytesPerMs: 16_000, idleTimeoutSeconds: 60, outlasts: 'lingerSeconds' },
+  { how: 'asked for Connection: close', ask: connectionClose, bytesPerMs: 16_000, idleTimeoutSeconds: 60, outlasts: 'lingerSeconds' },
   // The idle timeout counts from the last bytes that left, not from the decision to close.
-  { how: 'sent its FIN after the request', ask: finAfterRequest, paceMs: 25, idleTimeoutSeconds: 1, outlasts: 'the idle timeout' }
-]) {
+  { how: 'sent its FIN after the request', ask: finAfterRequest, bytesPerMs: 3_000, idleTimeoutSeconds: 1, outlasts: 'the idle timeout' }
+] as const) {
   t.test(`a client that ${how} and reads its answer slowly, for longer than ${outlasts}, gets every byte before the close: the socket's held bytes leave before any linger timer starts`, async (t) => {
     // Before, the linger timer started at the decision to close and destroyed the socket with
     // what it still held: the client got the kernel's share of the answer (4 MiB of 8), then a FIN.
-    // This client reads one chunk per timer of paceMs (its reading pace is what is tested), so
-    // reading the whole answer outlasts lingerSeconds, or the idle timeout, more than twice.
-    const BODY = 8 * 1024 * 1024
-    const answer = Buffer.concat([Buffer.from(`HTTP/1.1 200 OK\r\nContent-Length: ${BODY}\r\n\r\n`, 'latin1'), Buffer.alloc(BODY, 0x42)])
-    const LINGER_SECONDS = 0.05
-    const f = await startProxyFixture(t, { proxy: { responseBufferBytes: 2 * BODY, responseHoldMs: 10_000, lingerSeconds: LINGER_SECONDS, idleTimeoutSeconds } })
-    f.replies.push(reply([answer]))
+    const f = await startProxyFixture(t, { proxy: { ...HELD_WHOLE, idleTimeoutSeconds } })
+    f.replies.push(reply([SLOW_ANSWER]))
     const client = await f.connect({ allowHalfOpen: true })
     client.socket.pause()
     ask(client)
-    // The answer was held whole, then written at once: the exchange is done, the proxy decided to
-    // close, and its socket holds what the kernel could not take.
+    // The exchange is done, the proxy decided to close, and its socket holds what the kernel could not take.
     await f.until(() => f.records.length === 1)
     t.ok(client.proxySide().writableLength > 0, `the proxy's socket holds ${client.proxySide().writableLength} bytes the client has not read`)
-    let reads = 0
-    client.socket.on('data', () => {
-      reads++
-      client.socket.pause()
-      setTimeout(() => client.socket.resume(), paceMs)
-    })
-    client.socket.on('end', () => client.socket.end())
-    const startedReading = performance.now()
-    client.socket.resume()
-    const { reset } = await client.whenClosed()
-    const readingMs = performance.now() - startedReading
+    const { received, reads, readingMs, reset } = await readSlowly(client.socket, bytesPerMs)
     const outlastsMs = 2 * (outlasts === 'lingerSeconds' ? LINGER_SECONDS : idleTimeoutSeconds) * 1000
     t.ok(readingMs > outlastsMs, `the client read for ${readingMs.toFixed(0)} ms in ${reads} reads, more than ${outlastsMs} ms`)
-    t.equal(client.received.length, answer.length, 'every byte arrived')
-    t.ok(client.received.equals(answer), 'in order')
+    t.equal(received.length, SLOW_ANSWER.length, 'every byte arrived')
+    t.ok(received.equals(SLOW_ANSWER), 'in order')
     t.notOk(reset, 'then the proxy\'s FIN, not a reset')
     t.strictSame(f.records.map((record) => [record.outcome, record.log.elbStatusCode, record.log.backendStatusCode]), [['relayed', 200, 200]])
     t.equal(f.logLines.length, 1, 'one line')
+    await client.whenClosed()
     await f.close(t)
   })
 }
+
+t.test('over an HTTPS listener too: a client that asked for Connection: close and reads its held answer slowly, for longer than the idle timeout, gets every byte', async (t) => {
+  // node:net's idle timeout and the TLS handle's write count both stay put while one large
+  // encrypted write leaves; only the TCP handle beneath it moves (ClientConnection.sendProgress).
+  // Measured before: a reader at 500 KB/s of a 20 MB answer held whole lost its last 6 MB.
+  // An answer large enough that the TLS handle has encrypted all of it while much is still to
+  // leave (at 8 MiB, its encrypting alone moved the counts at every check).
+  const BODY = 24 * 1024 * 1024
+  const answer = Buffer.concat([Buffer.from(`HTTP/1.1 200 OK\r\nContent-Length: ${BODY}\r\n\r\n`, 'latin1'), Buffer.alloc(BODY, 0x43)])
+  const idleTimeoutSeconds = 1
+  const instance = await tcpServer(t, (socket) => socket.once('data', () => socket.write(answer)))
+  const f = await startListenerProxy({ ...HELD_WHOLE, idleTimeoutSeconds, listeners: ['https://127.0.0.1:0'], backends: [`http://127.0.0.1:${instance.port}`] })
+  const client = tls.connect({ host: '127.0.0.1', port: f.proxy.address.port, servername: 'localhost', ca: f.proxy.certificate?.cert })
+  await once(client, 'secureConnect')
+  client.pause()
+  client.write(get('/slow', 'Connection: close\r\n'))
+  await f.waitForExchanges(1)
+  const { received, reads, readingMs, reset } = await readSlowly(client, 6_000)
+  t.ok(readingMs > 2 * idleTimeoutSeconds * 1000, `the client read for ${readingMs.toFixed(0)} ms in ${reads} reads, more than twice the idle timeout`)
+  t.equal(received.length, answer.length, 'every byte arrived')
+  t.ok(received.equals(answer), 'in order')
+  t.notOk(reset, 'then the proxy\'s close, not a reset')
+  t.strictSame(f.records.map((record) => [record.outcome, record.log.elbStatusCode, record.log.backendStatusCode]), [['relayed', 200, 200]])
+  t.equal(f.logLines.length, 1, 'one line')
+  await f.close(t)
+})
 
 t.test('a FIN after one request and part of the next: the first is answered, the part gets its 408 (CLB-HTTPERR 408), one line each', async (t) => {
   const f = await startProxyFixture(t)
