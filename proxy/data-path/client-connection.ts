@@ -55,6 +55,8 @@ export class ClientConnection implements ClientSide {
    */
   private lingering = false
   private lingerTimer: NodeJS.Timeout | null = null
+  /** Between requests, watches an earlier answer that is still leaving (idleUnlessSending). */
+  private sendingTimer: NodeJS.Timeout | null = null
   /** The next request waits until the socket has handed the answers before it to the kernel ('drain'). */
   private awaitingDrain = false
 
@@ -156,6 +158,7 @@ export class ClientConnection implements ClientSide {
     this.pendingBytes = 0
     if (this.lingering) return
     this.lingering = true
+    this.clearSendingTimer()
     if (this.socket.isPaused()) this.socket.resume()
     this.socket.end()
     if (this.closed) return
@@ -219,6 +222,8 @@ export class ClientConnection implements ClientSide {
 
   private onData (chunk: Buffer): void {
     if (this.lingering) return
+    // A read restarts node:net's idle clock.
+    if (this.sendingTimer !== null) this.clearSendingTimer()
     this.pending.push(chunk)
     this.pendingBytes += chunk.length
     if (!this.processing) this.process()
@@ -384,14 +389,47 @@ export class ClientConnection implements ClientSide {
       return
     }
     if (this.requestStartedAtMicros !== null) return this.respondWithoutBackend(408, 'client-timeout', [])
+    // An earlier answer still leaving is data sent, not idleness (under TLS node:net's timeout
+    // fires while a large answer leaves: it reads only the TLS handle's count).
+    if (this.socket.writableLength > 0) return this.idleUnlessSending(this.sendProgress())
     // CLB-IDLE: an idle front-end connection is closed. A request that crosses the FIN is not
     // read (it would run on the instance and its answer would reach nobody): lingering close.
     this.lingerAndClose()
   }
 
+  /**
+   * Between requests, an earlier answer is still leaving the socket when node:net's idle timeout
+   * fires. CLB-IDLE: "If no data has been sent or received by the time that the idle timeout
+   * period elapses, the load balancer closes the connection". The counts of `sendProgress` are
+   * read again after each idle period: any change is data sent, and the connection stays; once all
+   * of it has left, node:net's idle clock runs again from the last write; a period in which none of
+   * it left closes the connection (its bytes cannot reach the client, so without waiting for
+   * lingerSeconds as well).
+   */
+  private idleUnlessSending (before: SendProgress): void {
+    this.clearSendingTimer()
+    this.sendingTimer = setTimeout(() => {
+      this.sendingTimer = null
+      if (this.closed || this.lingering || this.exchange !== null || this.requestStartedAtMicros !== null) return
+      // All of it left: node:net restarted its idle clock when the last write completed
+      // (stream_base_commons onWriteComplete updates the socket's timer), and fires from there.
+      if (this.socket.writableLength === 0) return
+      const now = this.sendProgress()
+      if (now.held !== before.held || now.queued !== before.queued || now.queuedBeneath !== before.queuedBeneath) return this.idleUnlessSending(now)
+      this.socket.destroy()
+    }, this.context.options.idleTimeoutSeconds * 1000)
+  }
+
+  private clearSendingTimer (): void {
+    if (this.sendingTimer === null) return
+    clearTimeout(this.sendingTimer)
+    this.sendingTimer = null
+  }
+
   private onClose (): void {
     if (this.closed) return
     this.closed = true
+    this.clearSendingTimer()
     if (this.lingerTimer !== null) clearTimeout(this.lingerTimer)
     const exchange = this.exchange
     this.exchange = null

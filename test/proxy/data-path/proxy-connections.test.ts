@@ -5,7 +5,7 @@
  * defect). Real sockets, a raw `net` backend, exact bytes and exact access-log lines.
  */
 import { once } from 'node:events'
-import type net from 'node:net'
+import net from 'node:net'
 import tls from 'node:tls'
 import t from 'tap'
 import { ELB_NAME, FIXED_TIMESTAMP, startProxyFixture, type ProxyFixture, type RawClient } from '../../helpers/proxy-fixture.js'
@@ -281,6 +281,96 @@ t.test('over an HTTPS listener too: a client that asked for Connection: close an
   t.notOk(reset, 'then the proxy\'s close, not a reset')
   t.strictSame(f.records.map((record) => [record.outcome, record.log.elbStatusCode, record.log.backendStatusCode]), [['relayed', 200, 200]])
   t.equal(f.logLines.length, 1, 'one line')
+  await f.close(t)
+})
+
+/** Reads `length` bytes from `socket` at about `bytesPerMs` (as readSlowly), then stops listening. */
+async function readSlowlyUntil (socket: net.Socket, bytesPerMs: number, length: number): Promise<{ readonly received: Buffer, readonly readingMs: number }> {
+  const chunks: Buffer[] = []
+  let total = 0
+  const started = performance.now()
+  await new Promise<void>((resolve, reject) => {
+    const onData = (chunk: Buffer): void => {
+      chunks.push(chunk)
+      total += chunk.length
+      socket.pause()
+      if (total >= length) {
+        socket.off('data', onData)
+        socket.off('close', onClose)
+        resolve()
+        return
+      }
+      setTimeout(() => socket.resume(), chunk.length / bytesPerMs)
+    }
+    const onClose = (): void => reject(new Error(`closed after ${total} of ${length} bytes`))
+    socket.on('data', onData)
+    socket.once('close', onClose)
+    socket.resume()
+  })
+  return { received: Buffer.concat(chunks), readingMs: performance.now() - started }
+}
+
+for (const { listener, then } of [
+  { listener: 'http', then: 'asks again' },
+  { listener: 'https', then: 'asks again' },
+  // node:net's idle timeout, which fired while the answer was leaving, fires again an idle
+  // timeout after the answer's last write completes.
+  { listener: 'https', then: 'sends nothing' }
+] as const) {
+  const outcome = then === 'asks again' ? 'the next request on it is answered' : 'it is closed once idle for the idle timeout after its answer'
+  t.test(`over an ${listener.toUpperCase()} listener, a kept-alive client that reads a held answer slowly, for longer than the idle timeout, keeps its connection, then ${then}: ${outcome}`, async (t) => {
+    // CLB-IDLE: "If no data has been sent or received by the time that the idle timeout period
+    // elapses, the load balancer closes the connection"; bytes leaving are data sent. Before,
+    // under TLS, node:net's timeout fired while the answer was still leaving (it reads only the
+    // TLS handle's count), and the connection was closed after the answer, unasked.
+    const BODY = 24 * 1024 * 1024
+    const answer = Buffer.concat([Buffer.from(`HTTP/1.1 200 OK\r\nContent-Length: ${BODY}\r\n\r\n`, 'latin1'), Buffer.alloc(BODY, 0x44)])
+    const idleTimeoutSeconds = 1
+    let requests = 0
+    const instance = await tcpServer(t, (socket) => socket.on('data', () => socket.write(requests++ === 0 ? answer : ok('after'))))
+    const f = await startListenerProxy({ ...HELD_WHOLE, idleTimeoutSeconds, listeners: [`${listener}://127.0.0.1:0`], backends: [`http://127.0.0.1:${instance.port}`] })
+    // A failed assertion below must not leave the proxy listening (tap would wait for its timeout).
+    t.teardown(() => f.proxy.close())
+    const client = listener === 'https'
+      ? tls.connect({ host: '127.0.0.1', port: f.proxy.address.port, servername: 'localhost', ca: f.proxy.certificate?.cert })
+      : net.connect({ host: '127.0.0.1', port: f.proxy.address.port })
+    await once(client, listener === 'https' ? 'secureConnect' : 'connect')
+    client.pause()
+    client.write(get('/slow'))
+    await f.waitForExchanges(1)
+    const { received, readingMs } = await readSlowlyUntil(client, 6_000, answer.length)
+    t.ok(readingMs > 2 * idleTimeoutSeconds * 1000, `the client read for ${readingMs.toFixed(0)} ms, more than twice the idle timeout`)
+    t.ok(received.equals(answer), 'every byte, in order')
+    const expected: Array<[string, number, number, string, number]> = [['relayed', 200, 200, '/slow', BODY]]
+    if (then === 'asks again') {
+      client.write(get('/after'))
+      t.equal((await readSlowlyUntil(client, 1_000_000, ok('after').length)).received.toString('latin1'), ok('after'), 'the next request on the same connection is answered')
+      expected.push(['relayed', 200, 200, '/after', 'after'.length])
+    }
+    t.strictSame(f.records.map((record) => [record.outcome, record.log.elbStatusCode, record.log.backendStatusCode, record.log.target, record.log.sentBytes]), expected)
+    t.equal(f.logLines.length, expected.length, 'one line each')
+    // Once nothing moves for the idle timeout, the connection is closed as CLB-IDLE says.
+    client.resume()
+    await once(client, 'end')
+    client.destroy()
+    await f.close(t)
+  })
+}
+
+t.test('a kept-alive client that stops reading a held answer is closed once an idle timeout passes with none of it leaving', async (t) => {
+  const f = await startProxyFixture(t, { proxy: { ...HELD_WHOLE, idleTimeoutSeconds: 1 } })
+  f.replies.push(reply([SLOW_ANSWER]))
+  const client = await f.connect()
+  client.socket.pause()
+  client.write(get('/slow'))
+  await f.until(() => f.records.length === 1)
+  t.ok(client.proxySide().writableLength > 0, `the proxy's socket holds ${client.proxySide().writableLength} bytes the client does not read`)
+  await once(client.proxySide(), 'close')
+  t.equal(f.proxy.openSockets().clients, 0, 'the proxy closed the connection')
+  t.strictSame(f.records.map((record) => [record.outcome, record.log.elbStatusCode, record.log.backendStatusCode]), [['relayed', 200, 200]])
+  t.equal(f.logLines.length, 1, 'one line')
+  client.destroy()
+  await client.whenClosed()
   await f.close(t)
 })
 
