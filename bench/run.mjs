@@ -36,8 +36,12 @@ const REPO_ROOT = path.dirname(BENCH_DIR)
 const RESULTS_DIR = path.join(BENCH_DIR, 'results')
 const CLB_CLI = path.join(REPO_ROOT, 'dist', 'bin', 'clb-proxy.js')
 const TARGET_NAMES = ['backend', 'clb-proxy', 'http-proxy', 'nginx', 'node-pipe']
+/** Another build of clb-proxy (--baseline DIR), measured beside this one: what a change gains or costs. */
+const BASELINE = 'baseline'
+/** The targets clb-proxy's ratios are taken against, in the order the tables list them. */
+const PEERS = ['nginx', 'http-proxy', 'node-pipe', BASELINE]
 const ROUTE_NAMES = Object.keys(ROUTES)
-const NODE_TARGETS = ['clb-proxy', 'http-proxy', 'node-pipe']
+const NODE_TARGETS = ['clb-proxy', 'http-proxy', 'node-pipe', BASELINE]
 
 /**
  * The issue's targets (issue 7, item 8), as ratios of clb-proxy to a peer measured in the same run.
@@ -78,6 +82,10 @@ Every option can also be set by the environment variable in brackets; an option 
   --profile-top N        functions printed per profile (BENCH_PROFILE_TOP, default 12)
   --rounds N             measure every target N times per route, in a rotating order, and report
                          each number's median over the rounds (BENCH_ROUNDS, default 1)
+  --baseline DIR         also run the clb-proxy built in DIR (a checkout or git worktree where
+                         npm run build has run: DIR/dist/bin/clb-proxy.js) as the target
+                         '${BASELINE}', and give clb-proxy's ratios to it: a change measured against
+                         the build before it in the same run (BENCH_BASELINE)
   -h, --help             this text
 
 Defaults take about 3.5 minutes: 3 routes x 5 targets x (2 s + 10 s) plus start-up.
@@ -102,6 +110,7 @@ function parseCommandLine (argv, env) {
         'cpu-prof': { type: 'boolean' },
         'profile-top': { type: 'string' },
         rounds: { type: 'string' },
+        baseline: { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false }
       }
     }))
@@ -157,6 +166,15 @@ function parseCommandLine (argv, env) {
     rounds: integer('rounds', 'BENCH_ROUNDS', '1', 1)
   }
   if (settings.threads > settings.connections) usageError('--threads must not exceed --connections (wrk needs a connection per thread)')
+  const baseline = pick('baseline', 'BENCH_BASELINE', '')
+  if (baseline.text !== '') {
+    const cli = path.resolve(baseline.text, 'dist', 'bin', 'clb-proxy.js')
+    if (!fs.existsSync(cli)) usageError(`${baseline.source}: ${cli} is missing (run npm run build in '${baseline.text}' first)`)
+    settings.baselineCli = cli
+    settings.targets = [...settings.targets, BASELINE]
+  } else {
+    settings.baselineCli = null
+  }
   return Object.freeze(settings)
 }
 
@@ -399,14 +417,14 @@ async function startBackendProcess (plan, logDir, role, name) {
 }
 
 /** The Node flags of the executable's shebang (`#!/usr/bin/env -S node FLAGS`): clb-proxy runs as users run it. */
-function shebangNodeFlags () {
-  const first = fs.readFileSync(CLB_CLI, 'latin1').split('\n')[0] ?? ''
+function shebangNodeFlags (cli = CLB_CLI) {
+  const first = fs.readFileSync(cli, 'latin1').split('\n')[0] ?? ''
   const match = /^#!\/usr\/bin\/env -S node(.*)$/.exec(first)
   return match === null ? [] : match[1].trim().split(/\s+/).filter((flag) => flag.length > 0)
 }
 
-function nodeArgs (settings, profileDir) {
-  return [...shebangNodeFlags(), ...(settings.cpuProf ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [])]
+function nodeArgs (settings, profileDir, cli = CLB_CLI) {
+  return [...shebangNodeFlags(cli), ...(settings.cpuProf ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [])]
 }
 
 async function startBackendTarget (plan, logDir, route) {
@@ -420,12 +438,14 @@ async function startBackendTarget (plan, logDir, route) {
   }
 }
 
-async function startClbProxyTarget (settings, plan, logDir, route, backendPort) {
-  if (!fs.existsSync(CLB_CLI)) throw new Error(`${CLB_CLI} is missing: run npm run build (npm run bench does)`)
-  const name = `clb-proxy-${route.name}`
+/** This checkout's clb-proxy, or (`target` BASELINE) the build of --baseline, run as users run it. */
+async function startClbProxyTarget (settings, plan, logDir, route, backendPort, target = 'clb-proxy') {
+  const cli = target === BASELINE ? settings.baselineCli : CLB_CLI
+  if (!fs.existsSync(cli)) throw new Error(`${cli} is missing: run npm run build (npm run bench does)`)
+  const name = `${target}-${route.name}`
   const accessLog = path.join(logDir, `${name}-access.log`)
   const profileDir = path.join(logDir, `${name}-profile`)
-  const { command, args } = pinned(plan, 'target', process.execPath, [...nodeArgs(settings, profileDir), CLB_CLI,
+  const { command, args } = pinned(plan, 'target', process.execPath, [...nodeArgs(settings, profileDir, cli), cli,
     '--listen', '127.0.0.1:0', '--backend', `http://127.0.0.1:${backendPort}`, '--access-log', accessLog])
   const started = await startProcess({
     name,
@@ -436,11 +456,12 @@ async function startClbProxyTarget (settings, plan, logDir, route, backendPort) 
     ready: /listening on http:\/\/127\.0\.0\.1:(\d+)/
   })
   return {
-    name: 'clb-proxy',
+    name: target,
     port: Number(started.match[1]),
     processes: [started.child],
     pids: () => [started.pid],
-    accessLog,
+    // The line count printed is this build's; the baseline's access log is written all the same.
+    ...(target === BASELINE ? {} : { accessLog }),
     profileDir,
     stop: () => stopProcess(started.child)
   }
@@ -593,6 +614,7 @@ function startTarget (name, settings, plan, logDir, route, backendPort) {
   switch (name) {
     case 'backend': return startBackendTarget(plan, logDir, route)
     case 'clb-proxy': return startClbProxyTarget(settings, plan, logDir, route, backendPort)
+    case BASELINE: return startClbProxyTarget(settings, plan, logDir, route, backendPort, BASELINE)
     case 'http-proxy': return startNodeScriptTarget('http-proxy', 'http-proxy-server.mjs', settings, plan, logDir, route, backendPort)
     case 'node-pipe': return startNodeScriptTarget('node-pipe', 'node-pipe-server.mjs', settings, plan, logDir, route, backendPort)
     case 'nginx': return startNginxTarget(plan, logDir, route, backendPort)
@@ -837,7 +859,7 @@ function medianResults (roundResults, routes, targets) {
 function ratiosPerRound (roundResults, settings) {
   const rows = []
   for (const route of settings.routes) {
-    for (const peer of ['nginx', 'http-proxy', 'node-pipe']) {
+    for (const peer of PEERS) {
       const cpu = []
       const p99 = []
       for (let round = 1; round <= settings.rounds; round++) {
@@ -893,7 +915,7 @@ function computeRatios (results, routes) {
   for (const route of routes) {
     const clb = results.find((r) => r.route === route && r.name === 'clb-proxy')
     if (clb === undefined) continue
-    for (const peer of ['nginx', 'http-proxy', 'node-pipe']) {
+    for (const peer of PEERS) {
       const reference = results.find((r) => r.route === route && r.name === peer)
       if (reference === undefined) continue
       const entry = { route, routeLabel: ROUTES[route].label, target: 'clb-proxy', relativeTo: peer }
