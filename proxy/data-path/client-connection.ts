@@ -308,7 +308,10 @@ export class ClientConnection implements ClientSide {
       if (field.lowerName === 'expect') expectsContinue ||= field.value.toLowerCase() === '100-continue'
       else if (field.lowerName === 'upgrade') upgrade ??= field.value
     }
-    if (expectsContinue) this.write(CONTINUE_RESPONSE)
+    // RFC 9110 section 15.2: "A server MUST NOT send a 1xx response to an HTTP/1.0 client"; section
+    // 10.1.1: a server that receives 100-continue in an HTTP/1.0 request "MUST ignore that
+    // expectation" (node:http and nginx send none). The Expect field is removed all the same.
+    if (expectsContinue && head.version !== 'HTTP/1.0') this.write(CONTINUE_RESPONSE)
     // CLB HTTP listeners do not pass protocol upgrades (clb-behavior.md section 5.10): the request
     // is forwarded without Upgrade/Connection (forwarded-head.ts); observers say so once per path.
     if (upgrade !== null) this.context.events.emit('upgrade-dropped', { method: head.method, target: head.target, protocol: upgrade })

@@ -120,6 +120,24 @@ t.test('Expect: 100-continue is answered by the load balancer and removed (ELB-H
   }
 })
 
+t.test('an HTTP/1.0 request with Expect: 100-continue gets no 100 Continue (RFC 9110 sections 10.1.1 and 15.2)', async (t) => {
+  const f = await startProxyFixture(t)
+  f.replies.push(reply([OK]))
+  const client = await f.connect()
+  client.write('POST /upload HTTP/1.0\r\nHost: example.test\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n')
+  // The head reaches the instance first: a 100 Continue, had one been sent, was sent with it and
+  // comes before the response in the client's bytes.
+  await f.backend.until(() => (f.backend.connections[0]?.received.length ?? 0) > 0)
+  client.write('hello')
+  const response = await client.response()
+  t.strictSame([response.bytes.toString('latin1'), response.closedByProxy], [OK, true], 'the response alone, then the close an HTTP/1.0 request without keep-alive asks for')
+  t.strictSame(f.backend.requests.map((r) => r.bytes.toString('latin1')),
+    [`POST /upload HTTP/1.0\r\nHost: example.test\r\nContent-Length: 5\r\n${xForwarded(f)}\r\nhello`], 'Expect is removed all the same')
+  t.strictSame(f.logLines, [logLine(client.port, `${f.backendField} 0 0 0 200 200 5 2`, `"POST http://example.test:${f.port}/upload HTTP/1.0"`, '"-"')])
+  await client.whenClosed()
+  await f.close(t)
+})
+
 t.test('request bodies are forwarded intact and counted in received_bytes', async (t) => {
   const f = await startProxyFixture(t)
   f.replies.push(reply([OK]), reply([OK]))
