@@ -55,7 +55,7 @@ export class ClientConnection implements ClientSide {
    */
   private lingering = false
   private lingerTimer: NodeJS.Timeout | null = null
-  /** Between requests, watches an earlier answer that is still leaving (idleUnlessSending). */
+  /** Watches answer bytes still leaving the socket, one idle period at a time (destroyWhenStuck). */
   private sendingTimer: NodeJS.Timeout | null = null
   /** The next request waits until the socket has handed the answers before it to the kernel ('drain'). */
   private awaitingDrain = false
@@ -170,7 +170,8 @@ export class ClientConnection implements ClientSide {
     // so a connection whose idle timeout already fired needs this timer of its own.
     if (this.socket.writableLength > 0) {
       this.socket.once('finish', () => this.afterAnswersSent())
-      this.closeWhenStuck(this.sendProgress())
+      // No byte is written after the decision to close; 'finish' follows once all have left.
+      this.destroyWhenStuck(this.sendProgress(), () => !this.socket.destroyed)
       return
     }
     this.afterAnswersSent()
@@ -192,17 +193,19 @@ export class ClientConnection implements ClientSide {
   }
 
   /**
-   * Destroys the socket once the idle timeout passes with none of its held bytes leaving. No byte
-   * is written after the decision to close, so any change in the counts of `sendProgress` is
-   * progress.
+   * Destroys the socket once an idle period passes with none of its held bytes leaving (CLB-IDLE:
+   * "If no data has been sent or received by the time that the idle timeout period elapses, the
+   * load balancer closes the connection"). The counts of `sendProgress` are read again after each
+   * period: any change is data sent, and the watch goes on. It ends, leaving the socket alone, once
+   * every byte has left or `watching()` turns false.
    */
-  private closeWhenStuck (before: SendProgress): void {
-    this.lingerTimer = setTimeout(() => {
-      this.lingerTimer = null
-      // All handed to the kernel: 'finish' follows (afterAnswersSent).
-      if (this.socket.writableLength === 0 || this.socket.destroyed) return
+  private destroyWhenStuck (before: SendProgress, watching: () => boolean): void {
+    this.clearSendingTimer()
+    this.sendingTimer = setTimeout(() => {
+      this.sendingTimer = null
+      if (!watching() || this.socket.writableLength === 0) return
       const now = this.sendProgress()
-      if (now.held !== before.held || now.queued !== before.queued || now.queuedBeneath !== before.queuedBeneath) return this.closeWhenStuck(now)
+      if (now.held !== before.held || now.queued !== before.queued || now.queuedBeneath !== before.queuedBeneath) return this.destroyWhenStuck(now, watching)
       this.socket.destroy()
     }, this.context.options.idleTimeoutSeconds * 1000)
   }
@@ -379,7 +382,7 @@ export class ClientConnection implements ClientSide {
 
   private onIdle (): void {
     if (this.lingering) {
-      // Answer bytes still leaving are closeWhenStuck's to judge: node:net's timeout reads only the
+      // Answer bytes still leaving are destroyWhenStuck's to judge: node:net's timeout reads only the
       // TLS handle's count, which stays put while a large encrypted write leaves.
       if (this.socket.writableLength === 0) this.socket.destroy()
       return
@@ -394,33 +397,18 @@ export class ClientConnection implements ClientSide {
     if (this.requestStartedAtMicros !== null) return this.respondWithoutBackend(408, 'client-timeout', [])
     // An earlier answer still leaving is data sent, not idleness (under TLS node:net's timeout
     // fires while a large answer leaves: it reads only the TLS handle's count).
-    if (this.socket.writableLength > 0) return this.idleUnlessSending(this.sendProgress())
+    // Its bytes cannot reach a client if none leave for an idle period: destroyed, without waiting
+    // for lingerSeconds as well. Once all have left, node:net's idle clock runs again from the last
+    // write (stream_base_commons onWriteComplete updates the socket's timer), and fires from there.
+    if (this.socket.writableLength > 0) return this.destroyWhenStuck(this.sendProgress(), () => this.betweenRequests())
     // CLB-IDLE: an idle front-end connection is closed. A request that crosses the FIN is not
     // read (it would run on the instance and its answer would reach nobody): lingering close.
     this.lingerAndClose()
   }
 
-  /**
-   * Between requests, an earlier answer is still leaving the socket when node:net's idle timeout
-   * fires. CLB-IDLE: "If no data has been sent or received by the time that the idle timeout
-   * period elapses, the load balancer closes the connection". The counts of `sendProgress` are
-   * read again after each idle period: any change is data sent, and the connection stays; once all
-   * of it has left, node:net's idle clock runs again from the last write; a period in which none of
-   * it left closes the connection (its bytes cannot reach the client, so without waiting for
-   * lingerSeconds as well).
-   */
-  private idleUnlessSending (before: SendProgress): void {
-    this.clearSendingTimer()
-    this.sendingTimer = setTimeout(() => {
-      this.sendingTimer = null
-      if (this.closed || this.lingering || this.exchange !== null || this.requestStartedAtMicros !== null) return
-      // All of it left: node:net restarted its idle clock when the last write completed
-      // (stream_base_commons onWriteComplete updates the socket's timer), and fires from there.
-      if (this.socket.writableLength === 0) return
-      const now = this.sendProgress()
-      if (now.held !== before.held || now.queued !== before.queued || now.queuedBeneath !== before.queuedBeneath) return this.idleUnlessSending(now)
-      this.socket.destroy()
-    }, this.context.options.idleTimeoutSeconds * 1000)
+  /** No request in progress on an open connection that is not being closed. */
+  private betweenRequests (): boolean {
+    return !this.closed && !this.lingering && this.exchange === null && this.requestStartedAtMicros === null
   }
 
   private clearSendingTimer (): void {
