@@ -156,7 +156,7 @@ export async function serve(options: ClbProxyOptions, resolved: ResolvedOptions,
     try {
       await running.close()
     } catch (error) {
-      io.stderr.write(`clb-proxy: error while stopping: ${describeSystemError(error)}\n`)
+      io.stderr.write(`clb-proxy: error while stopping: ${describeStopFailure(error)}\n`)
       return EXIT_FAILURE
     }
     return EXIT_OK
@@ -473,6 +473,19 @@ const SYSTEM_ERROR_TEXT: Readonly<Record<string, string>> = Object.freeze({
   EEXIST: 'a file of that name is in the way',
   ENOTDIR: 'a part of the path is a file, not a folder'
 })
+
+/**
+ * Why a stop was not clean. Only the access log writes to a pipe: an EPIPE means its reader on
+ * stdout went away (`clb-proxy | head -1`), reported when it happened; the lines logged since were
+ * dropped, so the stop is not clean (exit 1), and this says why in the user's words.
+ */
+function describeStopFailure(error: unknown): string {
+  if ((error as NodeJS.ErrnoException | undefined)?.code === 'EPIPE') {
+    return 'the access log on stdout lost lines: its reader went away while the proxy ran (EPIPE, reported then); ' +
+      'to keep every line, log to a file (--access-log FILE) or keep the reader until the proxy stops'
+  }
+  return describeSystemError(error)
+}
 
 function describeSystemError(error: unknown): string {
   const code = (error as NodeJS.ErrnoException | undefined)?.code

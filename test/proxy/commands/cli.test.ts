@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process'
 import { EventEmitter, once } from 'node:events'
 import { readFileSync } from 'node:fs'
 import { readFile, rename } from 'node:fs/promises'
@@ -556,4 +557,28 @@ t.test('a health-check setting without --health-check gets one notice; --health-
     signals.emit('SIGTERM')
     t.equal(await exited, 0)
   }
+})
+
+t.test('an access log on stdout whose reader went away: the stop says lines were lost and exits 1', async (t) => {
+  const backend = await answeringOk(t)
+  // The CLI runs in a child with the process's own stdout as its access log, as `clb-proxy | head -1`
+  // runs it; this side closes its end of that pipe before any line is written.
+  const cli = new URL('proxy/commands/cli.js', REPO_URL).href
+  const child = spawn(process.execPath, [...process.execArgv, '--input-type=module', '-e', `
+    const { run } = await import(${JSON.stringify(cli)})
+    process.exitCode = await run(process.argv.slice(1), {}, { stdout: process.stdout, stderr: process.stderr })
+  `, '--', '--listen', '127.0.0.1:0', '--backend', `http://127.0.0.1:${portOf(backend)}`], { stdio: ['ignore', 'pipe', 'pipe'] })
+  child.stdout.destroy()
+  const stderr = new Sink()
+  child.stderr.pipe(stderr)
+  const closed = once(child, 'close')
+  const [, proxyUrl = ''] = await stderr.waitFor(/^clb-proxy: listening on (http:\/\/127\.0\.0\.1:\d+), /m)
+  t.equal((await fetch(`${proxyUrl}/`)).status, 200)
+  // Reported when it happens (a JSON line: stderr is not a terminal).
+  await stderr.waitFor(/"notice":"access-log".*"msg":"access log stdout cannot be written \(EPIPE: its reader went away\)/)
+  child.kill('SIGTERM')
+  const [code] = await closed
+  t.equal(code, 1)
+  t.equal(stderr.text.split('\n').at(-2), 'clb-proxy: error while stopping: the access log on stdout lost lines: its reader went away ' +
+    'while the proxy ran (EPIPE, reported then); to keep every line, log to a file (--access-log FILE) or keep the reader until the proxy stops')
 })
