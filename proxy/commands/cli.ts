@@ -145,12 +145,16 @@ function describeForCli(error: OptionError, sources: ReadonlyMap<string, FieldSo
 }
 
 
-/** A rule's `, or null for ...` alternative is the library's: no flag or variable can say null. */
+/**
+ * A rule's `, or null for ...` alternative is the library's: no flag or variable can say null. It
+ * ends the rule, or comes before the parenthesis that says what was wrong with the value.
+ */
 function forTheCommandLine (rule: string): string {
   // "a file path, '-' for stdout, or null for no access log" -> "a file path or '-' for stdout".
-  const listed = /, ([^,]+), or null for [^,()]*$/
+  const listed = /, ([^,()]+), or null for [^,()]*?(?=$| \()/
   if (listed.test(rule)) return rule.replace(listed, ' or $1')
-  return rule.replace(/,? or null for [^,()]*$/, '')
+  // "(RFC 6265 token characters, not AWSELB or AWSELBCORS), or null for ..." -> "(..., not AWSELB or AWSELBCORS)".
+  return rule.replace(/,? or null for [^,()]*?(?=$| \()/, '')
 }
 
 // --- dispatch ---------------------------------------------------------------------------

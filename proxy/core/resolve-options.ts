@@ -292,13 +292,22 @@ export function resolveOptions(input: ClbProxyOptions, settings: ResolveOptionsS
       })
     }
   }
-  // API-HC HealthCheck.Timeout: "This value must be less than the Interval value."
-  if (resolved.healthTimeoutSeconds >= resolved.healthIntervalSeconds) {
-    throw new OptionError({
-      field: 'healthTimeoutSeconds',
-      value: resolved.healthTimeoutSeconds,
-      rule: `must be less than the health-check interval (${resolved.healthIntervalSeconds} s; API-HC: "This value must be less than the Interval value")`
-    })
+  // API-HC HealthCheck.Timeout: "This value must be less than the Interval value." Checked when a
+  // health check runs: without one neither value is used (the CLI says so), and an interval of 5 s,
+  // CLB's minimum, is not refused for a default timeout that plays no part. The value the caller
+  // gave is the one named: the interval when the timeout is the default.
+  if (resolved.healthCheck !== null && resolved.healthTimeoutSeconds >= resolved.healthIntervalSeconds) {
+    throw input.healthTimeoutSeconds === undefined
+      ? new OptionError({
+        field: 'healthIntervalSeconds',
+        value: resolved.healthIntervalSeconds,
+        rule: `must be more than the health-check timeout (${resolved.healthTimeoutSeconds} s, its default; API-HC: "This value must be less than the Interval value"): give a healthTimeoutSeconds below it too`
+      })
+      : new OptionError({
+        field: 'healthTimeoutSeconds',
+        value: resolved.healthTimeoutSeconds,
+        rule: `must be less than the health-check interval (${resolved.healthIntervalSeconds} s; API-HC: "This value must be less than the Interval value")`
+      })
   }
   // A listener has one stickiness policy or none (CLB-STICKY: SetLoadBalancerPoliciesOfListener takes one).
   if (resolved.stickyDurationSeconds !== null && resolved.stickyAppCookie !== null) {

@@ -130,6 +130,15 @@ t.test('a bad flag value exits 2 naming the flag and quoting the text typed', as
     [['--security-policy', 'ELBSecurityPolicy-2015-05'], '--security-policy must be one of CLB\'s predefined security policies: ELBSecurityPolicy-2016-08, ELBSecurityPolicy-TLS-1-2-2017-01, got "ELBSecurityPolicy-2015-05"'],
     [['--listener', 'http://127.0.0.1:7001', '--listener', 'tcp://127.0.0.1:7001', '--backend', 'http://a:1', '--backend', 'tcp://a:2'], '--listener uses the same address as --listener number 1: each listener needs its own port, got "tcp://127.0.0.1:7001"'],
     [['--max-headers', 'many'], '--max-headers must be an integer from 1 to 10000, got "many"'],
+    [['--sticky-app-cookie', 'AWSELB'], '--sticky-app-cookie must be a cookie name (RFC 6265 token characters, not AWSELB or AWSELBCORS), got "AWSELB"'],
+    [
+      ['--health-check', 'FOO'],
+      '--health-check must be a CLB health-check target: HTTP:PORT/PATH, HTTPS:PORT/PATH, TCP:PORT or SSL:PORT (without PORT: each instance\'s own port, e.g. HTTP:/health or TCP) ' +
+        '(unknown protocol "FOO": expected PROTOCOL:PORT/PATH (HTTP, HTTPS) or PROTOCOL:PORT (TCP, SSL), e.g. HTTP:80/health or TCP:5000), got "FOO"'
+    ],
+    // API-HC: the timeout must be less than the interval. The user typed the interval: it is named, with the default timeout it meets.
+    [['--health-check', 'TCP', '--health-interval', '5'], '--health-interval must be more than the health-check timeout (5 s, its default; API-HC: "This value must be less than the Interval value"): give a --health-timeout below it too, got "5"'],
+    [['--health-check', 'TCP', '--health-timeout', '30'], '--health-timeout must be less than the health-check interval (30 s; API-HC: "This value must be less than the Interval value"), got "30"'],
     [['--tls-cert', 'c.pem'], '--tls-cert must be given together with --tls-key (a certificate and its private key), got "c.pem"'
     ],
     [['--access-log='], "--access-log must be a file path or '-' for stdout, got \"\""],
