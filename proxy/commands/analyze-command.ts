@@ -8,13 +8,14 @@
  *
  * Output: the report on stdout (or in the --html FILE), a progress bar on stderr when it is a
  * terminal. Exit codes, as for the other commands: 0 on success; 1 when a file cannot be read
- * midway (e.g. a corrupt gzip); 2 for a bad argument or a PATH that does not exist.
+ * midway (e.g. a corrupt gzip: each such file is named on stderr after the report, which still
+ * counts every line read); 2 for a bad argument or a PATH that does not exist.
  */
 import { writeFile } from 'node:fs/promises'
 import { parseArgs } from 'node:util'
 import { renderAthena } from './analyze-athena.js'
 import { renderHtml, renderText } from './analyze-output.js'
-import { InputError, listInputs, Progress, readInto, type InputFile } from './analyze-read.js'
+import { InputError, listInputs, Progress, readFailure, readInto, type InputFile } from './analyze-read.js'
 import { buildReport } from './analyze-report.js'
 import { AnalyzeStats } from './analyze-stats.js'
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, explainParseFailure, type CliIo } from './command-line.js'
@@ -46,6 +47,9 @@ export function analyzeHelpText (): string {
     '  --athena     Print the Athena table for CLB logs and the report as SQL queries.',
     '  -h, --help   Print this help and exit.',
     '',
+    'A file that fails while being read (e.g. a corrupt gzip) is named on stderr after the report,',
+    'which counts the lines read from every file.',
+    '',
     'Exit status: 0 on success, 1 if a file fails while being read, 2 for a bad argument.',
     ''
   ].join('\n')
@@ -59,18 +63,41 @@ function usageError (io: CliIo, message: string): number {
 export interface AnalyzeResult {
   readonly stats: AnalyzeStats
   readonly files: number
+  /** The files that failed while being read, in order, and why; the lines read before are in `stats`. */
+  readonly failures: ReadonlyArray<{ readonly path: string, readonly reason: string }>
 }
 
-/** Reads every file into one AnalyzeStats; the progress line goes to `progressTo` on a terminal. */
+/**
+ * Reads every file into one AnalyzeStats; the progress line goes to `progressTo` on a terminal.
+ * A file that fails (a corrupt gzip, unreadable) does not stop the others: in an S3 tree of
+ * hundreds of files, one bad object should not hide the rest.
+ */
 export async function analyzeFiles (files: readonly InputFile[], progressTo: NodeJS.WritableStream): Promise<AnalyzeResult> {
   const stats = new AnalyzeStats()
+  const failures: Array<{ path: string, reason: string }> = []
   const progress = new Progress(progressTo, files.reduce((sum, file) => sum + file.size, 0))
   try {
-    for (const file of files) await readInto(file, stats, (bytes) => progress.add(bytes, stats.lines))
+    for (const file of files) {
+      try {
+        await readInto(file, stats, (bytes) => progress.add(bytes, stats.lines))
+      } catch (error) {
+        const reason = readFailure(error)
+        if (reason === null) throw error
+        failures.push({ path: file.path, reason })
+      }
+    }
   } finally {
     progress.end()
   }
-  return { stats, files: files.length }
+  return { stats, files: files.length, failures }
+}
+
+/** After the report, so that on a terminal they are the last lines, not scrolled away by it. */
+function reportFailures (io: CliIo, result: AnalyzeResult): number {
+  if (result.failures.length === 0) return EXIT_OK
+  for (const { path, reason } of result.failures) io.stderr.write(`clb-proxy analyze: cannot read '${path}' to its end: ${reason}\n`)
+  io.stderr.write(`clb-proxy analyze: ${result.failures.length} of ${result.files} files could not be read to their end; the report counts the lines read before each error\n`)
+  return EXIT_FAILURE
 }
 
 export async function runAnalyze (argv: string[], _env: NodeJS.ProcessEnv, io: CliIo): Promise<number> {
@@ -104,27 +131,22 @@ export async function runAnalyze (argv: string[], _env: NodeJS.ProcessEnv, io: C
     if (error instanceof InputError) return usageError(io, error.message)
     throw error
   }
-  let result: AnalyzeResult
-  try {
-    result = await analyzeFiles(files, io.stderr)
-  } catch (error) {
-    io.stderr.write(`clb-proxy analyze: ${(error as Error).message}\n`)
-    return EXIT_FAILURE
-  }
+  const result = await analyzeFiles(files, io.stderr)
   const report = buildReport(result.stats, result.files)
   if (values.json === true) {
     io.stdout.write(`${JSON.stringify(report, null, 2)}\n`)
-    return EXIT_OK
+    return reportFailures(io, result)
   }
   io.stdout.write(renderText(report))
   if (values.html !== undefined) {
     try {
       await writeFile(values.html, renderHtml(report))
     } catch (error) {
+      reportFailures(io, result)
       io.stderr.write(`clb-proxy analyze: cannot write ${quoteValue(values.html)}: ${(error as Error).message}\n`)
       return EXIT_FAILURE
     }
     io.stdout.write(`HTML report written to ${values.html}\n`)
   }
-  return EXIT_OK
+  return reportFailures(io, result)
 }

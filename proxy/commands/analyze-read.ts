@@ -26,6 +26,20 @@ export interface InputFile {
 export class InputError extends Error {}
 
 /**
+ * Why a file could not be read (to its end), in words, or null when `error` is not a failure of
+ * the input (no system or zlib error code: a bug, left to surface as one). A zlib error is a
+ * corrupt gzip; a system error keeps its description only, as the caller names the path.
+ */
+export function readFailure (error: unknown): string | null {
+  const { code, syscall, message } = error as NodeJS.ErrnoException
+  if (typeof code !== 'string') return null
+  if (code.startsWith('Z_')) return `corrupt gzip (${message})`
+  // "ENOENT: no such file or directory, open 'x.log'": the words between the code and the call.
+  if (syscall !== undefined && message.startsWith(`${code}: `)) return message.slice(code.length + 2).split(`, ${syscall}`)[0] as string
+  return message
+}
+
+/**
  * The files to read, in order: each PATH as given; a directory's files (recursively, sorted by
  * name, which for the S3 layout is date order) ending in `.log` or `.gz`. ELB's
  * `ELBAccessLogTestFile` ("not an actual access log file", CLB-LOGS-EN) has neither ending.
@@ -37,7 +51,7 @@ export async function listInputs (paths: readonly string[]): Promise<InputFile[]
     try {
       info = await stat(path)
     } catch (error) {
-      throw new InputError(`cannot read '${path}': ${(error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file or directory' : (error as Error).message}`)
+      throw new InputError(`cannot read '${path}': ${readFailure(error) ?? (error as Error).message}`)
     }
     if (info.isDirectory()) await walk(path, files)
     else files.push({ path, size: info.size })

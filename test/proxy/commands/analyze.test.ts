@@ -242,11 +242,33 @@ t.test('bad arguments exit 2 and name the argument', async (t) => {
   t.match(help.stdout, 'Usage: clb-proxy analyze PATH...')
 })
 
-t.test('a corrupt .gz fails with exit 1 and names the error', async (t) => {
-  const dir = t.testdir({ 'x.log.gz': Buffer.concat([gzipSync('a'.repeat(1000)).subarray(0, 12), Buffer.from('not deflate at all')]) })
-  const outcome = await analyze([join(dir, 'x.log.gz')])
+t.test('a corrupt .gz is named on stderr with what went wrong; the other files are still reported; exit 1', async (t) => {
+  const lines = (from: number, to: number): string => `${Array.from({ length: to - from }, (_, i) => generatedLine(from + i)).join('\n')}\n`
+  const dir = t.testdir({
+    'a.log': lines(0, 100),
+    // Cut before its 8-byte trailer (CRC-32, size): every line inflates, then the end is missing.
+    'b.log.gz': gzipSync(lines(100, 200)).subarray(0, -8),
+    // The gzip magic bytes, then a compression method that is not deflate (RFC 1952 section 2.3.1).
+    'c.log.gz': Buffer.from('\x1f\x8bgarbage', 'latin1'),
+    'd.log': lines(200, 300),
+    'all.log': lines(0, 300)
+  })
+  const [a, b, c, d] = ['a.log', 'b.log.gz', 'c.log.gz', 'd.log'].map((name) => join(dir, name))
+  const outcome = await analyze(['--json', a as string, b as string, c as string, d as string])
   t.equal(outcome.code, 1)
-  t.match(outcome.stderr, /clb-proxy analyze: .+/)
+  t.equal(outcome.stderr, [
+    `clb-proxy analyze: cannot read '${b}' to its end: corrupt gzip (unexpected end of file)`,
+    `clb-proxy analyze: cannot read '${c}' to its end: corrupt gzip (unknown compression method)`,
+    'clb-proxy analyze: 2 of 4 files could not be read to their end; the report counts the lines read before each error',
+    ''
+  ].join('\n'))
+  const report = JSON.parse(outcome.stdout) as AnalyzeReport
+  t.strictSame({ ...report, files: 0 }, { ...(await analyzeJson([join(dir, 'all.log')])), files: 0 }, 'the lines of a, b (all read before its end was missed) and d')
+  t.equal(report.files, 4)
+  const text = await analyze([a as string, c as string])
+  t.equal(text.code, 1)
+  t.match(text.stdout, /^clb-proxy analyze: 100 requests in 2 files \(100 lines, 0 unparseable\)\n/)
+  t.equal(text.stderr, `clb-proxy analyze: cannot read '${c}' to its end: corrupt gzip (unknown compression method)\nclb-proxy analyze: 1 of 2 files could not be read to their end; the report counts the lines read before each error\n`)
 })
 
 t.test('lines split across chunks, an unterminated last line, an overlong line', async (t) => {
