@@ -13,7 +13,9 @@ import { run } from '../proxy/commands/cli.js'
 
 const exitCode = await run(process.argv.slice(2), process.env, {
   stdout: process.stdout,
-  stderr: process.stderr
+  stderr: process.stderr,
+  // A getter: process.stdin is opened on first use, so only `analyze -` opens it.
+  get stdin() { return process.stdin }
 }).catch((error: unknown) => {
   // run() turns every expected failure into a message and an exit code; reaching here is a bug.
   process.stderr.write(

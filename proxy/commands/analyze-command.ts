@@ -1,6 +1,7 @@
 /**
  * `clb-proxy analyze PATH... [--json | --html FILE] | --athena`: triage of real CLB access logs
- * (and clb-proxy's own). Reads plain and gzip files and S3-layout directory trees as streams
+ * (and clb-proxy's own). Reads plain and gzip files, pipes, standard input (`-`) and S3-layout
+ * directory trees as streams
  * (analyze-read.ts), counts in bounded memory (analyze-stats.ts), and reports what AWS tells
  * users to look for (analyze-report.ts), as text, JSON or a self-contained HTML page
  * (analyze-output.ts); `--athena` prints the same report as SQL for the official Athena table
@@ -40,6 +41,9 @@ export function analyzeHelpText (): string {
     'backend_processing_time percentiles, each error signature with its likely cause, and the',
     'keep-alive signature (fast 504s with -1 timings) with its fix. Lines that are not CLB lines',
     'are counted and the first 20 listed with file:line.',
+    '',
+    'PATH - reads standard input; a pipe, FIFO or process substitution (<(zcat ...)) is read as',
+    'a stream, as a file is. Gzip is recognised by its first bytes, whatever the name.',
     '',
     'Options:',
     '  --json       Print the report as JSON.',
@@ -126,7 +130,7 @@ export async function runAnalyze (argv: string[], _env: NodeJS.ProcessEnv, io: C
 
   let files: InputFile[]
   try {
-    files = await listInputs(positionals)
+    files = await listInputs(positionals, io.stdin)
   } catch (error) {
     if (error instanceof InputError) return usageError(io, error.message)
     throw error

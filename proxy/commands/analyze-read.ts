@@ -1,14 +1,17 @@
 /**
- * The input side of `clb-proxy analyze`: the files named on the command line and the log files of
- * directory trees in the S3 layout (`AWSLogs/<account>/elasticloadbalancing/<region>/yyyy/mm/dd/
- * ..._elasticloadbalancing_..._.log`, spec §3.1), plain or gzip (sniffed from the magic bytes),
- * read as streams and cut into lines by hand on the bytes, so memory stays one chunk plus one
- * line (a line longer than MAX_LINE_BYTES is counted unparseable, not held).
+ * The input side of `clb-proxy analyze`: the files named on the command line (`-` for standard
+ * input) and the log files of directory trees in the S3 layout (`AWSLogs/<account>/
+ * elasticloadbalancing/<region>/yyyy/mm/dd/..._elasticloadbalancing_..._.log`, spec §3.1), plain
+ * or gzip (sniffed from the magic bytes), read as streams from start to end without a seek (so a
+ * pipe, FIFO or character device reads as a file does) and cut into lines by hand on the bytes,
+ * so memory stays one chunk plus one line (a line longer than MAX_LINE_BYTES is counted
+ * unparseable, not held).
  */
 import { Presets, SingleBar } from 'cli-progress'
 import { createReadStream } from 'node:fs'
-import { open, readdir, stat } from 'node:fs/promises'
+import { readdir, stat } from 'node:fs/promises'
 import { join } from 'node:path'
+import { Readable } from 'node:stream'
 import { createGunzip } from 'node:zlib'
 import { emptyFields, parseClbLine } from './analyze-parse.js'
 import type { AnalyzeStats } from './analyze-stats.js'
@@ -18,9 +21,16 @@ const NEWLINE = 10
 const CR = 13
 
 export interface InputFile {
+  /** As named on the command line or found under a directory; `-` for standard input. */
   readonly path: string
+  /** In bytes; 0 where it is not known before reading (a pipe, FIFO, character device, `-`). */
   readonly size: number
+  /** Standard input, read instead of opening `path`. */
+  readonly stream?: NodeJS.ReadableStream
 }
+
+/** The name of standard input on the command line (POSIX utility syntax guideline 13). */
+export const STDIN_PATH = '-'
 
 /** A path that is neither a file nor a directory we can read. */
 export class InputError extends Error {}
@@ -44,9 +54,16 @@ export function readFailure (error: unknown): string | null {
  * name, which for the S3 layout is date order) ending in `.log` or `.gz`. ELB's
  * `ELBAccessLogTestFile` ("not an actual access log file", CLB-LOGS-EN) has neither ending.
  */
-export async function listInputs (paths: readonly string[]): Promise<InputFile[]> {
+export async function listInputs (paths: readonly string[], stdin?: NodeJS.ReadableStream): Promise<InputFile[]> {
   const files: InputFile[] = []
   for (const path of paths) {
+    if (path === STDIN_PATH) {
+      // A stream is read once: a second `-` would read nothing and count as an empty file.
+      if (files.some((file) => file.stream !== undefined)) throw new InputError(`'${STDIN_PATH}' (standard input) can be named only once`)
+      if (stdin === undefined) throw new InputError(`'${STDIN_PATH}' names standard input, and there is none here`)
+      files.push({ path, size: 0, stream: stdin })
+      continue
+    }
     let info
     try {
       info = await stat(path)
@@ -54,7 +71,7 @@ export async function listInputs (paths: readonly string[]): Promise<InputFile[]
       throw new InputError(`cannot read '${path}': ${readFailure(error) ?? (error as Error).message}`)
     }
     if (info.isDirectory()) await walk(path, files)
-    else files.push({ path, size: info.size })
+    else files.push({ path, size: info.isFile() ? info.size : 0 })
   }
   return files
 }
@@ -68,33 +85,45 @@ async function walk (dir: string, files: InputFile[]): Promise<void> {
   }
 }
 
-async function isGzip (path: string): Promise<boolean> {
-  const handle = await open(path, 'r')
-  try {
-    const head = Buffer.alloc(2)
-    const { bytesRead } = await handle.read(head, 0, 2, 0)
-    return bytesRead === 2 && head[0] === 0x1f && head[1] === 0x8b
-  } finally {
-    await handle.close()
+/**
+ * The bytes of an input, gunzipped when its first two are the gzip magic bytes (ID1 31, ID2 139:
+ * RFC 1952 section 2.3.1). Sniffed from the stream itself, not by a positioned read, which a pipe
+ * or FIFO refuses (ESPIPE). `onBytes` hears the input's bytes as read (compressed for gzip).
+ */
+async function * decoded (raw: AsyncIterable<Buffer>, onBytes: (bytes: number) => void): AsyncGenerator<Buffer> {
+  const chunks = raw[Symbol.asyncIterator]()
+  const unread = { [Symbol.asyncIterator]: () => chunks }
+  let head = Buffer.alloc(0)
+  while (head.length < 2) {
+    const next = await chunks.next()
+    if (next.done === true) break
+    onBytes(next.value.length)
+    head = Buffer.concat([head, next.value])
   }
+  async function * all (): AsyncGenerator<Buffer> {
+    if (head.length > 0) yield head
+    // for await: leaving early (a corrupt gzip, an error) closes the input and its descriptor.
+    for await (const chunk of unread) {
+      onBytes(chunk.length)
+      yield chunk
+    }
+  }
+  if (head[0] !== 0x1f || head[1] !== 0x8b) {
+    yield * all()
+    return
+  }
+  const compressed = Readable.from(all(), { objectMode: false })
+  const gunzip = createGunzip()
+  compressed.on('error', (error) => gunzip.destroy(error))
+  // A corrupt gzip ends the read: the input goes too, so a file's descriptor is not left open.
+  gunzip.on('error', () => compressed.destroy())
+  yield * compressed.pipe(gunzip)
 }
 
 /** Reads one file into `stats`; `onBytes(n)` hears the file bytes read (compressed for gzip). */
 export async function readInto (file: InputFile, stats: AnalyzeStats, onBytes: (bytes: number) => void): Promise<void> {
-  // Sniffed before the file stream exists: a file that cannot be opened (removed since it was
-  // listed, unreadable) rejects here, reported by the command, not as an unhandled stream 'error'.
-  const gzip = await isGzip(file.path)
-  const raw = createReadStream(file.path, { highWaterMark: 1 << 20 })
-  let source: AsyncIterable<Buffer> = raw
-  if (gzip) {
-    // A listener on the file stream, not on the iterated one: 'data' would switch that to flowing.
-    raw.on('data', (chunk) => onBytes(chunk.length))
-    const gunzip = createGunzip()
-    raw.on('error', (error) => gunzip.destroy(error))
-    // A corrupt gzip ends the read: the file stream goes too, so its descriptor is not left open.
-    gunzip.on('error', () => raw.destroy())
-    source = raw.pipe(gunzip)
-  }
+  const raw = (file.stream ?? createReadStream(file.path, { highWaterMark: 1 << 20 })) as AsyncIterable<Buffer>
+  const source = decoded(raw, onBytes)
   const fields = emptyFields()
   let lineNumber = 0
   let buf: Buffer = Buffer.alloc(0)
@@ -112,7 +141,6 @@ export async function readInto (file: InputFile, stats: AnalyzeStats, onBytes: (
   }
 
   for await (const chunk of source) {
-    if (!gzip) onBytes(chunk.length)
     let at = 0
     if (carry !== null || skipping) {
       const newline = chunk.indexOf(NEWLINE)

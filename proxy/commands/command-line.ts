@@ -24,6 +24,8 @@ export interface CliIo {
   readonly stdout: NodeJS.WritableStream
   /** Banners and errors go here: stdout carries the access log by default. */
   readonly stderr: NodeJS.WritableStream
+  /** Read only by `analyze -`; none: `-` is refused as a bad argument. */
+  readonly stdin?: NodeJS.ReadableStream
   readonly signals?: SignalSource
 }
 

@@ -1,6 +1,8 @@
+import { execFileSync } from 'node:child_process'
 import { EventEmitter } from 'node:events'
-import { closeSync, mkdirSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs'
+import { closeSync, createWriteStream, mkdirSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs'
 import { join } from 'node:path'
+import { Readable } from 'node:stream'
 import { gzipSync } from 'node:zlib'
 import t from 'tap'
 import { Sink } from '../../helpers/sink.js'
@@ -20,9 +22,9 @@ const SPEC_LINES = readFileSync(SPEC_LINES_FILE, 'utf8').split('\n').filter((lin
 
 interface Outcome { readonly code: number, readonly stdout: string, readonly stderr: string }
 
-async function analyze (argv: string[], stderr: Sink = new Sink()): Promise<Outcome> {
+async function analyze (argv: string[], stderr: Sink = new Sink(), stdin: NodeJS.ReadableStream = Readable.from([])): Promise<Outcome> {
   const stdout = new Sink()
-  const code = await run(['analyze', ...argv], {}, { stdout, stderr, signals: new EventEmitter() })
+  const code = await run(['analyze', ...argv], {}, { stdout, stderr, stdin, signals: new EventEmitter() })
   return { code, stdout: stdout.text, stderr: stderr.text }
 }
 
@@ -269,6 +271,47 @@ t.test('a corrupt .gz is named on stderr with what went wrong; the other files a
   t.equal(text.code, 1)
   t.match(text.stdout, /^clb-proxy analyze: 100 requests in 2 files \(100 lines, 0 unparseable\)\n/)
   t.equal(text.stderr, `clb-proxy analyze: cannot read '${c}' to its end: corrupt gzip (unknown compression method)\nclb-proxy analyze: 1 of 2 files could not be read to their end; the report counts the lines read before each error\n`)
+})
+
+t.test('a FIFO (a pipe, a process substitution) is read as a stream, plain or gzip (sniffed from its first bytes)', { timeout: 20000 }, async (t) => {
+  const body = `${Array.from({ length: 3000 }, (_, i) => generatedLine(i)).join('\n')}\n`
+  const dir = t.testdir({ 'all.log': body })
+  const expected = await analyze([join(dir, 'all.log')])
+  for (const [name, bytes] of [['plain', Buffer.from(body)], ['gzip', gzipSync(body)]] as const) {
+    const fifo = join(dir, `${name}.fifo`)
+    execFileSync('mkfifo', [fifo])
+    // The writer's open waits for the reader's: a reader that never opens fails the test by timeout.
+    const written = new Promise<string>((resolve) => {
+      const writer = createWriteStream(fifo)
+      writer.on('error', () => {})
+      writer.end(bytes, (error?: NodeJS.ErrnoException | null) => resolve(error == null ? 'written' : `writer: ${error.code ?? error.message}`))
+    })
+    const outcome = await analyze([fifo])
+    t.equal(await written, 'written', `${name}: the reader took every byte`)
+    t.equal(outcome.stderr, '', name)
+    t.equal(outcome.code, 0, name)
+    t.equal(outcome.stdout, expected.stdout, `${name}: the report of the same lines in a file`)
+  }
+})
+
+t.test('- reads standard input, plain or gzip; it can be named once', async (t) => {
+  const body = `${Array.from({ length: 300 }, (_, i) => generatedLine(i)).join('\n')}\n`
+  const dir = t.testdir({ 'all.log': body, 'bad.log': 'not a line\n' })
+  const expected = await analyzeJson([join(dir, 'all.log')])
+  for (const [name, bytes] of [['plain', Buffer.from(body)], ['gzip', gzipSync(body)]] as const) {
+    // Two chunks, the first of one byte: the gzip magic bytes are sniffed across chunks.
+    const outcome = await analyze(['--json', '-'], new Sink(), Readable.from([bytes.subarray(0, 1), bytes.subarray(1)]))
+    t.equal(outcome.code, 0, name)
+    t.equal(outcome.stderr, '', name)
+    t.strictSame(JSON.parse(outcome.stdout), expected, name)
+  }
+  const named = await analyze(['--json', join(dir, 'bad.log'), '-'], new Sink(), Readable.from([Buffer.from('not a line either\n')]))
+  t.strictSame((JSON.parse(named.stdout) as AnalyzeReport).unparseable.listed, [{ file: join(dir, 'bad.log'), line: 1, text: 'not a line' }, { file: '-', line: 1, text: 'not a line either' }], 'standard input is named - in the report')
+  t.strictSame(await analyze(['-', '-']), { code: 2, stdout: '', stderr: "clb-proxy analyze: '-' (standard input) can be named only once\nTry 'clb-proxy analyze --help'\n" })
+  const stderr = new Sink()
+  t.equal(await run(['analyze', '-'], {}, { stdout: new Sink(), stderr }), 2, 'a caller of run() that gives no stdin')
+  t.equal(stderr.text, "clb-proxy analyze: '-' names standard input, and there is none here\nTry 'clb-proxy analyze --help'\n")
+  t.match((await analyze(['--help'])).stdout, 'PATH - reads standard input')
 })
 
 t.test('lines split across chunks, an unterminated last line, an overlong line', async (t) => {
