@@ -10,7 +10,8 @@
  * Output: the report on stdout (or in the --html FILE), a progress bar on stderr when it is a
  * terminal. Exit codes, as for the other commands: 0 on success; 1 when a file cannot be read
  * midway (e.g. a corrupt gzip: each such file is named on stderr after the report, which still
- * counts every line read); 2 for a bad argument or a PATH that does not exist.
+ * counts every line read); 2 for a bad argument, a PATH that does not exist or a directory with no
+ * log file under it.
  */
 import { writeFile } from 'node:fs/promises'
 import { parseArgs } from 'node:util'
@@ -54,7 +55,8 @@ export function analyzeHelpText (): string {
     'A file that fails while being read (e.g. a corrupt gzip) is named on stderr after the report,',
     'which counts the lines read from every file.',
     '',
-    'Exit status: 0 on success, 1 if a file fails while being read, 2 for a bad argument.',
+    'Exit status: 0 on success, 1 if a file fails while being read, 2 for a bad argument, a PATH',
+    'that does not exist or a directory with no .log or .gz file under it.',
     ''
   ].join('\n')
 }

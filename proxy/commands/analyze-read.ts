@@ -32,7 +32,7 @@ export interface InputFile {
 /** The name of standard input on the command line (POSIX utility syntax guideline 13). */
 export const STDIN_PATH = '-'
 
-/** A path that is neither a file nor a directory we can read. */
+/** A path that is neither a file nor a directory we can read, or a directory with no log file under it. */
 export class InputError extends Error {}
 
 /**
@@ -52,7 +52,8 @@ export function readFailure (error: unknown): string | null {
 /**
  * The files to read, in order: each PATH as given; a directory's files (recursively, sorted by
  * name, which for the S3 layout is date order) ending in `.log` or `.gz`. ELB's
- * `ELBAccessLogTestFile` ("not an actual access log file", CLB-LOGS-EN) has neither ending.
+ * `ELBAccessLogTestFile` ("not an actual access log file", CLB-LOGS-EN) has neither ending. A
+ * directory with none of them under it is an InputError, as a PATH that does not exist is.
  */
 export async function listInputs (paths: readonly string[], stdin?: NodeJS.ReadableStream): Promise<InputFile[]> {
   const files: InputFile[] = []
@@ -70,8 +71,14 @@ export async function listInputs (paths: readonly string[], stdin?: NodeJS.Reada
     } catch (error) {
       throw new InputError(`cannot read '${path}': ${readFailure(error) ?? (error as Error).message}`)
     }
-    if (info.isDirectory()) await walk(path, files)
-    else files.push({ path, size: info.isFile() ? info.size : 0 })
+    if (info.isDirectory()) {
+      const before = files.length
+      await walk(path, files)
+      // Most likely a mistyped S3 prefix: a report of 0 requests would hide it.
+      if (files.length === before) throw new InputError(`no access-log files (.log or .gz) under '${path}'`)
+    } else {
+      files.push({ path, size: info.isFile() ? info.size : 0 })
+    }
   }
   return files
 }

@@ -244,6 +244,21 @@ t.test('bad arguments exit 2 and name the argument', async (t) => {
   t.match(help.stdout, 'Usage: clb-proxy analyze PATH...')
 })
 
+t.test('a directory with no access-log file under it (a mistyped S3 prefix) exits 2 and names it', async (t) => {
+  const dir = t.testdir({
+    'a.log': `${generatedLine(8)}\n`,
+    empty: {},
+    // Only the file ELB writes when logging is enabled, a note, and an empty day folder.
+    prefix: { AWSLogs: { '123456789012': { ELBAccessLogTestFile: 'Enable AccessLog for ELB: my-lb', 'notes.txt': 'x', elasticloadbalancing: { 'us-east-1': {} } } } }
+  })
+  for (const name of ['empty', 'prefix']) {
+    const path = join(dir, name)
+    const expected = { code: 2, stdout: '', stderr: `clb-proxy analyze: no access-log files (.log or .gz) under '${path}'\nTry 'clb-proxy analyze --help'\n` }
+    t.strictSame(await analyze([path]), expected, name)
+    t.strictSame(await analyze([join(dir, 'a.log'), path]), expected, `${name}, after a good file: as a PATH that does not exist`)
+  }
+})
+
 t.test('a corrupt .gz is named on stderr with what went wrong; the other files are still reported; exit 1', async (t) => {
   const lines = (from: number, to: number): string => `${Array.from({ length: to - from }, (_, i) => generatedLine(from + i)).join('\n')}\n`
   const dir = t.testdir({
