@@ -41,6 +41,7 @@ export class InputError extends Error {}
  * corrupt gzip; a system error keeps its description only, as the caller names the path.
  */
 export function readFailure (error: unknown): string | null {
+  if (!(error instanceof Error)) return null
   const { code, syscall, message } = error as NodeJS.ErrnoException
   if (typeof code !== 'string') return null
   if (code.startsWith('Z_')) return `corrupt gzip (${message})`

@@ -10,7 +10,7 @@ import { SAMPLE_RECORD } from '../../helpers/records.js'
 import { run } from '../../../proxy/commands/cli.js'
 import { analyzeFiles } from '../../../proxy/commands/analyze-command.js'
 import { emptyFields, parseClbLine, parseClbLineText } from '../../../proxy/commands/analyze-parse.js'
-import { listInputs, MAX_LINE_BYTES, Progress } from '../../../proxy/commands/analyze-read.js'
+import { listInputs, MAX_LINE_BYTES, Progress, readFailure } from '../../../proxy/commands/analyze-read.js'
 import { buildReport, type AnalyzeReport } from '../../../proxy/commands/analyze-report.js'
 import { BoundedTop, LatencyHistogram, MAX_TIME_BUCKETS, MAX_UNPARSEABLE_LISTED, TOP_CAPACITY } from '../../../proxy/commands/analyze-stats.js'
 import { renderHtml, renderText } from '../../../proxy/commands/analyze-output.js'
@@ -286,6 +286,15 @@ t.test('a corrupt .gz is named on stderr with what went wrong; the other files a
   t.equal(text.code, 1)
   t.match(text.stdout, /^clb-proxy analyze: 100 requests in 2 files \(100 lines, 0 unparseable\)\n/)
   t.equal(text.stderr, `clb-proxy analyze: cannot read '${c}' to its end: corrupt gzip (unknown compression method)\nclb-proxy analyze: 1 of 2 files could not be read to their end; the report counts the lines read before each error\n`)
+})
+
+t.test('readFailure: what went wrong with an input, in words; null for what is not an input failure (a bug)', async (t) => {
+  const systemError = Object.assign(new Error("EACCES: permission denied, open 'x.log'"), { code: 'EACCES', syscall: 'open' })
+  t.equal(readFailure(systemError), 'permission denied')
+  t.equal(readFailure(Object.assign(new Error('unexpected end of file'), { code: 'Z_BUF_ERROR' })), 'corrupt gzip (unexpected end of file)')
+  t.equal(readFailure(Object.assign(new Error('Premature close'), { code: 'ERR_STREAM_PREMATURE_CLOSE' })), 'Premature close')
+  t.equal(readFailure(new TypeError('x is not a function')), null)
+  t.equal(readFailure('thrown text'), null)
 })
 
 t.test('a FIFO (a pipe, a process substitution) is read as a stream, plain or gzip (sniffed from its first bytes)', { timeout: 20000 }, async (t) => {
