@@ -56,7 +56,7 @@ function explainServeParseFailure(argv: readonly string[]): string | undefined {
     argv,
     PARSE_ARGS_OPTIONS,
     (flag) => OPTION_FLAGS.find((option) => option.flag === flag)?.valueName ?? 'VALUE',
-    (value) => `unexpected argument ${quoteValue(value)} (clb-proxy takes only options)`
+    (value) => `unexpected argument ${quoteValue(value)} (clb-proxy takes options, or a command first: ${Object.keys(SUBCOMMANDS).join(', ')})`
   )
 }
 

@@ -79,6 +79,7 @@ t.test('--help lists every flag with its environment variable, default and unit'
     const list = option.multiple ? ' (comma-separated)' : ''
     t.ok(help.includes(`      env ${option.env}${list}; default ${option.defaultText}\n`), option.env)
   }
+  for (const command of ['check', 'replay', 'analyze']) t.match(help, new RegExp(`^ +clb-proxy ${command} \\S+ .*\\(clb-proxy ${command} --help\\)$`, 'm'), `the usage names ${command}`)
   t.strictSame(help.split('\n').filter((line) => line.length > 100), [], 'no line is wider than 100 columns')
   t.ok(help.includes('env CLB_IDLE_TIMEOUT; default 60 s\n'), 'the idle timeout says its unit')
   t.ok(help.includes('env CLB_MAX_HEAD; default 65536 bytes (64 KiB)\n'), 'sizes say their unit')
@@ -104,8 +105,9 @@ t.test('command-line mistakes exit 2 and name the argument', async (t) => {
       "option '--idle-timeout' needs a value, but the next argument \"-1\" looks like an option (write --idle-timeout=-1 if it is the value)"
     ],
     [['--help=yes'], "option '--help' does not take a value"],
-    [['serve'], 'unexpected argument "serve" (clb-proxy takes only options)'],
-    [['--', '--listen'], 'unexpected argument "--listen" (clb-proxy takes only options)']
+    [['serve'], 'unexpected argument "serve" (clb-proxy takes options, or a command first: check, replay, analyze)'],
+    [['analyse', 'x.log'], 'unexpected argument "analyse" (clb-proxy takes options, or a command first: check, replay, analyze)'],
+    [['--', '--listen'], 'unexpected argument "--listen" (clb-proxy takes options, or a command first: check, replay, analyze)']
   ]
   for (const [argv, message] of cases) {
     t.strictSame(await runCli(argv), { code: 2, stdout: '', stderr: `clb-proxy: ${message}\n${TRY_HELP}` }, argv.join(' '))
