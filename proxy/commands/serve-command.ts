@@ -336,7 +336,7 @@ function demoTryBlock(proxy: ClbProxy, demo: DemoRun, machine: MachineCertificat
 function demoBanner(proxy: ClbProxy, demo: DemoRun, userOptions: ClbProxyOptions, resolved: ResolvedOptions, machine: MachineCertificate | null): string {
   const names = demo.instances.map((instance) => instance.name ?? instance.url)
   return [
-    `clb-proxy: listening on ${proxy.url} (access log: ${accessLogText(resolved.accessLog)})`,
+    `clb-proxy: listening on ${proxy.listeners.map((listener) => listener.url).join(', ')} (access log: ${accessLogText(resolved.accessLog)})`,
     `clb-proxy: no --backend given, so requests go to the built-in demo backend: two instances, ${names.join(' and ')}`,
     ...(proxy.instances().length > demo.instances.length
       ? ['clb-proxy: each is registered twice, as http:// for the HTTP/HTTPS listeners and as tcp:// (its own instance id) for the TCP/SSL ones']
@@ -432,7 +432,10 @@ function describeStartFailure(error: unknown, resolved: ResolvedOptions): string
       typeof systemError.address === 'string' && typeof systemError.port === 'number'
         ? hostPort({ host: systemError.address, port: systemError.port })
         : hostPort(resolved.listen)
-    return `cannot listen on ${address}: ${describeSystemError(error)}`
+    // The admin listener opens after the proxy's own: a port only it asked for is its failure.
+    const admin = resolved.admin
+    const forAdmin = admin !== null && systemError.port === admin.port && !resolved.listeners.some((listener) => listener.port === admin.port)
+    return `cannot listen on ${address}${forAdmin ? ' for the admin listener' : ''}: ${describeSystemError(error)}`
   }
   if (systemError.syscall === 'getaddrinfo') {
     return `cannot listen on ${hostPort(resolved.listen)}: ${describeSystemError(error)}`

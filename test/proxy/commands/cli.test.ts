@@ -419,6 +419,16 @@ t.test('a demo behind TCP listeners only: no table of 502s, since bytes pass thr
   t.equal(await exited, 0)
 })
 
+t.test('a demo behind several listeners: the first line names every one of them', async (t) => {
+  const stderr = new Sink()
+  const signals = new EventEmitter()
+  const exited = run(['--listener', 'http://127.0.0.1:0', '--listener', 'tcp://127.0.0.1:0'], {}, { stdout: new Sink(), stderr, signals })
+  await stderr.waitFor(/Press Ctrl-C to stop\./)
+  t.match(stderr.text.split('\n')[0], /^clb-proxy: listening on http:\/\/127\.0\.0\.1:\d+, tcp:\/\/127\.0\.0\.1:\d+ \(access log: stdout\)$/)
+  signals.emit('SIGTERM')
+  t.equal(await exited, 0)
+})
+
 t.test('without a backend it starts the two demo instances, prints the try table, and closes them all on SIGINT', async (t) => {
   const { formatTryTable } = await import('../../../proxy/byte-servers/demo-backend.js')
   const stdout = new Sink()
@@ -476,6 +486,13 @@ t.test('an address in use exits 1 with one line naming the address', async (t) =
   t.equal(stderr.text, `clb-proxy: cannot listen on ${address}: the address is already in use (EADDRINUSE)\n`)
   t.equal(stdout.text, '')
   t.equal(signals.listenerCount('SIGTERM') + signals.listenerCount('SIGINT'), 0, 'signal listeners removed')
+})
+
+t.test('an admin address in use exits 1 with one line naming it as the admin listener', async (t) => {
+  const held = await listeningServer(t)
+  const address = `127.0.0.1:${portOf(held)}`
+  const outcome = await runCli(['--listen', '127.0.0.1:0', '--admin', address, '--backend', 'http://127.0.0.1:1', '--access-log', join(t.testdir(), 'access.log')])
+  t.strictSame(outcome, { code: 1, stdout: '', stderr: `clb-proxy: cannot listen on ${address} for the admin listener: the address is already in use (EADDRINUSE)\n` })
 })
 
 t.test('an access log that cannot be opened exits 1 with one line naming the file, before listening', async (t) => {
