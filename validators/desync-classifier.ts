@@ -1,5 +1,5 @@
 /**
- * CLB's desync mitigation classification of one HTTP/1.x request (CLB-DESYNC; ../shared/spec/clb-behavior.md
+ * CLB's desync mitigation classification of one HTTP/1.x request (CLB-DESYNC; docs/clb-behavior.md
  * §6): a port of aws/http-desync-guardian's `analyze_raw_request` (HDG @ 7dd6f37, `src/request_analyzer.rs`,
  * `src/raw_request_parser.rs`, `src/http_token_utils.rs`, `build.rs`; spec §6.2), the library CLB's
  * mode is built on. Same tiers, same reason names, same analysis order, same "first reason at the

@@ -1,5 +1,5 @@
 /**
- * CLB's two sticky-session policies as pure pieces (../shared/spec/clb-behavior.md section 5.8):
+ * CLB's two sticky-session policies as pure pieces (docs/clb-behavior.md section 5.8):
  * the AWSELB cookie value, the exact `Set-Cookie` lines the load balancer adds to a response, the
  * lookup of a cookie in the client's `Cookie` headers, and the insertion of header lines into a
  * raw response head. No sockets, timers or I/O: the data path decides when to call them and where

@@ -1,7 +1,7 @@
 /**
  * The report of `clb-proxy analyze`, built once from AnalyzeStats: the JSON shape (`--json`), and
  * what the text and HTML renderings show. Each error signature carries its likely cause in the
- * words of the spec (shared/spec/clb-behavior.md §2, §3.3, §3.4) and where that is said.
+ * words of the spec (docs/clb-behavior.md §2, §3.3, §3.4) and where that is said.
  */
 import { LatencyHistogram, TOP_LISTED, type AnalyzeStats, type UnparseableLine } from './analyze-stats.js'
 

@@ -3,7 +3,7 @@
  * byte into test/fixtures/http-desync-guardian-tests/; its README.md and
  * FORMAT-upstream-README.md give the format, ORIGIN.md where it was copied from) and rebuilds each case's raw request exactly as the
  * upstream harness does (`src/request_analyzer.rs`, `file_tests` / `run_test_case`;
- * ../shared/spec/clb-behavior.md §6.3):
+ * docs/clb-behavior.md §6.3):
  *
  * - every scalar it reads (method, uri, version, header name, value and tier, expected tier and
  *   reason) is a YAML string passed through the harness's own `unescape_value` (`\xNN`, `\b`, `\f`,

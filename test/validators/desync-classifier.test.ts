@@ -1,5 +1,5 @@
 /**
- * validators/desync-classifier.ts against aws/http-desync-guardian's own corpus (../shared/spec/clb-behavior.md
+ * validators/desync-classifier.ts against aws/http-desync-guardian's own corpus (docs/clb-behavior.md
  * §6.3; loaded by test/helpers/desync-guardian.ts). Every case's raw request, built as the upstream
  * harness builds it, is classified; tier and reason must be the corpus's, except the cases listed in
  * EXPECTED_DIFFERENCES with why. The list is compared both ways, so it cannot go stale.

@@ -1,7 +1,7 @@
 /**
  * aws/http-desync-guardian's YAML corpus as a peer suite (docs/peer-suites.md; style.md lesson 2).
  * The library behind CLB's desync mitigation mode classifies REQUESTS Compliant / Acceptable /
- * Ambiguous / Severe (../shared/spec/clb-behavior.md §6). CLB's default mode, `defensive`, blocks
+ * Ambiguous / Severe (docs/clb-behavior.md §6). CLB's default mode, `defensive`, blocks
  * Severe with a 400 and forwards the rest (CLB-DESYNC), and clb-proxy's request parser does the same
  * (docs/clb-choices.md, "Requests"; the tiers themselves are not implemented). So:
  *

@@ -1,5 +1,5 @@
 /**
- * llhttp's own markdown test corpus as a peer suite (../shared/spec/peers-validation.md §5.1, style.md
+ * llhttp's own markdown test corpus as a peer suite (docs/peers-validation.md §5.1, style.md
  * lesson 2): every strict-mode case runs through our parsers, and the verdict (and, where both
  * reject, the offset of the first error) is compared with llhttp's expected log. Where we disagree,
  * the case is named below with the reason; the test fails when a listed difference no longer occurs,
