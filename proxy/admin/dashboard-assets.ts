@@ -10,6 +10,7 @@ export const DASHBOARD_HTML = `<!doctype html>
 <title>clb-proxy</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <link rel="stylesheet" href="dashboard.css">
+<link rel="icon" href="data:,">
 </head>
 <body>
 <header><h1>clb-proxy</h1><span id="status">connecting...</span></header>
@@ -29,6 +30,7 @@ header { display: flex; gap: 1em; align-items: baseline; padding: 0.5em 1em; bac
 header h1 { font-size: 1.2em; margin: 0; }
 main { padding: 0 1em 2em; }
 h2 { font-size: 1em; margin: 1.2em 0 0.4em; }
+#chart text.axis { font-size: 10px; fill: #555; }
 table { border-collapse: collapse; width: 100%; }
 th, td { text-align: left; padding: 2px 6px; border-bottom: 1px solid #eee; vertical-align: top; }
 td.line { font-family: ui-monospace, monospace; font-size: 12px; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; max-width: 60em; }
@@ -105,14 +107,35 @@ async function loadChart () {
     json('metrics.json?metric=HTTPCode_ELB_5XX&period=60'),
     json('metrics.json?metric=HTTPCode_Backend_5XX&period=60')
   ])
+  // Keyed by the minute's epoch milliseconds. A minute without a 5XX has no datapoint (as in
+  // CloudWatch): the 30 slots ending at the last minute with one are all drawn, empty ones at 0,
+  // so that two bars side by side are two consecutive minutes.
+  const MINUTE = 60000
   const minutes = new Map()
-  for (const point of elb.Datapoints) minutes.set(point.Timestamp, { elb: point.Sum, backend: 0 })
-  for (const point of backend.Datapoints) minutes.set(point.Timestamp, { elb: 0, ...minutes.get(point.Timestamp), backend: point.Sum })
-  const rows = [...minutes.entries()].sort(([a], [b]) => a < b ? -1 : 1).slice(-30)
+  for (const point of elb.Datapoints) minutes.set(Date.parse(point.Timestamp), { elb: point.Sum, backend: 0 })
+  for (const point of backend.Datapoints) minutes.set(Date.parse(point.Timestamp), { elb: 0, ...minutes.get(Date.parse(point.Timestamp)), backend: point.Sum })
   const svg = $('#chart')
   svg.textContent = ''
-  const max = Math.max(1, ...rows.map(([, v]) => Math.max(v.elb, v.backend)))
   const ns = 'http://www.w3.org/2000/svg'
+  if (minutes.size === 0) return
+  const last = Math.max(...minutes.keys())
+  const rows = Array.from({ length: 30 }, (_, index) => {
+    const at = last - (29 - index) * MINUTE
+    return [new Date(at).toISOString().replace('.000Z', 'Z'), minutes.get(at) ?? { elb: 0, backend: 0 }]
+  })
+  const max = Math.max(1, ...rows.map(([, v]) => Math.max(v.elb, v.backend)))
+  const label = (x, y, anchor, words) => {
+    const element = document.createElementNS(ns, 'text')
+    element.setAttribute('x', String(x))
+    element.setAttribute('y', String(y))
+    element.setAttribute('text-anchor', anchor)
+    element.setAttribute('class', 'axis')
+    element.textContent = words
+    svg.appendChild(element)
+  }
+  label(0, 9, 'start', 'max ' + max)
+  label(0, 156, 'start', rows[0][0].slice(11, 16))
+  label(594, 156, 'end', rows[29][0].slice(11, 16) + ' UTC')
   rows.forEach(([minute, values], index) => {
     for (const [kind, offset, colour] of [['elb', 0, '#c7254e'], ['backend', 8, '#2e7d32']]) {
       const height = Math.round(values[kind] / max * 130)

@@ -86,17 +86,26 @@ function html (text: string): string {
   return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`)
 }
 
-/** An inline SVG bar chart: requests (grey) and errors (red) per bucket. */
+/**
+ * An inline SVG bar chart: requests (grey) and errors (red) per bucket, each bar where its time
+ * falls between the first bucket and the end of the last: a bucket without a line has no row, and
+ * placed side by side, two bars a year apart would look like consecutive minutes.
+ */
 function chart (report: AnalyzeReport): string {
   const rows = report.perMinute
   if (rows.length === 0) return '<p>No requests.</p>'
   const width = 900
   const height = 200
-  const barWidth = width / rows.length
+  const bucketMs = report.bucketMinutes * 60_000
+  const starts = rows.map((r) => Date.parse(r.minute))
+  const first = starts[0] as number
+  const span = (starts[starts.length - 1] as number) - first + bucketMs
+  // At least 2 units wide: a bucket of a long span stays visible.
+  const barWidth = Math.max((bucketMs / span) * width, 2)
   const max = Math.max(...rows.map((r) => r.requests), 1)
   const bars = rows.map((r, i) => {
-    const x = (i * barWidth).toFixed(2)
-    const w = Math.max(barWidth - 1, 0.5).toFixed(2)
+    const x = Math.min((((starts[i] as number) - first) / span) * width, width - barWidth).toFixed(2)
+    const w = Math.max(barWidth - 1, 1).toFixed(2)
     const h = ((r.requests / max) * height).toFixed(2)
     const eh = ((r.errors / max) * height).toFixed(2)
     return `<g><title>${html(r.minute)}: ${r.requests} requests, ${r.errors} errors</title>` +

@@ -54,6 +54,8 @@ t.test('the dashboard shows a 502 with its defect byte highlighted and an instan
   const page = await browser.newPage()
   const pageErrors: string[] = []
   page.on('pageerror', (error) => pageErrors.push(String(error)))
+  // A resource that fails to load (a favicon the page did not declare: 404) is a console error too.
+  page.on('console', (message) => { if (message.type() === 'error') pageErrors.push(message.text()) })
   await page.goto(`${admin}/`)
   await page.waitForSelector('#status:text("live")')
   await page.locator('#instances tbody tr.InService').nth(1).waitFor()
@@ -80,6 +82,13 @@ t.test('the dashboard shows a 502 with its defect byte highlighted and an instan
 
   await page.locator('#chart rect.elb[data-count="1"]').waitFor()
   t.pass('the chart shows one ELB 5XX this minute')
+  // Thirty consecutive minutes ending at the last one with a 5XX, empty ones drawn at 0, with the time range and scale written.
+  const minutes = await page.locator('#chart rect.elb').evaluateAll((bars) => bars.map((bar) => Date.parse((bar as SVGElement).dataset.minute as string)))
+  t.equal(minutes.length, 30)
+  t.ok(minutes.every((minute, index) => index === 0 || minute - (minutes[index - 1] as number) === 60_000), 'one slot per minute, none skipped')
+  const axis = await page.locator('#chart text.axis').allTextContents()
+  const hhmm = (at: number | undefined): string => new Date(at as number).toISOString().slice(11, 16)
+  t.strictSame(axis, ['max 1', hhmm(minutes[0]), `${hhmm(minutes[29])} UTC`])
 
   b.health = 'error'
   await page.locator(`#instances tbody tr.OutOfService[data-instance-id="${bId}"]`).waitFor()
@@ -87,7 +96,7 @@ t.test('the dashboard shows a 502 with its defect byte highlighted and an instan
 
   await mkdir(join(REPO_ROOT, '.tap', 'artifacts'), { recursive: true })
   await page.screenshot({ path: join(REPO_ROOT, '.tap', 'artifacts', 'dashboard.png'), fullPage: true })
-  t.strictSame(pageErrors, [], 'no script error on the page')
+  t.strictSame(pageErrors, [], 'no script error on the page, no resource that failed to load')
 
   const name = capture?.file.split('/').at(-1) as string
   const shown = await (await fetch(`${admin}/captures/${encodeURIComponent(name)}`)).text()

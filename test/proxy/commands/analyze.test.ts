@@ -220,6 +220,15 @@ t.test('--html writes a self-contained page', async (t) => {
   t.equal((await analyze([join(dir, 'a.log'), '--html', join(dir, 'missing-dir', 'r.html')])).code, 1, 'an unwritable FILE')
 })
 
+t.test('--html: each bar stands where its minute falls, so minutes without lines leave a gap', async (t) => {
+  const report = JSON.parse((await analyze(['--json', join(t.testdir({ 'a.log': `${generatedLine(0)}\n` }), 'a.log')])).stdout)
+  const minute = (iso: string): typeof report.perMinute[0] => ({ ...report.perMinute[0], minute: iso })
+  // Minutes 0, 1 and 9 of a 10-minute span: 90 units per minute of the 900-unit chart.
+  const page = renderHtml({ ...report, bucketMinutes: 1, perMinute: [minute('2015-05-13T23:00:00Z'), minute('2015-05-13T23:01:00Z'), minute('2015-05-13T23:09:00Z')] })
+  t.strictSame([...page.matchAll(/<rect x="([\d.]+)"[^>]* width="([\d.]+)"[^>]*class="req"/g)].map((m) => [m[1], m[2]]),
+    [['0.00', '89.00'], ['90.00', '89.00'], ['810.00', '89.00']])
+})
+
 t.test('bad arguments exit 2 and name the argument', async (t) => {
   const dir = t.testdir({ 'a.log': `${generatedLine(0)}\n` })
   const cases: Array<[string[], RegExp]> = [
