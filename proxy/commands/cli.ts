@@ -13,7 +13,7 @@ import type { ClbProxyOptions, ResolvedOptions } from '../core/options.js'
 import { OptionError, quoteValue, resolveOptions } from '../core/resolve-options.js'
 import { EXIT_OK, explainParseFailure, usageError, type CliIo } from './command-line.js'
 import { OPTION_FLAGS, SWITCH_FLAGS, helpText, namesAsFlags } from './option-flags.js'
-import { serve } from './serve-command.js'
+import { serve, withDemoHealthCheck } from './serve-command.js'
 import { readVersion } from './version.js'
 
 
@@ -146,15 +146,15 @@ function describeForCli(error: OptionError, sources: ReadonlyMap<string, FieldSo
 
 
 /**
- * A rule's `, or null for ...` alternative is the library's: no flag or variable can say null. It
- * ends the rule, or comes before the parenthesis that says what was wrong with the value.
+ * A rule's `, or null for/to ...` alternative is the library's: no flag or variable can say null.
+ * It ends the rule, or comes before the parenthesis that says what was wrong with the value.
  */
-function forTheCommandLine (rule: string): string {
+export function forTheCommandLine (rule: string): string {
   // "a file path, '-' for stdout, or null for no access log" -> "a file path or '-' for stdout".
-  const listed = /, ([^,()]+), or null for [^,()]*?(?=$| \()/
+  const listed = /, ([^,()]+), or null (?:for|to) [^()]*?(?=$| \()/
   if (listed.test(rule)) return rule.replace(listed, ' or $1')
   // "(RFC 6265 token characters, not AWSELB or AWSELBCORS), or null for ..." -> "(..., not AWSELB or AWSELBCORS)".
-  return rule.replace(/,? or null for [^,()]*?(?=$| \()/, '')
+  return rule.replace(/,? or null (?:for|to) [^()]*?(?=$| \()/, '')
 }
 
 // --- dispatch ---------------------------------------------------------------------------
@@ -196,6 +196,9 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv, io: CliIo): Pr
     // Every option is checked here, before any socket opens. No backends is fine for the CLI:
     // the demo backend stands in for them.
     resolved = resolveOptions(built.options, { requireBackends: false })
+    // The demo's health check joins the user's health options (--health-timeout 5 with the
+    // interval at 5, say): checked now too, not after the demo instances listen.
+    if (resolved.backends.length === 0) resolveOptions(withDemoHealthCheck(built.options), { requireBackends: false })
   } catch (error) {
     if (error instanceof OptionError) return usageError(io, describeForCli(error, built.sources))
     throw error

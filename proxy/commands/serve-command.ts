@@ -173,7 +173,7 @@ export async function serve(options: ClbProxyOptions, resolved: ResolvedOptions,
  * The user's health options win, each on its own (flag or environment variable); the demo's
  * settings fill the others.
  */
-function withDemoHealthCheck(options: ClbProxyOptions): ClbProxyOptions {
+export function withDemoHealthCheck(options: ClbProxyOptions): ClbProxyOptions {
   const userTimeout = options.healthTimeoutSeconds
   return {
     ...options,

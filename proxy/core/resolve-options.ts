@@ -114,11 +114,11 @@ export const OPTION_RULES: Readonly<Record<OptionField, string>> = Object.freeze
   stickyDurationSeconds: 'must be an integer number of seconds from 0 (a browser session) to 2147483647, or null for no duration-based stickiness',
   stickyAppCookie: 'must be a cookie name (RFC 6265 token characters, not AWSELB or AWSELBCORS), or null for no application-controlled stickiness',
   desyncMode: "must be 'monitor', 'defensive' or 'strictest' (CLB's desync mitigation modes)",
-  tlsCert: 'must be the path of a PEM certificate file, given together with tlsKey, or null for a self-signed certificate generated at start',
-  tlsKey: 'must be the path of a PEM private-key file, given together with tlsCert, or null for a self-signed certificate generated at start',
+  tlsCert: 'must be the path of a PEM certificate file (given together with tlsKey), or null for a self-signed certificate generated at start',
+  tlsKey: 'must be the path of a PEM private-key file (given together with tlsCert), or null for a self-signed certificate generated at start',
   securityPolicy: `must be one of CLB's predefined security policies: ${SECURITY_POLICY_NAMES.join(', ')}`,
   proxyProtocol: 'must be true or false',
-  backendCa: 'must be the path of a PEM CA certificate file, or null to accept any instance certificate (CLB without back-end authentication)',
+  backendCa: 'must be the path of a PEM CA certificate file, or null to accept any instance certificate, as CLB does without back-end authentication',
   maxRequestLineBytes: 'must be an integer from 256 to 1048576 bytes (1 MiB)',
   maxHeaderLineBytes: 'must be an integer from 256 to 1048576 bytes (1 MiB)',
   maxHeaderCount: 'must be an integer from 1 to 10000'
@@ -301,7 +301,7 @@ export function resolveOptions(input: ClbProxyOptions, settings: ResolveOptionsS
       ? new OptionError({
         field: 'healthIntervalSeconds',
         value: resolved.healthIntervalSeconds,
-        rule: `must be more than the health-check timeout (${resolved.healthTimeoutSeconds} s, its default; API-HC: "This value must be less than the Interval value"): give a healthTimeoutSeconds below it too`
+        rule: `must be more than the health-check timeout (${resolved.healthTimeoutSeconds} s, healthTimeoutSeconds's default, to be lowered too for a shorter interval; API-HC: "This value must be less than the Interval value")`
       })
       : new OptionError({
         field: 'healthTimeoutSeconds',

@@ -6,7 +6,8 @@ import net from 'node:net'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { Sink } from '../../helpers/sink.js'
-import { run } from '../../../proxy/commands/cli.js'
+import { forTheCommandLine, run } from '../../../proxy/commands/cli.js'
+import { OPTION_RULES } from '../../../proxy/core/resolve-options.js'
 import { OPTION_FLAGS, helpText } from '../../../proxy/commands/option-flags.js'
 import { REPO_URL } from '../../helpers/repo.js'
 
@@ -139,7 +140,7 @@ t.test('a bad flag value exits 2 naming the flag and quoting the text typed', as
         '(unknown protocol "FOO": expected PROTOCOL:PORT/PATH (HTTP, HTTPS) or PROTOCOL:PORT (TCP, SSL), e.g. HTTP:80/health or TCP:5000), got "FOO"'
     ],
     // API-HC: the timeout must be less than the interval. The user typed the interval: it is named, with the default timeout it meets.
-    [['--health-check', 'TCP', '--health-interval', '5'], '--health-interval must be more than the health-check timeout (5 s, its default; API-HC: "This value must be less than the Interval value"): give a --health-timeout below it too, got "5"'],
+    [['--health-check', 'TCP', '--health-interval', '5'], '--health-interval must be more than the health-check timeout (5 s, --health-timeout\'s default, to be lowered too for a shorter interval; API-HC: "This value must be less than the Interval value"), got "5"'],
     [['--health-check', 'TCP', '--health-timeout', '30'], '--health-timeout must be less than the health-check interval (30 s; API-HC: "This value must be less than the Interval value"), got "30"'],
     [['--tls-cert', 'c.pem'], '--tls-cert must be given together with --tls-key (a certificate and its private key), got "c.pem"'
     ],
@@ -226,6 +227,17 @@ t.test('flags override environment variables; an empty variable counts as unset'
   )
 })
 
+t.test('every option rule reads as a command-line rule: no null to type, no alternative turned into an "or"', async (t) => {
+  const rewritten = Object.entries(OPTION_RULES).map(([field, rule]) => [field, forTheCommandLine(rule)])
+  t.strictSame(rewritten.filter(([, rule]) => /\bnull\b|or given|\(\s*\)|, *\)/.test(rule as string)), [])
+  t.strictSame(Object.fromEntries(rewritten.filter(([field]) => ['accessLog', 'tlsCert', 'backendCa', 'stickyAppCookie'].includes(field as string))), {
+    accessLog: "must be a file path or '-' for stdout",
+    tlsCert: 'must be the path of a PEM certificate file (given together with tlsKey)',
+    backendCa: 'must be the path of a PEM CA certificate file',
+    stickyAppCookie: 'must be a cookie name (RFC 6265 token characters, not AWSELB or AWSELBCORS)'
+  })
+})
+
 t.test('a bad value is reported before any socket opens', async (t) => {
   // We hold the port ourselves: had the CLI tried to listen first, it would fail with
   // EADDRINUSE (exit 1) instead of reporting the option (exit 2).
@@ -239,6 +251,17 @@ t.test('a bad value is reported before any socket opens', async (t) => {
   })
   t.equal(listenCalls.args().length, 0, 'no server called listen()')
   t.equal(await connectionCount(held), 0, 'nothing connected to the held port')
+})
+
+t.test('the demo\'s health check is checked with the user\'s health options before any socket opens', async (t) => {
+  const listenCalls = t.capture(net.Server.prototype, 'listen')
+  const outcome = await runCli(['--listen', '127.0.0.1:0', '--health-interval', '5', '--health-timeout', '5'])
+  t.strictSame(outcome, {
+    code: 2,
+    stdout: '',
+    stderr: `clb-proxy: --health-timeout must be less than the health-check interval (5 s; API-HC: "This value must be less than the Interval value"), got "5"\n${TRY_HELP}`
+  })
+  t.equal(listenCalls.args().length, 0, 'no demo instance, no listener')
 })
 
 t.test('docs/options.md has one row per option, matching flag, variable and default', async (t) => {

@@ -528,7 +528,7 @@ t.test('the balancer options: health check target, CLB ranges, timeout below int
     [{ healthIntervalSeconds: 301 }, 'healthIntervalSeconds', 'from 5 to 300'],
     [{ healthTimeoutSeconds: 1 }, 'healthTimeoutSeconds', 'from 2 to 60'],
     [{ healthCheck: 'TCP', healthTimeoutSeconds: 30 }, 'healthTimeoutSeconds', 'healthTimeoutSeconds must be less than the health-check interval (30 s; API-HC: "This value must be less than the Interval value"), got "30"'],
-    [{ healthCheck: 'TCP', healthIntervalSeconds: 5 }, 'healthIntervalSeconds', 'healthIntervalSeconds must be more than the health-check timeout (5 s, its default; API-HC: "This value must be less than the Interval value"): give a healthTimeoutSeconds below it too, got "5"'],
+    [{ healthCheck: 'TCP', healthIntervalSeconds: 5 }, 'healthIntervalSeconds', 'healthIntervalSeconds must be more than the health-check timeout (5 s, healthTimeoutSeconds\'s default, to be lowered too for a shorter interval; API-HC: "This value must be less than the Interval value"), got "5"'],
     [{ healthyThreshold: 1 }, 'healthyThreshold', 'from 2 to 10'],
     [{ unhealthyThreshold: 11 }, 'unhealthyThreshold', 'from 2 to 10'],
     [{ maxInstanceConnections: 0 }, 'maxInstanceConnections', 'from 1 to 100000'],
@@ -540,6 +540,8 @@ t.test('the balancer options: health check target, CLB ranges, timeout below int
     [{ stickyAppCookie: 'AWSELB' }, 'stickyAppCookie', 'not AWSELB or AWSELBCORS'],
     [{ stickyAppCookie: 'SESSION', stickyDurationSeconds: 60 }, 'stickyAppCookie', 'a CLB listener has one stickiness policy']
   ]
+  // Without a health check neither value is used: CLB's minimum interval is not refused for the default timeout.
+  t.equal(resolveOptions({ backends: [BACKEND], healthIntervalSeconds: 5 }).healthIntervalSeconds, 5)
   for (const [input, field, text] of rejected) {
     const thrown = (() => {
       try {
@@ -617,7 +619,7 @@ t.test('TLS, proxy protocol and request limits', async (t) => {
   t.strictSame([resolved.tlsCert, resolved.tlsKey, resolved.securityPolicy, resolved.proxyProtocol, resolved.backendCa, resolved.maxRequestLineBytes, resolved.maxHeaderLineBytes, resolved.maxHeaderCount], ['c.pem', 'k.pem', 'ELBSecurityPolicy-TLS-1-2-2017-01', true, 'ca.pem', 256, 1048576, 1])
   assertRejected(t, { backends: [BACKEND], tlsCert: 'c.pem' }, { input: 'c.pem', field: 'tlsCert', message: 'tlsCert must be given together with tlsKey (a certificate and its private key), got "c.pem"' })
   assertRejected(t, { backends: [BACKEND], tlsKey: 'k.pem' }, { input: 'k.pem', field: 'tlsKey', message: 'tlsKey must be given together with tlsCert (a certificate and its private key), got "k.pem"' })
-  assertRejected(t, { backends: [BACKEND], tlsCert: '' }, { input: '', field: 'tlsCert', message: 'tlsCert must be the path of a PEM certificate file, given together with tlsKey, or null for a self-signed certificate generated at start, got ""' })
+  assertRejected(t, { backends: [BACKEND], tlsCert: '' }, { input: '', field: 'tlsCert', message: 'tlsCert must be the path of a PEM certificate file (given together with tlsKey), or null for a self-signed certificate generated at start, got ""' })
   assertRejected(t, { backends: [BACKEND], securityPolicy: 'ELBSecurityPolicy-2015-05' as never }, { input: 'ELBSecurityPolicy-2015-05', field: 'securityPolicy', message: 'securityPolicy must be one of CLB\'s predefined security policies: ELBSecurityPolicy-2016-08, ELBSecurityPolicy-TLS-1-2-2017-01, got "ELBSecurityPolicy-2015-05"' })
   assertRejected(t, { backends: [BACKEND], proxyProtocol: 'yes' as never }, { input: 'yes', field: 'proxyProtocol', message: 'proxyProtocol must be true or false, got "yes"' })
   assertRejected(t, { backends: [BACKEND], maxRequestLineBytes: 255 }, { input: 255, field: 'maxRequestLineBytes', message: 'maxRequestLineBytes must be an integer from 256 to 1048576 bytes (1 MiB), got "255"' })
