@@ -17,7 +17,7 @@ import { writeFile } from 'node:fs/promises'
 import { parseArgs } from 'node:util'
 import { renderAthena } from './analyze-athena.js'
 import { renderHtml, renderText } from './analyze-output.js'
-import { InputError, listInputs, Progress, readFailure, readInto, type InputFile } from './analyze-read.js'
+import { InputError, listInputs, Progress, readFailure, readInto, STDIN_PATH, type InputFile } from './analyze-read.js'
 import { buildReport } from './analyze-report.js'
 import { AnalyzeStats } from './analyze-stats.js'
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, explainParseFailure, type CliIo } from './command-line.js'
@@ -43,8 +43,8 @@ export function analyzeHelpText (): string {
     'keep-alive signature (fast 504s with -1 timings) with its fix. Lines that are not CLB lines',
     'are counted and the first 20 listed with file:line.',
     '',
-    'PATH - reads standard input; a pipe, FIFO or process substitution (<(zcat ...)) is read as',
-    'a stream, as a file is. Gzip is recognised by its first bytes, whatever the name.',
+    "A PATH of '-' reads standard input; a pipe, FIFO or process substitution (<(zcat ...)) is",
+    'read as a stream, as a file is. Gzip is recognised by its first bytes, whatever the name.',
     '',
     'Options:',
     '  --json       Print the report as JSON.',
@@ -69,8 +69,8 @@ function usageError (io: CliIo, message: string): number {
 export interface AnalyzeResult {
   readonly stats: AnalyzeStats
   readonly files: number
-  /** The files that failed while being read, in order, and why; the lines read before are in `stats`. */
-  readonly failures: ReadonlyArray<{ readonly path: string, readonly reason: string }>
+  /** The files that failed, in order, and why; `partly` when some bytes were read first (their lines are in `stats`). */
+  readonly failures: ReadonlyArray<{ readonly path: string, readonly reason: string, readonly partly: boolean }>
 }
 
 /**
@@ -80,16 +80,20 @@ export interface AnalyzeResult {
  */
 export async function analyzeFiles (files: readonly InputFile[], progressTo: NodeJS.WritableStream): Promise<AnalyzeResult> {
   const stats = new AnalyzeStats()
-  const failures: Array<{ path: string, reason: string }> = []
-  const progress = new Progress(progressTo, files.reduce((sum, file) => sum + file.size, 0))
+  const failures: Array<{ path: string, reason: string, partly: boolean }> = []
+  const progress = new Progress(progressTo, files.some((file) => file.size === null) ? null : files.reduce((sum, file) => sum + (file.size ?? 0), 0))
   try {
     for (const file of files) {
+      let read = 0
       try {
-        await readInto(file, stats, (bytes) => progress.add(bytes, stats.lines))
+        await readInto(file, stats, (bytes) => {
+          read += bytes
+          progress.add(bytes, stats.lines)
+        })
       } catch (error) {
         const reason = readFailure(error)
         if (reason === null) throw error
-        failures.push({ path: file.path, reason })
+        failures.push({ path: file.path, reason, partly: read > 0 })
       }
     }
   } finally {
@@ -101,7 +105,7 @@ export async function analyzeFiles (files: readonly InputFile[], progressTo: Nod
 /** After the report, so that on a terminal they are the last lines, not scrolled away by it. */
 function reportFailures (io: CliIo, result: AnalyzeResult): number {
   if (result.failures.length === 0) return EXIT_OK
-  for (const { path, reason } of result.failures) io.stderr.write(`clb-proxy analyze: cannot read '${path}' to its end: ${reason}\n`)
+  for (const { path, reason, partly } of result.failures) io.stderr.write(`clb-proxy analyze: cannot read '${path}'${partly ? ' to its end' : ''}: ${reason}\n`)
   io.stderr.write(`clb-proxy analyze: ${result.failures.length} of ${result.files} files could not be read to their end; the report counts the lines read before each error\n`)
   return EXIT_FAILURE
 }
@@ -132,7 +136,8 @@ export async function runAnalyze (argv: string[], _env: NodeJS.ProcessEnv, io: C
 
   let files: InputFile[]
   try {
-    files = await listInputs(positionals, io.stdin)
+    // io.stdin is a getter that opens standard input: touched only when `-` is named.
+    files = await listInputs(positionals, positionals.includes(STDIN_PATH) ? io.stdin : undefined)
   } catch (error) {
     if (error instanceof InputError) return usageError(io, error.message)
     throw error

@@ -23,8 +23,8 @@ const CR = 13
 export interface InputFile {
   /** As named on the command line or found under a directory; `-` for standard input. */
   readonly path: string
-  /** In bytes; 0 where it is not known before reading (a pipe, FIFO, character device, `-`). */
-  readonly size: number
+  /** In bytes; null where it is not known before reading (a pipe, FIFO, character device, `-`). */
+  readonly size: number | null
   /** Standard input, read instead of opening `path`. */
   readonly stream?: NodeJS.ReadableStream
 }
@@ -37,16 +37,19 @@ export class InputError extends Error {}
 
 /**
  * Why a file could not be read (to its end), in words, or null when `error` is not a failure of
- * the input (no system or zlib error code: a bug, left to surface as one). A zlib error is a
- * corrupt gzip; a system error keeps its description only, as the caller names the path.
+ * the input: only a zlib error (a corrupt gzip), a system call's error, or a stream closed early
+ * are; anything else, Node's own ERR_ codes for a wrong argument included, is a bug, left to
+ * surface as one. A system error keeps its description only, as the caller names the path.
  */
 export function readFailure (error: unknown): string | null {
   if (!(error instanceof Error)) return null
   const { code, syscall, message } = error as NodeJS.ErrnoException
   if (typeof code !== 'string') return null
   if (code.startsWith('Z_')) return `corrupt gzip (${message})`
+  if (code === 'ERR_STREAM_PREMATURE_CLOSE') return message
+  if (typeof syscall !== 'string') return null
   // "ENOENT: no such file or directory, open 'x.log'": the words between the code and the call.
-  if (syscall !== undefined && message.startsWith(`${code}: `)) return message.slice(code.length + 2).split(`, ${syscall}`)[0] as string
+  if (message.startsWith(`${code}: `)) return message.slice(code.length + 2).split(`, ${syscall}`)[0] as string
   return message
 }
 
@@ -63,7 +66,7 @@ export async function listInputs (paths: readonly string[], stdin?: NodeJS.Reada
       // A stream is read once: a second `-` would read nothing and count as an empty file.
       if (files.some((file) => file.stream !== undefined)) throw new InputError(`'${STDIN_PATH}' (standard input) can be named only once`)
       if (stdin === undefined) throw new InputError(`'${STDIN_PATH}' names standard input, and there is none here`)
-      files.push({ path, size: 0, stream: stdin })
+      files.push({ path, size: null, stream: stdin })
       continue
     }
     let info
@@ -78,18 +81,29 @@ export async function listInputs (paths: readonly string[], stdin?: NodeJS.Reada
       // Most likely a mistyped S3 prefix: a report of 0 requests would hide it.
       if (files.length === before) throw new InputError(`no access-log files (.log or .gz) under '${path}'`)
     } else {
-      files.push({ path, size: info.isFile() ? info.size : 0 })
+      files.push({ path, size: info.isFile() ? info.size : null })
     }
   }
   return files
 }
 
+/** A folder or file of the tree that cannot be listed or looked at is an InputError naming it, as a PATH that cannot be read is. */
 async function walk (dir: string, files: InputFile[]): Promise<void> {
-  const entries = (await readdir(dir, { withFileTypes: true })).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+  const entries = (await listed(dir, () => readdir(dir, { withFileTypes: true }))).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
   for (const entry of entries) {
     const path = join(dir, entry.name)
     if (entry.isDirectory()) await walk(path, files)
-    else if (entry.isFile() && (entry.name.endsWith('.log') || entry.name.endsWith('.gz'))) files.push({ path, size: (await stat(path)).size })
+    else if (entry.isFile() && (entry.name.endsWith('.log') || entry.name.endsWith('.gz'))) files.push({ path, size: (await listed(path, () => stat(path))).size })
+  }
+}
+
+async function listed<T> (path: string, look: () => Promise<T>): Promise<T> {
+  try {
+    return await look()
+  } catch (error) {
+    const reason = readFailure(error)
+    if (reason === null) throw error
+    throw new InputError(`cannot read '${path}': ${reason}`)
   }
 }
 
@@ -201,11 +215,14 @@ export class Progress {
   private readonly bar: SingleBar | null
   private started = false
 
-  constructor (stream: NodeJS.WritableStream & { isTTY?: boolean }, private readonly total: number) {
+  private read = 0
+
+  /** `total` null: the size of some input is not known before it is read (a pipe, `-`): no bar, no percentage, the bytes read. */
+  constructor (stream: NodeJS.WritableStream & { isTTY?: boolean }, private readonly total: number | null) {
     this.bar = stream.isTTY === true
       ? new SingleBar({
         stream: stream as NodeJS.WriteStream,
-        format: `analyze [{bar}] {percentage}% of ${formatBytes(total)} | {lines} lines`,
+        format: total === null ? 'analyze {read} read | {lines} lines' : `analyze [{bar}] {percentage}% of ${formatBytes(total)} | {lines} lines`,
         barsize: 30,
         // Redrawn at most 5 times a second, whatever the read rate; the last frame is erased.
         fps: 5,
@@ -218,11 +235,13 @@ export class Progress {
 
   add (bytes: number, lines: number): void {
     if (this.bar === null) return
+    this.read += bytes
     if (!this.started) {
       this.started = true
-      this.bar.start(Math.max(this.total, 1), 0, { lines })
+      this.bar.start(Math.max(this.total ?? 1, 1), 0, { lines, read: formatBytes(this.read) })
     }
-    this.bar.increment(bytes, { lines })
+    if (this.total === null) this.bar.update(0, { lines, read: formatBytes(this.read) })
+    else this.bar.increment(bytes, { lines })
   }
 
   end (): void {

@@ -297,12 +297,21 @@ t.test('a corrupt .gz is named on stderr with what went wrong; the other files a
   t.equal(text.stderr, `clb-proxy analyze: cannot read '${c}' to its end: corrupt gzip (unknown compression method)\nclb-proxy analyze: 1 of 2 files could not be read to their end; the report counts the lines read before each error\n`)
 })
 
+t.test('a file that cannot be opened is a failure with nothing read: not "to its end"', async (t) => {
+  const missing = join(t.testdir(), 'gone.log')
+  const result = await analyzeFiles([{ path: missing, size: 1 }], new Sink())
+  t.strictSame(result.failures, [{ path: missing, reason: 'no such file or directory', partly: false }])
+})
+
 t.test('readFailure: what went wrong with an input, in words; null for what is not an input failure (a bug)', async (t) => {
   const systemError = Object.assign(new Error("EACCES: permission denied, open 'x.log'"), { code: 'EACCES', syscall: 'open' })
   t.equal(readFailure(systemError), 'permission denied')
   t.equal(readFailure(Object.assign(new Error('unexpected end of file'), { code: 'Z_BUF_ERROR' })), 'corrupt gzip (unexpected end of file)')
   t.equal(readFailure(Object.assign(new Error('Premature close'), { code: 'ERR_STREAM_PREMATURE_CLOSE' })), 'Premature close')
   t.equal(readFailure(new TypeError('x is not a function')), null)
+  // Node's own codes for a wrong argument or a misused stream are bugs, not inputs that failed.
+  t.equal(readFailure(Object.assign(new TypeError('The "path" argument must be of type string'), { code: 'ERR_INVALID_ARG_TYPE' })), null)
+  t.equal(readFailure(Object.assign(new Error('stream.push() after EOF'), { code: 'ERR_STREAM_PUSH_AFTER_EOF' })), null)
   t.equal(readFailure('thrown text'), null)
 })
 
@@ -344,7 +353,7 @@ t.test('- reads standard input, plain or gzip; it can be named once', async (t) 
   const stderr = new Sink()
   t.equal(await run(['analyze', '-'], {}, { stdout: new Sink(), stderr }), 2, 'a caller of run() that gives no stdin')
   t.equal(stderr.text, "clb-proxy analyze: '-' names standard input, and there is none here\nTry 'clb-proxy analyze --help'\n")
-  t.match((await analyze(['--help'])).stdout, 'PATH - reads standard input')
+  t.match((await analyze(['--help'])).stdout, "A PATH of '-' reads standard input")
 })
 
 t.test('lines split across chunks, an unterminated last line, an overlong line', async (t) => {
@@ -429,6 +438,15 @@ t.test('the progress bar (cli-progress): only on a terminal, erased at the end, 
   progress.end()
   t.match(tty.text, /analyze \[[^\]]*\] 100% of 2\.0 MiB \| 9000 lines/, 'the last frame')
   t.ok(tty.text.endsWith('\x1b[1G\x1b[2K'), 'erased at the end (cursor to column 1, line cleared)')
+  // A pipe or standard input among the inputs: their size is not known, so no bar, no percentage, the bytes read.
+  const piped = Object.assign(new Sink(), { isTTY: true, columns: 120 })
+  const unknown = new Progress(piped, null)
+  unknown.add(1 << 20, 5000)
+  t.match(piped.text, /analyze 1\.0 MiB read \| 5000 lines/, 'the first frame')
+  unknown.add(1 << 20, 9000)
+  unknown.end()
+  t.match(piped.text, /analyze 2\.0 MiB read \| 9000 lines/, 'the last frame')
+  t.notMatch(piped.text, /%/)
   const big = Object.assign(new Sink(), { isTTY: true, columns: 120 })
   const large = new Progress(big, 3 * 2 ** 30)
   large.add(0, 0)
@@ -492,4 +510,12 @@ t.test('bounded by bytes: a path key is cut to MAX_PATH_CHARS; a timing too long
   const stderr = new Sink()
   t.equal(await run(['analyze', join(dir, 'a.log'), '--json'], {}, { stdout, stderr }), 0)
   t.equal(JSON.parse(stdout.text).unparseable.count, 1)
+})
+
+t.test('standard input is not touched unless - is named (reading process.stdin opens it)', async (t) => {
+  let touched = 0
+  const io = { stdout: new Sink(), stderr: new Sink(), signals: new EventEmitter(), get stdin () { touched++; return Readable.from([]) } }
+  const dir = t.testdir({ 'a.log': `${generatedLine(0)}\n` })
+  t.equal(await run(['analyze', join(dir, 'a.log')], {}, io), 0)
+  t.equal(touched, 0)
 })
