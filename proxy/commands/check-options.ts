@@ -1,6 +1,6 @@
 /**
  * `clb-proxy check`, its options and the request they describe: every option is validated and the
- * request is built before any socket opens (lesson 8 of spec/style.md: validate everything, then
+ * request is built before any socket opens (lesson 8 of docs/style.md: validate everything, then
  * freeze). A bad option throws OptionError naming the field.
  */
 import { TCHAR } from '../../validators/bytes.js'
