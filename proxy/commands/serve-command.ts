@@ -5,6 +5,7 @@
  * failure becomes one line that names the address or file and the system error, and an exit code.
  */
 import path from 'node:path'
+import { isIP } from 'node:net'
 // Type-only: erased at runtime. The modules themselves are imported in serve().
 import type { ClbProxy } from '../library/clb-proxy.js'
 import type { DemoBackend } from '../byte-servers/demo-backend.js'
@@ -156,7 +157,7 @@ export async function serve(options: ClbProxyOptions, resolved: ResolvedOptions,
     try {
       await running.close()
     } catch (error) {
-      io.stderr.write(`clb-proxy: error while stopping: ${describeStopFailure(error)}\n`)
+      io.stderr.write(`clb-proxy: error while stopping: ${describeStopFailure(error, resolved)}\n`)
       return EXIT_FAILURE
     }
     return EXIT_OK
@@ -426,19 +427,23 @@ function demoHealthBlock(proxy: ClbProxy, demo: DemoRun, userOptions: ClbProxyOp
 
 /** EADDRINUSE and friends as one line that names the address; anything else by its message. */
 function describeStartFailure(error: unknown, resolved: ResolvedOptions): string {
-  const systemError = error as NodeJS.ErrnoException & { address?: unknown; port?: unknown }
+  const systemError = error as NodeJS.ErrnoException & { address?: unknown; port?: unknown; hostname?: unknown }
+  // The admin listener opens after the proxy's own: an address only it asked for is its failure.
+  const admin = resolved.admin
+  const forAdmin = (matches: (where: { host: string, port: number }) => boolean): string =>
+    admin !== null && matches(admin) && !resolved.listeners.some(matches) ? ' for the admin listener' : ''
   if (systemError.syscall === 'listen' || systemError.syscall === 'bind') {
-    const address =
-      typeof systemError.address === 'string' && typeof systemError.port === 'number'
-        ? hostPort({ host: systemError.address, port: systemError.port })
-        : hostPort(resolved.listen)
-    // The admin listener opens after the proxy's own: a port only it asked for is its failure.
-    const admin = resolved.admin
-    const forAdmin = admin !== null && systemError.port === admin.port && !resolved.listeners.some((listener) => listener.port === admin.port)
-    return `cannot listen on ${address}${forAdmin ? ' for the admin listener' : ''}: ${describeSystemError(error)}`
+    if (typeof systemError.address !== 'string' || typeof systemError.port !== 'number') return `cannot listen on ${hostPort(resolved.listen)}: ${describeSystemError(error)}`
+    const { address, port } = systemError as { address: string, port: number }
+    // A host name (localhost) is resolved before the bind: its port alone tells.
+    const bound = (where: { host: string, port: number }): boolean => where.port === port && (where.host === address || isIP(where.host) === 0)
+    return `cannot listen on ${hostPort({ host: address, port })}${forAdmin(bound)}: ${describeSystemError(error)}`
   }
   if (systemError.syscall === 'getaddrinfo') {
-    return `cannot listen on ${hostPort(resolved.listen)}: ${describeSystemError(error)}`
+    // The address whose host name could not be resolved: a listener's, or the admin listener's.
+    const named = (where: { host: string }): boolean => where.host === systemError.hostname
+    const where = resolved.listeners.find(named) ?? (admin !== null && named(admin) ? admin : resolved.listen)
+    return `cannot listen on ${hostPort(where)}${forAdmin(named)}: ${describeSystemError(error)}`
   }
   if (systemError.syscall === 'open' && typeof systemError.path === 'string') {
     return `cannot open the access log ${systemError.path}: ${describeSystemError(error)}`
@@ -478,12 +483,14 @@ const SYSTEM_ERROR_TEXT: Readonly<Record<string, string>> = Object.freeze({
 })
 
 /**
- * Why a stop was not clean. Only the access log writes to a pipe: an EPIPE means its reader on
- * stdout went away (`clb-proxy | head -1`), reported when it happened; the lines logged since were
- * dropped, so the stop is not clean (exit 1), and this says why in the user's words.
+ * Why a stop was not clean. Only the access log writes to a pipe: an EPIPE means its reader went
+ * away (stdout in `clb-proxy | head -1`, or a FIFO or /dev/stdout named by --access-log), reported
+ * when it happened; the lines logged since were dropped, so the stop is not clean (exit 1), and
+ * this says why in the user's words.
  */
-function describeStopFailure(error: unknown): string {
+function describeStopFailure(error: unknown, resolved: ResolvedOptions): string {
   if ((error as NodeJS.ErrnoException | undefined)?.code === 'EPIPE') {
+    if (resolved.accessLog !== '-' && resolved.accessLog !== null) return `the access log ${resolved.accessLog} lost lines: its reader went away while the proxy ran (EPIPE, reported then)`
     return 'the access log on stdout lost lines: its reader went away while the proxy ran (EPIPE, reported then); ' +
       'to keep every line, log to a file (--access-log FILE) or keep the reader until the proxy stops'
   }

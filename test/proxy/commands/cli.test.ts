@@ -1,7 +1,7 @@
-import { spawn } from 'node:child_process'
+import { execFileSync, spawn } from 'node:child_process'
 import { EventEmitter, once } from 'node:events'
 import { readFileSync } from 'node:fs'
-import { readFile, rename } from 'node:fs/promises'
+import { open, readFile, rename } from 'node:fs/promises'
 import net from 'node:net'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
@@ -516,6 +516,11 @@ t.test('an admin address in use exits 1 with one line naming it as the admin lis
   const address = `127.0.0.1:${portOf(held)}`
   const outcome = await runCli(['--listen', '127.0.0.1:0', '--admin', address, '--backend', 'http://127.0.0.1:1', '--access-log', join(t.testdir(), 'access.log')])
   t.strictSame(outcome, { code: 1, stdout: '', stderr: `clb-proxy: cannot listen on ${address} for the admin listener: the address is already in use (EADDRINUSE)\n` })
+  // A host name that does not resolve (.invalid never does: RFC 6761 section 6.4) is named too, not the proxy's own address.
+  const unresolved = await runCli(['--listen', '127.0.0.1:0', '--admin', 'nosuchhost.invalid:0', '--backend', 'http://127.0.0.1:1', '--access-log', join(t.testdir(), 'b.log')])
+  t.strictSame([unresolved.code, unresolved.stdout], [1, ''])
+  // Without a name server the lookup fails as EAI_AGAIN instead.
+  t.match(unresolved.stderr, /^clb-proxy: cannot listen on nosuchhost\.invalid:0 for the admin listener: the host name (was not found \(ENOTFOUND\)|could not be resolved right now \(EAI_AGAIN\))\n$/)
 })
 
 t.test('an access log that cannot be opened exits 1 with one line naming the file, before listening', async (t) => {
@@ -610,26 +615,39 @@ t.test('a health-check setting without --health-check gets one notice; --health-
   }
 })
 
-t.test('an access log on stdout whose reader went away: the stop says lines were lost and exits 1', async (t) => {
+t.test('an access log whose reader went away: the stop says lines were lost and exits 1', async (t) => {
   const backend = await answeringOk(t)
-  // The CLI runs in a child with the process's own stdout as its access log, as `clb-proxy | head -1`
-  // runs it; this side closes its end of that pipe before any line is written.
-  const cli = new URL('proxy/commands/cli.js', REPO_URL).href
-  const child = spawn(process.execPath, [...process.execArgv, '--input-type=module', '-e', `
-    const { run } = await import(${JSON.stringify(cli)})
-    process.exitCode = await run(process.argv.slice(1), {}, { stdout: process.stdout, stderr: process.stderr })
-  `, '--', '--listen', '127.0.0.1:0', '--backend', `http://127.0.0.1:${portOf(backend)}`], { stdio: ['ignore', 'pipe', 'pipe'] })
-  child.stdout.destroy()
-  const stderr = new Sink()
-  child.stderr.pipe(stderr)
-  const closed = once(child, 'close')
-  const [, proxyUrl = ''] = await stderr.waitFor(/^clb-proxy: listening on (http:\/\/127\.0\.0\.1:\d+), /m)
-  t.equal((await fetch(`${proxyUrl}/`)).status, 200)
-  // Reported when it happens (a JSON line: stderr is not a terminal).
-  await stderr.waitFor(/"notice":"access-log".*"msg":"access log stdout cannot be written \(EPIPE: its reader went away\)/)
-  child.kill('SIGTERM')
-  const [code] = await closed
-  t.equal(code, 1)
-  t.equal(stderr.text.split('\n').at(-2), 'clb-proxy: error while stopping: the access log on stdout lost lines: its reader went away ' +
-    'while the proxy ran (EPIPE, reported then); to keep every line, log to a file (--access-log FILE) or keep the reader until the proxy stops')
+  const fifo = join(t.testdir(), 'access.fifo')
+  execFileSync('mkfifo', [fifo])
+  const cases: ReadonlyArray<readonly [string[], string, string]> = [
+    [[], 'stdout', 'the access log on stdout lost lines: its reader went away while the proxy ran (EPIPE, reported then); ' +
+      'to keep every line, log to a file (--access-log FILE) or keep the reader until the proxy stops'],
+    // A path that is a pipe (a FIFO): the advice to log to a file would be no advice.
+    [['--access-log', fifo], fifo, `the access log ${fifo} lost lines: its reader went away while the proxy ran (EPIPE, reported then)`]
+  ]
+  for (const [flags, where, words] of cases) {
+    // The CLI runs in a child whose stdout is a pipe, as `clb-proxy | head -1` runs it; this side
+    // closes its end of that pipe before any line is written.
+    const cli = new URL('proxy/commands/cli.js', REPO_URL).href
+    const child = spawn(process.execPath, [...process.execArgv, '--input-type=module', '-e', `
+      const { run } = await import(${JSON.stringify(cli)})
+      process.exitCode = await run(process.argv.slice(1), {}, { stdout: process.stdout, stderr: process.stderr })
+    `, '--', '--listen', '127.0.0.1:0', '--backend', `http://127.0.0.1:${portOf(backend)}`, ...flags], { stdio: ['ignore', 'pipe', 'pipe'] })
+    t.teardown(() => { child.kill() })
+    child.stdout.destroy()
+    // The FIFO's reader: the child's open for writing waits for it, and it leaves once the proxy listens.
+    const reader = where === fifo ? open(fifo, 'r') : null
+    const stderr = new Sink()
+    child.stderr.pipe(stderr)
+    const closed = once(child, 'close')
+    const [, proxyUrl = ''] = await stderr.waitFor(/^clb-proxy: listening on (http:\/\/127\.0\.0\.1:\d+), /m)
+    await (await reader)?.close()
+    t.equal((await fetch(`${proxyUrl}/`)).status, 200)
+    // Reported when it happens (a JSON line: stderr is not a terminal).
+    await stderr.waitFor(new RegExp(`"notice":"access-log".*"msg":"access log ${where.replaceAll('/', '\\/')} cannot be written \\(EPIPE`))
+    child.kill('SIGTERM')
+    const [code] = await closed
+    t.equal(code, 1, where)
+    t.equal(stderr.text.split('\n').at(-2), `clb-proxy: error while stopping: ${words}`)
+  }
 })
