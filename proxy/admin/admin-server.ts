@@ -13,7 +13,7 @@
  *   GET /captures/:name   one capture file's text; only names /captures lists (no paths)
  *   GET /instances        the registered instances: { InstanceStates: [...] } (DescribeInstanceHealth's shape)
  *   POST /instances       register { "url": "http://HOST:PORT" }: 201 with the instance
- *   DELETE /instances/:id deregister (connection draining): 202 with the instance's state, 404 if unknown
+ *   DELETE /instances/:id deregister (connection draining): 202 with the instance's state, 404 if not registered, 400 if not an instance id
  *   GET /                 the dashboard (dashboard-assets.ts), live through GET /events (server-sent events)
  *   GET /captures/:name/bytes  a capture's response bytes (base64), its defects and replay command, for the dashboard
  *

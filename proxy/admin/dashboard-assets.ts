@@ -108,8 +108,9 @@ async function loadChart () {
     json('metrics.json?metric=HTTPCode_Backend_5XX&period=60')
   ])
   // Keyed by the minute's epoch milliseconds. A minute without a 5XX has no datapoint (as in
-  // CloudWatch): the 30 slots ending at the last minute with one are all drawn, empty ones at 0,
-  // so that two bars side by side are two consecutive minutes.
+  // CloudWatch): the 30 slots ending at this minute (or at the last minute with one, if the
+  // proxy's clock is ahead) are all drawn, empty ones at 0, so that two bars side by side are two
+  // consecutive minutes and errors that stopped are seen to stop.
   const MINUTE = 60000
   const minutes = new Map()
   for (const point of elb.Datapoints) minutes.set(Date.parse(point.Timestamp), { elb: point.Sum, backend: 0 })
@@ -118,7 +119,7 @@ async function loadChart () {
   svg.textContent = ''
   const ns = 'http://www.w3.org/2000/svg'
   if (minutes.size === 0) return
-  const last = Math.max(...minutes.keys())
+  const last = Math.max(Date.now() - Date.now() % MINUTE, ...minutes.keys())
   const rows = Array.from({ length: 30 }, (_, index) => {
     const at = last - (29 - index) * MINUTE
     return [new Date(at).toISOString().replace('.000Z', 'Z'), minutes.get(at) ?? { elb: 0, backend: 0 }]
@@ -204,6 +205,8 @@ async function start () {
   const { entries } = await json('entries?limit=100')
   for (const entry of entries) addEntry(entry, true)
   await Promise.all([loadInstances(), loadChart(), loadCaptures()])
+  // The chart moves on with the minutes, also when no request comes.
+  setInterval(loadChartSoon, 60000)
   // Live updates without polling: the server pushes each access-log entry and each state change.
   const events = new EventSource('events')
   events.addEventListener('open', () => { $('#status').textContent = 'live' })

@@ -483,9 +483,9 @@ export const SWITCH_FLAGS: readonly SwitchFlag[] = Object.freeze([
 export function helpText(): string {
   const lines = [
     'Usage: clb-proxy [options]',
-    '       clb-proxy check URL [options]     (clb-proxy check --help)',
-    '       clb-proxy replay FILE [options]   (clb-proxy replay --help)',
-    '       clb-proxy analyze PATH... [options] (clb-proxy analyze --help)',
+    '       clb-proxy check URL [options]         (clb-proxy check --help)',
+    '       clb-proxy replay FILE [options]       (clb-proxy replay --help)',
+    '       clb-proxy analyze PATH... [options]   (clb-proxy analyze --help)',
     '',
     'A local reverse proxy that behaves like an AWS Classic Load Balancer: it judges backend',
     "responses from their raw bytes, answers with CLB's own 502/503/504 responses and writes",
