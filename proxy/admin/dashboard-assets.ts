@@ -114,12 +114,16 @@ async function loadChart () {
   const MINUTE = 60000
   const minutes = new Map()
   for (const point of elb.Datapoints) minutes.set(Date.parse(point.Timestamp), { elb: point.Sum, backend: 0 })
-  for (const point of backend.Datapoints) minutes.set(Date.parse(point.Timestamp), { elb: 0, ...minutes.get(Date.parse(point.Timestamp)), backend: point.Sum })
+  for (const point of backend.Datapoints) {
+    const at = Date.parse(point.Timestamp)
+    minutes.set(at, { elb: 0, ...minutes.get(at), backend: point.Sum })
+  }
   const svg = $('#chart')
   svg.textContent = ''
   const ns = 'http://www.w3.org/2000/svg'
   if (minutes.size === 0) return
-  const last = Math.max(Date.now() - Date.now() % MINUTE, ...minutes.keys())
+  const now = Date.now()
+  const last = Math.max(now - now % MINUTE, ...minutes.keys())
   const rows = Array.from({ length: 30 }, (_, index) => {
     const at = last - (29 - index) * MINUTE
     return [new Date(at).toISOString().replace('.000Z', 'Z'), minutes.get(at) ?? { elb: 0, backend: 0 }]

@@ -69,12 +69,7 @@ export async function listInputs (paths: readonly string[], stdin?: NodeJS.Reada
       files.push({ path, size: null, stream: stdin })
       continue
     }
-    let info
-    try {
-      info = await stat(path)
-    } catch (error) {
-      throw new InputError(`cannot read '${path}': ${readFailure(error) ?? (error as Error).message}`)
-    }
+    const info = await orInputError(path, () => stat(path))
     if (info.isDirectory()) {
       const before = files.length
       await walk(path, files)
@@ -89,15 +84,16 @@ export async function listInputs (paths: readonly string[], stdin?: NodeJS.Reada
 
 /** A folder or file of the tree that cannot be listed or looked at is an InputError naming it, as a PATH that cannot be read is. */
 async function walk (dir: string, files: InputFile[]): Promise<void> {
-  const entries = (await listed(dir, () => readdir(dir, { withFileTypes: true }))).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+  const entries = (await orInputError(dir, () => readdir(dir, { withFileTypes: true }))).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
   for (const entry of entries) {
     const path = join(dir, entry.name)
     if (entry.isDirectory()) await walk(path, files)
-    else if (entry.isFile() && (entry.name.endsWith('.log') || entry.name.endsWith('.gz'))) files.push({ path, size: (await listed(path, () => stat(path))).size })
+    else if (entry.isFile() && (entry.name.endsWith('.log') || entry.name.endsWith('.gz'))) files.push({ path, size: (await orInputError(path, () => stat(path))).size })
   }
 }
 
-async function listed<T> (path: string, look: () => Promise<T>): Promise<T> {
+/** `look` at `path`; a failure of the input (readFailure) becomes an InputError naming the path, anything else is rethrown. */
+async function orInputError<T> (path: string, look: () => Promise<T>): Promise<T> {
   try {
     return await look()
   } catch (error) {
