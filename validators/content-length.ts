@@ -23,7 +23,8 @@ export interface ContentLengthResult {
  * result without findings shares one frozen, empty list).
  */
 export function analyzeContentLength (fields: readonly HeaderField[]): ContentLengthResult {
-  const findings: ContentLengthFinding[] = []
+  // Made on the first finding: most heads have none.
+  let findings: ContentLengthFinding[] | null = null
   let length: number | null = null
   let count = 0
   let present = false
@@ -43,18 +44,18 @@ export function analyzeContentLength (fields: readonly HeaderField[]): ContentLe
       const item = rawItem.trim()
       const value = parseDecimal(item)
       if (value === -1) {
-        findings.push({ problem: 'not-integer', offset: itemOffset + leading + firstNonDigit(item), message: `Content-Length value "${field.value}" is not an integer` })
+        findings = [{ problem: 'not-integer', offset: itemOffset + leading + firstNonDigit(item), message: `Content-Length value "${field.value}" is not an integer` }]
         return { length: null, present, findings }
       }
       if (value === -2) {
-        findings.push({ problem: 'overflow', offset: itemOffset + leading, message: `Content-Length value "${item}" is too large` })
+        findings = [{ problem: 'overflow', offset: itemOffset + leading, message: `Content-Length value "${item}" is too large` }]
         return { length: null, present, findings }
       }
       count++
       if (length === null) {
         length = value
       } else if (length !== value) {
-        findings.push({ problem: 'different', offset: itemOffset + leading, message: `Content-Length ${value} contradicts an earlier Content-Length ${length}` })
+        findings = [{ problem: 'different', offset: itemOffset + leading, message: `Content-Length ${value} contradicts an earlier Content-Length ${length}` }]
         return { length: null, present, findings }
       }
       itemOffset += rawItem.length + 1
@@ -62,9 +63,9 @@ export function analyzeContentLength (fields: readonly HeaderField[]): ContentLe
   }
   if (count > 1) {
     const second = fields.filter((f) => f.lowerName === 'content-length')[1] ?? fields.find((f) => f.lowerName === 'content-length')
-    findings.push({ problem: 'same-duplicate', offset: second?.offset ?? 0, message: `Content-Length ${String(length)} is given ${count} times` })
+    findings = [{ problem: 'same-duplicate', offset: second?.offset ?? 0, message: `Content-Length ${String(length)} is given ${count} times` }]
   }
-  return findings.length === 0 ? (present ? { length, present, findings: NO_FINDINGS } : ABSENT) : { length, present, findings }
+  return findings === null ? (present ? { length, present, findings: NO_FINDINGS } : ABSENT) : { length, present, findings }
 }
 
 const NO_FINDINGS: readonly ContentLengthFinding[] = Object.freeze([])

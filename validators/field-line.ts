@@ -26,6 +26,23 @@ export interface FieldLineIssue {
  */
 export function parseFieldLine (buf: Buffer, start: number, end: number, offset: number,
   report: (issue: FieldLineIssue) => void): HeaderField | null {
+  // The usual line first, in one pass and one table lookup per byte: a name of token characters
+  // up to its colon, and after it only VCHAR, SP, HTAB and obs-text. Such a line has no problem
+  // to report (no CR, NUL or other control byte anywhere), so the careful reading below would
+  // find none; any other line is read by it from its first byte.
+  let colon = start
+  while (colon < end && TCHAR[buf[colon] as number] === 1) colon++
+  if (colon > start && colon < end && buf[colon] === 0x3a) {
+    let i = colon + 1
+    while (i < end && FIELD_VALUE_BYTE[buf[i] as number] === 1) i++
+    if (i === end) return fieldOf(buf, start, colon, end, offset)
+  }
+  return parseProblemFieldLine(buf, start, end, offset, report)
+}
+
+/** parseFieldLine for a line that may have problems: each one is reported, in the order found. */
+function parseProblemFieldLine (buf: Buffer, start: number, end: number, offset: number,
+  report: (issue: FieldLineIssue) => void): HeaderField | null {
   // A CR inside a line (the terminator is already excluded) is a bare CR (RFC 9112 section 2.2).
   const cr = buf.indexOf(CR, start)
   if (cr !== -1 && cr < end) report({ problem: 'bare-cr', offset: offset + (cr - start) })
@@ -78,6 +95,15 @@ export function parseFieldLine (buf: Buffer, start: number, end: number, offset:
     if (b === 0) report({ problem: 'value-nul', offset: offset + (i - start) })
     else if ((b < 0x20 && b !== 0x09 && b !== CR) || b === 0x7f) report({ problem: 'value-ctl', offset: offset + (i - start) })
   }
+  return fieldOf(buf, start, colon, end, offset)
+}
+
+/** The field of the line `buf[start..end)` whose colon is at `colon`: the value without the whitespace around it. */
+function fieldOf (buf: Buffer, start: number, colon: number, end: number, offset: number): HeaderField {
+  let valueStart = colon + 1
+  while (valueStart < end && isWhitespace(buf[valueStart])) valueStart++
+  let valueEnd = end
+  while (valueEnd > valueStart && isWhitespace(buf[valueEnd - 1])) valueEnd--
   const known = COMMON_FIELD_NAMES.find(buf, start, colon)
   const name = known === null ? latin1(buf, start, colon) : known.name
   return {
@@ -89,9 +115,28 @@ export function parseFieldLine (buf: Buffer, start: number, end: number, offset:
   }
 }
 
+/**
+ * The bytes a field value may hold without a problem to report (RFC 9110 section 5.5: field-value
+ * is VCHAR, SP, HTAB and obs-text); the whitespace around a value is among them.
+ */
+const FIELD_VALUE_BYTE = (() => {
+  const table = new Uint8Array(256)
+  for (let b = 0; b < 256; b++) table[b] = b === 0x09 || (b >= 0x20 && b !== 0x7f) ? 1 : 0
+  return table
+})()
+
 /** Splits a comma-separated list value into trimmed items (RFC 9110 section 5.6.1), keeping empty ones. */
 export function listItems (value: string): string[] {
   return value.split(',').map((item) => item.trim())
+}
+
+/** The fields of a head that has none of a name: shared, never written to. */
+export const NO_FIELDS: readonly HeaderField[] = Object.freeze([])
+
+/** Whether a field named `lowerName` (lower case) is present. A loop, no closure: this runs for every message. */
+export function hasField (fields: readonly HeaderField[], lowerName: string): boolean {
+  for (let k = 0; k < fields.length; k++) if ((fields[k] as HeaderField).lowerName === lowerName) return true
+  return false
 }
 
 /** True when a `Connection` field lists `token` (case-insensitive). */

@@ -2,7 +2,7 @@ import { CR, TCHAR, isDigit, latin1, wordTable } from './bytes.js'
 import { ChunkedFramer } from './chunked-framer.js'
 import { analyzeContentLength } from './content-length.js'
 import type { Defect, DefectCode } from './defects.js'
-import { hasConnectionToken, listItems, parseFieldLine, type FieldLineIssue, type HeaderField } from './field-line.js'
+import { NO_FIELDS, hasConnectionToken, hasField, listItems, parseFieldLine, type FieldLineIssue, type HeaderField } from './field-line.js'
 import { LineSplitter } from './line-splitter.js'
 
 /** RFC 9110 section 9.3's methods and PATCH (RFC 5789): their strings are reused, not decoded per request. */
@@ -343,10 +343,10 @@ export class RequestParser {
     const bad = contentLength.findings.find((f) => f.problem !== 'same-duplicate')
     if (bad !== undefined) return this.failLine('REQUEST_CL_INVALID', bad.offset, bad.message)
     // Desync mitigation (CLB-DESYNC, HDG BadContentLength) rates a list such as "1000,1000" Severe: 400.
-    const list = this.fields.find((f) => f.lowerName === 'content-length' && f.value.includes(','))
+    const list = contentLength.present ? this.fields.find((f) => f.lowerName === 'content-length' && f.value.includes(',')) : undefined
     if (list !== undefined) return this.failLine('REQUEST_CL_INVALID', list.valueOffset + list.value.indexOf(','), `Content-Length "${list.value}" is a list, not one integer`)
-    const transferEncodings = this.fields.filter((f) => f.lowerName === 'transfer-encoding')
-    let framing: RequestFraming = { kind: 'none' }
+    const transferEncodings = hasField(this.fields, 'transfer-encoding') ? this.fields.filter((f) => f.lowerName === 'transfer-encoding') : NO_FIELDS
+    let framing: RequestFraming = NO_BODY
     if (transferEncodings.length > 0) {
       const codings = transferEncodings.flatMap((f) => listItems(f.value).map((item) => item.toLowerCase()))
       // RFC 9112 section 6.3 rule 4: TE in a request without chunked as the final coding -> 400.
@@ -423,6 +423,9 @@ export class RequestParser {
     return this.requestLine
   }
 }
+
+/** The framing of a request without a body (most of them): one shared, frozen value. */
+const NO_BODY: RequestFraming = Object.freeze({ kind: 'none' })
 
 const HTTP_1_DOT = Buffer.from('HTTP/1.', 'latin1')
 

@@ -9,7 +9,7 @@ import { CR, TCHAR, isControl, isDigit, isWhitespace, latin1, wordTable } from '
 import { ChunkedFramer } from './chunked-framer.js'
 import { analyzeContentLength } from './content-length.js'
 import type { Defect, DefectCode } from './defects.js'
-import { hasConnectionToken, listItems, parseFieldLine, type FieldLineIssue, type FieldLineProblem, type HeaderField } from './field-line.js'
+import { NO_FIELDS, hasConnectionToken, hasField, listItems, parseFieldLine, type FieldLineIssue, type FieldLineProblem, type HeaderField } from './field-line.js'
 import { LineSplitter } from './line-splitter.js'
 
 /** The reason phrases most responses carry (RFC 9110 section 15): their strings are reused, not decoded per response. */
@@ -127,8 +127,14 @@ export class ResponseParser {
   private bodyRemaining = 0
   private chunked: ChunkedFramer | null = null
   private blankLineProbe: Buffer | null = null
-  /** The probe is a view of the caller's chunk, valid only during the push that made it. */
+  /** The probe is a view of the caller's chunk, valid only during the push that made it (copied at its end). */
   private blankLineProbeIsView = false
+  /**
+   * The probe's length when it was last judged undecided, else -1. The probe only ever grows, so
+   * the same length means the same bytes, and the same verdict: a read that ends the body right
+   * after the head (a short body) judges its probe once, not again at the end of the read.
+   */
+  private undecidedProbeLength = -1
 
   constructor (private readonly options: ResponseParserOptions) {}
 
@@ -168,6 +174,11 @@ export class ResponseParser {
     if (this.currentState === 'body' && i < chunk.length) this.readBody(chunk, i, chunkOffset)
     else if (this.currentState === 'complete') this.afterComplete(chunk, i, chunkOffset)
     if (this.blankLineProbe !== null) this.checkBlankLine(this.currentState !== 'body')
+    // Still undecided after this read: the probe outlives the chunk it may be a view of.
+    if (this.blankLineProbe !== null && this.blankLineProbeIsView) {
+      this.blankLineProbe = Buffer.from(this.blankLineProbe)
+      this.blankLineProbeIsView = false
+    }
   }
 
   /** The backend closed the connection (FIN or reset). */
@@ -361,7 +372,7 @@ export class ResponseParser {
     if (framing === null) return true
     const closeAfter = hasConnectionToken(fields, 'close') ||
       (status.version === 'HTTP/1.0' && !hasConnectionToken(fields, 'keep-alive'))
-    const teAndCl = fields.some((f) => f.lowerName === 'transfer-encoding') && fields.some((f) => f.lowerName === 'content-length')
+    const teAndCl = hasField(fields, 'transfer-encoding') && hasField(fields, 'content-length')
     this.head = {
       version: status.version,
       statusCode: status.statusCode,
@@ -396,7 +407,7 @@ export class ResponseParser {
         case 'same-duplicate': this.add('CL_DUP_SAME', finding.offset, finding.message)
       }
     }
-    const transferEncodings = fields.filter((f) => f.lowerName === 'transfer-encoding')
+    const transferEncodings = hasField(fields, 'transfer-encoding') ? fields.filter((f) => f.lowerName === 'transfer-encoding') : NO_FIELDS
     const bodyForbidden = this.options.requestMethod === 'HEAD' || statusCode === 204 || statusCode === 304
     if (statusCode === 204 && (transferEncodings.length > 0 || (contentLength.length ?? 0) > 0)) {
       // RFC 9110 section 8.6: "A server MUST NOT send a Content-Length header field in any response with a status code of ... 204".
@@ -470,7 +481,7 @@ export class ResponseParser {
     const room = BLANK_LINE_PROBE_BYTES - this.blankLineProbe.length
     if (this.blankLineProbe.length === 0) {
       // Most probes are decided by the read that completes the head: judge a view of it, and copy
-      // only what stays undecided (checkBlankLine), so no response pays for a copy it does not need.
+      // only what stays undecided after the read (push), so no response pays for a copy it does not need.
       this.blankLineProbe = chunk.subarray(from, from + room)
       this.blankLineProbeIsView = true
       return
@@ -487,10 +498,9 @@ export class ResponseParser {
   private checkBlankLine (final: boolean): void {
     const probe = this.blankLineProbe
     if (probe === null) return
-    const verdict = looksLikeFieldLine(probe)
+    const verdict = probe.length === this.undecidedProbeLength ? 'undecided' : looksLikeFieldLine(probe)
     if (verdict === 'undecided' && !final) {
-      if (this.blankLineProbeIsView) this.blankLineProbe = Buffer.from(probe)
-      this.blankLineProbeIsView = false
+      this.undecidedProbeLength = probe.length
       return
     }
     this.blankLineProbe = null

@@ -9,8 +9,12 @@ export interface ResponseVerdict {
   readonly warnings: readonly Defect[]
 }
 
+/** The verdict on a response without defects (most of them): one shared, frozen value. */
+const CLEAN: ResponseVerdict = Object.freeze({ action: 'pass', primary: null, warnings: Object.freeze([]) })
+
 /** Judges a list of defects under a profile. Pure; the proxy decides what a verdict does. */
 export function judge (defects: readonly Defect[], profile: 'clb' | 'strict'): ResponseVerdict {
+  if (defects.length === 0) return CLEAN
   let primary: Defect | null = null
   const warnings: Defect[] = []
   for (const found of defects) {

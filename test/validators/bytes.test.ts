@@ -49,3 +49,35 @@ t.test('a field name is kept as sent and lower-cased alike, whether a common spe
     t.same({ name: field?.name, lowerName: field?.lowerName, value: field?.value }, { name, lowerName: name.toLowerCase(), value: 'v' }, name)
   }
 })
+
+t.test('every byte in a field name or value: reported exactly when RFC 9110 does not allow it, and the field read alike', async (t) => {
+  // RFC 9110 section 5.6.2: tchar; section 5.5: field-value bytes are VCHAR, SP, HTAB and obs-text.
+  const isTchar = (b: number): boolean => /^[!#$%&'*+\-.^_`|~0-9A-Za-z]$/.test(String.fromCharCode(b))
+  const valueAllows = (b: number): boolean => b === 0x09 || (b >= 0x20 && b !== 0x7f)
+  const mismatches: string[] = []
+  let lines = 0
+  for (let b = 0; b < 256; b++) {
+    if (b === 0x0a || b === 0x3a) continue // LF ends a line; a colon ends the name
+    const byte = String.fromCharCode(b)
+    // In the name: at its start, middle and end. Whitespace inside a name and a name that starts with it are problems alike.
+    for (const name of [`${byte}Name`, `Na${byte}me`, `Name${byte}`]) {
+      const line = Buffer.from(`..${name}: v`, 'latin1')
+      const issues: string[] = []
+      const field = parseFieldLine(line, 2, line.length, 10, (issue) => issues.push(issue.problem))
+      lines++
+      if ((issues.length === 0) !== isTchar(b)) mismatches.push(`name ${JSON.stringify(name)}: ${issues.join(',') || 'no issue'}`)
+      if (field?.name !== name || field.value !== 'v' || field.offset !== 10 || field.valueOffset !== 10 + name.length + 2) mismatches.push(`name ${JSON.stringify(name)}: read as ${JSON.stringify(field)}`)
+    }
+    // In the value: at its start, middle and end; whitespace around the value is not part of it (RFC 9112 section 5.1).
+    for (const value of [`${byte}va`, `v${byte}a`, `va${byte}`]) {
+      const line = Buffer.from(`..X-Name:  ${value} `, 'latin1')
+      const issues: string[] = []
+      const field = parseFieldLine(line, 2, line.length, 0, (issue) => issues.push(issue.problem))
+      lines++
+      if ((issues.length === 0) !== valueAllows(b)) mismatches.push(`value ${JSON.stringify(value)}: ${issues.join(',') || 'no issue'}`)
+      const expected = b === 0x20 || b === 0x09 ? value.trim() : value
+      if (field?.value !== expected || field.name !== 'X-Name') mismatches.push(`value ${JSON.stringify(value)}: read as ${JSON.stringify(field)}`)
+    }
+  }
+  t.same(mismatches, [], `${lines} field lines`)
+})
