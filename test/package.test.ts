@@ -90,6 +90,27 @@ function linkTargets(markdown: string): string[] {
   return [...inline, ...reference]
 }
 
+/**
+ * The anchors of a Markdown file's headings (outside fenced code), as GitHub makes them: the text
+ * without its markup, lower-cased, every character that is not a letter, digit, space, `_` or `-`
+ * dropped, each space a `-`; a repeated anchor gets `-1`, `-2`... Explicit `<a name>`/`id` anchors too.
+ */
+function headingAnchors(markdown: string): Set<string> {
+  const anchors = new Set<string>()
+  const seen = new Map<string, number>()
+  for (const line of markdown.replace(/^(```|~~~)[^\n]*\n[\s\S]*?^\1[^\n]*$/gm, '').split('\n')) {
+    const heading = /^#{1,6}\s+(.*?)\s*#*\s*$/.exec(line)
+    if (heading === null) continue
+    const text = (heading[1] ?? '').replace(/!?\[([^\]]*)\]\([^)]*\)/g, '$1').replace(/<[^>]+>/g, '')
+    const anchor = text.toLowerCase().replace(/[^\p{L}\p{N}\p{M}\s_-]/gu, '').replace(/\s/g, '-')
+    const repeats = seen.get(anchor) ?? 0
+    seen.set(anchor, repeats + 1)
+    anchors.add(repeats === 0 ? anchor : `${anchor}-${repeats}`)
+  }
+  for (const explicit of markdown.matchAll(/<a\s+(?:name|id)="([^"]+)"/g)) anchors.add(explicit[1] ?? '')
+  return anchors
+}
+
 /** Relative: no scheme (http:, mailto:...), not a bare #anchor, not an absolute path. */
 function isRelativeLink(target: string): boolean {
   return !/^[a-z][a-z0-9+.-]*:/i.test(target) && !target.startsWith('#') && !target.startsWith('/')
@@ -218,6 +239,7 @@ t.test('npm pack of a clean copy, then install the tarball and use the bin, both
     const documents = (await filesUnder(installed, installed)).filter((path) => path.endsWith('.md'))
     t.ok(documents.includes('README.md'), 'README.md is installed')
     let checked = 0
+    let sections = 0
     for (const document of documents) {
       const links = linkTargets(await readFile(join(installed, document), 'utf8')).filter(isRelativeLink)
       if (document === 'README.md') t.ok(links.length >= 10, `README.md has its relative links (${links.length})`)
@@ -228,8 +250,21 @@ t.test('npm pack of a clean copy, then install the tarball and use the bin, both
       })
       t.same(broken, [], `${document}: every relative link names a file or folder of the package`)
       checked += links.length
+      // A link to a section (`file.md#heading`, or `#heading` in the same file) names a heading the
+      // file has, as GitHub and npm make its anchor: a renamed heading breaks such a link silently.
+      const sectionLinks = linkTargets(await readFile(join(installed, document), 'utf8'))
+        .filter((link) => (isRelativeLink(link) || link.startsWith('#')) && /^[^#]*\.md#|^#/.test(link))
+      const lost: string[] = []
+      for (const link of sectionLinks) {
+        const [file = '', fragment = ''] = link.split('#')
+        const target = file === '' ? join(installed, document) : resolve(dirname(join(installed, document)), decodeURIComponent(file))
+        if (!existsSync(target)) continue
+        if (!headingAnchors(await readFile(target, 'utf8')).has(decodeURIComponent(fragment))) lost.push(link)
+      }
+      t.same(lost, [], `${document}: every link to a section names a heading of its file`)
+      sections += sectionLinks.length
     }
-    t.comment(`${checked} relative links in ${documents.length} Markdown files`)
+    t.comment(`${checked} relative links in ${documents.length} Markdown files, ${sections} of them to a section`)
   })
 
   t.test('the types resolve from the installed package', async (t) => {
