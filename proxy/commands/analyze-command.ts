@@ -21,18 +21,20 @@ import { InputError, listInputs, Progress, readFailure, readInto, STDIN_PATH, ty
 import { buildReport } from './analyze-report.js'
 import { AnalyzeStats } from './analyze-stats.js'
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, explainParseFailure, type CliIo } from './command-line.js'
-import { quoteValue } from '../core/resolve-options.js'
+import { OPTION_LIMITS, OPTION_RULES, quoteValue } from '../core/resolve-options.js'
+import { CLB_DEFAULTS } from '../core/options.js'
 
 const ANALYZE_OPTIONS = Object.freeze({
   json: { type: 'boolean' as const },
   html: { type: 'string' as const },
   athena: { type: 'boolean' as const },
+  'idle-timeout': { type: 'string' as const },
   help: { type: 'boolean' as const, short: 'h' }
 })
 
 export function analyzeHelpText (): string {
   return [
-    'Usage: clb-proxy analyze PATH... [--json | --html FILE]',
+    'Usage: clb-proxy analyze PATH... [--json | --html FILE] [--idle-timeout SECONDS]',
     '       clb-proxy analyze --athena',
     '',
     'Reads Classic Load Balancer access logs (and clb-proxy\'s own): .log files, .gz files, and',
@@ -50,6 +52,9 @@ export function analyzeHelpText (): string {
     '  --json       Print the report as JSON.',
     '  --html FILE  Also write the report as a self-contained HTML page to FILE.',
     '  --athena     Print the Athena table for CLB logs and the report as SQL queries.',
+    '  --idle-timeout SECONDS',
+    "               The load balancer's idle timeout (default 60, CLB's default): it tells",
+    '               the keep-alive race from requests slower than the idle timeout.',
     '  -h, --help   Print this help and exit.',
     '',
     'A file that fails while being read (e.g. a corrupt gzip) is named on stderr after the report,',
@@ -111,21 +116,22 @@ function reportFailures (io: CliIo, result: AnalyzeResult): number {
 }
 
 export async function runAnalyze (argv: string[], _env: NodeJS.ProcessEnv, io: CliIo): Promise<number> {
-  let values: { json?: boolean | undefined, html?: string | undefined, athena?: boolean | undefined, help?: boolean | undefined }
+  let values: { json?: boolean | undefined, html?: string | undefined, athena?: boolean | undefined, 'idle-timeout'?: string | undefined, help?: boolean | undefined }
   let positionals: string[]
   try {
     ({ values, positionals } = parseArgs({ args: argv, options: ANALYZE_OPTIONS, strict: true, allowPositionals: true }))
   } catch (error) {
     if (!String((error as NodeJS.ErrnoException).code).startsWith('ERR_PARSE_ARGS_')) throw error
-    return usageError(io, explainParseFailure(argv, ANALYZE_OPTIONS, () => 'FILE', null) ?? (error as Error).message)
+    return usageError(io, explainParseFailure(argv, ANALYZE_OPTIONS, (name) => name === 'idle-timeout' ? 'SECONDS' : 'FILE', null) ?? (error as Error).message)
   }
   if (values.help === true) {
     io.stdout.write(analyzeHelpText())
     return EXIT_OK
   }
   if (values.athena === true) {
-    if (positionals.length > 0 || values.json === true || values.html !== undefined) {
-      return usageError(io, `--athena takes no PATH and no other option (got ${quoteValue(positionals[0] ?? (values.json === true ? '--json' : '--html'))})`)
+    if (positionals.length > 0 || values.json === true || values.html !== undefined || values['idle-timeout'] !== undefined) {
+      const other = positionals[0] ?? (values.json === true ? '--json' : values.html !== undefined ? '--html' : '--idle-timeout')
+      return usageError(io, `--athena takes no PATH and no other option (got ${quoteValue(other)})`)
     }
     io.stdout.write(renderAthena())
     return EXIT_OK
@@ -133,6 +139,12 @@ export async function runAnalyze (argv: string[], _env: NodeJS.ProcessEnv, io: C
   if (positionals.length === 0) return usageError(io, 'missing PATH: an access-log file, a .gz file or a directory of them')
   if (values.json === true && values.html !== undefined) return usageError(io, 'choose one of --json and --html')
   if (values.html === '') return usageError(io, "option '--html' needs a value (--html FILE)")
+  const idleTimeout = values['idle-timeout'] ?? String(CLB_DEFAULTS.idleTimeoutSeconds)
+  const idleTimeoutSeconds = /^[0-9]{1,4}$/.test(idleTimeout) ? Number(idleTimeout) : NaN
+  const idleLimits = OPTION_LIMITS.idleTimeoutSeconds
+  if (!(idleTimeoutSeconds >= idleLimits.min && idleTimeoutSeconds <= idleLimits.max)) {
+    return usageError(io, `--idle-timeout ${OPTION_RULES.idleTimeoutSeconds}, got ${quoteValue(idleTimeout)}`)
+  }
 
   let files: InputFile[]
   try {
@@ -143,7 +155,7 @@ export async function runAnalyze (argv: string[], _env: NodeJS.ProcessEnv, io: C
     throw error
   }
   const result = await analyzeFiles(files, io.stderr)
-  const report = buildReport(result.stats, result.files)
+  const report = buildReport(result.stats, result.files, { idleTimeoutSeconds })
   if (values.json === true) {
     io.stdout.write(`${JSON.stringify(report, null, 2)}\n`)
     return reportFailures(io, result)

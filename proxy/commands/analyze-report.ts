@@ -4,6 +4,10 @@
  * words of the spec (docs/clb-behavior.md §2, §3.3, §3.4) and where that is said.
  */
 import { LatencyHistogram, TOP_LISTED, type AnalyzeStats, type UnparseableLine } from './analyze-stats.js'
+import { CLB_DEFAULTS } from '../core/options.js'
+
+/** CLB's default idle timeout (CLB-IDLE), what a report assumes unless told otherwise. */
+const CLB_DEFAULT_IDLE_TIMEOUT_SECONDS = CLB_DEFAULTS.idleTimeoutSeconds
 
 export interface SignatureRow {
   readonly elbStatus: string
@@ -32,10 +36,33 @@ export interface AnalyzeReport {
   readonly topPaths: { readonly rows: ReadonlyArray<{ readonly path: string, readonly errors: number }>, readonly approximate: boolean }
   readonly signatures: readonly SignatureRow[]
   readonly otherSignatures: number
-  readonly keepAlive: { readonly count: number, readonly slowestAnsweredSeconds: number, readonly advice: string } | null
+  readonly keepAlive: {
+    readonly count: number
+    readonly slowestAnsweredSeconds: number
+    /** The idle timeout the report was built for (`--idle-timeout`; CLB's default 60 s). */
+    readonly idleTimeoutSeconds: number
+    /**
+     * The slowest answered request took less than half the idle timeout: these 504s are most likely
+     * the keep-alive race. Otherwise requests slower than the idle timeout may explain some or all.
+     */
+    readonly likelyKeepAliveRace: boolean
+    readonly advice: string
+  } | null
 }
 
-export const KEEPALIVE_ADVICE = 'Set the backend keep-alive timeout greater than the load balancer idle timeout (default 60 s), so the load balancer is the one that closes idle connections (CLB-IDLE); CLB-BACKEND: "The keep-alive timeout should be at least 60 seconds".'
+/** What the report is built for: the load balancer's idle timeout, which the log lines do not carry. */
+export interface ReportSettings {
+  readonly idleTimeoutSeconds: number
+}
+
+/** The fix of the keep-alive race for a load balancer whose idle timeout is `idleTimeoutSeconds`. */
+export function keepAliveAdvice (idleTimeoutSeconds: number): string {
+  return `Set the backend keep-alive timeout greater than the load balancer idle timeout (${idleTimeoutSeconds} s${idleTimeoutSeconds === CLB_DEFAULT_IDLE_TIMEOUT_SECONDS ? ', the default' : ''}), ` +
+    'so the load balancer is the one that closes idle connections (CLB-IDLE); CLB-BACKEND: "The keep-alive timeout should be at least 60 seconds".'
+}
+
+/** Requests slower than this share of the idle timeout make a slow application a plausible cause of 504s too. */
+const SLOW_SHARE_OF_IDLE_TIMEOUT = 0.5
 
 function cause (elb: number, backend: number, hasBackend: boolean, allMinusOne: boolean): { generatedBy: 'elb' | 'backend', cause: string, source: string } {
   if (backend === elb) return { generatedBy: 'backend', cause: `the instance itself answered ${elb}; the load balancer passed it on (counted in HTTPCode_Backend_${Math.floor(elb / 100)}XX)`, source: 'KC-502, spec §2.1, §3.4' }
@@ -59,7 +86,7 @@ function seconds (micros: number): number {
   return micros / 1e6
 }
 
-export function buildReport (stats: AnalyzeStats, files: number): AnalyzeReport {
+export function buildReport (stats: AnalyzeStats, files: number, settings: ReportSettings = { idleTimeoutSeconds: CLB_DEFAULT_IDLE_TIMEOUT_SECONDS }): AnalyzeReport {
   const perMinute = [...stats.buckets].sort((a, b) => a[0] - b[0]).map(([minute, b]) => {
     const errors = b.elb4xx + b.elb5xx + b.backend4xx + b.backend5xx
     return { minute: minuteIso(minute), errors, errorRate: b.requests === 0 ? 0 : errors / b.requests, ...b }
@@ -95,6 +122,14 @@ export function buildReport (stats: AnalyzeStats, files: number): AnalyzeReport 
     topPaths: { rows: stats.pathErrors.top(TOP_LISTED).map(([path, errors]) => ({ path, errors })), approximate: stats.pathErrors.prunedMax > 0 },
     signatures,
     otherSignatures: stats.otherSignatures,
-    keepAlive: keepAliveCount === 0 ? null : { count: keepAliveCount, slowestAnsweredSeconds: seconds(stats.answeredMaxMicros), advice: KEEPALIVE_ADVICE }
+    keepAlive: keepAliveCount === 0
+      ? null
+      : {
+          count: keepAliveCount,
+          slowestAnsweredSeconds: seconds(stats.answeredMaxMicros),
+          idleTimeoutSeconds: settings.idleTimeoutSeconds,
+          likelyKeepAliveRace: seconds(stats.answeredMaxMicros) < settings.idleTimeoutSeconds * SLOW_SHARE_OF_IDLE_TIMEOUT,
+          advice: keepAliveAdvice(settings.idleTimeoutSeconds)
+        }
   }
 }

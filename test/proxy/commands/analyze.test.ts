@@ -458,6 +458,40 @@ t.test('the progress bar (cli-progress): only on a terminal, erased at the end, 
   t.match(stderr.text, /analyze \[/, 'a real run draws the bar on a terminal')
 })
 
+t.test('--idle-timeout: the keep-alive verdict and its fix are for the idle timeout given; a bad value is refused', async (t) => {
+  // A 504 without backend and -1 timings, and an answered request of 1.004363 s: against CLB's
+  // default 60 s, the keep-alive race; against a 2 s idle timeout, a slow application as likely.
+  const ts = '2026-12-04T07:00:01.000001Z'
+  const req = '"GET http://h:80/x HTTP/1.1" "ua" - -'
+  const dir = t.testdir({
+    'a.log': `${ts} lb 1.2.3.4:5 10.0.0.1:80 0.000012 1.004363 0.00002 200 200 0 5 ${req}\n${ts} lb 1.2.3.4:5 - -1 -1 -1 504 0 0 0 ${req}\n`
+  })
+  const log = join(dir, 'a.log')
+  const byDefault = await analyze([log])
+  t.equal(byDefault.code, 0)
+  t.match(byDefault.stdout, 'took 1.004363 s (backend_processing_time), against an idle timeout of 60 s (--idle-timeout);\n' +
+    '  far below it, so these 504s are most likely instances closing kept-alive connections early.\n' +
+    '  Fix: Set the backend keep-alive timeout greater than the load balancer idle timeout (60 s, the default)')
+  const short = await analyze([log, '--idle-timeout', '2'])
+  t.equal(short.code, 0)
+  t.match(short.stdout, 'against an idle timeout of 2 s (--idle-timeout);\n  close to it: requests slower than the idle timeout may cause some or all of these 504s')
+  t.match(short.stdout, '  Fix of the keep-alive race: Set the backend keep-alive timeout greater than the load balancer idle timeout (2 s), ')
+  const json = await analyzeJson([log, '--idle-timeout=2'])
+  t.match(json.keepAlive, { count: 1, slowestAnsweredSeconds: 1.004363, idleTimeoutSeconds: 2, likelyKeepAliveRace: false })
+  t.match((await analyzeJson([log])).keepAlive, { idleTimeoutSeconds: 60, likelyKeepAliveRace: true })
+  for (const bad of ['0', '4001', 'abc', '1.5', '', '-1']) {
+    const refused = await analyze([log, `--idle-timeout=${bad}`])
+    t.equal(refused.code, 2, `--idle-timeout=${bad}`)
+    t.equal(refused.stderr.split('\n')[0], `clb-proxy analyze: --idle-timeout must be an integer from 1 to 4000 (CLB's range), got "${bad}"`)
+  }
+  const missing = await analyze([log, '--idle-timeout'])
+  t.equal(missing.code, 2)
+  t.match(missing.stderr, '--idle-timeout SECONDS')
+  const athena = await analyze(['--athena', '--idle-timeout', '5'])
+  t.equal(athena.code, 2)
+  t.match(athena.stderr, '--athena takes no PATH and no other option (got "--idle-timeout")')
+})
+
 t.test('every cause, and the text and HTML of rarer cases', async (t) => {
   const ts = '2024-01-01T00:00:01.000001Z'
   const req = '"GET http://h:80/x HTTP/1.1" "ua" - -'
@@ -487,7 +521,8 @@ t.test('every cause, and the text and HTML of rarer cases', async (t) => {
   t.strictSame(report.topPaths.rows.map((r) => r.path), ['/x'])
   const { stdout } = await analyze([join(dir, 'a.log')])
   t.match(stdout, 'in 1 file (10 lines')
-  t.match(stdout, 'close to an idle timeout')
+  t.match(stdout, 'against an idle timeout of 60 s (--idle-timeout);\n  close to it: requests slower than the idle timeout may cause some or all of these 504s')
+  t.match(stdout, '  Fix of the keep-alive race: Set the backend keep-alive timeout greater than the load balancer idle timeout (60 s, the default)')
   t.match(stdout, 'no status sent (elb_status_code -): 1')
   const wide = renderText({ ...report, bucketMinutes: 4, otherSignatures: 3, files: 2, requests: 0, firstMinute: null, blankLines: 2, topInstances: { ...report.topInstances, approximate: true }, topPaths: { ...report.topPaths, approximate: true }, unparseable: { count: 1, listed: [{ file: 'f', line: 1, text: 'x' }] } })
   for (const text of ['Per 4 minutes (UTC)', '3 more error lines', 'in 2 files', '2 blank', '(approximate: many distinct instances)', '(approximate: many distinct paths)', 'Unparseable lines: 1\n', '0%']) t.match(wide, text)
