@@ -4,13 +4,13 @@
  *
  * `source` says why the default verdict is what it is:
  * - 'aws-documented': the AWS 502 article names it (KC-502), so CLB parity is claimed;
- * - 'aws-504' / 'aws-400': the AWS troubleshooting page names the cause for that status;
+ * - 'aws-504' / 'aws-400' / 'aws-405': the AWS troubleshooting page names the cause for that status;
  * - 'peer-consensus': every strict peer (HAProxy, nginx >= 1.23, Envoy, llhttp) rejects it;
  * - 'peers-split': peers disagree, so the `clb` profile warns and `strict` rejects;
  * - 'our-choice': undocumented and no consensus; the reason is in docs/defects.md.
  */
 
-export type DefectSource = 'aws-documented' | 'aws-504' | 'aws-400' | 'peer-consensus' | 'peers-split' | 'our-choice'
+export type DefectSource = 'aws-documented' | 'aws-504' | 'aws-400' | 'aws-405' | 'peer-consensus' | 'peers-split' | 'our-choice'
 export type DefectAction = 'reject' | 'warn'
 export type DefectDirection = 'response' | 'request'
 
@@ -120,7 +120,7 @@ const registry = {
   // --- Requests (the client side): CLB answers 400/405/408 ---
   REQUEST_LINE_INVALID: defect('request', 'aws-400', 'reject',
     'the request line is not method SP request-target SP HTTP-version'),
-  REQUEST_METHOD_TOO_LONG: defect('request', 'aws-400', 'reject',
+  REQUEST_METHOD_TOO_LONG: defect('request', 'aws-405', 'reject',
     'the method is longer than 127 characters (CLB answers 405)'),
   REQUEST_CONNECT: defect('request', 'aws-400', 'reject',
     'CONNECT is not supported by Elastic Load Balancing'),

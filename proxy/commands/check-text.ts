@@ -134,6 +134,7 @@ const SOURCE_TEXT: Readonly<Record<DefectSource, string>> = Object.freeze({
   'aws-documented': 'AWS lists this among the causes of ELB-generated 502s (KC-502)',
   'aws-504': 'AWS: an instance closing the connection makes CLB answer 504 (CLB-HTTPERR)',
   'aws-400': 'AWS: CLB answers 400 (CLB-HTTPERR)',
+  'aws-405': 'AWS: CLB answers 405 (CLB-HTTPERR)',
   'peer-consensus': 'not in the AWS docs; every strict proxy (HAProxy, nginx, Envoy, llhttp) rejects it',
   'peers-split': 'not in the AWS docs; proxies disagree, so the clb profile warns and strict rejects',
   'our-choice': "not in the AWS docs; clb-proxy's choice (docs/defects.md)"
