@@ -164,11 +164,12 @@ export function subscribeExchangeDiagnostics (events: ClbProxyEvents, logger: Lo
         ...(source === null ? {} : excerptAround(source, primary.offset)),
         otherDefects: others.listed,
         ...(others.moreCodes > 0 ? { moreDefectCodes: others.moreCodes } : {})
-      }, `${status} from the load balancer: ${escapeForeign(primary.message, MAX_MESSAGE_CHARS)}${connectionNote(record)}`)
+      }, `${status} from the load balancer: ${escapeForeign(primary.message, MAX_MESSAGE_CHARS)}${connectionNote(record)}${extraBlankLineNote(record, primary)}`)
       return
     }
     if (record.elbGenerated) {
-      logger.warn(base, `${status} from the load balancer: ${describeOutcome(record, options)}`)
+      const fix = fixFor(record, options)
+      logger.warn(fix === null ? base : { ...base, fix }, `${status} from the load balancer: ${describeOutcome(record, options)}`)
       return
     }
     if (record.outcome === 'cut') {
@@ -237,6 +238,24 @@ function describePassthrough (record: ExchangeRecord, logger: Logger, options: D
 function captureFields (file: string | null): { capture?: string; replay?: string } {
   if (file === null) return {}
   return { capture: file, replay: `clb-proxy replay ${shellQuote(file)}` }
+}
+
+const HEAD_END = Buffer.from('\r\n\r\n', 'latin1')
+
+/**
+ * For a 502 on too many body bytes whose body starts with an empty line: the likely cause is a
+ * second CRLF after the headers (KC-502 "more than one CRLF between each header"), which the
+ * defect alone does not say (it is found where the shifted body overruns Content-Length).
+ */
+function extraBlankLineNote (record: ExchangeRecord, primary: Defect): string {
+  const bytes = record.responseBytes
+  if (primary.code !== 'BODY_EXCEEDS_CL' || bytes === null) return ''
+  const headEnd = bytes.indexOf(HEAD_END)
+  if (headEnd === -1) return ''
+  const bodyStart = headEnd + HEAD_END.length
+  if (bytes[bodyStart] !== 0x0d || bytes[bodyStart + 1] !== 0x0a) return ''
+  return `; the body starts with an empty line (CRLF at byte ${bodyStart}, right after the blank line that ended the head): ` +
+    'more than one CRLF after the headers (KC-502) shifts the body past its Content-Length'
 }
 
 /** For the 504 of an instance that closed without a byte: which instance, and how (a reset names its error). */
@@ -336,6 +355,16 @@ function describeOutcome (record: ExchangeRecord, options: DiagnosticsOptions): 
     case 'cut': return 'the response was aborted after it had started'
     default: return record.outcome
   }
+}
+
+/** What to change so that an ELB-generated answer stops happening, where the cause says it; null where it does not. */
+function fixFor (record: ExchangeRecord, options: DiagnosticsOptions): string | null {
+  // CLB-HTTPERR 504 cause 1: the application is slower than the idle timeout (spec §2.2).
+  if (record.outcome === 'backend-timeout') {
+    return `have the instance answer (or start its response) within the ${options.idleTimeoutSeconds} s idle timeout, or raise the ` +
+      'idle timeout above the slowest request (--idle-timeout here; ConnectionSettings.IdleTimeout on the load balancer, up to 4000 s)'
+  }
+  return null
 }
 
 /** Why a response that had started was cut, in words (the record's cutReason). */

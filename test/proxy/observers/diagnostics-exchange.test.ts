@@ -84,6 +84,44 @@ t.test('a rejected response: the diagnostic names the capture file and its repla
   t.strictSame(await readdir(captureDir), ['2026-11-25T08-30-40.212590Z-502-CL_NOT_INTEGER-1.capture'], 'the file the diagnostic named')
 })
 
+t.test('a second CRLF after the headers: the 502 on too many body bytes says the body starts with an empty line, whole or split', async (t) => {
+  // KC-502 "more than one CRLF between each header": the head ends at the first blank line, so the
+  // body read is "\r\nhel" and "lo" overruns Content-Length 5 (BODY_EXCEEDS_CL at byte 69).
+  const head = 'HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\n'
+  for (const [name, pieces] of [
+    ['whole', [`${head}\r\nhello`]],
+    ['split before the extra CRLF and inside it', [head, '\r', '\nhello']],
+    ['without the extra CRLF (no note)', [`${head}hello world`]]
+  ] as const) {
+    await t.test(name, async (t) => {
+      const port = await listeningServer(t, (socket) => {
+        socket.once('data', () => {
+          // Each piece in its own write, flushed before the next (setImmediate: no timing, only ordering).
+          const next = (index: number): void => {
+            if (index === pieces.length) return
+            socket.write(pieces[index] as string, () => setImmediate(() => next(index + 1)))
+          }
+          next(0)
+        })
+      })
+      const { logger, records } = memoryLogger()
+      const proxy = await startClbProxy({ listen: '127.0.0.1:0', backends: [`http://127.0.0.1:${port}`], accessLog: null }, { logger, clock: frozenClock })
+      const response = await fetch(`${proxy.url}/orders`)
+      t.equal(response.status, 502)
+      await proxy.close()
+      const messages = records.map((record) => record.msg)
+      if (name.startsWith('without')) {
+        t.strictSame(messages, ['502 from the load balancer: 6 more byte(s) arrived after the 5 bytes of Content-Length'])
+        return
+      }
+      t.strictSame(messages, ['502 from the load balancer: 2 more byte(s) arrived after the 5 bytes of Content-Length; the body starts with an ' +
+        'empty line (CRLF at byte 64, right after the blank line that ended the head): more than one CRLF after the headers (KC-502) ' +
+        'shifts the body past its Content-Length'])
+      t.equal(records[0]?.offset, 69)
+    })
+  }
+})
+
 t.test('a capture path with spaces or control characters is quoted for the shell, and escaped on a terminal', async (t) => {
   const { logger, records } = memoryLogger()
   const events = new ClbProxyEvents()
@@ -159,6 +197,14 @@ t.test('503 for a host name that does not resolve, for no instance; 504s name th
     '504 from the load balancer: the instance 127.0.0.1:8081 did not answer within the 60 s idle timeout (it sent 17 byte(s) of a response, then nothing)',
     '504 from the load balancer: the connection closed before any response byte (instance 127.0.0.1:8081, ECONNRESET)'
   ])
+  // CLB-HTTPERR 504 cause 1, an application slower than the idle timeout: the fix is said; the other answers name no fix.
+  const timeoutFix = 'have the instance answer (or start its response) within the 60 s idle timeout, or raise the idle timeout above the ' +
+    'slowest request (--idle-timeout here; ConnectionSettings.IdleTimeout on the load balancer, up to 4000 s)'
+  t.strictSame(records.map((record) => record.fix), [undefined, undefined, undefined, undefined, timeoutFix, timeoutFix, undefined])
+  t.equal(formatDiagnosticText({ ...records[4], time: Date.UTC(2026, 10, 25, 9, 30, 40) }),
+    '09:30:40 504 GET /orders (instance 127.0.0.1:8081)\n' +
+    '         the instance 127.0.0.1:8081 did not answer within the 60 s idle timeout\n' +
+    `         fix: ${timeoutFix}\n`)
   t.equal(formatDiagnosticText({ ...records[0], time: Date.UTC(2026, 10, 25, 9, 30, 40) }),
     '09:30:40 503 GET /orders (instance orders.invalid:3000)\n' +
     '         the host name of orders.invalid:3000 was not found (ENOTFOUND)\n')
