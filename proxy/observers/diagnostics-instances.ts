@@ -69,7 +69,9 @@ export function subscribeInstanceDiagnostics (events: ClbProxyEvents, logger: Lo
       if (change.current.ReasonCode !== 'N/A') logger.info(fields, `${name} registered: ${stateText(change.current)}`)
       return
     }
-    const message = `${name}: ${change.previous.State} -> ${stateText(change.current)}${check}`
+    // The same state with a new reason (a registration's checks failing) is not a transition.
+    const transition = change.previous.State === change.current.State ? 'still ' : `${change.previous.State} -> `
+    const message = `${name}: ${transition}${stateText(change.current)}${check}`
     if (change.current.State === 'InService') logger.info(fields, message)
     else logger.warn(fields, message)
   }

@@ -90,6 +90,9 @@ t.test('thresholds both ways: in service after the first pass, out after 2 failu
   const diagnostics = f.diagnostics.filter((d) => d.notice === 'instance-state').map((d) => d.msg)
   t.ok(diagnostics.includes(`instance ${id} (127.0.0.1:${app.port}): InService -> OutOfService (Instance: Instance has failed at least the UnhealthyThreshold number of health checks consecutively.); last health check: 500, not 200`),
     'one diagnostic line per state change, with the reason and the last check')
+  t.ok(diagnostics.some((line) => String(line).startsWith(`instance ${id} (127.0.0.1:${app.port}): still OutOfService (Instance: Instance has not passed the configured HealthyThreshold`)),
+    'a new reason in the same state is said as one ("still OutOfService"), not as a change of state')
+  t.notOk(diagnostics.some((line) => /OutOfService -> OutOfService|InService -> InService/.test(String(line))), 'no line shows a state turning into itself')
   t.ok(app.heads.some((head) => head.startsWith('GET /health HTTP/1.1\r\n') && head.includes('\r\nUser-Agent: ELB-HealthChecker/1.0\r\n')),
     "the check is CLB's: GET PATH HTTP/1.1 with User-Agent: ELB-HealthChecker/1.0")
   await f.close(t)
