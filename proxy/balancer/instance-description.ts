@@ -1,5 +1,6 @@
 import type { InstanceDescription } from '../core/instance-description.js'
 import type { Instance } from './instance.js'
+import { instanceProtocolOf } from '../core/options.js'
 
 export type { InstanceDescription }
 
@@ -8,7 +9,7 @@ export function describeInstance (instance: Instance): InstanceDescription {
   return {
     ...instance.state,
     Address: instance.label,
-    Url: `http://${instance.label}`,
+    Url: `${instanceProtocolOf(instance.address)}://${instance.label}`,
     OutstandingRequests: instance.outstanding,
     Routable: instance.routable,
     LastChecks: [...instance.lastChecks]

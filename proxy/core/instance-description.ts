@@ -8,7 +8,7 @@ import type { HealthCheckResult, InstanceState } from './events.js'
 export interface InstanceDescription extends InstanceState {
   /** `host:port`, IPv6 in brackets. */
   readonly Address: string
-  /** `http://host:port`: what `register()` and `--backend` take. */
+  /** `protocol://host:port` (http, https, tcp or ssl, as registered): what `register()` and `--backend` take. */
   readonly Url: string
   /** Requests it is serving now (least outstanding requests routes by this). */
   readonly OutstandingRequests: number

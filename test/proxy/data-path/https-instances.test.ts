@@ -268,6 +268,8 @@ t.test('HTTPS health check of an https instance: in service after its first chec
   const instance = await startInstance(t, { tls: certificates.leaf })
   const f = await startProxyFixture(t, { backend: false, proxy: { backends: [instance.url], healthCheck: 'HTTPS:/health' } })
   const [described] = f.proxy.instances()
+  t.equal(described?.Url, instance.url, 'its Url is the https:// address it was registered with, which register() takes back')
+  t.match(instance.url, /^https:\/\//)
   const state = await f.proxy.waitForInstanceState(described?.InstanceId ?? '', 'InService')
   t.equal(state.State, 'InService')
   const response = await f.request(request('GET', '/hello'))

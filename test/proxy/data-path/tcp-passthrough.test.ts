@@ -122,6 +122,7 @@ t.test('no instance in service: the client\'s connection is closed and logged wi
   const instance = await tcpServer(t, answerAfterEnd('never'))
   const f = await startListenerProxy({ listeners: ['tcp://127.0.0.1:0'], backends: [`tcp://127.0.0.1:${instance.port}`] })
   const [only] = f.proxy.instances()
+  t.equal(only?.Url, `tcp://127.0.0.1:${instance.port}`, 'its Url is the tcp:// address it was registered with')
   t.ok(f.proxy.deregister(only?.InstanceId as string))
   const client = net.connect(f.proxy.listeners[0]?.port as number, '127.0.0.1')
   await new Promise((resolve) => client.once('connect', resolve))
