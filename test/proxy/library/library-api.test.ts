@@ -11,7 +11,7 @@ import { startClbProxy, type ClbProxy, type ClbProxyHooks } from '../../../proxy
 import type { ClbProxyOptions } from '../../../proxy/core/options.js'
 import { Recorder, subscribeRecorder, WaitForError, type AccessLogEntry } from '../../../proxy/observers/recorder.js'
 import { ClbProxyEvents, type ExchangeRecord } from '../../../proxy/core/events.js'
-import { assertElbGenerated, assertRelayed, findEntry } from '../../../proxy/library/assertions.js'
+import { assertElbGenerated, assertRelayed, describeEntry, findEntry } from '../../../proxy/library/assertions.js'
 
 const silent = pino({ level: 'silent' })
 
@@ -302,6 +302,27 @@ t.test('assertion helpers: pass silently on a match; otherwise an AssertionError
     "expected a relayed 200: the load balancer answered 502 itself (outcome 'rejected', defect CL_NOT_INTEGER); backend_status_code is rejected, expected 200")
   t.ok(notRelayed.message.includes(`\n  line:      ${rejected.line}\n`))
   t.equal(caught(() => assertRelayed(ok, { status: 201 })).message.split('\n')[0], 'expected a relayed 201: backend_status_code is 200, expected 201')
+
+  // findEntry's undefined, passed on: an AssertionError that says no entry matched, not a TypeError.
+  const none = caught(() => assertElbGenerated(findEntry(proxy, byTarget('/nowhere')), { status: 502 }))
+  t.equal(none.message, 'expected an ELB-generated 502: no entry (findEntry found none; a request still in flight is not logged yet: waitFor waits for its entry)')
+  t.equal(none.operator, 'assertElbGenerated')
+  t.equal(caught(() => assertRelayed(undefined)).message.split(':')[0], 'expected a relayed response')
+  t.equal(describeEntry(undefined), '  (no entry)', 'describeEntry never throws, as documented')
+
+  // An expectation the helper cannot judge is a bug in the test: a TypeError that names it.
+  const typeError = (fn: () => void): string => {
+    try { fn() } catch (error) { if (error instanceof TypeError) return error.message }
+    throw new Error('expected a TypeError')
+  }
+  // @ts-expect-error the misspelled key a plain-JavaScript test can pass
+  t.equal(typeError(() => assertElbGenerated(rejected, { statusCode: 504 })), "assertElbGenerated: unknown expectation 'statusCode' (known: status, defect)")
+  // @ts-expect-error a status given as text
+  t.equal(typeError(() => assertElbGenerated(rejected, { status: '502' })), 'assertElbGenerated: status must be an HTTP status number such as 502, got "502"')
+  // @ts-expect-error a defect code that does not exist
+  t.equal(typeError(() => assertElbGenerated(rejected, { defect: 'CL_NOT_AN_INTEGER' })), "assertElbGenerated: defect must be a defect code such as 'CL_NOT_INTEGER' (docs/defects.md), got \"CL_NOT_AN_INTEGER\"")
+  // @ts-expect-error assertRelayed judges no defect
+  t.equal(typeError(() => assertRelayed(ok, { defect: 'CL_NOT_INTEGER' })), "assertRelayed: unknown expectation 'defect' (known: status)")
   t.equal(await backend.close(), 0)
 })
 
