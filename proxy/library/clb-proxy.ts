@@ -17,7 +17,7 @@ import type { CaptureSummary } from '../observers/capture-format.js'
 import type { AdminServer } from '../admin/admin-server.js'
 import { ClbMetrics, subscribeMetrics, type DatapointMetric, type MetricStatistics, type MetricsSnapshot, type StatisticsQuery } from '../observers/metrics.js'
 import { DEFAULT_MAX_RECORDED_ENTRIES, Recorder, WaitForError, subscribeRecorder, type AccessLogEntry, type WaitForOptions } from '../observers/recorder.js'
-import { defaultLogger, subscribeDiagnostics } from '../observers/diagnostics.js'
+import { defaultLogger, silentLogger, subscribeDiagnostics } from '../observers/diagnostics.js'
 import { ClbProxyEvents, type ClbProxyEventMap, type InstanceState, type InstanceStateName } from '../core/events.js'
 import type { BackendAddress, ClbProxyOptions, ListenerProtocol, ResolvedOptions } from '../core/options.js'
 import { OptionError, resolveBackendAddress, resolveOptions } from '../core/resolve-options.js'
@@ -25,8 +25,11 @@ import { readFileSync } from 'node:fs'
 import { X509Certificate } from 'node:crypto'
 
 export interface ClbProxyHooks {
-  /** Diagnostics destination (default: pino JSON on stderr). */
-  readonly logger?: Logger
+  /**
+   * Diagnostics destination (default: pino JSON on stderr); null for none. Any pino-like logger:
+   * an object with `info`, `warn` and `error` methods taking (fields, message).
+   */
+  readonly logger?: Logger | null
   /** Time source (default: the system clock); tests freeze it to assert exact log lines. */
   readonly clock?: Clock
   /** Access-log stream instead of `options.accessLog` (tests read lines from it). */
@@ -148,7 +151,13 @@ export async function startClbProxy (input: ClbProxyOptions, hooks: ClbProxyHook
   const recorder = new Recorder(hooks.maxRecordedEntries ?? DEFAULT_MAX_RECORDED_ENTRIES)
   const events = new ClbProxyEvents()
   const clock = hooks.clock ?? systemClock
-  const logger = hooks.logger ?? defaultLogger()
+  // Checked now, like the options: a wrong logger would otherwise throw at the first diagnostic, from inside an exchange.
+  const logger = hooks.logger === null ? silentLogger() : hooks.logger ?? defaultLogger()
+  for (const method of ['info', 'warn', 'error'] as const) {
+    if (typeof (logger as Partial<Logger> | null)?.[method] !== 'function') {
+      throw new TypeError(`hooks.logger must be a pino logger (an object with info, warn and error methods) or null for none; its ${method} is ${typeof (logger as Partial<Logger> | null)?.[method]}`)
+    }
+  }
   const timeScale = hooks.timeScale ?? 1
   if (typeof timeScale !== 'number' || !(timeScale > 0) || timeScale > 1) throw new RangeError(`hooks.timeScale must be a number above 0 and at most 1, got ${String(timeScale)}`)
   // Files named by options are read now, before any socket opens: one that cannot be read is a bad option.

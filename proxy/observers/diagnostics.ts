@@ -41,6 +41,11 @@ export function defaultLogger (): Logger {
   return pino({ name: 'clb-proxy' }, pino.destination({ dest: 2, sync: false }))
 }
 
+/** A logger that writes nothing: `hooks.logger: null`, diagnostics off (no pino import needed in a test). */
+export function silentLogger (): Logger {
+  return pino({ level: 'silent' })
+}
+
 /** The escaped bytes around `offset`, with the offset where the excerpt starts. */
 export function excerptAround (bytes: Buffer, offset: number): { excerpt: string; excerptOffset: number } {
   const start = Math.max(0, offset - EXCERPT_RADIUS)

@@ -184,6 +184,24 @@ t.test('entries are bounded by maxRecordedEntries: the oldest go first; 0 keeps 
   t.equal(await backend.close(), 0)
 })
 
+t.test('hooks.logger: null silences the diagnostics; anything but a pino-like logger is refused before any socket opens', async (t) => {
+  const backend = await startRawBackend()
+  // An ELB-generated 502 is a diagnostic: with null, nothing is written and nothing throws.
+  const quiet = await start(backend, {}, { logger: null })
+  t.equal(await request(quiet, '/not-integer'), 'HTTP/1.1 502 BAD_GATEWAY\r\nContent-Length: 0\r\nConnection: keep-alive\r\n\r\n')
+  await quiet.close()
+  for (const [label, logger, missing, kind] of [
+    ['an options object', { level: 'silent' }, 'info', 'undefined'],
+    ['console.log', console.log, 'info', 'undefined'],
+    ['a logger without error', { info () {}, warn () {} }, 'error', 'undefined']
+  ] as const) {
+    // @ts-expect-error what a plain-JavaScript test can pass
+    await t.rejects(start(backend, {}, { logger }), new TypeError(`hooks.logger must be a pino logger (an object with info, warn and error methods) or null for none; its ${missing} is ${kind}`), label)
+  }
+  t.equal(backend.requests(), 1, 'only the quiet proxy forwarded a request')
+  t.equal(await backend.close(), 0)
+})
+
 t.test('metrics(): CloudWatch counters of this proxy', async (t) => {
   const backend = await startRawBackend()
   const proxy = await start(backend, { name: 'orders' })
