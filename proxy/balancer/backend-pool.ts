@@ -117,6 +117,7 @@ export class BackendPool {
    * requests "are not completed" (CLB's 504, observed in O-CTB). Returns false for an unknown id.
    */
   deregister (id: string): boolean {
+    if (this.closed) throw new Error('the proxy is closed: no instance can be deregistered')
     const instance = this.find(id)
     if (instance === undefined) return false
     if (instance.deregistering) return true

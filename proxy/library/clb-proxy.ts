@@ -122,13 +122,14 @@ export interface ClbProxy {
   register (url: string | BackendAddress): InstanceDescription
   /**
    * Deregisters an instance by id: no new requests; in-flight ones finish within the draining
-   * timeout (or get 504 when draining is disabled). False for an unknown id.
+   * timeout (or get 504 when draining is disabled). False for an unknown id; throws after close().
    */
   deregister (id: string): boolean
   /**
    * Resolves with the instance's state once its State is `state` (at once if it already is). A
    * deregistered instance reads OutOfService ("Instance is not currently registered with the
-   * LoadBalancer."). Rejects with a WaitForError after `timeoutMs` or when the proxy closes.
+   * LoadBalancer."). Rejects with a WaitForError after `timeoutMs` or when the proxy closes; at once
+   * with a TypeError for a state that does not exist and a RangeError for an id never registered.
    */
   waitForInstanceState (id: string, state: InstanceStateName, options?: WaitForInstanceStateOptions): Promise<InstanceState>
   /**
@@ -143,6 +144,9 @@ export interface ClbProxy {
    */
   close (): Promise<void>
 }
+
+/** DescribeInstanceHealth's states, what waitForInstanceState can wait for. */
+const INSTANCE_STATE_NAMES: readonly InstanceStateName[] = Object.freeze(['InService', 'OutOfService', 'Unknown'])
 
 /** Starts a proxy. Options are validated in full before any socket opens (OptionError otherwise). */
 export async function startClbProxy (input: ClbProxyOptions, hooks: ClbProxyHooks = {}): Promise<ClbProxy> {
@@ -303,7 +307,13 @@ export async function startClbProxy (input: ClbProxyOptions, hooks: ClbProxyHook
 
   const currentState = (id: string): InstanceState | undefined => pool.find(id)?.state ?? deregistered.get(id)
   const waitForInstanceState = async (id: string, state: InstanceStateName, waitOptions: WaitForInstanceStateOptions = {}): Promise<InstanceState> => {
+    // A state that does not exist, or an id this proxy never gave, would wait out the whole timeout for nothing.
+    if (!INSTANCE_STATE_NAMES.includes(state)) throw new TypeError(`waitForInstanceState: state must be one of ${INSTANCE_STATE_NAMES.join(', ')}, got ${JSON.stringify(state)}`)
     const now = currentState(id)
+    if (now === undefined) {
+      const known = pool.instances.map((instance) => instance.id)
+      throw new RangeError(`waitForInstanceState: no instance ${JSON.stringify(id)} was ever registered with this proxy (registered now: ${known.length === 0 ? 'none' : known.join(', ')})`)
+    }
     if (now?.State === state) return now
     const timeoutMs = waitOptions.timeoutMs ?? 10000
     return await new Promise<InstanceState>((resolve, reject) => {

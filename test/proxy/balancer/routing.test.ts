@@ -258,7 +258,15 @@ t.test('register and deregister through the admin API and the library; GET /inst
   t.strictSame([...bodies].sort(), ['b', 'c'], 'both registered instances take requests; the deregistered one none')
   t.equal(a.heads.filter((head) => !head.startsWith('GET /health')).length, 0)
   await t.rejects(f.proxy.waitForInstanceState(viaLibrary.InstanceId, 'Unknown', { timeoutMs: 50 }), { code: 'CLB_WAIT_FOR_TIMEOUT' })
+  // Nothing to wait for: a state that does not exist, an id never given. Refused at once, not after the timeout.
+  // @ts-expect-error a state name from another API
+  await t.rejects(f.proxy.waitForInstanceState(viaLibrary.InstanceId, 'Healthy'), new TypeError('waitForInstanceState: state must be one of InService, OutOfService, Unknown, got "Healthy"'))
+  await t.rejects(f.proxy.waitForInstanceState('i-00000000000000000', 'InService'),
+    new RangeError(`waitForInstanceState: no instance "i-00000000000000000" was ever registered with this proxy (registered now: ${bState.InstanceId}, ${viaLibrary.InstanceId})`))
+  t.equal((await f.proxy.waitForInstanceState(aId, 'OutOfService', { timeoutMs: 50 })).Description, 'Instance is not currently registered with the LoadBalancer.',
+    'a deregistered instance is still known: it reads OutOfService')
   await f.close(t)
+  t.throws(() => f.proxy.deregister(bState.InstanceId), new Error('the proxy is closed: no instance can be deregistered'), 'after close(), as register()')
 })
 
 t.test('a retried request reaches the next instance once, body included, and its bytes are counted once', async (t) => {
