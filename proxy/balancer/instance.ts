@@ -20,6 +20,26 @@ interface ClosedByInstance {
   readonly idleSeconds: number
 }
 
+/**
+ * Our choice: idle connections an instance closes within this many milliseconds of each other are
+ * one event of the instance. A process that exits, or a Node server.close(), closes them all at
+ * once; a keep-alive timeout closes each one when its own idle time runs out.
+ */
+export const CLOSE_BURST_MS = 50
+/**
+ * A burst whose connections had been idle for times this far apart (seconds) is the instance
+ * restarting or stopping: connections that went idle at different times did not time out together.
+ * (Connections that went idle together, after a burst of parallel requests, do time out together,
+ * with idle times close to each other: those stay keep-alive timeouts.)
+ */
+export const RESTART_IDLE_SPREAD_SECONDS = 1
+
+/** An idle connection the instance closed, told once its burst is over. */
+interface IdleClose {
+  readonly idleSeconds: number
+  readonly mark: ClosedByInstance | null
+}
+
 export type Acquired =
   | { readonly kind: 'connection'; readonly connection: BackendConnection; readonly reused: boolean }
   | { readonly kind: 'closed-by-instance'; readonly idleSeconds: number }
@@ -114,6 +134,9 @@ export class Instance {
   private readonly idle: Array<BackendConnection | ClosedByInstance> = []
   /** The pool's own user of each connection, made once per connection (not per exchange). */
   private readonly idleUsers = new WeakMap<BackendConnection, ConnectionUser>()
+  /** Idle connections the instance closed in the current burst (CLOSE_BURST_MS), and the timer that ends it. */
+  private closeBurst: IdleClose[] = []
+  private closeBurstTimer: NodeJS.Timeout | null = null
   private readonly open = new Set<BackendConnection>()
 
   constructor (readonly address: BackendAddress, private readonly settings: PoolSettings, healthChecked: boolean) {
@@ -203,13 +226,42 @@ export class Instance {
       onClosed: () => {
         if (!this.idle.includes(connection)) return
         const idleSeconds = this.idleSeconds(connection)
-        events.emit('backend-idle-event', { backend: this.label, event: 'closed', bytes: 0, idleSeconds })
         const mark = this.settings.keepaliveRace === 'emulate' ? { closedAtMicros: clock.nowMicros(), idleSeconds } : null
         this.discard(connection, mark)
+        this.closeBurst.push({ idleSeconds, mark })
+        this.closeBurstTimer ??= setTimeout(() => this.endCloseBurst(), CLOSE_BURST_MS)
       }
     }
     this.idleUsers.set(connection, user)
     return user
+  }
+
+  /**
+   * The closes of one burst, told: each as an early close (the keep-alive race, CLB-HTTPERR 504
+   * cause 2), or all as one 'closed-together' when the instance closed connections idle for times
+   * far apart (RESTART_IDLE_SPREAD_SECONDS): it restarted or stopped. A real CLB has the FIN of
+   * every such connection before it sends another request, so the emulated race forgets them.
+   */
+  private endCloseBurst (): void {
+    this.closeBurstTimer = null
+    const closes = this.closeBurst
+    this.closeBurst = []
+    let minIdleSeconds = Number.POSITIVE_INFINITY
+    let maxIdleSeconds = 0
+    for (const close of closes) {
+      minIdleSeconds = Math.min(minIdleSeconds, close.idleSeconds)
+      maxIdleSeconds = Math.max(maxIdleSeconds, close.idleSeconds)
+    }
+    const events = this.settings.events
+    if (closes.length < 2 || maxIdleSeconds - minIdleSeconds < RESTART_IDLE_SPREAD_SECONDS) {
+      for (const close of closes) events.emit('backend-idle-event', { backend: this.label, event: 'closed', bytes: 0, idleSeconds: close.idleSeconds })
+      return
+    }
+    for (const close of closes) {
+      const index = close.mark === null ? -1 : this.idle.indexOf(close.mark)
+      if (index !== -1) this.idle.splice(index, 1)
+    }
+    events.emit('backend-idle-event', { backend: this.label, event: 'closed-together', connections: closes.length, minIdleSeconds, maxIdleSeconds })
   }
 
   private idleSeconds (connection: BackendConnection): number {
@@ -230,6 +282,10 @@ export class Instance {
   /** Destroys every connection; resolves when each has emitted 'close'. */
   async destroyAll (): Promise<void> {
     this.idle.length = 0
+    // The proxy is stopping: a burst still open is not told.
+    if (this.closeBurstTimer !== null) clearTimeout(this.closeBurstTimer)
+    this.closeBurstTimer = null
+    this.closeBurst = []
     const closing = [...this.open].map(({ socket }) => new Promise<void>((resolve) => {
       socket.once('close', () => resolve())
       socket.destroy()

@@ -137,13 +137,22 @@ export interface ExchangeRecord {
   readonly desync?: { readonly tier: DesyncTier, readonly reason: string, readonly offset: number | null, readonly message: string | null }
 }
 
+/** See 'backend-idle-event'. */
+export type BackendIdleEvent =
+  | { readonly backend: string; readonly event: 'extra-bytes' | 'closed'; readonly bytes: number; readonly idleSeconds: number }
+  | { readonly backend: string; readonly event: 'closed-together'; readonly connections: number; readonly minIdleSeconds: number; readonly maxIdleSeconds: number }
+
 export interface ClbProxyEventMap {
   /** One per request, after the client got its answer (or went away). */
   exchange: [ExchangeRecord]
   /** The proxy read `bytes` more bytes from a backend (for tests that deliver a response in pieces). */
   'backend-read': [{ readonly bytes: number }]
-  /** A pooled backend connection carried bytes while idle, or closed; diagnostics only. */
-  'backend-idle-event': [{ readonly backend: string; readonly event: 'extra-bytes' | 'closed'; readonly bytes: number; readonly idleSeconds: number }]
+  /**
+   * A pooled backend connection carried bytes while idle, or the instance closed it; or the instance
+   * closed several idle connections at once ('closed-together': a restart or a server.close(), not
+   * keep-alive timeouts one by one). Told CLOSE_BURST_MS after a close, once it is known which.
+   */
+  'backend-idle-event': [BackendIdleEvent]
   /**
    * A request asked to switch protocols (an Upgrade header, e.g. WebSocket). CLB HTTP listeners do
    * not pass upgrades (clb-behavior.md section 5.10): Upgrade and Connection are dropped and the

@@ -6,7 +6,10 @@
  *   intermittent 504s (CLB-HTTPERR 504 cause 2: "Registered instances closing the connection to
  *   Elastic Load Balancing"; solution: "make sure that the keep-alive timeout is greater than the
  *   idle timeout settings of your load balancer");
- * - an instance that sends bytes on an idle kept-alive connection (EXTRA_BYTES_AFTER_RESPONSE).
+ * - an instance that sends bytes on an idle kept-alive connection (EXTRA_BYTES_AFTER_RESPONSE);
+ * - an instance that closes several idle connections at once ('closed-together': it restarted or
+ *   stopped, e.g. a dev server reloading on save): said as that, one line each time, without the
+ *   keep-alive advice, which would be wrong for it.
  *
  * A default Node server closes every idle connection after 5 s, so a busy proxy sees this on
  * almost every connection: printed per connection, it was hundreds of identical lines an hour.
@@ -98,6 +101,18 @@ export function subscribeKeepaliveDiagnostics (events: ClbProxyEvents, logger: L
     : ''
 
   const onIdleEvent = (event: BackendIdleEvent): void => {
+    if (event.event === 'closed-together') {
+      logger.info({
+        notice: 'instance-closed-together',
+        backend: event.backend,
+        connections: event.connections,
+        minIdleSeconds: event.minIdleSeconds,
+        maxIdleSeconds: event.maxIdleSeconds
+      }, `instance ${event.backend} closed ${event.connections} idle kept-alive connections at once, idle for ` +
+        `${event.minIdleSeconds.toFixed(1)} to ${event.maxIdleSeconds.toFixed(1)} s: it restarted or stopped (a keep-alive ` +
+        'timeout closes each connection when its own idle time runs out); the next requests open new connections')
+      return
+    }
     const state = stateOf(event.backend)
     if (event.event === 'extra-bytes') {
       state.extraBytesCount++

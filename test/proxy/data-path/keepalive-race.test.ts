@@ -104,3 +104,84 @@ t.test('a request answered at once with Connection: close ends the connection: p
   t.equal(backend.connections(), 1, 'the instance saw no request for /second')
   t.strictSame(proxy.openSockets(), { clients: 0, backends: 0 })
 })
+
+/**
+ * A backend holding each request until told to answer, keep-alive, and closing every connection at
+ * once on restart() (what a process that exits, or a Node server.close(), does to its idle connections).
+ */
+async function restartingBackend (): Promise<{ port: number; waiting: () => number; answerNext: () => void; restart: () => void; close: () => Promise<void> }> {
+  const sockets = new Set<net.Socket>()
+  const waiting: net.Socket[] = []
+  const server = net.createServer((socket) => {
+    sockets.add(socket)
+    socket.on('close', () => sockets.delete(socket))
+    socket.on('data', () => waiting.push(socket))
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    waiting: () => waiting.length,
+    answerNext: () => { waiting.shift()?.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok') },
+    restart: () => { for (const socket of sockets) socket.end() },
+    close: async () => {
+      for (const socket of sockets) socket.destroy()
+      await new Promise<void>((resolve) => server.close(() => resolve()))
+    }
+  }
+}
+
+for (const [name, secondsBetweenAnswers] of [['restarted', 2], ['keep-alive timeouts that fall together', 0]] as const) {
+  t.test(`three idle connections closed at once, idle for times ${secondsBetweenAnswers === 0 ? 'alike' : 'far apart'}: ${name}`, async (t) => {
+    const backend = await restartingBackend()
+    let now = FROZEN_MICROS
+    const records: Array<Record<string, unknown>> = []
+    const logger = pino({ level: 'info', base: undefined, timestamp: false }, { write: (line: string) => { records.push(JSON.parse(line) as Record<string, unknown>) } })
+    const proxy = await startClbProxy(
+      { listen: '127.0.0.1:0', backends: [`http://127.0.0.1:${backend.port}`], keepaliveRace: 'emulate', accessLog: null, captureDir: null },
+      { logger, clock: { nowMicros: () => now } })
+    const seen: unknown[] = []
+    proxy.events.on('backend-idle-event', (event) => seen.push(event))
+    // Three requests at once: three connections to the instance, answered one by one; the clock
+    // moves between the answers, so each connection goes back to the pool at its own time.
+    let answered = 0
+    const responses = [0, 1, 2].map(() => request(proxy.address.port).then((answer) => { answered++; return answer }))
+    const turn = (): Promise<unknown> => new Promise((resolve) => setImmediate(resolve))
+    while (backend.waiting() < 3) await turn()
+    for (let k = 1; k <= 3; k++) {
+      backend.answerNext()
+      while (answered < k) await turn()
+      now += secondsBetweenAnswers * 1_000_000
+    }
+    t.strictSame(await Promise.all(responses), [0, 1, 2].map(() => 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'))
+    // Idle for 5, 3 and 1 s (answers 2 s apart), or for 1 s each (answered together).
+    now += 1_000_000 - secondsBetweenAnswers * 1_000_000
+    const told = once(proxy.events, 'backend-idle-event')
+    backend.restart()
+    await told
+    const nextResponse = request(proxy.address.port)
+    if (secondsBetweenAnswers > 0) {
+      while (backend.waiting() < 1) await turn()
+      backend.answerNext()
+    }
+    const next = await nextResponse
+    if (secondsBetweenAnswers === 0) {
+      t.strictSame(seen, [1, 1, 1].map(() => ({ backend: `127.0.0.1:${backend.port}`, event: 'closed', bytes: 0, idleSeconds: 1 })), 'three early closes, told one by one')
+      t.equal(next, 'HTTP/1.1 504 GATEWAY_TIMEOUT\r\nContent-Length: 0\r\nConnection: keep-alive\r\n\r\n', 'emulate: the keep-alive race')
+      t.equal(proxy.metrics().ClbProxy.KeepaliveEarlyCloseCount.Sum, 3)
+      t.match(records.map((record) => record.notice), ['keepalive-closed'])
+    } else {
+      t.strictSame(seen, [{ backend: `127.0.0.1:${backend.port}`, event: 'closed-together', connections: 3, minIdleSeconds: 1, maxIdleSeconds: 5 }], 'one event for the three')
+      t.equal(next, 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok', 'a restart is not the keep-alive race: the next request opens a new connection, even in emulate mode')
+      t.equal(proxy.metrics().ClbProxy.KeepaliveEarlyCloseCount.Sum, 0, 'not counted as early closes')
+      const said = records.filter((record) => record.notice !== undefined)
+      t.strictSame(said.map((record) => record.notice), ['instance-closed-together'])
+      t.equal(said[0]?.msg, `instance 127.0.0.1:${backend.port} closed 3 idle kept-alive connections at once, idle for 1.0 to 5.0 s: it restarted ` +
+        'or stopped (a keep-alive timeout closes each connection when its own idle time runs out); the next requests open new connections')
+      t.equal(said[0]?.fix, undefined, 'no keep-alive advice: it would be wrong here')
+    }
+    await proxy.close()
+    await backend.close()
+    t.strictSame(proxy.openSockets(), { clients: 0, backends: 0 })
+  })
+}
