@@ -17,7 +17,7 @@ export const DASHBOARD_HTML = `<!doctype html>
 <main>
 <section id="chart-section"><h2>5XX per minute: <span class="elb-key">ELB</span> vs <span class="backend-key">Backend</span></h2><svg id="chart" width="600" height="160" role="img" aria-label="HTTPCode_ELB_5XX and HTTPCode_Backend_5XX per minute"></svg></section>
 <section><h2>Instances</h2><table id="instances"><thead><tr><th>InstanceId</th><th>Address</th><th>State</th><th>ReasonCode</th><th>Description</th><th>Last check</th></tr></thead><tbody></tbody></table></section>
-<section><h2>Requests <small>(coloured by who generated the status: <span class="elb-key">ELB</span> or <span class="backend-key">Backend</span>)</small></h2><table id="entries"><thead><tr><th>status</th><th>backend</th><th>outcome</th><th>access-log line</th></tr></thead><tbody></tbody></table></section>
+<section><h2>Requests <small>(coloured by who generated the status: <span class="elb-key">ELB</span> or <span class="backend-key">Backend</span>)</small></h2><table id="entries"><thead><tr><th>status</th><th>backend</th><th>outcome</th><th>request</th><th>access-log line</th></tr></thead><tbody></tbody></table></section>
 <section><h2>Captures</h2><ul id="captures"></ul><div id="capture" hidden><h3 id="capture-title"></h3><p>Replay it: <code id="replay"></code> <button id="copy-replay" type="button">copy</button></p><p id="capture-defects"></p><pre id="capture-bytes"></pre></div></section>
 </main>
 <script src="dashboard.js"></script>
@@ -31,6 +31,8 @@ header h1 { font-size: 1.2em; margin: 0; }
 main { padding: 0 1em 2em; }
 h2 { font-size: 1em; margin: 1.2em 0 0.4em; }
 #chart text.axis { font-size: 10px; fill: #555; }
+#chart line.baseline { stroke: #bbb; stroke-width: 1; }
+td.request { font-family: ui-monospace, monospace; font-size: 12px; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; max-width: 24em; }
 table { border-collapse: collapse; width: 100%; }
 th, td { text-align: left; padding: 2px 6px; border-bottom: 1px solid #eee; vertical-align: top; }
 td.line { font-family: ui-monospace, monospace; font-size: 12px; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; max-width: 60em; }
@@ -69,6 +71,9 @@ function addEntry (entry, atTop) {
   cell(row, entry.record.elbStatusCode, 'status')
   cell(row, entry.record.backend === null ? null : entry.record.backend.address + ':' + entry.record.backend.port)
   cell(row, entry.outcome)
+  // Method and target on their own: in the line they come after the timings, cut off on a narrow screen.
+  const request = cell(row, entry.record.method === null ? null : entry.record.method + ' ' + entry.record.target, 'request')
+  request.title = request.textContent
   const line = cell(row, entry.line, 'line')
   line.title = entry.line
   const body = $('#entries tbody')
@@ -121,7 +126,6 @@ async function loadChart () {
   const svg = $('#chart')
   svg.textContent = ''
   const ns = 'http://www.w3.org/2000/svg'
-  if (minutes.size === 0) return
   const now = Date.now()
   const last = Math.max(now - now % MINUTE, ...minutes.keys())
   const rows = Array.from({ length: 30 }, (_, index) => {
@@ -139,6 +143,11 @@ async function loadChart () {
     svg.appendChild(element)
   }
   label(0, 9, 'start', 'max ' + max)
+  // Quiet minutes are the chart too: without a 5XX it says so, above its baseline.
+  if (rows.every(([, v]) => v.elb === 0 && v.backend === 0)) label(300, 80, 'middle', 'no 5XX in these 30 minutes')
+  const baseline = document.createElementNS(ns, 'line')
+  for (const [name, value] of [['x1', '0'], ['y1', '140.5'], ['x2', '600'], ['y2', '140.5'], ['class', 'baseline']]) baseline.setAttribute(name, value)
+  svg.appendChild(baseline)
   label(0, 156, 'start', rows[0][0].slice(11, 16))
   label(594, 156, 'end', rows[29][0].slice(11, 16) + ' UTC')
   rows.forEach(([minute, values], index) => {

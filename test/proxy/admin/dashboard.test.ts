@@ -60,6 +60,11 @@ t.test('the dashboard shows a 502 with its defect byte highlighted and an instan
   await page.waitForSelector('#status:text("live")')
   await page.locator('#instances tbody tr.InService').nth(1).waitFor()
   t.equal(await page.locator('#instances tbody tr').count(), 2, 'both instances listed, in service')
+  // Before any 5XX the chart is drawn all the same: thirty empty minutes, its scale, and what it means.
+  await page.locator('#chart text.axis', { hasText: 'no 5XX in these 30 minutes' }).waitFor()
+  t.strictSame(await page.locator('#chart rect').evaluateAll((bars) => bars.map((bar) => (bar as SVGElement).dataset.count)), Array.from({ length: 60 }, () => '0'),
+    'before any 5XX: 30 minutes of ELB and Backend bars, all at 0')
+  t.equal(await page.locator('#chart line.baseline').count(), 1)
 
   // A long token: the capture's dump wraps it over several lines, and it must be hidden all the same.
   const token = `Bearer ${'eyJhbGciOiJIUzI1NiJ9'.repeat(8)}.s3cret-token`
@@ -70,6 +75,7 @@ t.test('the dashboard shows a 502 with its defect byte highlighted and an instan
   await row.waitFor()
   t.match(await row.locator('td.line').textContent(), / 502 - 0 0 "GET http:\/\/127\.0\.0\.1:\d+\/malformed HTTP\/1\.1"/, 'the access-log line, coloured as ELB-generated')
   t.equal(await row.evaluate((element) => getComputedStyle(element.querySelector('td.status') as Element).backgroundColor), 'rgb(199, 37, 78)')
+  t.equal(await row.locator('td.request').textContent(), 'GET /malformed', 'the method and target in a column of their own, however narrow the window')
 
   await page.locator('#captures li').first().click()
   const mark = page.locator('#capture-bytes mark.defect')
@@ -88,7 +94,7 @@ t.test('the dashboard shows a 502 with its defect byte highlighted and an instan
   t.ok(minutes.every((minute, index) => index === 0 || minute - (minutes[index - 1] as number) === 60_000), 'one slot per minute, none skipped')
   const axis = await page.locator('#chart text.axis').allTextContents()
   const hhmm = (at: number | undefined): string => new Date(at as number).toISOString().slice(11, 16)
-  t.strictSame(axis, ['max 1', hhmm(minutes[0]), `${hhmm(minutes[29])} UTC`])
+  t.strictSame(axis, ['max 1', hhmm(minutes[0]), `${hhmm(minutes[29])} UTC`], 'a 5XX drawn: no more "no 5XX" text')
 
   b.health = 'error'
   await page.locator(`#instances tbody tr.OutOfService[data-instance-id="${bId}"]`).waitFor()
