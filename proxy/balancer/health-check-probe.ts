@@ -75,7 +75,12 @@ export async function probeInstance (address: { host: string, port: number }, se
     const decide = (decision: Decision): void => {
       if (decided) return
       decided = true
-      const result = complete(decision)
+      let result = complete(decision)
+      // CLB-HC: only a response "within the response timeout period" counts. One read after it (its
+      // timer came late: a busy event loop) is a timeout too, as the duration it reports says.
+      if (decision !== ABORTED && decision.error !== 'timeout' && result.durationMs > timeoutMs) {
+        result = { ...result, passed: false, error: 'timeout', summary: `${result.summary}, past the ${within(timeoutMs)} timeout` }
+      }
       clearTimeout(timer)
       signal?.removeEventListener('abort', onAbort)
       if (socket === null || socketClosed) return resolve(result)
@@ -225,14 +230,18 @@ const ABORTED: Decision = Object.freeze({
   summary: () => 'aborted: the proxy is closing'
 })
 
+/** A timeout in words: `4 s`, `240 ms`. */
+function within (timeoutMs: number): string {
+  return timeoutMs >= 1000 ? `${timeoutMs / 1000} s` : `${timeoutMs} ms`
+}
+
 function timedOut (timeoutMs: number, connected: boolean, secure: boolean, parser: ResponseParser | null): Decision {
-  const within = timeoutMs >= 1000 ? `${timeoutMs / 1000} s` : `${timeoutMs} ms`
   const head = parser?.head ?? null
   let what = 'no answer'
   if (!connected) what = secure ? 'no TLS handshake' : 'no connection'
   else if (head !== null) what = `${head.statusCode} not complete`
   else if (parser !== null && parser.bytesReceived > 0) what = 'no complete answer'
-  return { passed: false, status: head?.statusCode ?? null, defect: null, error: 'timeout', summary: () => `${what} within ${within}` }
+  return { passed: false, status: head?.statusCode ?? null, defect: null, error: 'timeout', summary: () => `${what} within ${within(timeoutMs)}` }
 }
 
 const SYSTEM_ERRORS: Readonly<Record<string, string>> = {

@@ -499,3 +499,13 @@ t.test('a port node:net refuses outright is a failed check, not a throw', async 
   const outcome = await probeInstance({ host: '127.0.0.1', port: 70000 }, settings('TCP'))
   t.strictSame(outcome, result({ passed: false, error: 'ERR_SOCKET_BAD_PORT', summary: 'connection failed (ERR_SOCKET_BAD_PORT)' }))
 })
+
+t.test('an answer read after the timeout is a timeout, as the duration it reports says (a busy event loop ran its timer late)', async (t) => {
+  // The clock moves 1.5 s between the probe's two readings; the real timer (1 s) never fires first.
+  let now = STARTED - 1_500_000
+  const slowClock: Clock = { nowMicros: () => (now += 1_500_000) }
+  const instance = await startInstance(t, answer(OK))
+  const outcome = await probeInstance({ host: instance.host, port: instance.port }, { target: target('HTTP:/health'), timeoutMs: 1000, clock: slowClock })
+  t.strictSame(outcome, result({ passed: false, status: 200, error: 'timeout', durationMs: 1500, summary: '200 in 1500 ms, past the 1 s timeout' }))
+  await instance.allClosed(1)
+})
