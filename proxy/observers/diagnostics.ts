@@ -16,6 +16,7 @@ import { DEFECTS, type Defect, type DefectCode } from '../../validators/defects.
 import { judge } from '../../validators/verdict.js'
 import { escapeForeign, shellQuote } from './diagnostics-escape.js'
 import { subscribeKeepaliveDiagnostics } from './diagnostics-keepalive.js'
+import { MAX_ERROR_CHARS, describeConnectionError, subscribeConnectionDiagnostics } from './diagnostics-connections.js'
 import { subscribeUpgradeDiagnostics } from './diagnostics-upgrade.js'
 import { subscribeInstanceDiagnostics } from './diagnostics-instances.js'
 import type { ClbProxyEvents, ExchangeRecord } from '../core/events.js'
@@ -29,8 +30,6 @@ const MAX_REQUEST_CHARS = 200
 const MAX_MESSAGE_CHARS = 240
 /** Our choice: characters of each warning's message (up to MAX_CODES_LISTED of them in one record). */
 const MAX_WARNING_MESSAGE_CHARS = 120
-/** Our choice: characters of a system error (a code such as ECONNREFUSED, else Node's message). */
-const MAX_ERROR_CHARS = 80
 /** Our choice: defect codes listed per record; a response can hold every code of the registry. */
 export const MAX_CODES_LISTED = 8
 /** The parser keeps the first few occurrences of each code; a diagnostic shows this many offsets. */
@@ -99,6 +98,8 @@ export function summarizeDefects (defects: readonly Defect[], counts: Readonly<P
 }
 
 export interface DiagnosticsOptions extends Pick<ResolvedOptions, 'idleTimeoutSeconds' | 'keepaliveRace' | 'profile'> {
+  /** Whether health checks run (a failing instance stays in service without them). */
+  readonly healthCheck?: ResolvedOptions['healthCheck']
   /** For the 400 of desync mitigation: the mode that blocked the request. */
   readonly desyncMode?: ResolvedOptions['desyncMode']
   /** For a 503 with no instance in service: each instance's state and last check (diagnostics-instances.ts). */
@@ -123,6 +124,7 @@ export function subscribeDiagnostics (events: ClbProxyEvents, logger: Logger, op
     () => instances.unsubscribe(),
     subscribeExchangeDiagnostics(events, logger, { ...options, describeInstances: () => instances.describeInstances() }),
     subscribeKeepaliveDiagnostics(events, logger, options),
+    subscribeConnectionDiagnostics(events, logger, { healthChecked: options.healthCheck !== undefined && options.healthCheck !== null }),
     subscribeUpgradeDiagnostics(events, logger)
   ]
   return () => { for (const unsubscribe of unsubscribers) unsubscribe() }
@@ -268,21 +270,6 @@ function connectionNote (record: ExchangeRecord): string {
   if (record.outcome !== 'backend-closed' || record.instance === null) return ''
   const error = record.backendError === null ? '' : `, ${escapeForeign(record.backendError, MAX_ERROR_CHARS)}`
   return ` (instance ${record.instance}${error})`
-}
-
-/** What a system error of the backend connection means, with the instance it concerns. */
-export function describeConnectionError (instance: string, code: string): string {
-  switch (code) {
-    case 'ECONNREFUSED': return `connection to ${instance} refused (ECONNREFUSED): nothing listens on that address`
-    case 'ENOTFOUND': return `the host name of ${instance} was not found (ENOTFOUND)`
-    case 'EAI_AGAIN': return `the host name of ${instance} could not be resolved right now (EAI_AGAIN)`
-    case 'ETIMEDOUT': return `connection to ${instance} timed out (ETIMEDOUT)`
-    case 'EHOSTUNREACH': return `${instance} is unreachable (EHOSTUNREACH): no route to the host`
-    case 'ENETUNREACH': return `${instance} is unreachable (ENETUNREACH): no route to the network`
-    case 'EADDRNOTAVAIL': return `connection to ${instance} failed (EADDRNOTAVAIL): the address cannot be used from this machine`
-    case 'ECONNRESET': return `connection to ${instance} was reset (ECONNRESET) before it was established`
-    default: return `connection to ${instance} failed (${escapeForeign(code, MAX_ERROR_CHARS)})`
-  }
 }
 
 /** Verify errors node:tls reports when an instance's certificate does not chain to the CA (backendCa). */

@@ -158,7 +158,19 @@ t.test('503: a refused connection names the instance and ECONNREFUSED (a real pr
   const response = await fetch(`${proxy.url}/health`)
   t.equal(response.status, 503)
   await proxy.close()
+  const [instanceId] = proxy.instances().map((instance) => instance.InstanceId)
   t.strictSame(records, [{
+    // Said once per instance (diagnostics-connections.ts), before the 503 of the request that met it.
+    level: 40,
+    notice: 'backend-connection-error',
+    instanceId,
+    instance: `127.0.0.1:${closedPort}`,
+    error: 'ECONNREFUSED',
+    count: 1,
+    msg: `connection to 127.0.0.1:${closedPort} refused (ECONNREFUSED): nothing listens on that address: CLB retries such a request on another ` +
+      'instance in service, or answers 503 when there is none (CLB-CW BackendConnectionErrors counts each try). Without a health ' +
+      'check it stays in service and every request routed to it is tried there first: --health-check (healthCheck) takes it out of service while it fails'
+  }, {
     level: 40,
     outcome: 'backend-unreachable',
     elbStatus: 503,

@@ -226,3 +226,49 @@ t.test('through a real proxy: an instance that closes every kept-alive connectio
     ['keepalive-closed-total', backend, 3]
   ], 'three early closes (frozen clock: 0 s idle each), one warning, one total')
 })
+
+t.test('through a real proxy: an instance that refuses connections is said once, though every request retried on the other one answered', async (t) => {
+  const server = net.createServer((socket) => {
+    socket.on('data', () => socket.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'))
+    socket.on('error', () => undefined)
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())))
+  const alive = `127.0.0.1:${(server.address() as net.AddressInfo).port}`
+  // A port nothing listens on: a server opened and closed again.
+  const gone = net.createServer().listen(0, '127.0.0.1')
+  await once(gone, 'listening')
+  const dead = `127.0.0.1:${(gone.address() as net.AddressInfo).port}`
+  await new Promise<void>((resolve) => gone.close(() => resolve()))
+  const { logger, records } = memoryLogger()
+  const proxy = await startClbProxy({ listen: '127.0.0.1:0', backends: [`http://${dead}`, `http://${alive}`], accessLog: null, captureDir: null }, { logger })
+  for (let n = 0; n < 4; n++) {
+    const response = await fetch(`${proxy.url}/a${n}`)
+    t.equal(await response.text(), 'ok', 'answered: retried on the instance that listens when the other refused')
+  }
+  const failures = proxy.metrics().Metrics.BackendConnectionErrors.Sum
+  t.ok(failures >= 2, `the dead instance was tried and refused (${failures} times)`)
+  await proxy.close()
+  const [deadId] = proxy.instances().map((instance) => instance.InstanceId)
+  t.strictSame(records, [
+    {
+      level: 40,
+      notice: 'backend-connection-error',
+      instanceId: deadId,
+      instance: dead,
+      error: 'ECONNREFUSED',
+      count: 1,
+      msg: `connection to ${dead} refused (ECONNREFUSED): nothing listens on that address: CLB retries such a request on another ` +
+        'instance in service, or answers 503 when there is none (CLB-CW BackendConnectionErrors counts each try). Without a health ' +
+        'check it stays in service and every request routed to it is tried there first: --health-check (healthCheck) takes it out of service while it fails'
+    },
+    {
+      level: 30,
+      notice: 'backend-connection-error-total',
+      instance: dead,
+      count: failures,
+      msg: `connections to ${dead} failed for requests ${failures} time(s) in total`
+    }
+  ], 'one warning for the instance, the total when the proxy stops; the retried requests said nothing else')
+})
