@@ -226,8 +226,10 @@ export class Instance {
       onClosed: () => {
         if (!this.idle.includes(connection)) return
         const idleSeconds = this.idleSeconds(connection)
+        // In emulate mode the marker takes the connection's place only once the burst is judged not a
+        // restart (endCloseBurst): a request in between opens a new connection, as after a restart.
         const mark = this.settings.keepaliveRace === 'emulate' ? { closedAtMicros: clock.nowMicros(), idleSeconds } : null
-        this.discard(connection, mark)
+        this.discard(connection, null)
         this.closeBurst.push({ idleSeconds, mark })
         this.closeBurstTimer ??= setTimeout(() => this.endCloseBurst(), CLOSE_BURST_MS)
       }
@@ -238,7 +240,7 @@ export class Instance {
 
   /**
    * The closes of one burst, told: each as an early close (the keep-alive race, CLB-HTTPERR 504
-   * cause 2), or all as one 'closed-together' when the instance closed connections idle for times
+   * cause 2), or all as one 'backend-closed-together' when the instance closed connections idle for times
    * far apart (RESTART_IDLE_SPREAD_SECONDS): it restarted or stopped. A real CLB has the FIN of
    * every such connection before it sends another request, so the emulated race forgets them.
    */
@@ -254,14 +256,12 @@ export class Instance {
     }
     const events = this.settings.events
     if (closes.length < 2 || maxIdleSeconds - minIdleSeconds < RESTART_IDLE_SPREAD_SECONDS) {
+      // The markers first, so that a listener of the event finds them in place.
+      if (!this.retired) for (const close of closes) if (close.mark !== null) this.idle.push(close.mark)
       for (const close of closes) events.emit('backend-idle-event', { backend: this.label, event: 'closed', bytes: 0, idleSeconds: close.idleSeconds })
       return
     }
-    for (const close of closes) {
-      const index = close.mark === null ? -1 : this.idle.indexOf(close.mark)
-      if (index !== -1) this.idle.splice(index, 1)
-    }
-    events.emit('backend-idle-event', { backend: this.label, event: 'closed-together', connections: closes.length, minIdleSeconds, maxIdleSeconds })
+    events.emit('backend-closed-together', { backend: this.label, connections: closes.length, minIdleSeconds, maxIdleSeconds })
   }
 
   private idleSeconds (connection: BackendConnection): number {

@@ -137,22 +137,23 @@ export interface ExchangeRecord {
   readonly desync?: { readonly tier: DesyncTier, readonly reason: string, readonly offset: number | null, readonly message: string | null }
 }
 
-/** See 'backend-idle-event'. */
-export type BackendIdleEvent =
-  | { readonly backend: string; readonly event: 'extra-bytes' | 'closed'; readonly bytes: number; readonly idleSeconds: number }
-  | { readonly backend: string; readonly event: 'closed-together'; readonly connections: number; readonly minIdleSeconds: number; readonly maxIdleSeconds: number }
-
 export interface ClbProxyEventMap {
   /** One per request, after the client got its answer (or went away). */
   exchange: [ExchangeRecord]
   /** The proxy read `bytes` more bytes from a backend (for tests that deliver a response in pieces). */
   'backend-read': [{ readonly bytes: number }]
   /**
-   * A pooled backend connection carried bytes while idle, or the instance closed it; or the instance
-   * closed several idle connections at once ('closed-together': a restart or a server.close(), not
-   * keep-alive timeouts one by one). Told CLOSE_BURST_MS after a close, once it is known which.
+   * A pooled backend connection carried bytes while idle, or the instance closed it before the idle
+   * timeout (told CLOSE_BURST_MS after the close, once it is known not to be part of a restart:
+   * 'backend-closed-together'); diagnostics only.
    */
-  'backend-idle-event': [BackendIdleEvent]
+  'backend-idle-event': [{ readonly backend: string; readonly event: 'extra-bytes' | 'closed'; readonly bytes: number; readonly idleSeconds: number }]
+  /**
+   * The instance closed several idle connections at once, idle for times far apart: it restarted or
+   * stopped (a process that exits, a server.close()), which is not the keep-alive race. Its closes
+   * are not told one by one.
+   */
+  'backend-closed-together': [{ readonly backend: string; readonly connections: number; readonly minIdleSeconds: number; readonly maxIdleSeconds: number }]
   /**
    * A request asked to switch protocols (an Upgrade header, e.g. WebSocket). CLB HTTP listeners do
    * not pass upgrades (clb-behavior.md section 5.10): Upgrade and Connection are dropped and the

@@ -7,8 +7,8 @@
  *   Elastic Load Balancing"; solution: "make sure that the keep-alive timeout is greater than the
  *   idle timeout settings of your load balancer");
  * - an instance that sends bytes on an idle kept-alive connection (EXTRA_BYTES_AFTER_RESPONSE);
- * - an instance that closes several idle connections at once ('closed-together': it restarted or
- *   stopped, e.g. a dev server reloading on save): said as that, one line each time, without the
+ * - an instance that closes several idle connections at once ('backend-closed-together': it
+ *   restarted or stopped, e.g. a dev server reloading on save): said as that, one line each time, without the
  *   keep-alive advice, which would be wrong for it.
  *
  * A default Node server closes every idle connection after 5 s, so a busy proxy sees this on
@@ -27,6 +27,7 @@ import type { ClbProxyEventMap, ClbProxyEvents } from '../core/events.js'
 import type { ResolvedOptions } from '../core/options.js'
 
 type BackendIdleEvent = ClbProxyEventMap['backend-idle-event'][0]
+type ClosedTogetherEvent = ClbProxyEventMap['backend-closed-together'][0]
 
 export type KeepaliveDiagnosticsOptions = Pick<ResolvedOptions, 'idleTimeoutSeconds' | 'keepaliveRace'>
 
@@ -101,18 +102,6 @@ export function subscribeKeepaliveDiagnostics (events: ClbProxyEvents, logger: L
     : ''
 
   const onIdleEvent = (event: BackendIdleEvent): void => {
-    if (event.event === 'closed-together') {
-      logger.info({
-        notice: 'instance-closed-together',
-        backend: event.backend,
-        connections: event.connections,
-        minIdleSeconds: event.minIdleSeconds,
-        maxIdleSeconds: event.maxIdleSeconds
-      }, `instance ${event.backend} closed ${event.connections} idle kept-alive connections at once, idle for ` +
-        `${event.minIdleSeconds.toFixed(1)} to ${event.maxIdleSeconds.toFixed(1)} s: it restarted or stopped (a keep-alive ` +
-        'timeout closes each connection when its own idle time runs out); the next requests open new connections')
-      return
-    }
     const state = stateOf(event.backend)
     if (event.event === 'extra-bytes') {
       state.extraBytesCount++
@@ -152,9 +141,24 @@ export function subscribeKeepaliveDiagnostics (events: ClbProxyEvents, logger: L
       `${IDLE_CHANGE_SECONDS} s or more`)
   }
 
+  // CLB's lifecycle has no such event: clb-proxy's own, when an instance restarted or stopped.
+  const onClosedTogether = (event: ClosedTogetherEvent): void => {
+    logger.info({
+      notice: 'instance-closed-together',
+      backend: event.backend,
+      connections: event.connections,
+      minIdleSeconds: event.minIdleSeconds,
+      maxIdleSeconds: event.maxIdleSeconds
+    }, `instance ${event.backend} closed ${event.connections} idle kept-alive connections at once, idle for ` +
+      `${event.minIdleSeconds.toFixed(1)} to ${event.maxIdleSeconds.toFixed(1)} s: it restarted or stopped (a keep-alive ` +
+      'timeout closes each connection when its own idle time runs out); the next requests open new connections')
+  }
+
   events.on('backend-idle-event', onIdleEvent)
+  events.on('backend-closed-together', onClosedTogether)
   return () => {
     events.off('backend-idle-event', onIdleEvent)
+    events.off('backend-closed-together', onClosedTogether)
     // The totals the lines above did not show: the running counts at the end.
     for (const [backend, state] of instances) {
       if (state.closedCount > state.closedPrinted) {

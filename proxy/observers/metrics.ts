@@ -311,8 +311,7 @@ export class ClbMetrics {
   recordBackendIdleEvent (event: BackendIdleEvent): void {
     if (event.event === 'closed') this.counters.KeepaliveEarlyCloseCount++
     // Bytes on an idle connection are the same defect the parser reports within a read (docs/defects.md).
-    else if (event.event === 'extra-bytes') this.countDefect('EXTRA_BYTES_AFTER_RESPONSE')
-    // 'closed-together': the instance restarted or stopped, not the keep-alive race; not counted.
+    else this.countDefect('EXTRA_BYTES_AFTER_RESPONSE')
   }
 
   /**
