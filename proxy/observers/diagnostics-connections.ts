@@ -4,7 +4,8 @@
  * instance's state). CLB-CW BackendConnectionErrors: "Because the load balancer retries the
  * connection when there are errors, this count can exceed the request rate": the request goes to
  * another instance in service, whose answer the client gets as if nothing happened, or gets a 503
- * (which the exchange's own diagnostic explains, naming every instance tried). Without this, an
+ * (which the exchange's own diagnostic explains, naming every instance tried); a failed TLS
+ * handshake gets its 408, and a TCP listener's client is closed, each with its own line. Without this, an
  * instance that is down behind a healthy one left no trace but a metric.
  *
  * Said once per instance and error, and again when the error changes or REPEAT_AFTER_MS have passed
@@ -66,8 +67,9 @@ export function subscribeConnectionDiagnostics (events: ClbProxyEvents, logger: 
     entry.unsaid = 0
     said.set(event.instance, entry)
     logger.warn({ notice: 'backend-connection-error', instanceId: event.instanceId, instance: event.instance, error: event.error, count: entry.total },
-      `${describeConnectionError(event.instance, event.error)}${count}: CLB retries such a request on another instance in service, ` +
-      `or answers 503 when there is none (CLB-CW BackendConnectionErrors counts each try)${advice}`)
+      `${describeConnectionError(event.instance, event.error)}${count}. A request whose connection is refused or unreachable is ` +
+      'retried on another instance in service when there is one; any other failure the load balancer answers itself, and ' +
+      `its own line says how (CLB-CW BackendConnectionErrors counts each failed connection)${advice}`)
   }
   events.on('backend-connection-error', onError)
   return () => {

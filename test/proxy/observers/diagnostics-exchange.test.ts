@@ -167,8 +167,9 @@ t.test('503: a refused connection names the instance and ECONNREFUSED (a real pr
     instance: `127.0.0.1:${closedPort}`,
     error: 'ECONNREFUSED',
     count: 1,
-    msg: `connection to 127.0.0.1:${closedPort} refused (ECONNREFUSED): nothing listens on that address: CLB retries such a request on another ` +
-      'instance in service, or answers 503 when there is none (CLB-CW BackendConnectionErrors counts each try). Without a health ' +
+    msg: `connection to 127.0.0.1:${closedPort} refused (ECONNREFUSED): nothing listens on that address. A request whose connection is refused or ` +
+      'unreachable is retried on another instance in service when there is one; any other failure the load balancer answers itself, ' +
+      'and its own line says how (CLB-CW BackendConnectionErrors counts each failed connection). Without a health ' +
       'check it stays in service and every request routed to it is tried there first: --health-check (healthCheck) takes it out of service while it fails'
   }, {
     level: 40,
