@@ -283,8 +283,9 @@ t.test('HTTPS health checks honour backendCa: an instance whose certificate does
   const instance = await startInstance(t, { tls: certificates.leaf })
   const f = await startProxyFixture(t, {
     backend: false,
-    timeScale: 0.01,
-    proxy: { backends: [instance.url], healthCheck: 'HTTPS:/health', backendCa: certificates.unrelatedCaFile, healthIntervalSeconds: 5, healthTimeoutSeconds: 2, unhealthyThreshold: 2, healthyThreshold: 2 }
+    // 5 s and 4 s as 300 ms and 240 ms (docs/library.md, timeScale): a TLS check on a loaded machine fits.
+    timeScale: 0.06,
+    proxy: { backends: [instance.url], healthCheck: 'HTTPS:/health', backendCa: certificates.unrelatedCaFile, healthIntervalSeconds: 5, healthTimeoutSeconds: 4, unhealthyThreshold: 2, healthyThreshold: 2 }
   })
   const id = f.proxy.instances()[0]?.InstanceId ?? ''
   const checks: Array<{ passed: boolean, error: string | null }> = []
