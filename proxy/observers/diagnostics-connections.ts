@@ -34,10 +34,9 @@ export interface ConnectionDiagnosticsOptions {
 interface Said {
   error: string
   atMs: number
-  /** Failures since it was last said, and in all. */
+  /** Failures since it was last said (those not said yet, between two lines), and in all. */
   since: number
   total: number
-  unsaid: number
 }
 
 export function subscribeConnectionDiagnostics (events: ClbProxyEvents, logger: Logger, options: ConnectionDiagnosticsOptions): () => void {
@@ -54,17 +53,13 @@ export function subscribeConnectionDiagnostics (events: ClbProxyEvents, logger: 
     if (last !== undefined) {
       last.since++
       last.total++
-      if (last.error === event.error && now - last.atMs < REPEAT_AFTER_MS) {
-        last.unsaid++
-        return
-      }
+      if (last.error === event.error && now - last.atMs < REPEAT_AFTER_MS) return
     }
-    const entry: Said = last ?? { error: event.error, atMs: now, since: 1, total: 1, unsaid: 0 }
+    const entry: Said = last ?? { error: event.error, atMs: now, since: 1, total: 1 }
     const count = last === undefined ? '' : ` (${entry.since} failed connection(s) to it since it was last said)`
     entry.error = event.error
     entry.atMs = now
     entry.since = 0
-    entry.unsaid = 0
     said.set(event.instance, entry)
     logger.warn({ notice: 'backend-connection-error', instanceId: event.instanceId, instance: event.instance, error: event.error, count: entry.total },
       `${describeConnectionError(event.instance, event.error)}${count}. A request whose connection is refused or unreachable is ` +
@@ -75,7 +70,7 @@ export function subscribeConnectionDiagnostics (events: ClbProxyEvents, logger: 
   return () => {
     events.off('backend-connection-error', onError)
     for (const [instance, entry] of said) {
-      if (entry.unsaid === 0) continue
+      if (entry.since === 0) continue
       logger.info({ notice: 'backend-connection-error-total', instance, count: entry.total },
         `connections to ${instance} failed for requests ${entry.total} time(s) in total`)
     }

@@ -7,11 +7,13 @@
 import { once } from 'node:events'
 import net from 'node:net'
 import { pino } from 'pino'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { startClbProxy } from '../../../proxy/library/clb-proxy.js'
 import { keepaliveFix, subscribeKeepaliveDiagnostics } from '../../../proxy/observers/diagnostics-keepalive.js'
 import { MAX_UPGRADE_PATHS, UPGRADE_FIX, subscribeUpgradeDiagnostics } from '../../../proxy/observers/diagnostics-upgrade.js'
 import { ClbProxyEvents } from '../../../proxy/core/events.js'
+import { closedPort } from '../../helpers/raw-backend.js'
+import { REPEAT_AFTER_MS, subscribeConnectionDiagnostics } from '../../../proxy/observers/diagnostics-connections.js'
 
 /** A pino logger whose records are kept, parsed, in `records` (pino writes synchronously). */
 function memoryLogger (): { logger: pino.Logger; records: Array<Record<string, unknown>> } {
@@ -200,17 +202,24 @@ t.test('upgrades: at most MAX_UPGRADE_PATHS paths are remembered; foreign bytes 
   t.equal(records[0]?.protocol, 'web\\x1b[2Jsocket')
 })
 
-t.test('through a real proxy: an instance that closes every kept-alive connection gives one line, and its total at close', async (t) => {
-  // Answers each connection's request with a keep-alive 200, then closes it (FIN), as a backend
-  // whose keep-alive timeout is shorter than the idle timeout does.
+/** A raw instance on 127.0.0.1 whose every connection is handed to `serve`; closed on teardown. Resolves with its `host:port`. */
+async function rawInstance (t: Test, serve: (socket: net.Socket) => void): Promise<string> {
   const server = net.createServer((socket) => {
-    socket.once('data', () => socket.end('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'))
     socket.on('error', () => undefined)
+    serve(socket)
   })
   server.listen(0, '127.0.0.1')
   await once(server, 'listening')
   t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())))
-  const backend = `127.0.0.1:${(server.address() as net.AddressInfo).port}`
+  return `127.0.0.1:${(server.address() as net.AddressInfo).port}`
+}
+
+const OK = 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'
+
+t.test('through a real proxy: an instance that closes every kept-alive connection gives one line, and its total at close', async (t) => {
+  // Answers each connection's request with a keep-alive 200, then closes it (FIN), as a backend
+  // whose keep-alive timeout is shorter than the idle timeout does.
+  const backend = await rawInstance(t, (socket) => socket.once('data', () => socket.end(OK)))
   const { logger, records } = memoryLogger()
   const proxy = await startClbProxy({ listen: '127.0.0.1:0', backends: [`http://${backend}`], accessLog: null, captureDir: null },
     { logger, clock: { nowMicros: () => Date.UTC(2026, 10, 25, 8, 0, 0) * 1000 } })
@@ -228,19 +237,8 @@ t.test('through a real proxy: an instance that closes every kept-alive connectio
 })
 
 t.test('through a real proxy: an instance that refuses connections is said once, though every request retried on the other one answered', async (t) => {
-  const server = net.createServer((socket) => {
-    socket.on('data', () => socket.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'))
-    socket.on('error', () => undefined)
-  })
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())))
-  const alive = `127.0.0.1:${(server.address() as net.AddressInfo).port}`
-  // A port nothing listens on: a server opened and closed again.
-  const gone = net.createServer().listen(0, '127.0.0.1')
-  await once(gone, 'listening')
-  const dead = `127.0.0.1:${(gone.address() as net.AddressInfo).port}`
-  await new Promise<void>((resolve) => gone.close(() => resolve()))
+  const alive = await rawInstance(t, (socket) => socket.on('data', () => socket.write(OK)))
+  const dead = `127.0.0.1:${await closedPort()}`
   const { logger, records } = memoryLogger()
   const proxy = await startClbProxy({ listen: '127.0.0.1:0', backends: [`http://${dead}`, `http://${alive}`], accessLog: null, captureDir: null }, { logger })
   for (let n = 0; n < 4; n++) {
@@ -272,4 +270,29 @@ t.test('through a real proxy: an instance that refuses connections is said once,
       msg: `connections to ${dead} failed for requests ${failures} time(s) in total`
     }
   ], 'one warning for the instance, the total when the proxy stops; the retried requests said nothing else')
+})
+
+t.test('refused connections: said again when the error changes or a minute has passed, with the count since; a total for what was not said', async (t) => {
+  const { logger, records } = memoryLogger()
+  const events = new ClbProxyEvents()
+  let now = 0
+  const unsubscribe = subscribeConnectionDiagnostics(events, logger, { healthChecked: true, nowMs: () => now })
+  const refused = { instanceId: 'i-0123456789abcdef0', instance: '10.0.0.9:3000', error: 'ECONNREFUSED', source: 'request' } as const
+  events.emit('backend-connection-error', refused)
+  events.emit('backend-connection-error', refused)
+  events.emit('backend-connection-error', { ...refused, source: 'health-check' })
+  now = REPEAT_AFTER_MS - 1
+  events.emit('backend-connection-error', refused)
+  now = REPEAT_AFTER_MS
+  events.emit('backend-connection-error', refused)
+  events.emit('backend-connection-error', { ...refused, error: 'EHOSTUNREACH' })
+  events.emit('backend-connection-error', { ...refused, error: 'EHOSTUNREACH' })
+  unsubscribe()
+  t.strictSame(records.map((record) => [record.notice, record.error, record.count, String(record.msg).split('. ')[0]]), [
+    ['backend-connection-error', 'ECONNREFUSED', 1, 'connection to 10.0.0.9:3000 refused (ECONNREFUSED): nothing listens on that address'],
+    ['backend-connection-error', 'ECONNREFUSED', 4, 'connection to 10.0.0.9:3000 refused (ECONNREFUSED): nothing listens on that address (3 failed connection(s) to it since it was last said)'],
+    ['backend-connection-error', 'EHOSTUNREACH', 5, '10.0.0.9:3000 is unreachable (EHOSTUNREACH): no route to the host (1 failed connection(s) to it since it was last said)'],
+    ['backend-connection-error-total', undefined, 6, 'connections to 10.0.0.9:3000 failed for requests 6 time(s) in total']
+  ], 'a health check\'s failure is not this line\'s; the last unsaid failure is in the total')
+  t.notMatch(String(records[0]?.msg), /Without a health check/, 'with health checks, no advice to add them')
 })
