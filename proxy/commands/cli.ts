@@ -12,8 +12,8 @@ import { parseArgs } from 'node:util'
 import type { ClbProxyOptions, ResolvedOptions } from '../core/options.js'
 import { OptionError, quoteValue, resolveOptions } from '../core/resolve-options.js'
 import { EXIT_OK, explainParseFailure, usageError, type CliIo } from './command-line.js'
-import { OPTION_FLAGS, SWITCH_FLAGS, helpText, namesAsFlags } from './option-flags.js'
-import { serve, withDemoHealthCheck } from './serve-command.js'
+import { OPTION_FLAGS, SWITCH_FLAGS, helpText, namesAsFlags, namesAsVariables } from './option-flags.js'
+import { serve, withDemoHealthCheck, type OptionNaming } from './serve-command.js'
 import { readVersion } from './version.js'
 
 
@@ -141,7 +141,22 @@ function describeForCli(error: OptionError, sources: ReadonlyMap<string, FieldSo
     const name = source.isEnv && entry !== null ? `${source.name} entry ${Number(entry[1]) + 1}` : source.name
     return namesAsFlags(error.describeAs(name))
   }
-  return `${source.name} ${namesAsFlags(forTheCommandLine(error.rule))}, got ${quoteValue(source.text)}`
+  const namesAsSource = source.isEnv ? namesAsVariables : namesAsFlags
+  return `${source.name} ${namesAsSource(forTheCommandLine(error.rule))}, got ${quoteValue(source.text)}`
+}
+
+/** Options named as the user set them: the flag, or the environment variable (docs/options.md, Errors). */
+function namingFor (sources: ReadonlyMap<string, FieldSource>): OptionNaming {
+  const nameOf = (field: string): string => {
+    const source = sources.get(field)
+    if (source !== undefined) return source.name
+    const option = OPTION_FLAGS.find((candidate) => candidate.field === field)
+    return option === undefined ? field : `--${option.flag}`
+  }
+  return {
+    nameOf,
+    describe: (error) => sources.has(error.field) ? describeForCli(error, sources) : namesAsFlags(error.describeAs(nameOf(error.field)))
+  }
 }
 
 
@@ -203,5 +218,5 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv, io: CliIo): Pr
     if (error instanceof OptionError) return usageError(io, describeForCli(error, built.sources))
     throw error
   }
-  return serve(built.options, resolved, io)
+  return serve(built.options, resolved, io, namingFor(built.sources))
 }

@@ -524,13 +524,25 @@ export function helpText(): string {
  * knows it: `--tls-key`, `--listener`, `the 2nd --listener`.
  */
 export function namesAsFlags (text: string): string {
+  return namesAs(text, false)
+}
+
+/** namesAsFlags for a value set by an environment variable: the other options named by their variables (CLB_TLS_KEY). */
+export function namesAsVariables (text: string): string {
+  return namesAs(text, true)
+}
+
+function namesAs (text: string, asVariables: boolean): string {
+  const nameOf = (option: OptionFlag): string => asVariables ? option.env : `--${option.flag}`
+  const listener = OPTION_FLAGS.find((option) => option.field === 'listeners') as OptionFlag
+  const listen = OPTION_FLAGS.find((option) => option.field === 'listen') as OptionFlag
   let named = text
-    .replace(/\blisteners\[(\d+)\]/g, (_match, index: string) => `--listener number ${Number(index) + 1}`)
-    .replace(/ with listeners\b/g, ' with --listener')
-    .replace(/ with listen\b/g, ' with --listen')
+    .replace(/\blisteners\[(\d+)\]/g, (_match, index: string) => asVariables ? `${listener.env} entry ${Number(index) + 1}` : `--listener number ${Number(index) + 1}`)
+    .replace(/ with listeners\b/g, ` with ${nameOf(listener)}`)
+    .replace(/ with listen\b/g, ` with ${nameOf(listen)}`)
   for (const option of OPTION_FLAGS) {
     if (!/[A-Z]/.test(option.field)) continue
-    named = named.replace(new RegExp(`\\b${option.field}\\b`, 'g'), `--${option.flag}`)
+    named = named.replace(new RegExp(`\\b${option.field}\\b`, 'g'), nameOf(option))
   }
   return named
 }

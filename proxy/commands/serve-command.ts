@@ -16,7 +16,7 @@ import { CLB_DEFAULTS, instanceProtocolOf, isLayer7 } from '../core/options.js'
 import { formatHealthCheckTarget } from '../core/health-check-target.js'
 import { OptionError } from '../core/resolve-options.js'
 import { EXIT_FAILURE, EXIT_OK, listenForStop, usageError, type CliIo } from './command-line.js'
-import { OPTION_FLAGS, namesAsFlags } from './option-flags.js'
+import { OPTION_FLAGS } from './option-flags.js'
 
 // Entries kept for the admin listener's /entries when the CLI runs with --admin.
 const CLI_RECORDED_ENTRIES_WITH_ADMIN = 1000
@@ -59,11 +59,19 @@ interface DemoRun {
   readonly noInstanceStatusLine: string
 }
 
+/** How the command line names an option: the flag or the environment variable that set it (cli.ts). */
+export interface OptionNaming {
+  /** `--access-log`, or `CLB_ACCESS_LOG` when that variable set it. */
+  nameOf (field: string): string
+  /** A bad option's sentence, naming it so. */
+  describe (error: OptionError): string
+}
+
 /**
  * The proxy modules are imported here, not at the top: --help, --version and a bad option are
  * answered without loading the proxy and its dependencies.
  */
-export async function serve(options: ClbProxyOptions, resolved: ResolvedOptions, io: CliIo): Promise<number> {
+export async function serve(options: ClbProxyOptions, resolved: ResolvedOptions, io: CliIo, naming: OptionNaming): Promise<number> {
   const signals = io.signals ?? process
   const stop = listenForStop(signals)
   let demo: DemoRun | undefined
@@ -134,11 +142,8 @@ export async function serve(options: ClbProxyOptions, resolved: ResolvedOptions,
       })
     } catch (error) {
       // A file an option names that cannot be used (tlsCert, tlsKey, backendCa), found at start.
-      if (error instanceof OptionError) {
-        const flag = OPTION_FLAGS.find((option) => option.field === error.field)
-        return usageError(io, flag === undefined ? error.message : namesAsFlags(error.describeAs(`--${flag.flag}`)))
-      }
-      io.stderr.write(`clb-proxy: ${describeStartFailure(error, resolved)}\n`)
+      if (error instanceof OptionError) return usageError(io, naming.describe(error))
+      io.stderr.write(`clb-proxy: ${describeStartFailure(error, resolved, naming)}\n`)
       return EXIT_FAILURE
     }
 
@@ -426,7 +431,7 @@ function demoHealthBlock(proxy: ClbProxy, demo: DemoRun, userOptions: ClbProxyOp
 }
 
 /** EADDRINUSE and friends as one line that names the address; anything else by its message. */
-function describeStartFailure(error: unknown, resolved: ResolvedOptions): string {
+function describeStartFailure(error: unknown, resolved: ResolvedOptions, naming: OptionNaming): string {
   const systemError = error as NodeJS.ErrnoException & { address?: unknown; port?: unknown; hostname?: unknown }
   // The admin listener opens after the proxy's own: an address only it asked for is its failure.
   const admin = resolved.admin
@@ -449,23 +454,26 @@ function describeStartFailure(error: unknown, resolved: ResolvedOptions): string
     return `cannot open the access log ${systemError.path}: ${describeSystemError(error)}`
   }
   if (systemError.syscall === 'mkdir' && typeof systemError.path === 'string') {
-    return `cannot create the folder ${systemError.path}${folderOwner(systemError.path, resolved)}: ${describeSystemError(error)}`
+    return `cannot create the folder ${systemError.path}${folderOwner(systemError.path, resolved, naming)}: ${describeSystemError(error)}`
   }
   return `cannot start: ${describeSystemError(error)}`
 }
 
-/** ` for --flag` when the folder is on the path of that option's value (the options that create folders). */
-function folderOwner (folder: string, resolved: ResolvedOptions): string {
+/**
+ * ` for --flag` (or ` for CLB_VARIABLE`, as it was set) when the folder is on the path of that
+ * option's value (the options that create folders).
+ */
+function folderOwner (folder: string, resolved: ResolvedOptions, naming: OptionNaming): string {
   const target = path.resolve(folder)
   const owners: Array<[string, string | null]> = [
-    ['--access-log', resolved.accessLog === '-' ? null : resolved.accessLog],
-    ['--access-log-dir', resolved.accessLogDir],
-    ['--capture-dir', resolved.captureDir]
+    ['accessLog', resolved.accessLog === '-' ? null : resolved.accessLog],
+    ['accessLogDir', resolved.accessLogDir],
+    ['captureDir', resolved.captureDir]
   ]
-  for (const [flag, value] of owners) {
+  for (const [field, value] of owners) {
     if (value === null) continue
     const resolvedValue = path.resolve(value)
-    if (resolvedValue === target || resolvedValue.startsWith(`${target}${path.sep}`)) return ` for ${flag}`
+    if (resolvedValue === target || resolvedValue.startsWith(`${target}${path.sep}`)) return ` for ${naming.nameOf(field)}`
   }
   return ''
 }

@@ -552,6 +552,31 @@ t.test('a folder an option needs that cannot be created exits 1 with one line na
   t.equal(listenCalls.args().length, 0, 'no server called listen()')
 })
 
+t.test('a file or folder set by an environment variable is named by that variable when it cannot be used (docs/options.md, Errors: the variable that was set)', async (t) => {
+  const directory = t.testdir({ logs: 'a file, not a folder' })
+  const inTheWay = join(directory, 'logs')
+  const missing = join(directory, 'missing.pem')
+  const listenCalls = t.capture(net.Server.prototype, 'listen')
+  const backends = { CLB_LISTEN: '127.0.0.1:0', CLB_BACKENDS: 'http://127.0.0.1:1' }
+  t.strictSame(await runCli([], { ...backends, CLB_BACKEND_CA: missing }), {
+    code: 2,
+    stdout: '',
+    stderr: `clb-proxy: CLB_BACKEND_CA must be a readable file (ENOENT), got "${missing}"\n${TRY_HELP}`
+  })
+  t.strictSame(await runCli([], { ...backends, CLB_ACCESS_LOG: join(inTheWay, 'access.log') }), {
+    code: 1,
+    stdout: '',
+    stderr: `clb-proxy: cannot create the folder ${inTheWay} for CLB_ACCESS_LOG: a file of that name is in the way (EEXIST)\n`
+  })
+  // The other option a rule names is named the same way as the one the user set.
+  t.strictSame(await runCli([], { ...backends, CLB_TLS_CERT: 'c.pem' }), {
+    code: 2,
+    stdout: '',
+    stderr: `clb-proxy: CLB_TLS_CERT must be given together with CLB_TLS_KEY (a certificate and its private key), got "c.pem"\n${TRY_HELP}`
+  })
+  t.equal(listenCalls.args().length, 0, 'no server called listen()')
+})
+
 t.test('--admin starts the admin listener and prints its URL', async (t) => {
   const backend = await answeringOk(t)
   const stdout = new Sink()
