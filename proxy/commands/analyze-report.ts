@@ -38,14 +38,17 @@ export interface AnalyzeReport {
   readonly otherSignatures: number
   readonly keepAlive: {
     readonly count: number
+    /** Requests an instance answered; with none, there is no answered request to compare with the idle timeout. */
+    readonly answeredRequests: number
     readonly slowestAnsweredSeconds: number
     /** The idle timeout the report was built for (`--idle-timeout`; CLB's default 60 s). */
     readonly idleTimeoutSeconds: number
     /**
-     * The slowest answered request took less than half the idle timeout: these 504s are most likely
-     * the keep-alive race. Otherwise requests slower than the idle timeout may explain some or all.
+     * true: the slowest answered request took less than half the idle timeout, so these 504s are
+     * most likely the keep-alive race; false: requests slower than the idle timeout may explain
+     * some or all; null: no request was answered, so the log cannot tell.
      */
-    readonly likelyKeepAliveRace: boolean
+    readonly likelyKeepAliveRace: boolean | null
     readonly advice: string
   } | null
 }
@@ -126,9 +129,11 @@ export function buildReport (stats: AnalyzeStats, files: number, settings: Repor
       ? null
       : {
           count: keepAliveCount,
+          answeredRequests: stats.answeredRequests,
           slowestAnsweredSeconds: seconds(stats.answeredMaxMicros),
           idleTimeoutSeconds: settings.idleTimeoutSeconds,
-          likelyKeepAliveRace: seconds(stats.answeredMaxMicros) < settings.idleTimeoutSeconds * SLOW_SHARE_OF_IDLE_TIMEOUT,
+          // A 504 of an idle timeout is logged -1 (CLB-LOGS rows 5-7): with no answered request there is nothing to compare.
+          likelyKeepAliveRace: stats.answeredRequests === 0 ? null : seconds(stats.answeredMaxMicros) < settings.idleTimeoutSeconds * SLOW_SHARE_OF_IDLE_TIMEOUT,
           advice: keepAliveAdvice(settings.idleTimeoutSeconds)
         }
   }

@@ -120,6 +120,8 @@ export class AnalyzeStats {
   /** Key `elb backend hasBackend allMinusOne`, see signatureOf(). */
   readonly signatures = new Map<string, number>()
   otherSignatures = 0
+  /** Requests an instance answered (a backend status the load balancer passed on, or an ELB status below 400 with one). */
+  answeredRequests = 0
   /** Slowest measured backend_processing_time of a request the backend answered, in microseconds. */
   answeredMaxMicros = 0
 
@@ -159,13 +161,13 @@ export class AnalyzeStats {
     const elb = f.elbStatus
     const backend = f.backendStatus
     if (elb < 0) this.noStatus++
-    if (elb < 400) {
-      if (backend >= 100 && f.backendMicros > this.answeredMaxMicros) this.answeredMaxMicros = f.backendMicros
-      return
-    }
     // Backend-generated: the load balancer passed on the instance's own status (KC-502).
     const fromBackend = backend === elb
-    if (fromBackend && f.backendMicros > this.answeredMaxMicros) this.answeredMaxMicros = f.backendMicros
+    if (backend >= 100 && (elb < 400 || fromBackend)) {
+      this.answeredRequests++
+      if (f.backendMicros > this.answeredMaxMicros) this.answeredMaxMicros = f.backendMicros
+    }
+    if (elb < 400) return
     if (elb < 500) {
       if (fromBackend) { this.backend4xx++; bucket.backend4xx++ } else { this.elb4xx++; bucket.elb4xx++ }
     } else {

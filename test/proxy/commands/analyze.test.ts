@@ -554,3 +554,23 @@ t.test('standard input is not touched unless - is named (reading process.stdin o
   t.equal(await run(['analyze', join(dir, 'a.log')], {}, io), 0)
   t.equal(touched, 0)
 })
+
+t.test('504s with no answered request at all: no keep-alive verdict, the log cannot tell (KC-504)', async (t) => {
+  const ts = '2026-12-04T07:00:01.000001Z'
+  const req = '"GET http://h:80/x HTTP/1.1" "ua" - -'
+  const dir = t.testdir({ 'a.log': `${ts} lb 1.2.3.4:5 - -1 -1 -1 504 0 0 0 ${req}\n${ts} lb 1.2.3.4:6 - -1 -1 -1 504 0 0 0 ${req}\n` })
+  const log = join(dir, 'a.log')
+  const { code, stdout } = await analyze([log])
+  t.equal(code, 0)
+  t.match(stdout, 'Keep-alive signature: 2 504s with no backend and -1 timings.\n' +
+    '  No request was answered by an instance in these lines, so the log cannot tell the idle-timeout cause\n' +
+    '  (KC-504: "The most common reason for an HTTP 504 error is that a corresponding instance didn\'t respond to the request within the configured idle timeout")\n' +
+    '  from instances closing kept-alive connections early. The CloudWatch Latency metric (data points at the idle\n' +
+    '  timeout) or the instance\'s own logs (a request it never logged) tell which.\n' +
+    '  Fix of the keep-alive race: Set the backend keep-alive timeout')
+  t.notMatch(stdout, 'far below')
+  t.match((await analyzeJson([log])).keepAlive, { count: 2, answeredRequests: 0, slowestAnsweredSeconds: 0, likelyKeepAliveRace: null })
+  const out = join(dir, 'r.html')
+  t.equal((await analyze([log, '--html', out])).code, 0)
+  t.match(readFileSync(out, 'utf8'), '<p>2 504s with no backend and -1 timings. No request was answered by an instance in these lines, so the log cannot tell the idle-timeout cause (KC-504: &#34;The most common')
+})
