@@ -19,13 +19,16 @@ function bucketLabel (report: AnalyzeReport): string {
   return report.bucketMinutes === 1 ? 'minute' : `${report.bucketMinutes} minutes`
 }
 
+/** Our choice: the slowest answered request under this share of the idle timeout is "far below it" (docs/analyze.md). */
+const FAR_BELOW_SHARE = 0.1
+
 /** KC-504, the cause an unanswered log cannot rule out. */
 const KC_504_MOST_COMMON = 'KC-504: "The most common reason for an HTTP 504 error is that a corresponding instance didn\'t respond to the request within the configured idle timeout"'
 
 /** What the 504s of the keep-alive signature most likely are, in lines of the text report (the HTML page joins them). */
 function keepAliveVerdict (keepAlive: NonNullable<AnalyzeReport['keepAlive']>): string[] {
   const idle = keepAlive.idleTimeoutSeconds
-  if (keepAlive.likelyKeepAliveRace === null) {
+  if (keepAlive.verdict === 'no answered request') {
     return [
       'No request was answered by an instance in these lines, so the log cannot tell the idle-timeout cause',
       `(${KC_504_MOST_COMMON})`,
@@ -33,10 +36,22 @@ function keepAliveVerdict (keepAlive: NonNullable<AnalyzeReport['keepAlive']>): 
       'timeout) or the instance\'s own logs (a request it never logged) tell which.'
     ]
   }
+  if (keepAlive.verdict === 'paths never answered') {
+    const never = keepAlive.neverAnsweredPaths
+    return [
+      `${never.count} of these ${keepAlive.count} 504s are on paths no instance answered in these lines: ${never.rows.map((row) => `${terminalSafe(row.path)} (${row.errors})`).join(', ')}${never.paths > never.rows.length ? ` and ${never.paths - never.rows.length} more` : ''}.`,
+      'A request that timed out is logged with backend:port - and -1 timings (CLB-LOGS), so no answered line shows how slow',
+      `these paths are: they are the likely idle-timeout cause (${KC_504_MOST_COMMON}),`,
+      `not the keep-alive race: make them answer within the idle timeout of ${idle} s (--idle-timeout) or raise it.`
+    ]
+  }
+  const share = keepAlive.slowestAnsweredSeconds / idle
   return [
     `The slowest request an instance answered took ${secs(keepAlive.slowestAnsweredSeconds)} (backend_processing_time), against an idle timeout of ${idle} s (--idle-timeout);`,
-    keepAlive.likelyKeepAliveRace
-      ? 'far below it, so these 504s are most likely instances closing kept-alive connections early.'
+    keepAlive.verdict === 'keep-alive race'
+      ? share < FAR_BELOW_SHARE
+        ? 'far below it, so these 504s are most likely instances closing kept-alive connections early.'
+        : 'under half of it, so these 504s are more likely instances closing kept-alive connections early, but requests slower than the idle timeout may cause some.'
       : 'close to it: requests slower than the idle timeout may cause some or all of these 504s (CLB-HTTPERR 504: the application' +
         ' did not answer within the idle timeout); then the fix is a faster answer or a longer idle timeout.'
   ]

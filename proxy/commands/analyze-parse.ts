@@ -37,6 +37,8 @@ export interface ClbLineFields {
   urlEnd: number
   /** `"- - - "`: a TCP/SSL listener line (CLB-LOGS). */
   isTcp: boolean
+  /** FNV-1a hash of the URL's path (pathOfUrl's grouping, without the cut), to tell whether a path was ever answered without a string per line. */
+  pathHash: number
 }
 
 export function emptyFields (): ClbLineFields {
@@ -52,7 +54,8 @@ export function emptyFields (): ClbLineFields {
     backendStatus: 0,
     urlStart: 0,
     urlEnd: 0,
-    isTcp: false
+    isTcp: false,
+    pathHash: 0
   }
 }
 
@@ -192,7 +195,31 @@ export function parseClbLine (buf: Uint8Array, start: number, end: number, out: 
     out.urlStart = urlStart
     out.urlEnd = urlEnd
   }
+  out.pathHash = hashPath(buf, out.urlStart, out.urlEnd)
   return true
+}
+
+const SLASH = 47
+const QUESTION = 63
+const FNV_OFFSET = 0x811c9dc5
+const FNV_PRIME = 0x01000193
+
+/** FNV-1a over the path of the URL buf[start, end) as pathOfUrl (analyze-stats.ts) groups it: after `scheme://host`, before `?`, `/` when empty. */
+function hashPath (buf: Uint8Array, start: number, end: number): number {
+  let from = start
+  for (let i = start + 1; i < end - 2 && i < start + 8; i++) {
+    if (buf[i] === COLON && buf[i + 1] === SLASH && buf[i + 2] === SLASH) {
+      from = i + 3
+      while (from < end && buf[from] !== SLASH) from++
+      break
+    }
+  }
+  let to = from
+  while (to < end && buf[to] !== QUESTION) to++
+  if (to === from) return Math.imul(FNV_OFFSET ^ SLASH, FNV_PRIME) >>> 0
+  let hash = FNV_OFFSET
+  for (let i = from; i < to; i++) hash = Math.imul(hash ^ (buf[i] as number), FNV_PRIME) >>> 0
+  return hash
 }
 
 /** A text line, for tests and small inputs: the fields, or null when it is not a CLB line. */

@@ -49,6 +49,14 @@ export interface AnalyzeReport {
      * some or all; null: no request was answered, so the log cannot tell.
      */
     readonly likelyKeepAliveRace: boolean | null
+    /** The verdict behind likelyKeepAliveRace, by name (docs/analyze.md). */
+    readonly verdict: 'no answered request' | 'paths never answered' | 'keep-alive race' | 'slow requests possible'
+    /**
+     * The 504s of the signature on paths no request of the input was answered on (a request that
+     * timed out is logged -1 too), and the first of those paths; at least half of the 504s there
+     * makes them the likely idle-timeout cause (likelyKeepAliveRace false).
+     */
+    readonly neverAnsweredPaths: { readonly count: number, readonly paths: number, readonly rows: ReadonlyArray<{ readonly path: string, readonly errors: number }> }
     readonly advice: string
   } | null
 }
@@ -66,6 +74,20 @@ export function keepAliveAdvice (idleTimeoutSeconds: number): string {
 
 /** Requests slower than this share of the idle timeout make a slow application a plausible cause of 504s too. */
 const SLOW_SHARE_OF_IDLE_TIMEOUT = 0.5
+/** Our choice: this share of the keep-alive 504s on never-answered paths makes those paths the likely cause (docs/analyze.md). */
+const NEVER_ANSWERED_SHARE = 0.5
+/** Never-answered paths listed. */
+const NEVER_ANSWERED_LISTED = 5
+
+/** The keep-alive 504s on paths that no request of the input was answered on; none said when the answered paths overflowed. */
+function neverAnsweredPaths (stats: AnalyzeStats): { count: number, paths: number, rows: Array<{ path: string, errors: number }> } {
+  if (stats.answeredPathsOverflow) return { count: 0, paths: 0, rows: [] }
+  const rows = stats.keepAlivePaths.top(Number.POSITIVE_INFINITY).flatMap(([key, errors]) => {
+    const space = key.indexOf(' ')
+    return stats.answeredPaths.has(Number(key.slice(0, space))) ? [] : [{ path: key.slice(space + 1), errors }]
+  }).sort((a, b) => b.errors - a.errors || (a.path < b.path ? -1 : 1))
+  return { count: rows.reduce((sum, row) => sum + row.errors, 0), paths: rows.length, rows: rows.slice(0, NEVER_ANSWERED_LISTED) }
+}
 
 function cause (elb: number, backend: number, hasBackend: boolean, allMinusOne: boolean): { generatedBy: 'elb' | 'backend', cause: string, source: string } {
   if (backend === elb) return { generatedBy: 'backend', cause: `the instance itself answered ${elb}; the load balancer passed it on (counted in HTTPCode_Backend_${Math.floor(elb / 100)}XX)`, source: 'KC-502, spec §2.1, §3.4' }
@@ -107,6 +129,13 @@ export function buildReport (stats: AnalyzeStats, files: number, settings: Repor
   }).sort((a, b) => b.count - a.count || (a.elbStatus < b.elbStatus ? -1 : 1))
   const keepAliveCount = signatures.filter((s) => s.elbStatus === '504' && s.backend === 'none' && s.timings === 'all -1').reduce((sum, s) => sum + s.count, 0)
   const latency: LatencyHistogram = stats.latency
+  const neverAnswered = neverAnsweredPaths(stats)
+  // A 504 of an idle timeout is logged -1 (CLB-LOGS rows 5-7): its time is in no answered line.
+  const verdict = stats.answeredRequests === 0
+    ? 'no answered request' as const
+    : neverAnswered.count >= keepAliveCount * NEVER_ANSWERED_SHARE
+      ? 'paths never answered' as const
+      : seconds(stats.answeredMaxMicros) < settings.idleTimeoutSeconds * SLOW_SHARE_OF_IDLE_TIMEOUT ? 'keep-alive race' as const : 'slow requests possible' as const
   return {
     files,
     lines: stats.lines,
@@ -132,8 +161,9 @@ export function buildReport (stats: AnalyzeStats, files: number, settings: Repor
           answeredRequests: stats.answeredRequests,
           slowestAnsweredSeconds: seconds(stats.answeredMaxMicros),
           idleTimeoutSeconds: settings.idleTimeoutSeconds,
-          // A 504 of an idle timeout is logged -1 (CLB-LOGS rows 5-7): with no answered request there is nothing to compare.
-          likelyKeepAliveRace: stats.answeredRequests === 0 ? null : seconds(stats.answeredMaxMicros) < settings.idleTimeoutSeconds * SLOW_SHARE_OF_IDLE_TIMEOUT,
+          likelyKeepAliveRace: verdict === 'no answered request' ? null : verdict === 'keep-alive race',
+          verdict,
+          neverAnsweredPaths: neverAnswered,
           advice: keepAliveAdvice(settings.idleTimeoutSeconds)
         }
   }

@@ -15,6 +15,8 @@ export const TOP_CAPACITY = 1000
 export const TOP_LISTED = 10
 export const MAX_UNPARSEABLE_LISTED = 20
 const MAX_SIGNATURES = 256
+/** Our choice: answered paths remembered (as 32-bit hashes, about 2 MB); past it, a path not among them is not called never answered. */
+export const MAX_ANSWERED_PATHS = 65536
 const UNPARSEABLE_TEXT_MAX = 200
 
 /** Log-scale histogram of microseconds: 32 buckets per power of two, ±1.1% (fixed size). */
@@ -124,6 +126,11 @@ export class AnalyzeStats {
   answeredRequests = 0
   /** Slowest measured backend_processing_time of a request the backend answered, in microseconds. */
   answeredMaxMicros = 0
+  /** Hashes of the paths of answered requests (hashPath, analyze-parse.ts), up to MAX_ANSWERED_PATHS. */
+  readonly answeredPaths = new Set<number>()
+  answeredPathsOverflow = false
+  /** 504s of the keep-alive signature by `hash path`: the paths they were on, to check against answeredPaths. */
+  readonly keepAlivePaths = new BoundedTop()
 
   addUnparseable (file: string, line: number, text: string): void {
     this.lines++
@@ -166,6 +173,8 @@ export class AnalyzeStats {
     if (backend >= 100 && (elb < 400 || fromBackend)) {
       this.answeredRequests++
       if (f.backendMicros > this.answeredMaxMicros) this.answeredMaxMicros = f.backendMicros
+      if (this.answeredPaths.size < MAX_ANSWERED_PATHS) this.answeredPaths.add(f.pathHash)
+      else if (!this.answeredPaths.has(f.pathHash)) this.answeredPathsOverflow = true
     }
     if (elb < 400) return
     if (elb < 500) {
@@ -174,13 +183,18 @@ export class AnalyzeStats {
       if (fromBackend) { this.backend5xx++; bucket.backend5xx++ } else { this.elb5xx++; bucket.elb5xx++ }
       if (elb === 502 && backend === 502) this.both502++
     }
-    const signature = `${elb} ${backend} ${f.hasBackend ? 1 : 0} ${f.requestMicros === -1 && f.backendMicros === -1 && f.responseMicros === -1 ? 1 : 0}`
+    const allMinusOne = f.requestMicros === -1 && f.backendMicros === -1 && f.responseMicros === -1
+    const signature = `${elb} ${backend} ${f.hasBackend ? 1 : 0} ${allMinusOne ? 1 : 0}`
     const seen = this.signatures.get(signature)
     if (seen !== undefined) this.signatures.set(signature, seen + 1)
     else if (this.signatures.size < MAX_SIGNATURES) this.signatures.set(signature, 1)
     else this.otherSignatures++
     if (f.hasBackend) this.instanceErrors.add(text(f.backendStart, f.backendEnd))
-    if (f.urlEnd > f.urlStart) this.pathErrors.add(pathOfUrl(text(f.urlStart, f.urlEnd)))
+    if (f.urlEnd > f.urlStart) {
+      const path = pathOfUrl(text(f.urlStart, f.urlEnd))
+      this.pathErrors.add(path)
+      if (elb === 504 && !f.hasBackend && allMinusOne) this.keepAlivePaths.add(`${f.pathHash} ${path}`)
+    }
   }
 
   private widenBuckets (): void {

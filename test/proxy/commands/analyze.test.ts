@@ -12,7 +12,7 @@ import { analyzeFiles } from '../../../proxy/commands/analyze-command.js'
 import { emptyFields, parseClbLine, parseClbLineText } from '../../../proxy/commands/analyze-parse.js'
 import { listInputs, MAX_LINE_BYTES, Progress, readFailure } from '../../../proxy/commands/analyze-read.js'
 import { buildReport, type AnalyzeReport } from '../../../proxy/commands/analyze-report.js'
-import { BoundedTop, LatencyHistogram, MAX_TIME_BUCKETS, MAX_UNPARSEABLE_LISTED, TOP_CAPACITY } from '../../../proxy/commands/analyze-stats.js'
+import { AnalyzeStats, BoundedTop, LatencyHistogram, MAX_ANSWERED_PATHS, MAX_TIME_BUCKETS, MAX_UNPARSEABLE_LISTED, TOP_CAPACITY } from '../../../proxy/commands/analyze-stats.js'
 import { renderHtml, renderText } from '../../../proxy/commands/analyze-output.js'
 import { formatAccessLogLine } from '../../../proxy/observers/access-log-format.js'
 import { REPO_ROOT } from '../../helpers/repo.js'
@@ -573,4 +573,46 @@ t.test('504s with no answered request at all: no keep-alive verdict, the log can
   const out = join(dir, 'r.html')
   t.equal((await analyze([log, '--html', out])).code, 0)
   t.match(readFileSync(out, 'utf8'), '<p>2 504s with no backend and -1 timings. No request was answered by an instance in these lines, so the log cannot tell the idle-timeout cause (KC-504: &#34;The most common')
+})
+
+t.test('504s on paths never answered are the likely idle-timeout cause, not the keep-alive race; "far below" only under a tenth', async (t) => {
+  const ts = '2026-12-04T07:00:01.000001Z'
+  const answered = (path: string, seconds: string): string => `${ts} lb 1.2.3.4:5 10.0.0.1:80 0.000012 ${seconds} 0.00002 200 200 0 5 "GET http://h:80${path}?q=1 HTTP/1.1" "ua" - -`
+  const timedOut = (path: string): string => `${ts} lb 1.2.3.4:5 - -1 -1 -1 504 0 0 0 "GET http://h:80${path} HTTP/1.1" "ua" - -`
+  // A request that timed out is logged -1 (CLB-LOGS): /api/report is slow, but no answered line shows it.
+  const dir = t.testdir({
+    'never.log': [answered('/x', '0.001'), timedOut('/api/report'), timedOut('/api/report'), timedOut('/api/report'), timedOut('/x')].join('\n'),
+    'half.log': [answered('/x', '0.499'), timedOut('/x')].join('\n'),
+    'many.log': [answered('/x', '0.001'), ...['/a', '/b', '/c', '/d', '/e', '/f', '/g'].map(timedOut)].join('\n')
+  })
+  const never = await analyze([join(dir, 'never.log')])
+  t.match(never.stdout, 'Keep-alive signature: 4 504s with no backend and -1 timings.\n' +
+    '  3 of these 4 504s are on paths no instance answered in these lines: /api/report (3).\n' +
+    '  A request that timed out is logged with backend:port - and -1 timings (CLB-LOGS), so no answered line shows how slow\n' +
+    '  these paths are: they are the likely idle-timeout cause (KC-504: "The most common reason for an HTTP 504 error is that a corresponding instance didn\'t respond to the request within the configured idle timeout"),\n' +
+    '  not the keep-alive race: make them answer within the idle timeout of 60 s (--idle-timeout) or raise it.\n' +
+    '  Fix of the keep-alive race: ')
+  t.notMatch(never.stdout, 'far below')
+  t.match((await analyzeJson([join(dir, 'never.log')])).keepAlive, { count: 4, likelyKeepAliveRace: false, verdict: 'paths never answered', neverAnsweredPaths: { count: 3, paths: 1, rows: [{ path: '/api/report', errors: 3 }] } })
+  t.match((await analyze([join(dir, 'many.log')])).stdout, 'on paths no instance answered in these lines: /a (1), /b (1), /c (1), /d (1), /e (1) and 2 more.\n')
+  const half = await analyze([join(dir, 'half.log'), '--idle-timeout', '1'])
+  t.match(half.stdout, '  The slowest request an instance answered took 0.499 s (backend_processing_time), against an idle timeout of 1 s (--idle-timeout);\n' +
+    '  under half of it, so these 504s are more likely instances closing kept-alive connections early, but requests slower than the idle timeout may cause some.\n' +
+    '  Fix: ')
+  t.match((await analyzeJson([join(dir, 'half.log'), '--idle-timeout', '1'])).keepAlive, { likelyKeepAliveRace: true, verdict: 'keep-alive race', neverAnsweredPaths: { count: 0, paths: 0, rows: [] } })
+  t.match((await analyze([join(dir, 'half.log'), '--idle-timeout', '5'])).stdout, '  far below it, so these 504s')
+})
+
+t.test('past MAX_ANSWERED_PATHS answered paths, no path is called never answered', async (t) => {
+  const stats = new AnalyzeStats()
+  const add = (line: string): void => {
+    const fields = parseClbLineText(line)
+    if (fields === null) throw new Error(line)
+    stats.add(fields, (start, end) => Buffer.from(line).toString('utf8', start, end))
+  }
+  const ts = '2026-12-04T07:00:01.000001Z'
+  for (let i = 0; i <= MAX_ANSWERED_PATHS; i++) add(`${ts} lb 1.2.3.4:5 10.0.0.1:80 0.000012 0.001 0.00002 200 200 0 5 "GET http://h:80/p${i} HTTP/1.1" "ua" - -`)
+  add(`${ts} lb 1.2.3.4:5 - -1 -1 -1 504 0 0 0 "GET http://h:80/new HTTP/1.1" "ua" - -`)
+  t.equal(stats.answeredPaths.size, MAX_ANSWERED_PATHS)
+  t.match(buildReport(stats, 1).keepAlive, { verdict: 'keep-alive race', neverAnsweredPaths: { count: 0, rows: [] } })
 })
