@@ -111,7 +111,15 @@ export function renderText (report: AnalyzeReport): string {
   }
   if (report.unparseable.count > 0) {
     out.push(`Unparseable lines: ${report.unparseable.count}${report.unparseable.count > report.unparseable.listed.length ? ` (the first ${report.unparseable.listed.length} listed)` : ''}`)
-    for (const u of report.unparseable.listed) out.push(`  ${terminalSafe(u.file)}:${u.line}: ${terminalSafe(u.text)}`)
+    // The file once, as a heading: an S3 name is over 100 characters, and the line's text must stay visible.
+    let file: string | null = null
+    for (const u of report.unparseable.listed) {
+      if (u.file !== file) {
+        file = u.file
+        out.push(`  ${terminalSafe(file)}:`)
+      }
+      out.push(`    ${u.line}: ${terminalSafe(u.text)}`)
+    }
     out.push('')
   }
   return out.join('\n')

@@ -18,6 +18,12 @@ const MAX_SIGNATURES = 256
 /** Our choice: answered paths remembered (as 32-bit hashes, about 2 MB); past it, a path not among them is not called never answered. */
 export const MAX_ANSWERED_PATHS = 65536
 const UNPARSEABLE_TEXT_MAX = 200
+/**
+ * The start of an ALB access-log line: "type time elb ..." where type is one of "http", "https",
+ * "h2", "grpcs", "ws", "wss" (ALB-DOCS, "Access log entries": the first field is the type of
+ * request or connection); a CLB line starts with its timestamp.
+ */
+const ALB_LINE_START = /^(?:https?|h2|grpcs|wss?) \d{4}-\d\d-\d\dT/
 
 /** Log-scale histogram of microseconds: 32 buckets per power of two, ±1.1% (fixed size). */
 export class LatencyHistogram {
@@ -132,9 +138,18 @@ export class AnalyzeStats {
   /** 504s of the keep-alive signature by `hash path`: the paths they were on, to check against answeredPaths. */
   readonly keepAlivePaths = new BoundedTop()
 
+  /** Unparseable lines that begin as an Application Load Balancer line does: `type timestamp` (ALB_LINE_START). */
+  albLines = 0
+
+  /** Lines read as CLB lines, whatever their listener. */
+  get clbLines (): number {
+    return this.lines - this.blankLines - this.unparseable
+  }
+
   addUnparseable (file: string, line: number, text: string): void {
     this.lines++
     this.unparseable++
+    if (ALB_LINE_START.test(text)) this.albLines++
     if (this.unparseableListed.length < MAX_UNPARSEABLE_LISTED) {
       this.unparseableListed.push({ file, line, text: text.length > UNPARSEABLE_TEXT_MAX ? `${text.slice(0, UNPARSEABLE_TEXT_MAX)}…` : text })
     }

@@ -160,7 +160,12 @@ t.test('unparseable lines are counted with file:line, the first 20 listed; blank
   t.equal(report.unparseable.listed.length, MAX_UNPARSEABLE_LISTED)
   t.strictSame(report.unparseable.listed.slice(0, 3).map((u) => `${u.file}:${u.line}: ${u.text}`), [`${file}:2: garbage 1`, `${file}:5: not a line 0`, `${file}:6: not a line 1`])
   const text = await analyze([file])
-  t.match(text.stdout, `Unparseable lines: 32 (the first 20 listed)\n  ${file}:2: garbage 1`)
+  t.match(text.stdout, `Unparseable lines: 32 (the first 20 listed)\n  ${file}:\n    2: garbage 1\n    5: not a line 0\n`)
+  // The file name once as a heading: an S3 name of 120 characters leaves the line's text in view.
+  const s3Name = join(dir, '123456789012_elasticloadbalancing_us-east-1_my-loadbalancer-with-a-long-name_20240101T0010Z_10.0.0.9_abcd1234.log')
+  writeFileSync(s3Name, 'garbage 2\n')
+  t.match((await analyze([file, s3Name])).stdout, `  ${file}:\n    2: garbage 1\n    5: not a line 0\n`)
+  t.match((await analyze([s3Name, file])).stdout, `Unparseable lines: 33 (the first 20 listed)\n  ${s3Name}:\n    1: garbage 2\n  ${file}:\n    2: garbage 1\n`)
 })
 
 t.test('field checks: each malformed field makes the line unparseable', async (t) => {
@@ -338,7 +343,7 @@ t.test('a FIFO (a pipe, a process substitution) is read as a stream, plain or gz
 
 t.test('- reads standard input, plain or gzip; it can be named once', async (t) => {
   const body = `${Array.from({ length: 300 }, (_, i) => generatedLine(i)).join('\n')}\n`
-  const dir = t.testdir({ 'all.log': body, 'bad.log': 'not a line\n' })
+  const dir = t.testdir({ 'all.log': body, 'bad.log': `not a line\n${generatedLine(8)}\n` })
   const expected = await analyzeJson([join(dir, 'all.log')])
   for (const [name, bytes] of [['plain', Buffer.from(body)], ['gzip', gzipSync(body)]] as const) {
     // Two chunks, the first of one byte: the gzip magic bytes are sniffed across chunks.
@@ -540,7 +545,7 @@ t.test('bounded by bytes: a path key is cut to MAX_PATH_CHARS; a timing too long
   t.equal(long.length, MAX_PATH_CHARS + 3)
   t.ok(long.endsWith('...'))
   t.equal(pathOfUrl('http://h:80/short?q'), '/short')
-  const dir = t.testdir({ 'a.log': `2024-01-01T00:00:01.000001Z lb 1.2.3.4:5 10.0.0.1:80 0.1 ${'9'.repeat(400)} 0.1 200 200 0 1 "GET http://h:80/x HTTP/1.1" "ua" - -\n` })
+  const dir = t.testdir({ 'a.log': `2024-01-01T00:00:01.000001Z lb 1.2.3.4:5 10.0.0.1:80 0.1 ${'9'.repeat(400)} 0.1 200 200 0 1 "GET http://h:80/x HTTP/1.1" "ua" - -\n${generatedLine(8)}\n` })
   const stdout = new Sink()
   const stderr = new Sink()
   t.equal(await run(['analyze', join(dir, 'a.log'), '--json'], {}, { stdout, stderr }), 0)
@@ -615,4 +620,30 @@ t.test('past MAX_ANSWERED_PATHS answered paths, no path is called never answered
   add(`${ts} lb 1.2.3.4:5 - -1 -1 -1 504 0 0 0 "GET http://h:80/new HTTP/1.1" "ua" - -`)
   t.equal(stats.answeredPaths.size, MAX_ANSWERED_PATHS)
   t.match(buildReport(stats, 1).keepAlive, { verdict: 'keep-alive race', neverAnsweredPaths: { count: 0, rows: [] } })
+})
+
+t.test('an input with no CLB line (an ALB log, nginx, a binary file) is refused: named, exit 2, no report', async (t) => {
+  const alb = [
+    'http 2018-07-02T22:23:00.186641Z app/my-loadbalancer/50dc6c495c0c9188 192.168.131.39:2817 10.0.0.1:80 0.000 0.001 0.000 200 200 34 366 "GET http://www.example.com:80/ HTTP/1.1" "curl/7.46.0" - - arn:aws:elasticloadbalancing:us-east-2:123456789012:targetgroup/my-targets/73e2d6bc24d8a067 "Root=1-58337262-36d228ad5d99923122bbe354" "-" "-" 0 2018-07-02T22:22:48.364000Z "forward" "-" "-" "10.0.0.1:80" "200" "-" "-"',
+    'h2 2018-07-02T22:23:00.186641Z app/my-loadbalancer/50dc6c495c0c9188 10.0.1.252:48160 10.0.0.66:9000 0.000 0.002 0.000 200 200 5 257 "GET https://10.0.2.105:773/ HTTP/2.0" "curl/7.46.0" ECDHE-RSA-AES128-GCM-SHA256 TLSv1.2'
+  ]
+  const dir = t.testdir({
+    'alb.log': `${alb.join('\n')}\n`,
+    'nginx.log': '127.0.0.1 - - [10/Oct/2000:13:55:36 -0700] "GET /apache_pb.gif HTTP/1.0" 200 2326 "-" "Mozilla/4.08"\n',
+    'blob.log': Buffer.from([0, 1, 2, 0xff, 0xfe, 10, 0x89, 0x50, 0x4e, 0x47]),
+    'empty.log': ''
+  })
+  const [albLog, nginx, blob, empty] = ['alb.log', 'nginx.log', 'blob.log', 'empty.log'].map((name) => join(dir, name)) as [string, string, string, string]
+  t.strictSame(await analyze([albLog]), {
+    code: 2,
+    stdout: '',
+    stderr: `clb-proxy analyze: no line of '${albLog}' is a CLB access-log line (2 lines read); nothing to report\n` +
+      'clb-proxy analyze: this looks like an Application Load Balancer log (its lines start with a type: http, https, h2, grpcs, ws, wss); analyze reads Classic Load Balancer logs, whose lines start with the timestamp\n'
+  })
+  t.strictSame(await analyze(['--json', nginx, blob]), { code: 2, stdout: '', stderr: `clb-proxy analyze: no line of '${nginx}', '${blob}' is a CLB access-log line (3 lines read); nothing to report\n` })
+  t.equal((await analyze([nginx, nginx, nginx, nginx, nginx, nginx, nginx])).stderr.split('\n')[0]?.endsWith(` and 2 more files is a CLB access-log line (7 lines read); nothing to report`), true)
+  t.equal((await analyze([nginx, join(dir, 'a.log.gz')])).code, 2, 'a file that could not be read does not hide it')
+  t.equal((await analyze([empty])).code, 0, 'an empty file is not a wrong format: a report of 0 requests')
+  writeFileSync(join(dir, 'b.log'), `${generatedLine(8)}\n`)
+  t.equal((await analyze([nginx, join(dir, 'b.log')])).code, 0, 'one CLB line is enough for a report')
 })
