@@ -119,16 +119,19 @@ function reportFailures (io: CliIo, result: AnalyzeResult): number {
 /** Files named in a message: the first few, then how many more. */
 const FILES_NAMED = 5
 
+function namedFiles (paths: readonly string[]): string {
+  const named = paths.slice(0, FILES_NAMED).map((path) => `'${path}'`).join(', ')
+  return paths.length > FILES_NAMED ? `${named} and ${paths.length - FILES_NAMED} more files` : named
+}
+
 /**
  * Not one CLB line in the input (an ALB or nginx log, a binary file): a report of 0 requests would
  * look like a quiet load balancer. Refused as a wrong PATH is, after the files that failed are named.
  */
 function refuseNotClb (io: CliIo, result: AnalyzeResult, files: readonly InputFile[]): number {
   reportFailures(io, result)
-  const named = files.slice(0, FILES_NAMED).map((file) => `'${file.path}'`).join(', ')
-  const more = files.length > FILES_NAMED ? ` and ${files.length - FILES_NAMED} more files` : ''
   const { lines, albLines } = result.stats
-  io.stderr.write(`clb-proxy analyze: no line of ${named}${more} is a CLB access-log line (${lines} line${lines === 1 ? '' : 's'} read); nothing to report\n`)
+  io.stderr.write(`clb-proxy analyze: no line of ${namedFiles(files.map((file) => file.path))} is a CLB access-log line (${lines} line${lines === 1 ? '' : 's'} read); nothing to report\n`)
   if (albLines * 2 > result.stats.unparseable) {
     io.stderr.write('clb-proxy analyze: this looks like an Application Load Balancer log (its lines start with a type: http, https, h2, grpcs, ws, wss); analyze reads Classic Load Balancer logs, whose lines start with the timestamp\n')
   }
@@ -169,7 +172,9 @@ export async function runAnalyze (argv: string[], _env: NodeJS.ProcessEnv, io: C
   let files: InputFile[]
   try {
     // io.stdin is a getter that opens standard input: touched only when `-` is named.
-    files = await listInputs(positionals, positionals.includes(STDIN_PATH) ? io.stdin : undefined)
+    const listed = await listInputs(positionals, positionals.includes(STDIN_PATH) ? io.stdin : undefined)
+    files = listed.files
+    if (listed.alreadyListed.length > 0) io.stderr.write(`clb-proxy analyze: read once, skipped as already read: ${namedFiles(listed.alreadyListed)}\n`)
   } catch (error) {
     if (error instanceof InputError) return usageError(io, error.message)
     throw error

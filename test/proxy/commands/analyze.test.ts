@@ -380,7 +380,7 @@ t.test('memory stays bounded: 200k lines, distinct paths, more minutes than buck
   const dir = t.testdir({})
   const file = join(dir, 'big.log')
   writeLines(file, 200_000, true)
-  const { stats } = await analyzeFiles(await listInputs([file]), new Sink())
+  const { stats } = await analyzeFiles((await listInputs([file])).files, new Sink())
   t.equal(stats.requests, 200_000)
   const sizes = stats.sizes()
   t.ok(sizes.paths < 2 * TOP_CAPACITY, `paths kept: ${sizes.paths}`)
@@ -398,7 +398,7 @@ t.test('time buckets double in width past MAX_TIME_BUCKETS, keeping every count'
   // One line every 2 minutes over 3 x MAX_TIME_BUCKETS minutes.
   const lines = Array.from({ length: Math.ceil(MAX_TIME_BUCKETS * 1.5) }, (_, i) => generatedLine(i * 100))
   writeFileSync(file, `${lines.join('\n')}\n`)
-  const { stats } = await analyzeFiles(await listInputs([file]), new Sink())
+  const { stats } = await analyzeFiles((await listInputs([file])).files, new Sink())
   t.ok(stats.bucketMinutes > 1)
   t.ok(stats.buckets.size <= MAX_TIME_BUCKETS)
   const report = buildReport(stats, 1)
@@ -641,9 +641,24 @@ t.test('an input with no CLB line (an ALB log, nginx, a binary file) is refused:
       'clb-proxy analyze: this looks like an Application Load Balancer log (its lines start with a type: http, https, h2, grpcs, ws, wss); analyze reads Classic Load Balancer logs, whose lines start with the timestamp\n'
   })
   t.strictSame(await analyze(['--json', nginx, blob]), { code: 2, stdout: '', stderr: `clb-proxy analyze: no line of '${nginx}', '${blob}' is a CLB access-log line (3 lines read); nothing to report\n` })
-  t.equal((await analyze([nginx, nginx, nginx, nginx, nginx, nginx, nginx])).stderr.split('\n')[0]?.endsWith(` and 2 more files is a CLB access-log line (7 lines read); nothing to report`), true)
+  const copies = Array.from({ length: 7 }, (_, i) => join(dir, `nginx-${i}.log`))
+  for (const copy of copies) writeFileSync(copy, readFileSync(nginx))
+  t.equal((await analyze(copies)).stderr.split('\n')[0], `clb-proxy analyze: no line of ${copies.slice(0, 5).map((copy) => `'${copy}'`).join(', ')} and 2 more files is a CLB access-log line (7 lines read); nothing to report`)
   t.equal((await analyze([nginx, join(dir, 'a.log.gz')])).code, 2, 'a file that could not be read does not hide it')
   t.equal((await analyze([empty])).code, 0, 'an empty file is not a wrong format: a report of 0 requests')
   writeFileSync(join(dir, 'b.log'), `${generatedLine(8)}\n`)
   t.equal((await analyze([nginx, join(dir, 'b.log')])).code, 0, 'one CLB line is enough for a report')
+})
+
+t.test('a file named twice, or under two PATHs (a directory and its subdirectory), is read once, and that is said', async (t) => {
+  const dir = t.testdir({ 'a.log': `${generatedLine(8)}\n`, sub: { 'b.log': `${generatedLine(9)}\n`, 'c.log': `${generatedLine(10)}\n` } })
+  const [a, sub, b] = [join(dir, 'a.log'), join(dir, 'sub'), join(dir, 'sub', 'b.log')]
+  const twice = await analyze([a, a])
+  t.equal(twice.code, 0)
+  t.match(twice.stdout, /^clb-proxy analyze: 1 requests in 1 file \(1 lines/)
+  t.equal(twice.stderr, `clb-proxy analyze: read once, skipped as already read: '${a}'\n`)
+  const nested = await analyze([b, dir, sub])
+  t.match(nested.stdout, /^clb-proxy analyze: 3 requests in 3 files \(3 lines/)
+  t.equal(nested.stderr, `clb-proxy analyze: read once, skipped as already read: '${b}', '${join(sub, 'b.log')}', '${join(sub, 'c.log')}'\n`)
+  t.match((await analyze([a, a, a, a, a, a, a])).stderr, `'${a}', '${a}', '${a}', '${a}', '${a}' and 1 more files\n`)
 })
