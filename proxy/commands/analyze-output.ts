@@ -19,6 +19,19 @@ function bucketLabel (report: AnalyzeReport): string {
   return report.bucketMinutes === 1 ? 'minute' : `${report.bucketMinutes} minutes`
 }
 
+/** The load balancers of the lines (the `elb` field) and, when there are several, the warning that their counts are mixed. */
+function loadBalancerLines (report: AnalyzeReport): string[] {
+  const balancers = report.loadBalancers
+  if (balancers.count === 0) return []
+  const named = balancers.rows.map((row) => `${row.name} (${row.lines} line${row.lines === 1 ? '' : 's'})`).join(', ')
+  const more = balancers.count > balancers.rows.length ? ` and ${balancers.count - balancers.rows.length} more` : ''
+  if (balancers.count === 1) return [`load balancer: ${named}`]
+  return [
+    `load balancers: ${named}${more}${balancers.approximate ? ' (approximate counts)' : ''}`,
+    `warning: the lines of ${balancers.count} load balancers (the elb field) are counted together; analyze the logs of one load balancer at a time to tell them apart`
+  ]
+}
+
 /** Our choice: the slowest answered request under this share of the idle timeout is "far below it" (docs/analyze.md). */
 const FAR_BELOW_SHARE = 0.1
 
@@ -62,6 +75,7 @@ export function renderText (report: AnalyzeReport): string {
   const t = report.totals
   out.push(`clb-proxy analyze: ${report.requests} requests in ${report.files} file${report.files === 1 ? '' : 's'} (${report.lines} lines, ${report.unparseable.count} unparseable${report.blankLines > 0 ? `, ${report.blankLines} blank` : ''})`)
   if (report.firstMinute !== null) out.push(`from ${report.firstMinute} to ${report.lastMinute}`)
+  out.push(...loadBalancerLines(report).map(terminalSafe))
   out.push('')
   out.push('Errors, by who generated them (elb_status_code vs backend_status_code, KC-502):')
   out.push(`  ELB 4XX      ${String(t.elb4xx).padStart(9)}  ${percent(t.elb4xx, report.requests)}`)
@@ -173,6 +187,7 @@ table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;p
 </style></head><body>
 <h1>CLB access-log triage</h1>
 <p>${report.requests} requests in ${report.files} file(s), ${report.lines} lines, ${report.unparseable.count} unparseable${report.firstMinute !== null ? `, from ${html(report.firstMinute)} to ${html(report.lastMinute ?? '')}` : ''}.</p>
+${loadBalancerLines(report).map((line) => `<p>${html(line)}</p>`).join('\n')}
 <h2>Requests and errors per ${html(bucketLabel(report))}</h2>
 ${chart(report)}
 <h2>Errors by who generated them</h2>

@@ -21,6 +21,9 @@
 export interface ClbLineFields {
   /** Minutes since the epoch of the timestamp (UTC), from its `YYYY-MM-DDTHH:MM` prefix. */
   minute: number
+  /** `elb` offsets: the load balancer's name. */
+  elbStart: number
+  elbEnd: number
   /** `backend:port` offsets; backendStart === backendEnd - 1 with a `-` means no backend. */
   backendStart: number
   backendEnd: number
@@ -44,6 +47,8 @@ export interface ClbLineFields {
 export function emptyFields (): ClbLineFields {
   return {
     minute: 0,
+    elbStart: 0,
+    elbEnd: 0,
     backendStart: 0,
     backendEnd: 0,
     hasBackend: false,
@@ -159,6 +164,8 @@ export function parseClbLine (buf: Uint8Array, start: number, end: number, out: 
   const minute = parseMinute(buf, start, ends[0] as number)
   if (minute < 0) return false
   out.minute = minute
+  out.elbStart = (ends[0] as number) + 1
+  out.elbEnd = ends[1] as number
   // client:port must have a colon (Athena: `([^ ]*):([0-9]*)`); backend:port may be `-`.
   const backendStart = (ends[2] as number) + 1
   const backendEnd = ends[3] as number

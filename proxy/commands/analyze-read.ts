@@ -163,12 +163,21 @@ export async function readInto (file: InputFile, stats: AnalyzeStats, onBytes: (
   /** A line longer than MAX_LINE_BYTES: skipping to its end. */
   let skipping = false
   let carry: Buffer | null = null
+  /** The `elb` field of the last line, as bytes and as a name: a file holds one load balancer's lines, so a name is made once. */
+  let lastElb = Buffer.alloc(0)
+  let lastElbName = ''
 
   const line = (start: number, end: number): void => {
     lineNumber++
     if (end > start && buf[end - 1] === CR) end--
     if (end === start) { stats.addBlank(); return }
-    if (parseClbLine(buf, start, end, fields)) stats.add(fields, text)
+    if (parseClbLine(buf, start, end, fields)) {
+      if (lastElb.compare(buf, fields.elbStart, fields.elbEnd) !== 0) {
+        lastElb = Buffer.from(buf.subarray(fields.elbStart, fields.elbEnd))
+        lastElbName = lastElb.toString('utf8')
+      }
+      stats.add(fields, text, lastElbName)
+    }
     else stats.addUnparseable(file.path, lineNumber, buf.toString('utf8', start, end))
   }
 

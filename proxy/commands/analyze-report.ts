@@ -24,6 +24,8 @@ export interface AnalyzeReport {
   readonly files: number
   readonly lines: number
   readonly requests: number
+  /** The `elb` field: the load balancers whose lines were read, with their line counts (more than one is warned of). */
+  readonly loadBalancers: { readonly rows: ReadonlyArray<{ readonly name: string, readonly lines: number }>, readonly count: number, readonly approximate: boolean }
   readonly blankLines: number
   readonly unparseable: { readonly count: number, readonly listed: readonly UnparseableLine[] }
   readonly firstMinute: string | null
@@ -140,6 +142,7 @@ export function buildReport (stats: AnalyzeStats, files: number, settings: Repor
     files,
     lines: stats.lines,
     requests: stats.requests,
+    loadBalancers: { rows: stats.loadBalancers.top(TOP_LISTED).map(([name, lines]) => ({ name, lines })), count: stats.loadBalancers.counts.size, approximate: stats.loadBalancers.prunedMax > 0 },
     blankLines: stats.blankLines,
     unparseable: { count: stats.unparseable, listed: stats.unparseableListed },
     firstMinute: stats.requests > 0 ? minuteIso(stats.firstMinute) : null,

@@ -123,6 +123,8 @@ export class AnalyzeStats {
   bucketMinutes = 1
   readonly buckets = new Map<number, TimeBucket>()
   readonly latency = new LatencyHistogram()
+  /** Lines per `elb` field: logs of several load balancers read together are counted together. */
+  readonly loadBalancers = new BoundedTop()
   readonly instanceErrors = new BoundedTop()
   readonly pathErrors = new BoundedTop()
   /** Key `elb backend hasBackend allMinusOne`, see signatureOf(). */
@@ -160,9 +162,10 @@ export class AnalyzeStats {
     this.blankLines++
   }
 
-  /** One parsed line; `text(start, end)` gives a field as a string (called only for errors). */
-  add (f: ClbLineFields, text: (start: number, end: number) => string): void {
+  /** One parsed line of the load balancer named `loadBalancer`; `text(start, end)` gives a field as a string (called only for errors). */
+  add (f: ClbLineFields, text: (start: number, end: number) => string, loadBalancer: string): void {
     this.lines++
+    this.loadBalancers.add(loadBalancer)
     this.requests++
     const minute = f.minute
     if (minute < this.firstMinute) this.firstMinute = minute

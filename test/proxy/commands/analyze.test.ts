@@ -188,7 +188,7 @@ t.test('field checks: each malformed field makes the line unparseable', async (t
 t.test('--json shape', async (t) => {
   const dir = t.testdir({ 'a.log': `${Array.from({ length: 400 }, (_, i) => generatedLine(i)).join('\n')}\n` })
   const report = await analyzeJson([join(dir, 'a.log')])
-  t.strictSame(Object.keys(report).sort(), ['backendProcessingTime', 'blankLines', 'bucketMinutes', 'files', 'firstMinute', 'keepAlive', 'lastMinute', 'lines', 'otherSignatures', 'perMinute', 'requests', 'signatures', 'topInstances', 'topPaths', 'totals', 'unparseable'])
+  t.strictSame(Object.keys(report).sort(), ['backendProcessingTime', 'blankLines', 'bucketMinutes', 'files', 'firstMinute', 'keepAlive', 'lastMinute', 'lines', 'loadBalancers', 'otherSignatures', 'perMinute', 'requests', 'signatures', 'topInstances', 'topPaths', 'totals', 'unparseable'])
   t.match(report.perMinute[0], { minute: '2024-01-01T00:00Z', requests: 50, errors: Number, errorRate: Number, elb4xx: Number, elb5xx: Number, backend4xx: Number, backend5xx: Number })
   t.match(report.backendProcessingTime, { count: Number, p50: Number, p90: Number, p99: Number, max: 1.5 })
   t.ok((report.backendProcessingTime?.p50 ?? 0) <= (report.backendProcessingTime?.p90 ?? 0))
@@ -613,7 +613,7 @@ t.test('past MAX_ANSWERED_PATHS answered paths, no path is called never answered
   const add = (line: string): void => {
     const fields = parseClbLineText(line)
     if (fields === null) throw new Error(line)
-    stats.add(fields, (start, end) => Buffer.from(line).toString('utf8', start, end))
+    stats.add(fields, (start, end) => Buffer.from(line).toString('utf8', start, end), 'lb')
   }
   const ts = '2026-12-04T07:00:01.000001Z'
   for (let i = 0; i <= MAX_ANSWERED_PATHS; i++) add(`${ts} lb 1.2.3.4:5 10.0.0.1:80 0.000012 0.001 0.00002 200 200 0 5 "GET http://h:80/p${i} HTTP/1.1" "ua" - -`)
@@ -661,4 +661,25 @@ t.test('a file named twice, or under two PATHs (a directory and its subdirectory
   t.match(nested.stdout, /^clb-proxy analyze: 3 requests in 3 files \(3 lines/)
   t.equal(nested.stderr, `clb-proxy analyze: read once, skipped as already read: '${b}', '${join(sub, 'b.log')}', '${join(sub, 'c.log')}'\n`)
   t.match((await analyze([a, a, a, a, a, a, a])).stderr, `'${a}', '${a}', '${a}', '${a}', '${a}' and 1 more files\n`)
+})
+
+t.test('the load balancers of the lines (the elb field) are named with their line counts; several are warned of', async (t) => {
+  const of = (name: string, i: number): string => generatedLine(i).replace(' my-lb ', ` ${name} `)
+  const dir = t.testdir({
+    'one.log': `${[8, 9, 10].map((i) => of('my-lb', i)).join('\n')}\n`,
+    'two.log': `${[of('web-lb', 8), of('api-lb', 9), of('web-lb', 10)].join('\n')}\n`
+  })
+  const one = await analyze([join(dir, 'one.log')])
+  t.match(one.stdout, /^clb-proxy analyze: 3 requests in 1 file \(3 lines, 0 unparseable\)\nfrom 2024-01-01T00:00Z to 2024-01-01T00:00Z\nload balancer: my-lb \(3 lines\)\n\n/)
+  t.notMatch(one.stdout, 'warning')
+  const two = await analyze([join(dir, 'two.log'), join(dir, 'one.log')])
+  t.match(two.stdout, 'load balancers: my-lb (3 lines), web-lb (2 lines), api-lb (1 line)\n' +
+    'warning: the lines of 3 load balancers (the elb field) are counted together; analyze the logs of one load balancer at a time to tell them apart\n')
+  t.strictSame((await analyzeJson([join(dir, 'two.log')])).loadBalancers, { rows: [{ name: 'web-lb', lines: 2 }, { name: 'api-lb', lines: 1 }], count: 2, approximate: false })
+  const out = join(dir, 'r.html')
+  await analyze([join(dir, 'two.log'), '--html', out])
+  t.match(readFileSync(out, 'utf8'), '<p>load balancers: web-lb (2 lines), api-lb (1 line)</p>\n<p>warning: the lines of 2 load balancers')
+  const report = await analyzeJson([join(dir, 'two.log')])
+  t.match(renderText({ ...report, loadBalancers: { rows: report.loadBalancers.rows, count: 12, approximate: true } }), 'load balancers: web-lb (2 lines), api-lb (1 line) and 10 more (approximate counts)\n')
+  t.notMatch(renderText({ ...report, loadBalancers: { rows: [], count: 0, approximate: false } }), 'load balancer')
 })
