@@ -38,7 +38,7 @@ export interface ClbLineFields {
   /** Offsets of the URL in the request field (empty for `"- - - "`). */
   urlStart: number
   urlEnd: number
-  /** `"- - - "`: a TCP/SSL listener line (CLB-LOGS). */
+  /** `"- - - "` with elb_status_code `-`: a TCP/SSL listener line (CLB-LOGS), a connection, not an HTTP request. */
   isTcp: boolean
   /** FNV-1a hash of the URL's path (pathOfUrl's grouping, without the cut), to tell whether a path was ever answered without a string per line. */
   pathHash: number
@@ -195,8 +195,10 @@ export function parseClbLine (buf: Uint8Array, start: number, end: number, out: 
   urlStart++
   let urlEnd = urlStart
   while (urlEnd < close && buf[urlEnd] !== SPACE) urlEnd++
-  out.isTcp = close - requestStart === 7 && buf[requestStart + 1] === DASH && buf[requestStart + 3] === DASH && buf[requestStart + 5] === DASH
-  if (out.isTcp || urlStart > close) {
+  const noRequest = close - requestStart === 7 && buf[requestStart + 1] === DASH && buf[requestStart + 3] === DASH && buf[requestStart + 5] === DASH
+  // A TCP/SSL listener line has both: `"- - - "` alone is also an HTTP request the load balancer could not read (a 400 line).
+  out.isTcp = noRequest && out.elbStatus === -1
+  if (noRequest || urlStart > close) {
     out.urlStart = out.urlEnd = close
   } else {
     out.urlStart = urlStart

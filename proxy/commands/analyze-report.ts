@@ -23,6 +23,7 @@ export interface SignatureRow {
 export interface AnalyzeReport {
   readonly files: number
   readonly lines: number
+  /** HTTP/HTTPS requests; TCP/SSL listener lines are connections (totals.tcp), apart. */
   readonly requests: number
   /** The `elb` field: the load balancers whose lines were read, with their line counts (more than one is warned of). */
   readonly loadBalancers: { readonly rows: ReadonlyArray<{ readonly name: string, readonly lines: number }>, readonly count: number, readonly approximate: boolean }
@@ -31,7 +32,7 @@ export interface AnalyzeReport {
   readonly firstMinute: string | null
   readonly lastMinute: string | null
   readonly bucketMinutes: number
-  readonly perMinute: ReadonlyArray<{ readonly minute: string, readonly requests: number, readonly errors: number, readonly errorRate: number, readonly elb4xx: number, readonly elb5xx: number, readonly backend4xx: number, readonly backend5xx: number }>
+  readonly perMinute: ReadonlyArray<{ readonly minute: string, readonly requests: number, readonly connections: number, readonly errors: number, readonly errorRate: number, readonly elb4xx: number, readonly elb5xx: number, readonly backend4xx: number, readonly backend5xx: number }>
   readonly totals: { readonly tcp: number, readonly noStatus: number, readonly elb4xx: number, readonly elb5xx: number, readonly backend4xx: number, readonly backend5xx: number, readonly both502: number }
   readonly backendProcessingTime: { readonly count: number, readonly p50: number, readonly p90: number, readonly p99: number, readonly max: number } | null
   readonly topInstances: { readonly rows: ReadonlyArray<{ readonly instance: string, readonly errors: number }>, readonly approximate: boolean }
@@ -145,8 +146,8 @@ export function buildReport (stats: AnalyzeStats, files: number, settings: Repor
     loadBalancers: { rows: stats.loadBalancers.top(TOP_LISTED).map(([name, lines]) => ({ name, lines })), count: stats.loadBalancers.counts.size, approximate: stats.loadBalancers.prunedMax > 0 },
     blankLines: stats.blankLines,
     unparseable: { count: stats.unparseable, listed: stats.unparseableListed },
-    firstMinute: stats.requests > 0 ? minuteIso(stats.firstMinute) : null,
-    lastMinute: stats.requests > 0 ? minuteIso(stats.lastMinute) : null,
+    firstMinute: stats.clbLines > 0 ? minuteIso(stats.firstMinute) : null,
+    lastMinute: stats.clbLines > 0 ? minuteIso(stats.lastMinute) : null,
     bucketMinutes: stats.bucketMinutes,
     perMinute,
     totals: { tcp: stats.tcp, noStatus: stats.noStatus, elb4xx: stats.elb4xx, elb5xx: stats.elb5xx, backend4xx: stats.backend4xx, backend5xx: stats.backend5xx, both502: stats.both502 },

@@ -88,9 +88,10 @@ export class BoundedTop {
   }
 }
 
-/** Per time bucket: requests, and 4XX/5XX by who generated them. */
+/** Per time bucket: HTTP/HTTPS requests, 4XX/5XX by who generated them, and TCP/SSL connections. */
 export interface TimeBucket {
   requests: number
+  connections: number
   elb4xx: number
   elb5xx: number
   backend4xx: number
@@ -109,14 +110,16 @@ export class AnalyzeStats {
   blankLines = 0
   unparseable = 0
   readonly unparseableListed: UnparseableLine[] = []
+  /** HTTP/HTTPS requests: the lines error rates are over. */
   requests = 0
+  /** TCP/SSL listener lines: connections, counted apart from requests. */
   tcp = 0
   elb4xx = 0
   elb5xx = 0
   backend4xx = 0
   backend5xx = 0
   both502 = 0
-  /** elb_status_code `-`: nothing was sent (clb-proxy's lines, docs/access-log.md choice 3). */
+  /** elb_status_code `-` on an HTTP line: nothing was sent (clb-proxy's lines, docs/access-log.md choice 3). */
   noStatus = 0
   firstMinute = Infinity
   lastMinute = -Infinity
@@ -166,22 +169,28 @@ export class AnalyzeStats {
   add (f: ClbLineFields, text: (start: number, end: number) => string, loadBalancer: string): void {
     this.lines++
     this.loadBalancers.add(loadBalancer)
-    this.requests++
     const minute = f.minute
     if (minute < this.firstMinute) this.firstMinute = minute
     if (minute > this.lastMinute) this.lastMinute = minute
     const key = minute - (minute % this.bucketMinutes)
     let bucket = this.buckets.get(key)
     if (bucket === undefined) {
-      bucket = { requests: 0, elb4xx: 0, elb5xx: 0, backend4xx: 0, backend5xx: 0 }
+      bucket = { requests: 0, connections: 0, elb4xx: 0, elb5xx: 0, backend4xx: 0, backend5xx: 0 }
       this.buckets.set(key, bucket)
       if (this.buckets.size > MAX_TIME_BUCKETS) {
         this.widenBuckets()
         bucket = this.buckets.get(minute - (minute % this.bucketMinutes)) as TimeBucket
       }
     }
+    // [TCP] backend_processing_time is "the time to establish the backend connection" (CLB-LOGS
+    // row 6), not the Latency of a request; and a connection has no status to count as an error.
+    if (f.isTcp) {
+      this.tcp++
+      bucket.connections++
+      return
+    }
+    this.requests++
     bucket.requests++
-    if (f.isTcp) this.tcp++
     if (f.backendMicros >= 0) this.latency.add(f.backendMicros)
     const elb = f.elbStatus
     const backend = f.backendStatus
@@ -225,6 +234,7 @@ export class AnalyzeStats {
         const into = this.buckets.get(key)
         if (into === undefined) { this.buckets.set(key, counts); continue }
         into.requests += counts.requests
+        into.connections += counts.connections
         into.elb4xx += counts.elb4xx
         into.elb5xx += counts.elb5xx
         into.backend4xx += counts.backend4xx

@@ -91,7 +91,7 @@ t.test('every real and documented line of the spec is read (fixtures/analyze/REA
 t.test('the report of the spec lines', async (t) => {
   const report = await analyzeJson([SPEC_LINES_FILE])
   t.equal(report.lines, 13)
-  t.equal(report.requests, 12)
+  t.equal(report.requests, 9, 'the 12 CLB lines less the 3 TCP/SSL connections')
   t.equal(report.unparseable.count, 1)
   t.strictSame(report.unparseable.listed.map((u) => `${u.file}:${u.line}`), [`${SPEC_LINES_FILE}:4`])
   t.equal(report.totals.tcp, 3)
@@ -105,7 +105,7 @@ t.test('the report of the spec lines', async (t) => {
   t.match(signature('408', '0'), { cause: /client stopped sending/ })
   t.match(report.keepAlive, { count: 2, advice: /at least 60 seconds/ })
   t.match(report.topInstances.rows, [{ instance: '172.27.19.217:80', errors: 1 }])
-  t.equal(report.backendProcessingTime?.count, 6, 'every line with a measured backend_processing_time')
+  t.equal(report.backendProcessingTime?.count, 3, 'every request with a measured backend_processing_time (a TCP line\'s is the backend connection time)')
   t.equal(report.backendProcessingTime?.max, 0.001048)
 })
 
@@ -122,7 +122,8 @@ t.test("clb-proxy's own lines: a rejected 502 (`502 -`), nothing sent (`-`), a 5
   t.equal(report.totals.noStatus, 1)
   t.match(report.signatures.find((s) => s.elbStatus === '502'), { backendStatus: '-', backend: 'instance', cause: /malformed response/ })
   t.ok(report.keepAlive)
-  t.equal(report.totals.tcp, 1, '"- - - " of an unparseable request')
+  t.equal(report.totals.tcp, 0, '"- - - " of an unparseable request with a 400 is a request, not a TCP/SSL connection')
+  t.equal(report.totals.elb4xx, 1)
 })
 
 t.test('an S3 tree of .log and .gz files gives the report of the concatenated plain file', async (t) => {
@@ -536,7 +537,7 @@ t.test('every cause, and the text and HTML of rarer cases', async (t) => {
   t.match(page, 'per 2 minutes')
   t.match(page, 'Instances with the most errors (approximate)')
   t.match(page, 'Paths with the most errors (approximate)')
-  t.match(renderHtml({ ...report, perMinute: [{ minute: 'm', requests: 0, errors: 0, errorRate: 0, elb4xx: 0, elb5xx: 0, backend4xx: 0, backend5xx: 0 }], lastMinute: null }), '<svg')
+  t.match(renderHtml({ ...report, perMinute: [{ minute: 'm', requests: 0, connections: 0, errors: 0, errorRate: 0, elb4xx: 0, elb5xx: 0, backend4xx: 0, backend5xx: 0 }], lastMinute: null }), '<svg')
 })
 
 t.test('bounded by bytes: a path key is cut to MAX_PATH_CHARS; a timing too long to be finite makes the line unparseable', async (t) => {
@@ -682,4 +683,24 @@ t.test('the load balancers of the lines (the elb field) are named with their lin
   const report = await analyzeJson([join(dir, 'two.log')])
   t.match(renderText({ ...report, loadBalancers: { rows: report.loadBalancers.rows, count: 12, approximate: true } }), 'load balancers: web-lb (2 lines), api-lb (1 line) and 10 more (approximate counts)\n')
   t.notMatch(renderText({ ...report, loadBalancers: { rows: [], count: 0, approximate: false } }), 'load balancer')
+})
+
+t.test('TCP/SSL listener lines are connections, apart from requests: rates are over HTTP/HTTPS requests only', async (t) => {
+  const ts = '2024-01-01T00:00:01.000001Z'
+  const req = '"GET http://h:80/x HTTP/1.1" "ua" - -'
+  const tcp = `${ts} lb 1.2.3.4:5 10.0.0.1:443 0.000744 0.000009 0.000012 - - 710 31845 "- - - " "-" - -`
+  const dir = t.testdir({ 'a.log': [`${ts} lb 1.2.3.4:5 10.0.0.1:80 0.1 0.25 0.1 200 200 0 1 ${req}`, `${ts} lb 1.2.3.4:5 - -1 -1 -1 504 0 0 0 ${req}`, ...Array(8).fill(tcp)].join('\n') })
+  const report = await analyzeJson([join(dir, 'a.log')])
+  t.equal(report.requests, 2)
+  t.match(report.totals, { tcp: 8, noStatus: 0, elb5xx: 1 })
+  t.strictSame(report.perMinute, [{ minute: '2024-01-01T00:00Z', errors: 1, errorRate: 0.5, requests: 2, connections: 8, elb4xx: 0, elb5xx: 1, backend4xx: 0, backend5xx: 0 }])
+  t.match(report.backendProcessingTime, { count: 1, max: 0.25 })
+  const { stdout } = await analyze([join(dir, 'a.log')])
+  t.match(stdout, /^clb-proxy analyze: 2 requests and 8 TCP\/SSL connections in 1 file \(10 lines, 0 unparseable\)\n/)
+  t.match(stdout, '  ELB 5XX              1  50.00%\n')
+  t.match(stdout, '  (over HTTP/HTTPS requests; the 8 TCP/SSL listener connections, "- - - " with elb_status_code -, have no status)\n')
+  t.notMatch(stdout, 'no status sent')
+  t.match(stdout, '  2024-01-01T00:00Z         2        1   50.00%   0/1  0/0\n')
+  const onlyTcp = await analyzeJson([join(t.testdir({ 'b.log': `${tcp}\n` }), 'b.log')])
+  t.match(onlyTcp, { requests: 0, firstMinute: '2024-01-01T00:00Z', totals: { tcp: 1 }, backendProcessingTime: null })
 })
