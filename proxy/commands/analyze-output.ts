@@ -139,8 +139,9 @@ export function renderText (report: AnalyzeReport): string {
   return out.join('\n')
 }
 
+/** Text for the page: control bytes written visibly as on a terminal (a page is read, and copied to one), then HTML-escaped. */
 function html (text: string): string {
-  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`)
+  return terminalSafe(text).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`)
 }
 
 /**

@@ -704,3 +704,14 @@ t.test('TCP/SSL listener lines are connections, apart from requests: rates are o
   const onlyTcp = await analyzeJson([join(t.testdir({ 'b.log': `${tcp}\n` }), 'b.log')])
   t.match(onlyTcp, { requests: 0, firstMinute: '2024-01-01T00:00Z', totals: { tcp: 1 }, backendProcessingTime: null })
 })
+
+t.test('--html writes control bytes of log fields visibly, as the text report does, and still HTML-escapes', async (t) => {
+  const ts = '2024-01-01T00:00:01.000001Z'
+  const dir = t.testdir({ 'a.log': `${ts} lb 1.2.3.4:5 10.0.0.1:80 0.1 0.1 0.1 500 500 0 1 "GET http://h:80/a\x1b[31m<b>&"\x07 HTTP/1.1" "ua" - -\nbell \x07 here\n` })
+  const out = join(dir, 'r.html')
+  t.equal((await analyze([join(dir, 'a.log'), '--html', out])).code, 0)
+  const page = readFileSync(out, 'utf8')
+  t.notMatch(page, /[\x00-\x08\x0b-\x1f\x7f]/, 'no raw control byte')
+  t.match(page, '<td>/a\\x1b[31m&#60;b&#62;&#38;&#34;\\x07</td>')
+  t.match(page, '<td>bell \\x07 here</td>')
+})
