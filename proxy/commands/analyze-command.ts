@@ -10,8 +10,8 @@
  * Output: the report on stdout (or in the --html FILE), a progress bar on stderr when it is a
  * terminal. Exit codes, as for the other commands: 0 on success; 1 when a file cannot be read
  * midway (e.g. a corrupt gzip: each such file is named on stderr after the report, which still
- * counts every line read); 2 for a bad argument, a PATH that does not exist or a directory with no
- * log file under it.
+ * counts every line read); 2 for a bad argument, a PATH that does not exist, a directory with no
+ * log file under it, or an input with no CLB access-log line.
  */
 import { writeFile } from 'node:fs/promises'
 import { parseArgs } from 'node:util'
@@ -43,7 +43,7 @@ export function analyzeHelpText (): string {
     '502s from the backend itself, the instances and paths with the most errors,',
     'backend_processing_time percentiles, each error signature with its likely cause, and the',
     'keep-alive signature (fast 504s with -1 timings) with its fix. Lines that are not CLB lines',
-    'are counted and the first 20 listed with file:line.',
+    'are counted and the first 20 listed with file and line number.',
     '',
     "A PATH of '-' reads standard input; a pipe, FIFO or process substitution (<(zcat ...)) is",
     'read as a stream, as a file is. Gzip is recognised by its first bytes, whatever the name.',
@@ -61,7 +61,8 @@ export function analyzeHelpText (): string {
     'which counts the lines read from every file.',
     '',
     'Exit status: 0 on success, 1 if a file fails while being read, 2 for a bad argument, a PATH',
-    'that does not exist or a directory with no .log or .gz file under it.',
+    'that does not exist, a directory with no .log or .gz file under it, or an input with no CLB',
+    'access-log line (an ALB log, for instance).',
     ''
   ].join('\n')
 }
@@ -115,6 +116,28 @@ function reportFailures (io: CliIo, result: AnalyzeResult): number {
   return EXIT_FAILURE
 }
 
+/** Files named in a message: the first few, then how many more. */
+const FILES_NAMED = 5
+
+function namedFiles (paths: readonly string[]): string {
+  const named = paths.slice(0, FILES_NAMED).map((path) => `'${path}'`).join(', ')
+  return paths.length > FILES_NAMED ? `${named} and ${paths.length - FILES_NAMED} more files` : named
+}
+
+/**
+ * Not one CLB line in the input (an ALB or nginx log, a binary file): a report of 0 requests would
+ * look like a quiet load balancer. Refused as a wrong PATH is, after the files that failed are named.
+ */
+function refuseNotClb (io: CliIo, result: AnalyzeResult, files: readonly InputFile[]): number {
+  reportFailures(io, result)
+  const { lines, albLines } = result.stats
+  io.stderr.write(`clb-proxy analyze: no line of ${namedFiles(files.map((file) => file.path))} is a CLB access-log line (${lines} line${lines === 1 ? '' : 's'} read); nothing to report\n`)
+  if (albLines * 2 > result.stats.unparseable) {
+    io.stderr.write('clb-proxy analyze: this looks like an Application Load Balancer log (its lines start with a type: http, https, h2, grpcs, ws, wss); analyze reads Classic Load Balancer logs, whose lines start with the timestamp\n')
+  }
+  return EXIT_USAGE
+}
+
 export async function runAnalyze (argv: string[], _env: NodeJS.ProcessEnv, io: CliIo): Promise<number> {
   let values: { json?: boolean | undefined, html?: string | undefined, athena?: boolean | undefined, 'idle-timeout'?: string | undefined, help?: boolean | undefined }
   let positionals: string[]
@@ -149,12 +172,15 @@ export async function runAnalyze (argv: string[], _env: NodeJS.ProcessEnv, io: C
   let files: InputFile[]
   try {
     // io.stdin is a getter that opens standard input: touched only when `-` is named.
-    files = await listInputs(positionals, positionals.includes(STDIN_PATH) ? io.stdin : undefined)
+    const listed = await listInputs(positionals, positionals.includes(STDIN_PATH) ? io.stdin : undefined)
+    files = listed.files
+    if (listed.alreadyListed.length > 0) io.stderr.write(`clb-proxy analyze: read once, skipped as already read: ${namedFiles(listed.alreadyListed)}\n`)
   } catch (error) {
     if (error instanceof InputError) return usageError(io, error.message)
     throw error
   }
   const result = await analyzeFiles(files, io.stderr)
+  if (result.stats.clbLines === 0 && result.stats.unparseable > 0) return refuseNotClb(io, result, files)
   const report = buildReport(result.stats, result.files, { idleTimeoutSeconds })
   if (values.json === true) {
     io.stdout.write(`${JSON.stringify(report, null, 2)}\n`)

@@ -19,11 +19,63 @@ function bucketLabel (report: AnalyzeReport): string {
   return report.bucketMinutes === 1 ? 'minute' : `${report.bucketMinutes} minutes`
 }
 
+/** The load balancers of the lines (the `elb` field) and, when there are several, the warning that their counts are mixed. */
+function loadBalancerLines (report: AnalyzeReport): string[] {
+  const balancers = report.loadBalancers
+  if (balancers.count === 0) return []
+  const named = balancers.rows.map((row) => `${row.name} (${row.lines} line${row.lines === 1 ? '' : 's'})`).join(', ')
+  const more = balancers.count > balancers.rows.length ? ` and ${balancers.count - balancers.rows.length} more` : ''
+  if (balancers.count === 1) return [`load balancer: ${named}`]
+  return [
+    `load balancers: ${named}${more}${balancers.approximate ? ' (approximate counts)' : ''}`,
+    `warning: the lines of ${balancers.count} load balancers (the elb field) are counted together; analyze the logs of one load balancer at a time to tell them apart`
+  ]
+}
+
+/** Our choice: the slowest answered request under this share of the idle timeout is "far below it" (docs/analyze.md). */
+const FAR_BELOW_SHARE = 0.1
+
+/** KC-504, the cause an unanswered log cannot rule out. */
+const KC_504_MOST_COMMON = 'KC-504: "The most common reason for an HTTP 504 error is that a corresponding instance didn\'t respond to the request within the configured idle timeout"'
+
+/** What the 504s of the keep-alive signature most likely are, in lines of the text report (the HTML page joins them). */
+function keepAliveVerdict (keepAlive: NonNullable<AnalyzeReport['keepAlive']>): string[] {
+  const idle = keepAlive.idleTimeoutSeconds
+  if (keepAlive.verdict === 'no answered request') {
+    return [
+      'No request was answered by an instance in these lines, so the log cannot tell the idle-timeout cause',
+      `(${KC_504_MOST_COMMON})`,
+      'from instances closing kept-alive connections early. The CloudWatch Latency metric (data points at the idle',
+      'timeout) or the instance\'s own logs (a request it never logged) tell which.'
+    ]
+  }
+  if (keepAlive.verdict === 'paths never answered') {
+    const never = keepAlive.neverAnsweredPaths
+    return [
+      `${never.count} of these ${keepAlive.count} 504s are on paths no instance answered in these lines: ${never.rows.map((row) => `${terminalSafe(row.path)} (${row.errors})`).join(', ')}${never.paths > never.rows.length ? ` and ${never.paths - never.rows.length} more` : ''}.`,
+      'A request that timed out is logged with backend:port - and -1 timings (CLB-LOGS), so no answered line shows how slow',
+      `these paths are: they are the likely idle-timeout cause (${KC_504_MOST_COMMON}),`,
+      `not the keep-alive race: make them answer within the idle timeout of ${idle} s (--idle-timeout) or raise it.`
+    ]
+  }
+  const share = keepAlive.slowestAnsweredSeconds / idle
+  return [
+    `The slowest request an instance answered took ${secs(keepAlive.slowestAnsweredSeconds)} (backend_processing_time), against an idle timeout of ${idle} s (--idle-timeout);`,
+    keepAlive.verdict === 'keep-alive race'
+      ? share < FAR_BELOW_SHARE
+        ? 'far below it, so these 504s are most likely instances closing kept-alive connections early.'
+        : 'under half of it, so these 504s are more likely instances closing kept-alive connections early, but requests slower than the idle timeout may cause some.'
+      : 'close to it: requests slower than the idle timeout may cause some or all of these 504s (CLB-HTTPERR 504: the application' +
+        ' did not answer within the idle timeout); then the fix is a faster answer or a longer idle timeout.'
+  ]
+}
+
 export function renderText (report: AnalyzeReport): string {
   const out: string[] = []
   const t = report.totals
-  out.push(`clb-proxy analyze: ${report.requests} requests in ${report.files} file${report.files === 1 ? '' : 's'} (${report.lines} lines, ${report.unparseable.count} unparseable${report.blankLines > 0 ? `, ${report.blankLines} blank` : ''})`)
+  out.push(`clb-proxy analyze: ${report.requests} requests${t.tcp > 0 ? ` and ${t.tcp} TCP/SSL connections` : ''} in ${report.files} file${report.files === 1 ? '' : 's'} (${report.lines} lines, ${report.unparseable.count} unparseable${report.blankLines > 0 ? `, ${report.blankLines} blank` : ''})`)
   if (report.firstMinute !== null) out.push(`from ${report.firstMinute} to ${report.lastMinute}`)
+  out.push(...loadBalancerLines(report).map(terminalSafe))
   out.push('')
   out.push('Errors, by who generated them (elb_status_code vs backend_status_code, KC-502):')
   out.push(`  ELB 4XX      ${String(t.elb4xx).padStart(9)}  ${percent(t.elb4xx, report.requests)}`)
@@ -31,7 +83,7 @@ export function renderText (report: AnalyzeReport): string {
   out.push(`  backend 4XX  ${String(t.backend4xx).padStart(9)}  ${percent(t.backend4xx, report.requests)}`)
   out.push(`  backend 5XX  ${String(t.backend5xx).padStart(9)}  ${percent(t.backend5xx, report.requests)}`)
   out.push(`  502 502      ${String(t.both502).padStart(9)}  (both codes 502: the backend's own 502s)`)
-  if (t.tcp > 0) out.push(`  TCP/SSL listener lines ("- - - "): ${t.tcp}`)
+  if (t.tcp > 0) out.push(`  (over HTTP/HTTPS requests; the ${t.tcp} TCP/SSL listener connections, "- - - " with elb_status_code -, have no status)`)
   if (t.noStatus > 0) out.push(`  no status sent (elb_status_code -): ${t.noStatus}`)
   out.push('')
   if (report.signatures.length > 0) {
@@ -45,13 +97,8 @@ export function renderText (report: AnalyzeReport): string {
   }
   if (report.keepAlive !== null) {
     out.push(`Keep-alive signature: ${report.keepAlive.count} 504s with no backend and -1 timings.`)
-    const idle = report.keepAlive.idleTimeoutSeconds
-    out.push(`  The slowest request an instance answered took ${secs(report.keepAlive.slowestAnsweredSeconds)} (backend_processing_time), against an idle timeout of ${idle} s (--idle-timeout);`)
-    out.push(report.keepAlive.likelyKeepAliveRace
-      ? '  far below it, so these 504s are most likely instances closing kept-alive connections early.'
-      : '  close to it: requests slower than the idle timeout may cause some or all of these 504s (CLB-HTTPERR 504: the application' +
-        ' did not answer within the idle timeout); then the fix is a faster answer or a longer idle timeout.')
-    out.push(`  Fix${report.keepAlive.likelyKeepAliveRace ? '' : ' of the keep-alive race'}: ${report.keepAlive.advice}`)
+    for (const line of keepAliveVerdict(report.keepAlive)) out.push(`  ${line}`)
+    out.push(`  Fix${report.keepAlive.likelyKeepAliveRace === true ? '' : ' of the keep-alive race'}: ${report.keepAlive.advice}`)
     out.push('')
   }
   const latency = report.backendProcessingTime
@@ -78,14 +125,23 @@ export function renderText (report: AnalyzeReport): string {
   }
   if (report.unparseable.count > 0) {
     out.push(`Unparseable lines: ${report.unparseable.count}${report.unparseable.count > report.unparseable.listed.length ? ` (the first ${report.unparseable.listed.length} listed)` : ''}`)
-    for (const u of report.unparseable.listed) out.push(`  ${terminalSafe(u.file)}:${u.line}: ${terminalSafe(u.text)}`)
+    // The file once, as a heading: an S3 name is over 100 characters, and the line's text must stay visible.
+    let file: string | null = null
+    for (const u of report.unparseable.listed) {
+      if (u.file !== file) {
+        file = u.file
+        out.push(`  ${terminalSafe(file)}:`)
+      }
+      out.push(`    ${u.line}: ${terminalSafe(u.text)}`)
+    }
     out.push('')
   }
   return out.join('\n')
 }
 
+/** Text for the page: control bytes written visibly as on a terminal (a page is read, and copied to one), then HTML-escaped. */
 function html (text: string): string {
-  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`)
+  return terminalSafe(text).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`)
 }
 
 /**
@@ -131,14 +187,15 @@ table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;p
 .req{fill:#9aa}.err{fill:#c33}svg text{font-size:11px;fill:#555}code{background:#f4f4f4}
 </style></head><body>
 <h1>CLB access-log triage</h1>
-<p>${report.requests} requests in ${report.files} file(s), ${report.lines} lines, ${report.unparseable.count} unparseable${report.firstMinute !== null ? `, from ${html(report.firstMinute)} to ${html(report.lastMinute ?? '')}` : ''}.</p>
+<p>${report.requests} requests${t.tcp > 0 ? ` and ${t.tcp} TCP/SSL connections` : ''} in ${report.files} file(s), ${report.lines} lines, ${report.unparseable.count} unparseable${report.firstMinute !== null ? `, from ${html(report.firstMinute)} to ${html(report.lastMinute ?? '')}` : ''}.</p>
+${loadBalancerLines(report).map((line) => `<p>${html(line)}</p>`).join('\n')}
 <h2>Requests and errors per ${html(bucketLabel(report))}</h2>
 ${chart(report)}
 <h2>Errors by who generated them</h2>
-${table(['kind', 'count'], [['ELB 4XX', t.elb4xx], ['ELB 5XX', t.elb5xx], ['backend 4XX', t.backend4xx], ['backend 5XX', t.backend5xx], ['502 502 (the backend\'s own 502s)', t.both502], ['TCP/SSL listener lines', t.tcp]])}
+${table(['kind', 'count'], [['ELB 4XX', t.elb4xx], ['ELB 5XX', t.elb5xx], ['backend 4XX', t.backend4xx], ['backend 5XX', t.backend5xx], ['502 502 (the backend\'s own 502s)', t.both502], ['TCP/SSL listener connections (not requests)', t.tcp]])}
 <h2>Error signatures</h2>
 ${table(['elb', 'backend status', 'backend:port', 'timings', 'count', 'generated by', 'likely cause', 'source'], report.signatures.map((s) => [s.elbStatus, s.backendStatus, s.backend, s.timings, s.count, s.generatedBy, s.cause, s.source]))}
-${report.keepAlive !== null ? `<h2>Keep-alive signature</h2><p>${report.keepAlive.count} 504s with no backend and -1 timings; slowest answered request ${report.keepAlive.slowestAnsweredSeconds} s, against an idle timeout of ${report.keepAlive.idleTimeoutSeconds} s: ${report.keepAlive.likelyKeepAliveRace ? 'most likely instances closing kept-alive connections early' : 'requests slower than the idle timeout may cause some or all of them'}.</p><p>${html(report.keepAlive.advice)}</p>` : ''}
+${report.keepAlive !== null ? `<h2>Keep-alive signature</h2><p>${report.keepAlive.count} 504s with no backend and -1 timings. ${html(keepAliveVerdict(report.keepAlive).join(' '))}</p><p>${html(report.keepAlive.advice)}</p>` : ''}
 <h2>backend_processing_time</h2>
 ${latency === null ? '<p>No measured request.</p>' : table(['count', 'p50 (s)', 'p90 (s)', 'p99 (s)', 'max (s)'], [[latency.count, latency.p50, latency.p90, latency.p99, latency.max]])}
 <h2>Instances with the most errors${report.topInstances.approximate ? ' (approximate)' : ''}</h2>

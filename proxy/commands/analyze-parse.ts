@@ -21,6 +21,9 @@
 export interface ClbLineFields {
   /** Minutes since the epoch of the timestamp (UTC), from its `YYYY-MM-DDTHH:MM` prefix. */
   minute: number
+  /** `elb` offsets: the load balancer's name. */
+  elbStart: number
+  elbEnd: number
   /** `backend:port` offsets; backendStart === backendEnd - 1 with a `-` means no backend. */
   backendStart: number
   backendEnd: number
@@ -35,13 +38,17 @@ export interface ClbLineFields {
   /** Offsets of the URL in the request field (empty for `"- - - "`). */
   urlStart: number
   urlEnd: number
-  /** `"- - - "`: a TCP/SSL listener line (CLB-LOGS). */
+  /** `"- - - "` with elb_status_code `-`: a TCP/SSL listener line (CLB-LOGS), a connection, not an HTTP request. */
   isTcp: boolean
+  /** FNV-1a hash of the URL's path (pathOfUrl's grouping, without the cut), to tell whether a path was ever answered without a string per line. */
+  pathHash: number
 }
 
 export function emptyFields (): ClbLineFields {
   return {
     minute: 0,
+    elbStart: 0,
+    elbEnd: 0,
     backendStart: 0,
     backendEnd: 0,
     hasBackend: false,
@@ -52,7 +59,8 @@ export function emptyFields (): ClbLineFields {
     backendStatus: 0,
     urlStart: 0,
     urlEnd: 0,
-    isTcp: false
+    isTcp: false,
+    pathHash: 0
   }
 }
 
@@ -156,6 +164,8 @@ export function parseClbLine (buf: Uint8Array, start: number, end: number, out: 
   const minute = parseMinute(buf, start, ends[0] as number)
   if (minute < 0) return false
   out.minute = minute
+  out.elbStart = (ends[0] as number) + 1
+  out.elbEnd = ends[1] as number
   // client:port must have a colon (Athena: `([^ ]*):([0-9]*)`); backend:port may be `-`.
   const backendStart = (ends[2] as number) + 1
   const backendEnd = ends[3] as number
@@ -185,14 +195,40 @@ export function parseClbLine (buf: Uint8Array, start: number, end: number, out: 
   urlStart++
   let urlEnd = urlStart
   while (urlEnd < close && buf[urlEnd] !== SPACE) urlEnd++
-  out.isTcp = close - requestStart === 7 && buf[requestStart + 1] === DASH && buf[requestStart + 3] === DASH && buf[requestStart + 5] === DASH
-  if (out.isTcp || urlStart > close) {
+  const noRequest = close - requestStart === 7 && buf[requestStart + 1] === DASH && buf[requestStart + 3] === DASH && buf[requestStart + 5] === DASH
+  // A TCP/SSL listener line has both: `"- - - "` alone is also an HTTP request the load balancer could not read (a 400 line).
+  out.isTcp = noRequest && out.elbStatus === -1
+  if (noRequest || urlStart > close) {
     out.urlStart = out.urlEnd = close
   } else {
     out.urlStart = urlStart
     out.urlEnd = urlEnd
   }
+  out.pathHash = hashPath(buf, out.urlStart, out.urlEnd)
   return true
+}
+
+const SLASH = 47
+const QUESTION = 63
+const FNV_OFFSET = 0x811c9dc5
+const FNV_PRIME = 0x01000193
+
+/** FNV-1a over the path of the URL buf[start, end) as pathOfUrl (analyze-stats.ts) groups it: after `scheme://host`, before `?`, `/` when empty. */
+function hashPath (buf: Uint8Array, start: number, end: number): number {
+  let from = start
+  for (let i = start + 1; i < end - 2 && i < start + 8; i++) {
+    if (buf[i] === COLON && buf[i + 1] === SLASH && buf[i + 2] === SLASH) {
+      from = i + 3
+      while (from < end && buf[from] !== SLASH) from++
+      break
+    }
+  }
+  let to = from
+  while (to < end && buf[to] !== QUESTION) to++
+  if (to === from) return Math.imul(FNV_OFFSET ^ SLASH, FNV_PRIME) >>> 0
+  let hash = FNV_OFFSET
+  for (let i = from; i < to; i++) hash = Math.imul(hash ^ (buf[i] as number), FNV_PRIME) >>> 0
+  return hash
 }
 
 /** A text line, for tests and small inputs: the fields, or null when it is not a CLB line. */

@@ -9,7 +9,7 @@
  */
 import { Presets, SingleBar } from 'cli-progress'
 import { createReadStream } from 'node:fs'
-import { readdir, stat } from 'node:fs/promises'
+import { readdir, realpath, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import { createGunzip } from 'node:zlib'
@@ -55,12 +55,25 @@ export function readFailure (error: unknown): string | null {
 
 /**
  * The files to read, in order: each PATH as given; a directory's files (recursively, sorted by
- * name, which for the S3 layout is date order) ending in `.log` or `.gz`. ELB's
+ * name, which for the S3 layout is date order) ending in `.log` or `.gz`; a file (by its real
+ * path) listed before is not listed again, and its path is returned in `alreadyListed`. ELB's
  * `ELBAccessLogTestFile` ("not an actual access log file", CLB-LOGS-EN) has neither ending. A
  * directory with none of them under it is an InputError, as a PATH that does not exist is.
  */
-export async function listInputs (paths: readonly string[], stdin?: NodeJS.ReadableStream): Promise<InputFile[]> {
+export async function listInputs (paths: readonly string[], stdin?: NodeJS.ReadableStream): Promise<{ files: InputFile[], alreadyListed: string[] }> {
   const files: InputFile[] = []
+  /** Paths skipped because their file was listed before: named twice, or under two PATHs (a directory and its subdirectory). */
+  const alreadyListed: string[] = []
+  const realPaths = new Set<string>()
+  const add = async (path: string, size: number | null): Promise<void> => {
+    const real = await orInputError(path, () => realpath(path))
+    if (realPaths.has(real)) {
+      alreadyListed.push(path)
+      return
+    }
+    realPaths.add(real)
+    files.push({ path, size })
+  }
   for (const path of paths) {
     if (path === STDIN_PATH) {
       // A stream is read once: a second `-` would read nothing and count as an empty file.
@@ -72,23 +85,24 @@ export async function listInputs (paths: readonly string[], stdin?: NodeJS.Reada
     const info = await orInputError(path, () => stat(path))
     if (info.isDirectory()) {
       const before = files.length
-      await walk(path, files)
+      const skippedBefore = alreadyListed.length
+      await walk(path, add)
       // Most likely a mistyped S3 prefix: a report of 0 requests would hide it.
-      if (files.length === before) throw new InputError(`no access-log files (.log or .gz) under '${path}'`)
+      if (files.length === before && alreadyListed.length === skippedBefore) throw new InputError(`no access-log files (.log or .gz) under '${path}'`)
     } else {
-      files.push({ path, size: info.isFile() ? info.size : null })
+      await add(path, info.isFile() ? info.size : null)
     }
   }
-  return files
+  return { files, alreadyListed }
 }
 
 /** A folder or file of the tree that cannot be listed or looked at is an InputError naming it, as a PATH that cannot be read is. */
-async function walk (dir: string, files: InputFile[]): Promise<void> {
+async function walk (dir: string, add: (path: string, size: number) => Promise<void>): Promise<void> {
   const entries = (await orInputError(dir, () => readdir(dir, { withFileTypes: true }))).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
   for (const entry of entries) {
     const path = join(dir, entry.name)
-    if (entry.isDirectory()) await walk(path, files)
-    else if (entry.isFile() && (entry.name.endsWith('.log') || entry.name.endsWith('.gz'))) files.push({ path, size: (await orInputError(path, () => stat(path))).size })
+    if (entry.isDirectory()) await walk(path, add)
+    else if (entry.isFile() && (entry.name.endsWith('.log') || entry.name.endsWith('.gz'))) await add(path, (await orInputError(path, () => stat(path))).size)
   }
 }
 
@@ -149,12 +163,21 @@ export async function readInto (file: InputFile, stats: AnalyzeStats, onBytes: (
   /** A line longer than MAX_LINE_BYTES: skipping to its end. */
   let skipping = false
   let carry: Buffer | null = null
+  /** The `elb` field of the last line, as bytes and as a name: a file holds one load balancer's lines, so a name is made once. */
+  let lastElb = Buffer.alloc(0)
+  let lastElbName = ''
 
   const line = (start: number, end: number): void => {
     lineNumber++
     if (end > start && buf[end - 1] === CR) end--
     if (end === start) { stats.addBlank(); return }
-    if (parseClbLine(buf, start, end, fields)) stats.add(fields, text)
+    if (parseClbLine(buf, start, end, fields)) {
+      if (lastElb.compare(buf, fields.elbStart, fields.elbEnd) !== 0) {
+        lastElb = Buffer.from(buf.subarray(fields.elbStart, fields.elbEnd))
+        lastElbName = lastElb.toString('utf8')
+      }
+      stats.add(fields, text, lastElbName)
+    }
     else stats.addUnparseable(file.path, lineNumber, buf.toString('utf8', start, end))
   }
 

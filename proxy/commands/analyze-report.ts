@@ -23,13 +23,16 @@ export interface SignatureRow {
 export interface AnalyzeReport {
   readonly files: number
   readonly lines: number
+  /** HTTP/HTTPS requests; TCP/SSL listener lines are connections (totals.tcp), apart. */
   readonly requests: number
+  /** The `elb` field: the load balancers whose lines were read, with their line counts (more than one is warned of). */
+  readonly loadBalancers: { readonly rows: ReadonlyArray<{ readonly name: string, readonly lines: number }>, readonly count: number, readonly approximate: boolean }
   readonly blankLines: number
   readonly unparseable: { readonly count: number, readonly listed: readonly UnparseableLine[] }
   readonly firstMinute: string | null
   readonly lastMinute: string | null
   readonly bucketMinutes: number
-  readonly perMinute: ReadonlyArray<{ readonly minute: string, readonly requests: number, readonly errors: number, readonly errorRate: number, readonly elb4xx: number, readonly elb5xx: number, readonly backend4xx: number, readonly backend5xx: number }>
+  readonly perMinute: ReadonlyArray<{ readonly minute: string, readonly requests: number, readonly connections: number, readonly errors: number, readonly errorRate: number, readonly elb4xx: number, readonly elb5xx: number, readonly backend4xx: number, readonly backend5xx: number }>
   readonly totals: { readonly tcp: number, readonly noStatus: number, readonly elb4xx: number, readonly elb5xx: number, readonly backend4xx: number, readonly backend5xx: number, readonly both502: number }
   readonly backendProcessingTime: { readonly count: number, readonly p50: number, readonly p90: number, readonly p99: number, readonly max: number } | null
   readonly topInstances: { readonly rows: ReadonlyArray<{ readonly instance: string, readonly errors: number }>, readonly approximate: boolean }
@@ -38,14 +41,25 @@ export interface AnalyzeReport {
   readonly otherSignatures: number
   readonly keepAlive: {
     readonly count: number
+    /** Requests an instance answered; with none, there is no answered request to compare with the idle timeout. */
+    readonly answeredRequests: number
     readonly slowestAnsweredSeconds: number
     /** The idle timeout the report was built for (`--idle-timeout`; CLB's default 60 s). */
     readonly idleTimeoutSeconds: number
     /**
-     * The slowest answered request took less than half the idle timeout: these 504s are most likely
-     * the keep-alive race. Otherwise requests slower than the idle timeout may explain some or all.
+     * true: the slowest answered request took less than half the idle timeout, so these 504s are
+     * most likely the keep-alive race; false: requests slower than the idle timeout may explain
+     * some or all; null: no request was answered, so the log cannot tell.
      */
-    readonly likelyKeepAliveRace: boolean
+    readonly likelyKeepAliveRace: boolean | null
+    /** The verdict behind likelyKeepAliveRace, by name (docs/analyze.md). */
+    readonly verdict: 'no answered request' | 'paths never answered' | 'keep-alive race' | 'slow requests possible'
+    /**
+     * The 504s of the signature on paths no request of the input was answered on (a request that
+     * timed out is logged -1 too), and the first of those paths; at least half of the 504s there
+     * makes them the likely idle-timeout cause (likelyKeepAliveRace false).
+     */
+    readonly neverAnsweredPaths: { readonly count: number, readonly paths: number, readonly rows: ReadonlyArray<{ readonly path: string, readonly errors: number }> }
     readonly advice: string
   } | null
 }
@@ -63,6 +77,20 @@ export function keepAliveAdvice (idleTimeoutSeconds: number): string {
 
 /** Requests slower than this share of the idle timeout make a slow application a plausible cause of 504s too. */
 const SLOW_SHARE_OF_IDLE_TIMEOUT = 0.5
+/** Our choice: this share of the keep-alive 504s on never-answered paths makes those paths the likely cause (docs/analyze.md). */
+const NEVER_ANSWERED_SHARE = 0.5
+/** Never-answered paths listed. */
+const NEVER_ANSWERED_LISTED = 5
+
+/** The keep-alive 504s on paths that no request of the input was answered on; none said when the answered paths overflowed. */
+function neverAnsweredPaths (stats: AnalyzeStats): { count: number, paths: number, rows: Array<{ path: string, errors: number }> } {
+  if (stats.answeredPathsOverflow) return { count: 0, paths: 0, rows: [] }
+  const rows = stats.keepAlivePaths.top(Number.POSITIVE_INFINITY).flatMap(([key, errors]) => {
+    const space = key.indexOf(' ')
+    return stats.answeredPaths.has(Number(key.slice(0, space))) ? [] : [{ path: key.slice(space + 1), errors }]
+  }).sort((a, b) => b.errors - a.errors || (a.path < b.path ? -1 : 1))
+  return { count: rows.reduce((sum, row) => sum + row.errors, 0), paths: rows.length, rows: rows.slice(0, NEVER_ANSWERED_LISTED) }
+}
 
 function cause (elb: number, backend: number, hasBackend: boolean, allMinusOne: boolean): { generatedBy: 'elb' | 'backend', cause: string, source: string } {
   if (backend === elb) return { generatedBy: 'backend', cause: `the instance itself answered ${elb}; the load balancer passed it on (counted in HTTPCode_Backend_${Math.floor(elb / 100)}XX)`, source: 'KC-502, spec §2.1, §3.4' }
@@ -104,14 +132,22 @@ export function buildReport (stats: AnalyzeStats, files: number, settings: Repor
   }).sort((a, b) => b.count - a.count || (a.elbStatus < b.elbStatus ? -1 : 1))
   const keepAliveCount = signatures.filter((s) => s.elbStatus === '504' && s.backend === 'none' && s.timings === 'all -1').reduce((sum, s) => sum + s.count, 0)
   const latency: LatencyHistogram = stats.latency
+  const neverAnswered = neverAnsweredPaths(stats)
+  // A 504 of an idle timeout is logged -1 (CLB-LOGS rows 5-7): its time is in no answered line.
+  const verdict = stats.answeredRequests === 0
+    ? 'no answered request' as const
+    : neverAnswered.count >= keepAliveCount * NEVER_ANSWERED_SHARE
+      ? 'paths never answered' as const
+      : seconds(stats.answeredMaxMicros) < settings.idleTimeoutSeconds * SLOW_SHARE_OF_IDLE_TIMEOUT ? 'keep-alive race' as const : 'slow requests possible' as const
   return {
     files,
     lines: stats.lines,
     requests: stats.requests,
+    loadBalancers: { rows: stats.loadBalancers.top(TOP_LISTED).map(([name, lines]) => ({ name, lines })), count: stats.loadBalancers.counts.size, approximate: stats.loadBalancers.prunedMax > 0 },
     blankLines: stats.blankLines,
     unparseable: { count: stats.unparseable, listed: stats.unparseableListed },
-    firstMinute: stats.requests > 0 ? minuteIso(stats.firstMinute) : null,
-    lastMinute: stats.requests > 0 ? minuteIso(stats.lastMinute) : null,
+    firstMinute: stats.clbLines > 0 ? minuteIso(stats.firstMinute) : null,
+    lastMinute: stats.clbLines > 0 ? minuteIso(stats.lastMinute) : null,
     bucketMinutes: stats.bucketMinutes,
     perMinute,
     totals: { tcp: stats.tcp, noStatus: stats.noStatus, elb4xx: stats.elb4xx, elb5xx: stats.elb5xx, backend4xx: stats.backend4xx, backend5xx: stats.backend5xx, both502: stats.both502 },
@@ -126,9 +162,12 @@ export function buildReport (stats: AnalyzeStats, files: number, settings: Repor
       ? null
       : {
           count: keepAliveCount,
+          answeredRequests: stats.answeredRequests,
           slowestAnsweredSeconds: seconds(stats.answeredMaxMicros),
           idleTimeoutSeconds: settings.idleTimeoutSeconds,
-          likelyKeepAliveRace: seconds(stats.answeredMaxMicros) < settings.idleTimeoutSeconds * SLOW_SHARE_OF_IDLE_TIMEOUT,
+          likelyKeepAliveRace: verdict === 'no answered request' ? null : verdict === 'keep-alive race',
+          verdict,
+          neverAnsweredPaths: neverAnswered,
           advice: keepAliveAdvice(settings.idleTimeoutSeconds)
         }
   }

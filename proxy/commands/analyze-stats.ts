@@ -15,7 +15,15 @@ export const TOP_CAPACITY = 1000
 export const TOP_LISTED = 10
 export const MAX_UNPARSEABLE_LISTED = 20
 const MAX_SIGNATURES = 256
+/** Our choice: answered paths remembered (as 32-bit hashes, about 2 MB); past it, a path not among them is not called never answered. */
+export const MAX_ANSWERED_PATHS = 65536
 const UNPARSEABLE_TEXT_MAX = 200
+/**
+ * The start of an ALB access-log line: "type time elb ..." where type is one of "http", "https",
+ * "h2", "grpcs", "ws", "wss" (ALB-DOCS, "Access log entries": the first field is the type of
+ * request or connection); a CLB line starts with its timestamp.
+ */
+const ALB_LINE_START = /^(?:https?|h2|grpcs|wss?) \d{4}-\d\d-\d\dT/
 
 /** Log-scale histogram of microseconds: 32 buckets per power of two, ±1.1% (fixed size). */
 export class LatencyHistogram {
@@ -80,9 +88,10 @@ export class BoundedTop {
   }
 }
 
-/** Per time bucket: requests, and 4XX/5XX by who generated them. */
+/** Per time bucket: HTTP/HTTPS requests, 4XX/5XX by who generated them, and TCP/SSL connections. */
 export interface TimeBucket {
   requests: number
+  connections: number
   elb4xx: number
   elb5xx: number
   backend4xx: number
@@ -101,31 +110,51 @@ export class AnalyzeStats {
   blankLines = 0
   unparseable = 0
   readonly unparseableListed: UnparseableLine[] = []
+  /** HTTP/HTTPS requests: the lines error rates are over. */
   requests = 0
+  /** TCP/SSL listener lines: connections, counted apart from requests. */
   tcp = 0
   elb4xx = 0
   elb5xx = 0
   backend4xx = 0
   backend5xx = 0
   both502 = 0
-  /** elb_status_code `-`: nothing was sent (clb-proxy's lines, docs/access-log.md choice 3). */
+  /** elb_status_code `-` on an HTTP line: nothing was sent (clb-proxy's lines, docs/access-log.md choice 3). */
   noStatus = 0
   firstMinute = Infinity
   lastMinute = -Infinity
   bucketMinutes = 1
   readonly buckets = new Map<number, TimeBucket>()
   readonly latency = new LatencyHistogram()
+  /** Lines per `elb` field: logs of several load balancers read together are counted together. */
+  readonly loadBalancers = new BoundedTop()
   readonly instanceErrors = new BoundedTop()
   readonly pathErrors = new BoundedTop()
   /** Key `elb backend hasBackend allMinusOne`, see signatureOf(). */
   readonly signatures = new Map<string, number>()
   otherSignatures = 0
+  /** Requests an instance answered (a backend status the load balancer passed on, or an ELB status below 400 with one). */
+  answeredRequests = 0
   /** Slowest measured backend_processing_time of a request the backend answered, in microseconds. */
   answeredMaxMicros = 0
+  /** Hashes of the paths of answered requests (hashPath, analyze-parse.ts), up to MAX_ANSWERED_PATHS. */
+  readonly answeredPaths = new Set<number>()
+  answeredPathsOverflow = false
+  /** 504s of the keep-alive signature by `hash path`: the paths they were on, to check against answeredPaths. */
+  readonly keepAlivePaths = new BoundedTop()
+
+  /** Unparseable lines that begin as an Application Load Balancer line does: `type timestamp` (ALB_LINE_START). */
+  albLines = 0
+
+  /** Lines read as CLB lines, whatever their listener. */
+  get clbLines (): number {
+    return this.lines - this.blankLines - this.unparseable
+  }
 
   addUnparseable (file: string, line: number, text: string): void {
     this.lines++
     this.unparseable++
+    if (ALB_LINE_START.test(text)) this.albLines++
     if (this.unparseableListed.length < MAX_UNPARSEABLE_LISTED) {
       this.unparseableListed.push({ file, line, text: text.length > UNPARSEABLE_TEXT_MAX ? `${text.slice(0, UNPARSEABLE_TEXT_MAX)}…` : text })
     }
@@ -136,49 +165,63 @@ export class AnalyzeStats {
     this.blankLines++
   }
 
-  /** One parsed line; `text(start, end)` gives a field as a string (called only for errors). */
-  add (f: ClbLineFields, text: (start: number, end: number) => string): void {
+  /** One parsed line of the load balancer named `loadBalancer`; `text(start, end)` gives a field as a string (called only for errors). */
+  add (f: ClbLineFields, text: (start: number, end: number) => string, loadBalancer: string): void {
     this.lines++
-    this.requests++
+    this.loadBalancers.add(loadBalancer)
     const minute = f.minute
     if (minute < this.firstMinute) this.firstMinute = minute
     if (minute > this.lastMinute) this.lastMinute = minute
     const key = minute - (minute % this.bucketMinutes)
     let bucket = this.buckets.get(key)
     if (bucket === undefined) {
-      bucket = { requests: 0, elb4xx: 0, elb5xx: 0, backend4xx: 0, backend5xx: 0 }
+      bucket = { requests: 0, connections: 0, elb4xx: 0, elb5xx: 0, backend4xx: 0, backend5xx: 0 }
       this.buckets.set(key, bucket)
       if (this.buckets.size > MAX_TIME_BUCKETS) {
         this.widenBuckets()
         bucket = this.buckets.get(minute - (minute % this.bucketMinutes)) as TimeBucket
       }
     }
+    // [TCP] backend_processing_time is "the time to establish the backend connection" (CLB-LOGS
+    // row 6), not the Latency of a request; and a connection has no status to count as an error.
+    if (f.isTcp) {
+      this.tcp++
+      bucket.connections++
+      return
+    }
+    this.requests++
     bucket.requests++
-    if (f.isTcp) this.tcp++
     if (f.backendMicros >= 0) this.latency.add(f.backendMicros)
     const elb = f.elbStatus
     const backend = f.backendStatus
     if (elb < 0) this.noStatus++
-    if (elb < 400) {
-      if (backend >= 100 && f.backendMicros > this.answeredMaxMicros) this.answeredMaxMicros = f.backendMicros
-      return
-    }
     // Backend-generated: the load balancer passed on the instance's own status (KC-502).
     const fromBackend = backend === elb
-    if (fromBackend && f.backendMicros > this.answeredMaxMicros) this.answeredMaxMicros = f.backendMicros
+    if (backend >= 100 && (elb < 400 || fromBackend)) {
+      this.answeredRequests++
+      if (f.backendMicros > this.answeredMaxMicros) this.answeredMaxMicros = f.backendMicros
+      if (this.answeredPaths.size < MAX_ANSWERED_PATHS) this.answeredPaths.add(f.pathHash)
+      else if (!this.answeredPaths.has(f.pathHash)) this.answeredPathsOverflow = true
+    }
+    if (elb < 400) return
     if (elb < 500) {
       if (fromBackend) { this.backend4xx++; bucket.backend4xx++ } else { this.elb4xx++; bucket.elb4xx++ }
     } else {
       if (fromBackend) { this.backend5xx++; bucket.backend5xx++ } else { this.elb5xx++; bucket.elb5xx++ }
       if (elb === 502 && backend === 502) this.both502++
     }
-    const signature = `${elb} ${backend} ${f.hasBackend ? 1 : 0} ${f.requestMicros === -1 && f.backendMicros === -1 && f.responseMicros === -1 ? 1 : 0}`
+    const allMinusOne = f.requestMicros === -1 && f.backendMicros === -1 && f.responseMicros === -1
+    const signature = `${elb} ${backend} ${f.hasBackend ? 1 : 0} ${allMinusOne ? 1 : 0}`
     const seen = this.signatures.get(signature)
     if (seen !== undefined) this.signatures.set(signature, seen + 1)
     else if (this.signatures.size < MAX_SIGNATURES) this.signatures.set(signature, 1)
     else this.otherSignatures++
     if (f.hasBackend) this.instanceErrors.add(text(f.backendStart, f.backendEnd))
-    if (f.urlEnd > f.urlStart) this.pathErrors.add(pathOfUrl(text(f.urlStart, f.urlEnd)))
+    if (f.urlEnd > f.urlStart) {
+      const path = pathOfUrl(text(f.urlStart, f.urlEnd))
+      this.pathErrors.add(path)
+      if (elb === 504 && !f.hasBackend && allMinusOne) this.keepAlivePaths.add(`${f.pathHash} ${path}`)
+    }
   }
 
   private widenBuckets (): void {
@@ -191,6 +234,7 @@ export class AnalyzeStats {
         const into = this.buckets.get(key)
         if (into === undefined) { this.buckets.set(key, counts); continue }
         into.requests += counts.requests
+        into.connections += counts.connections
         into.elb4xx += counts.elb4xx
         into.elb5xx += counts.elb5xx
         into.backend4xx += counts.backend4xx

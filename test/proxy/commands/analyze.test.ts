@@ -12,7 +12,7 @@ import { analyzeFiles } from '../../../proxy/commands/analyze-command.js'
 import { emptyFields, parseClbLine, parseClbLineText } from '../../../proxy/commands/analyze-parse.js'
 import { listInputs, MAX_LINE_BYTES, Progress, readFailure } from '../../../proxy/commands/analyze-read.js'
 import { buildReport, type AnalyzeReport } from '../../../proxy/commands/analyze-report.js'
-import { BoundedTop, LatencyHistogram, MAX_TIME_BUCKETS, MAX_UNPARSEABLE_LISTED, TOP_CAPACITY } from '../../../proxy/commands/analyze-stats.js'
+import { AnalyzeStats, BoundedTop, LatencyHistogram, MAX_ANSWERED_PATHS, MAX_TIME_BUCKETS, MAX_UNPARSEABLE_LISTED, TOP_CAPACITY } from '../../../proxy/commands/analyze-stats.js'
 import { renderHtml, renderText } from '../../../proxy/commands/analyze-output.js'
 import { formatAccessLogLine } from '../../../proxy/observers/access-log-format.js'
 import { REPO_ROOT } from '../../helpers/repo.js'
@@ -91,7 +91,7 @@ t.test('every real and documented line of the spec is read (fixtures/analyze/REA
 t.test('the report of the spec lines', async (t) => {
   const report = await analyzeJson([SPEC_LINES_FILE])
   t.equal(report.lines, 13)
-  t.equal(report.requests, 12)
+  t.equal(report.requests, 9, 'the 12 CLB lines less the 3 TCP/SSL connections')
   t.equal(report.unparseable.count, 1)
   t.strictSame(report.unparseable.listed.map((u) => `${u.file}:${u.line}`), [`${SPEC_LINES_FILE}:4`])
   t.equal(report.totals.tcp, 3)
@@ -105,7 +105,7 @@ t.test('the report of the spec lines', async (t) => {
   t.match(signature('408', '0'), { cause: /client stopped sending/ })
   t.match(report.keepAlive, { count: 2, advice: /at least 60 seconds/ })
   t.match(report.topInstances.rows, [{ instance: '172.27.19.217:80', errors: 1 }])
-  t.equal(report.backendProcessingTime?.count, 6, 'every line with a measured backend_processing_time')
+  t.equal(report.backendProcessingTime?.count, 3, 'every request with a measured backend_processing_time (a TCP line\'s is the backend connection time)')
   t.equal(report.backendProcessingTime?.max, 0.001048)
 })
 
@@ -122,7 +122,8 @@ t.test("clb-proxy's own lines: a rejected 502 (`502 -`), nothing sent (`-`), a 5
   t.equal(report.totals.noStatus, 1)
   t.match(report.signatures.find((s) => s.elbStatus === '502'), { backendStatus: '-', backend: 'instance', cause: /malformed response/ })
   t.ok(report.keepAlive)
-  t.equal(report.totals.tcp, 1, '"- - - " of an unparseable request')
+  t.equal(report.totals.tcp, 0, '"- - - " of an unparseable request with a 400 is a request, not a TCP/SSL connection')
+  t.equal(report.totals.elb4xx, 1)
 })
 
 t.test('an S3 tree of .log and .gz files gives the report of the concatenated plain file', async (t) => {
@@ -160,7 +161,12 @@ t.test('unparseable lines are counted with file:line, the first 20 listed; blank
   t.equal(report.unparseable.listed.length, MAX_UNPARSEABLE_LISTED)
   t.strictSame(report.unparseable.listed.slice(0, 3).map((u) => `${u.file}:${u.line}: ${u.text}`), [`${file}:2: garbage 1`, `${file}:5: not a line 0`, `${file}:6: not a line 1`])
   const text = await analyze([file])
-  t.match(text.stdout, `Unparseable lines: 32 (the first 20 listed)\n  ${file}:2: garbage 1`)
+  t.match(text.stdout, `Unparseable lines: 32 (the first 20 listed)\n  ${file}:\n    2: garbage 1\n    5: not a line 0\n`)
+  // The file name once as a heading: an S3 name of 120 characters leaves the line's text in view.
+  const s3Name = join(dir, '123456789012_elasticloadbalancing_us-east-1_my-loadbalancer-with-a-long-name_20240101T0010Z_10.0.0.9_abcd1234.log')
+  writeFileSync(s3Name, 'garbage 2\n')
+  t.match((await analyze([file, s3Name])).stdout, `  ${file}:\n    2: garbage 1\n    5: not a line 0\n`)
+  t.match((await analyze([s3Name, file])).stdout, `Unparseable lines: 33 (the first 20 listed)\n  ${s3Name}:\n    1: garbage 2\n  ${file}:\n    2: garbage 1\n`)
 })
 
 t.test('field checks: each malformed field makes the line unparseable', async (t) => {
@@ -183,7 +189,7 @@ t.test('field checks: each malformed field makes the line unparseable', async (t
 t.test('--json shape', async (t) => {
   const dir = t.testdir({ 'a.log': `${Array.from({ length: 400 }, (_, i) => generatedLine(i)).join('\n')}\n` })
   const report = await analyzeJson([join(dir, 'a.log')])
-  t.strictSame(Object.keys(report).sort(), ['backendProcessingTime', 'blankLines', 'bucketMinutes', 'files', 'firstMinute', 'keepAlive', 'lastMinute', 'lines', 'otherSignatures', 'perMinute', 'requests', 'signatures', 'topInstances', 'topPaths', 'totals', 'unparseable'])
+  t.strictSame(Object.keys(report).sort(), ['backendProcessingTime', 'blankLines', 'bucketMinutes', 'files', 'firstMinute', 'keepAlive', 'lastMinute', 'lines', 'loadBalancers', 'otherSignatures', 'perMinute', 'requests', 'signatures', 'topInstances', 'topPaths', 'totals', 'unparseable'])
   t.match(report.perMinute[0], { minute: '2024-01-01T00:00Z', requests: 50, errors: Number, errorRate: Number, elb4xx: Number, elb5xx: Number, backend4xx: Number, backend5xx: Number })
   t.match(report.backendProcessingTime, { count: Number, p50: Number, p90: Number, p99: Number, max: 1.5 })
   t.ok((report.backendProcessingTime?.p50 ?? 0) <= (report.backendProcessingTime?.p90 ?? 0))
@@ -338,7 +344,7 @@ t.test('a FIFO (a pipe, a process substitution) is read as a stream, plain or gz
 
 t.test('- reads standard input, plain or gzip; it can be named once', async (t) => {
   const body = `${Array.from({ length: 300 }, (_, i) => generatedLine(i)).join('\n')}\n`
-  const dir = t.testdir({ 'all.log': body, 'bad.log': 'not a line\n' })
+  const dir = t.testdir({ 'all.log': body, 'bad.log': `not a line\n${generatedLine(8)}\n` })
   const expected = await analyzeJson([join(dir, 'all.log')])
   for (const [name, bytes] of [['plain', Buffer.from(body)], ['gzip', gzipSync(body)]] as const) {
     // Two chunks, the first of one byte: the gzip magic bytes are sniffed across chunks.
@@ -375,7 +381,7 @@ t.test('memory stays bounded: 200k lines, distinct paths, more minutes than buck
   const dir = t.testdir({})
   const file = join(dir, 'big.log')
   writeLines(file, 200_000, true)
-  const { stats } = await analyzeFiles(await listInputs([file]), new Sink())
+  const { stats } = await analyzeFiles((await listInputs([file])).files, new Sink())
   t.equal(stats.requests, 200_000)
   const sizes = stats.sizes()
   t.ok(sizes.paths < 2 * TOP_CAPACITY, `paths kept: ${sizes.paths}`)
@@ -393,7 +399,7 @@ t.test('time buckets double in width past MAX_TIME_BUCKETS, keeping every count'
   // One line every 2 minutes over 3 x MAX_TIME_BUCKETS minutes.
   const lines = Array.from({ length: Math.ceil(MAX_TIME_BUCKETS * 1.5) }, (_, i) => generatedLine(i * 100))
   writeFileSync(file, `${lines.join('\n')}\n`)
-  const { stats } = await analyzeFiles(await listInputs([file]), new Sink())
+  const { stats } = await analyzeFiles((await listInputs([file])).files, new Sink())
   t.ok(stats.bucketMinutes > 1)
   t.ok(stats.buckets.size <= MAX_TIME_BUCKETS)
   const report = buildReport(stats, 1)
@@ -531,7 +537,7 @@ t.test('every cause, and the text and HTML of rarer cases', async (t) => {
   t.match(page, 'per 2 minutes')
   t.match(page, 'Instances with the most errors (approximate)')
   t.match(page, 'Paths with the most errors (approximate)')
-  t.match(renderHtml({ ...report, perMinute: [{ minute: 'm', requests: 0, errors: 0, errorRate: 0, elb4xx: 0, elb5xx: 0, backend4xx: 0, backend5xx: 0 }], lastMinute: null }), '<svg')
+  t.match(renderHtml({ ...report, perMinute: [{ minute: 'm', requests: 0, connections: 0, errors: 0, errorRate: 0, elb4xx: 0, elb5xx: 0, backend4xx: 0, backend5xx: 0 }], lastMinute: null }), '<svg')
 })
 
 t.test('bounded by bytes: a path key is cut to MAX_PATH_CHARS; a timing too long to be finite makes the line unparseable', async (t) => {
@@ -540,7 +546,7 @@ t.test('bounded by bytes: a path key is cut to MAX_PATH_CHARS; a timing too long
   t.equal(long.length, MAX_PATH_CHARS + 3)
   t.ok(long.endsWith('...'))
   t.equal(pathOfUrl('http://h:80/short?q'), '/short')
-  const dir = t.testdir({ 'a.log': `2024-01-01T00:00:01.000001Z lb 1.2.3.4:5 10.0.0.1:80 0.1 ${'9'.repeat(400)} 0.1 200 200 0 1 "GET http://h:80/x HTTP/1.1" "ua" - -\n` })
+  const dir = t.testdir({ 'a.log': `2024-01-01T00:00:01.000001Z lb 1.2.3.4:5 10.0.0.1:80 0.1 ${'9'.repeat(400)} 0.1 200 200 0 1 "GET http://h:80/x HTTP/1.1" "ua" - -\n${generatedLine(8)}\n` })
   const stdout = new Sink()
   const stderr = new Sink()
   t.equal(await run(['analyze', join(dir, 'a.log'), '--json'], {}, { stdout, stderr }), 0)
@@ -553,4 +559,159 @@ t.test('standard input is not touched unless - is named (reading process.stdin o
   const dir = t.testdir({ 'a.log': `${generatedLine(0)}\n` })
   t.equal(await run(['analyze', join(dir, 'a.log')], {}, io), 0)
   t.equal(touched, 0)
+})
+
+t.test('504s with no answered request at all: no keep-alive verdict, the log cannot tell (KC-504)', async (t) => {
+  const ts = '2026-12-04T07:00:01.000001Z'
+  const req = '"GET http://h:80/x HTTP/1.1" "ua" - -'
+  const dir = t.testdir({ 'a.log': `${ts} lb 1.2.3.4:5 - -1 -1 -1 504 0 0 0 ${req}\n${ts} lb 1.2.3.4:6 - -1 -1 -1 504 0 0 0 ${req}\n` })
+  const log = join(dir, 'a.log')
+  const { code, stdout } = await analyze([log])
+  t.equal(code, 0)
+  t.match(stdout, 'Keep-alive signature: 2 504s with no backend and -1 timings.\n' +
+    '  No request was answered by an instance in these lines, so the log cannot tell the idle-timeout cause\n' +
+    '  (KC-504: "The most common reason for an HTTP 504 error is that a corresponding instance didn\'t respond to the request within the configured idle timeout")\n' +
+    '  from instances closing kept-alive connections early. The CloudWatch Latency metric (data points at the idle\n' +
+    '  timeout) or the instance\'s own logs (a request it never logged) tell which.\n' +
+    '  Fix of the keep-alive race: Set the backend keep-alive timeout')
+  t.notMatch(stdout, 'far below')
+  t.match((await analyzeJson([log])).keepAlive, { count: 2, answeredRequests: 0, slowestAnsweredSeconds: 0, likelyKeepAliveRace: null })
+  const out = join(dir, 'r.html')
+  t.equal((await analyze([log, '--html', out])).code, 0)
+  t.match(readFileSync(out, 'utf8'), '<p>2 504s with no backend and -1 timings. No request was answered by an instance in these lines, so the log cannot tell the idle-timeout cause (KC-504: &#34;The most common')
+})
+
+t.test('504s on paths never answered are the likely idle-timeout cause, not the keep-alive race; "far below" only under a tenth', async (t) => {
+  const ts = '2026-12-04T07:00:01.000001Z'
+  const answered = (path: string, seconds: string): string => `${ts} lb 1.2.3.4:5 10.0.0.1:80 0.000012 ${seconds} 0.00002 200 200 0 5 "GET http://h:80${path}?q=1 HTTP/1.1" "ua" - -`
+  const timedOut = (path: string): string => `${ts} lb 1.2.3.4:5 - -1 -1 -1 504 0 0 0 "GET http://h:80${path} HTTP/1.1" "ua" - -`
+  // A request that timed out is logged -1 (CLB-LOGS): /api/report is slow, but no answered line shows it.
+  const dir = t.testdir({
+    'never.log': [answered('/x', '0.001'), timedOut('/api/report'), timedOut('/api/report'), timedOut('/api/report'), timedOut('/x')].join('\n'),
+    'half.log': [answered('/x', '0.499'), timedOut('/x')].join('\n'),
+    'many.log': [answered('/x', '0.001'), ...['/a', '/b', '/c', '/d', '/e', '/f', '/g'].map(timedOut)].join('\n')
+  })
+  const never = await analyze([join(dir, 'never.log')])
+  t.match(never.stdout, 'Keep-alive signature: 4 504s with no backend and -1 timings.\n' +
+    '  3 of these 4 504s are on paths no instance answered in these lines: /api/report (3).\n' +
+    '  A request that timed out is logged with backend:port - and -1 timings (CLB-LOGS), so no answered line shows how slow\n' +
+    '  these paths are: they are the likely idle-timeout cause (KC-504: "The most common reason for an HTTP 504 error is that a corresponding instance didn\'t respond to the request within the configured idle timeout"),\n' +
+    '  not the keep-alive race: make them answer within the idle timeout of 60 s (--idle-timeout) or raise it.\n' +
+    '  Fix of the keep-alive race: ')
+  t.notMatch(never.stdout, 'far below')
+  t.match((await analyzeJson([join(dir, 'never.log')])).keepAlive, { count: 4, likelyKeepAliveRace: false, verdict: 'paths never answered', neverAnsweredPaths: { count: 3, paths: 1, rows: [{ path: '/api/report', errors: 3 }] } })
+  t.match((await analyze([join(dir, 'many.log')])).stdout, 'on paths no instance answered in these lines: /a (1), /b (1), /c (1), /d (1), /e (1) and 2 more.\n')
+  const half = await analyze([join(dir, 'half.log'), '--idle-timeout', '1'])
+  t.match(half.stdout, '  The slowest request an instance answered took 0.499 s (backend_processing_time), against an idle timeout of 1 s (--idle-timeout);\n' +
+    '  under half of it, so these 504s are more likely instances closing kept-alive connections early, but requests slower than the idle timeout may cause some.\n' +
+    '  Fix: ')
+  t.match((await analyzeJson([join(dir, 'half.log'), '--idle-timeout', '1'])).keepAlive, { likelyKeepAliveRace: true, verdict: 'keep-alive race', neverAnsweredPaths: { count: 0, paths: 0, rows: [] } })
+  t.match((await analyze([join(dir, 'half.log'), '--idle-timeout', '5'])).stdout, '  far below it, so these 504s')
+})
+
+t.test('past MAX_ANSWERED_PATHS answered paths, no path is called never answered', async (t) => {
+  const stats = new AnalyzeStats()
+  const add = (line: string): void => {
+    const fields = parseClbLineText(line)
+    if (fields === null) throw new Error(line)
+    stats.add(fields, (start, end) => Buffer.from(line).toString('utf8', start, end), 'lb')
+  }
+  const ts = '2026-12-04T07:00:01.000001Z'
+  for (let i = 0; i <= MAX_ANSWERED_PATHS; i++) add(`${ts} lb 1.2.3.4:5 10.0.0.1:80 0.000012 0.001 0.00002 200 200 0 5 "GET http://h:80/p${i} HTTP/1.1" "ua" - -`)
+  add(`${ts} lb 1.2.3.4:5 - -1 -1 -1 504 0 0 0 "GET http://h:80/new HTTP/1.1" "ua" - -`)
+  t.equal(stats.answeredPaths.size, MAX_ANSWERED_PATHS)
+  t.match(buildReport(stats, 1).keepAlive, { verdict: 'keep-alive race', neverAnsweredPaths: { count: 0, rows: [] } })
+})
+
+t.test('an input with no CLB line (an ALB log, nginx, a binary file) is refused: named, exit 2, no report', async (t) => {
+  const alb = [
+    'http 2018-07-02T22:23:00.186641Z app/my-loadbalancer/50dc6c495c0c9188 192.168.131.39:2817 10.0.0.1:80 0.000 0.001 0.000 200 200 34 366 "GET http://www.example.com:80/ HTTP/1.1" "curl/7.46.0" - - arn:aws:elasticloadbalancing:us-east-2:123456789012:targetgroup/my-targets/73e2d6bc24d8a067 "Root=1-58337262-36d228ad5d99923122bbe354" "-" "-" 0 2018-07-02T22:22:48.364000Z "forward" "-" "-" "10.0.0.1:80" "200" "-" "-"',
+    'h2 2018-07-02T22:23:00.186641Z app/my-loadbalancer/50dc6c495c0c9188 10.0.1.252:48160 10.0.0.66:9000 0.000 0.002 0.000 200 200 5 257 "GET https://10.0.2.105:773/ HTTP/2.0" "curl/7.46.0" ECDHE-RSA-AES128-GCM-SHA256 TLSv1.2'
+  ]
+  const dir = t.testdir({
+    'alb.log': `${alb.join('\n')}\n`,
+    'nginx.log': '127.0.0.1 - - [10/Oct/2000:13:55:36 -0700] "GET /apache_pb.gif HTTP/1.0" 200 2326 "-" "Mozilla/4.08"\n',
+    'blob.log': Buffer.from([0, 1, 2, 0xff, 0xfe, 10, 0x89, 0x50, 0x4e, 0x47]),
+    'empty.log': ''
+  })
+  const [albLog, nginx, blob, empty] = ['alb.log', 'nginx.log', 'blob.log', 'empty.log'].map((name) => join(dir, name)) as [string, string, string, string]
+  t.strictSame(await analyze([albLog]), {
+    code: 2,
+    stdout: '',
+    stderr: `clb-proxy analyze: no line of '${albLog}' is a CLB access-log line (2 lines read); nothing to report\n` +
+      'clb-proxy analyze: this looks like an Application Load Balancer log (its lines start with a type: http, https, h2, grpcs, ws, wss); analyze reads Classic Load Balancer logs, whose lines start with the timestamp\n'
+  })
+  t.strictSame(await analyze(['--json', nginx, blob]), { code: 2, stdout: '', stderr: `clb-proxy analyze: no line of '${nginx}', '${blob}' is a CLB access-log line (3 lines read); nothing to report\n` })
+  const copies = Array.from({ length: 7 }, (_, i) => join(dir, `nginx-${i}.log`))
+  for (const copy of copies) writeFileSync(copy, readFileSync(nginx))
+  t.equal((await analyze(copies)).stderr.split('\n')[0], `clb-proxy analyze: no line of ${copies.slice(0, 5).map((copy) => `'${copy}'`).join(', ')} and 2 more files is a CLB access-log line (7 lines read); nothing to report`)
+  t.equal((await analyze([nginx, join(dir, 'a.log.gz')])).code, 2, 'a file that could not be read does not hide it')
+  t.equal((await analyze([empty])).code, 0, 'an empty file is not a wrong format: a report of 0 requests')
+  writeFileSync(join(dir, 'b.log'), `${generatedLine(8)}\n`)
+  t.equal((await analyze([nginx, join(dir, 'b.log')])).code, 0, 'one CLB line is enough for a report')
+})
+
+t.test('a file named twice, or under two PATHs (a directory and its subdirectory), is read once, and that is said', async (t) => {
+  const dir = t.testdir({ 'a.log': `${generatedLine(8)}\n`, sub: { 'b.log': `${generatedLine(9)}\n`, 'c.log': `${generatedLine(10)}\n` } })
+  const [a, sub, b] = [join(dir, 'a.log'), join(dir, 'sub'), join(dir, 'sub', 'b.log')]
+  const twice = await analyze([a, a])
+  t.equal(twice.code, 0)
+  t.match(twice.stdout, /^clb-proxy analyze: 1 requests in 1 file \(1 lines/)
+  t.equal(twice.stderr, `clb-proxy analyze: read once, skipped as already read: '${a}'\n`)
+  const nested = await analyze([b, dir, sub])
+  t.match(nested.stdout, /^clb-proxy analyze: 3 requests in 3 files \(3 lines/)
+  t.equal(nested.stderr, `clb-proxy analyze: read once, skipped as already read: '${b}', '${join(sub, 'b.log')}', '${join(sub, 'c.log')}'\n`)
+  t.match((await analyze([a, a, a, a, a, a, a])).stderr, `'${a}', '${a}', '${a}', '${a}', '${a}' and 1 more files\n`)
+})
+
+t.test('the load balancers of the lines (the elb field) are named with their line counts; several are warned of', async (t) => {
+  const of = (name: string, i: number): string => generatedLine(i).replace(' my-lb ', ` ${name} `)
+  const dir = t.testdir({
+    'one.log': `${[8, 9, 10].map((i) => of('my-lb', i)).join('\n')}\n`,
+    'two.log': `${[of('web-lb', 8), of('api-lb', 9), of('web-lb', 10)].join('\n')}\n`
+  })
+  const one = await analyze([join(dir, 'one.log')])
+  t.match(one.stdout, /^clb-proxy analyze: 3 requests in 1 file \(3 lines, 0 unparseable\)\nfrom 2024-01-01T00:00Z to 2024-01-01T00:00Z\nload balancer: my-lb \(3 lines\)\n\n/)
+  t.notMatch(one.stdout, 'warning')
+  const two = await analyze([join(dir, 'two.log'), join(dir, 'one.log')])
+  t.match(two.stdout, 'load balancers: my-lb (3 lines), web-lb (2 lines), api-lb (1 line)\n' +
+    'warning: the lines of 3 load balancers (the elb field) are counted together; analyze the logs of one load balancer at a time to tell them apart\n')
+  t.strictSame((await analyzeJson([join(dir, 'two.log')])).loadBalancers, { rows: [{ name: 'web-lb', lines: 2 }, { name: 'api-lb', lines: 1 }], count: 2, approximate: false })
+  const out = join(dir, 'r.html')
+  await analyze([join(dir, 'two.log'), '--html', out])
+  t.match(readFileSync(out, 'utf8'), '<p>load balancers: web-lb (2 lines), api-lb (1 line)</p>\n<p>warning: the lines of 2 load balancers')
+  const report = await analyzeJson([join(dir, 'two.log')])
+  t.match(renderText({ ...report, loadBalancers: { rows: report.loadBalancers.rows, count: 12, approximate: true } }), 'load balancers: web-lb (2 lines), api-lb (1 line) and 10 more (approximate counts)\n')
+  t.notMatch(renderText({ ...report, loadBalancers: { rows: [], count: 0, approximate: false } }), 'load balancer')
+})
+
+t.test('TCP/SSL listener lines are connections, apart from requests: rates are over HTTP/HTTPS requests only', async (t) => {
+  const ts = '2024-01-01T00:00:01.000001Z'
+  const req = '"GET http://h:80/x HTTP/1.1" "ua" - -'
+  const tcp = `${ts} lb 1.2.3.4:5 10.0.0.1:443 0.000744 0.000009 0.000012 - - 710 31845 "- - - " "-" - -`
+  const dir = t.testdir({ 'a.log': [`${ts} lb 1.2.3.4:5 10.0.0.1:80 0.1 0.25 0.1 200 200 0 1 ${req}`, `${ts} lb 1.2.3.4:5 - -1 -1 -1 504 0 0 0 ${req}`, ...Array(8).fill(tcp)].join('\n') })
+  const report = await analyzeJson([join(dir, 'a.log')])
+  t.equal(report.requests, 2)
+  t.match(report.totals, { tcp: 8, noStatus: 0, elb5xx: 1 })
+  t.strictSame(report.perMinute, [{ minute: '2024-01-01T00:00Z', errors: 1, errorRate: 0.5, requests: 2, connections: 8, elb4xx: 0, elb5xx: 1, backend4xx: 0, backend5xx: 0 }])
+  t.match(report.backendProcessingTime, { count: 1, max: 0.25 })
+  const { stdout } = await analyze([join(dir, 'a.log')])
+  t.match(stdout, /^clb-proxy analyze: 2 requests and 8 TCP\/SSL connections in 1 file \(10 lines, 0 unparseable\)\n/)
+  t.match(stdout, '  ELB 5XX              1  50.00%\n')
+  t.match(stdout, '  (over HTTP/HTTPS requests; the 8 TCP/SSL listener connections, "- - - " with elb_status_code -, have no status)\n')
+  t.notMatch(stdout, 'no status sent')
+  t.match(stdout, '  2024-01-01T00:00Z         2        1   50.00%   0/1  0/0\n')
+  const onlyTcp = await analyzeJson([join(t.testdir({ 'b.log': `${tcp}\n` }), 'b.log')])
+  t.match(onlyTcp, { requests: 0, firstMinute: '2024-01-01T00:00Z', totals: { tcp: 1 }, backendProcessingTime: null })
+})
+
+t.test('--html writes control bytes of log fields visibly, as the text report does, and still HTML-escapes', async (t) => {
+  const ts = '2024-01-01T00:00:01.000001Z'
+  const dir = t.testdir({ 'a.log': `${ts} lb 1.2.3.4:5 10.0.0.1:80 0.1 0.1 0.1 500 500 0 1 "GET http://h:80/a\x1b[31m<b>&"\x07 HTTP/1.1" "ua" - -\nbell \x07 here\n` })
+  const out = join(dir, 'r.html')
+  t.equal((await analyze([join(dir, 'a.log'), '--html', out])).code, 0)
+  const page = readFileSync(out, 'utf8')
+  t.notMatch(page, /[\x00-\x08\x0b-\x1f\x7f]/, 'no raw control byte')
+  t.match(page, '<td>/a\\x1b[31m&#60;b&#62;&#38;&#34;\\x07</td>')
+  t.match(page, '<td>bell \\x07 here</td>')
 })
