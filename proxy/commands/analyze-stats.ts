@@ -101,7 +101,10 @@ export interface TimeBucket {
 export interface UnparseableLine {
   readonly file: string
   readonly line: number
+  /** The line's text, cut to UNPARSEABLE_TEXT_MAX characters. */
   readonly text: string
+  /** The text was cut: the renderings mark it `…` after escaping it. */
+  readonly truncated: boolean
 }
 
 /** The running totals; `add()` is called once per parsed line. */
@@ -156,7 +159,10 @@ export class AnalyzeStats {
     this.unparseable++
     if (ALB_LINE_START.test(text)) this.albLines++
     if (this.unparseableListed.length < MAX_UNPARSEABLE_LISTED) {
-      this.unparseableListed.push({ file, line, text: text.length > UNPARSEABLE_TEXT_MAX ? `${text.slice(0, UNPARSEABLE_TEXT_MAX)}…` : text })
+      const truncated = text.length > UNPARSEABLE_TEXT_MAX
+      // Not between the two halves of a surrogate pair.
+      const cut = truncated && /[\ud800-\udbff]/.test(text[UNPARSEABLE_TEXT_MAX - 1] as string) ? UNPARSEABLE_TEXT_MAX - 1 : UNPARSEABLE_TEXT_MAX
+      this.unparseableListed.push({ file, line, text: truncated ? text.slice(0, cut) : text, truncated })
     }
   }
 

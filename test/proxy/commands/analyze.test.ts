@@ -13,7 +13,7 @@ import { emptyFields, parseClbLine, parseClbLineText } from '../../../proxy/comm
 import { listInputs, MAX_LINE_BYTES, Progress, readFailure } from '../../../proxy/commands/analyze-read.js'
 import { buildReport, type AnalyzeReport } from '../../../proxy/commands/analyze-report.js'
 import { AnalyzeStats, BoundedTop, LatencyHistogram, MAX_ANSWERED_PATHS, MAX_TIME_BUCKETS, MAX_UNPARSEABLE_LISTED, TOP_CAPACITY } from '../../../proxy/commands/analyze-stats.js'
-import { renderHtml, renderText } from '../../../proxy/commands/analyze-output.js'
+import { renderHtml, renderText, visible } from '../../../proxy/commands/analyze-output.js'
 import { formatAccessLogLine } from '../../../proxy/observers/access-log-format.js'
 import { REPO_ROOT } from '../../helpers/repo.js'
 
@@ -354,7 +354,7 @@ t.test('- reads standard input, plain or gzip; it can be named once', async (t) 
     t.strictSame(JSON.parse(outcome.stdout), expected, name)
   }
   const named = await analyze(['--json', join(dir, 'bad.log'), '-'], new Sink(), Readable.from([Buffer.from('not a line either\n')]))
-  t.strictSame((JSON.parse(named.stdout) as AnalyzeReport).unparseable.listed, [{ file: join(dir, 'bad.log'), line: 1, text: 'not a line' }, { file: '-', line: 1, text: 'not a line either' }], 'standard input is named - in the report')
+  t.strictSame((JSON.parse(named.stdout) as AnalyzeReport).unparseable.listed, [{ file: join(dir, 'bad.log'), line: 1, text: 'not a line', truncated: false }, { file: '-', line: 1, text: 'not a line either', truncated: false }], 'standard input is named - in the report')
   t.strictSame(await analyze(['-', '-']), { code: 2, stdout: '', stderr: "clb-proxy analyze: '-' (standard input) can be named only once\nTry 'clb-proxy analyze --help'\n" })
   const stderr = new Sink()
   t.equal(await run(['analyze', '-'], {}, { stdout: new Sink(), stderr }), 2, 'a caller of run() that gives no stdin')
@@ -370,7 +370,7 @@ t.test('lines split across chunks, an unterminated last line, an overlong line',
   t.equal(report.requests, 5)
   t.equal(report.unparseable.count, 2)
   t.strictSame(report.unparseable.listed.map((u) => u.line), [3, 5])
-  t.match(report.unparseable.listed[0]?.text, /^(\(longer than 1048576 bytes\) )?x+…$/)
+  t.match(report.unparseable.listed[0], { text: /^(\(longer than 1048576 bytes\) )?x+$/, truncated: true })
   const tail = t.testdir({ 'b.log': `${line}\n${'z'.repeat(MAX_LINE_BYTES + 5)}` })
   const tailReport = await analyzeJson([join(tail, 'b.log')])
   t.equal(tailReport.lines, 2)
@@ -530,7 +530,7 @@ t.test('every cause, and the text and HTML of rarer cases', async (t) => {
   t.match(stdout, 'against an idle timeout of 60 s (--idle-timeout);\n  close to it: requests slower than the idle timeout may cause some or all of these 504s')
   t.match(stdout, '  Fix of the keep-alive race: Set the backend keep-alive timeout greater than the load balancer idle timeout (60 s, the default)')
   t.match(stdout, 'no status sent (elb_status_code -): 1')
-  const wide = renderText({ ...report, bucketMinutes: 4, otherSignatures: 3, files: 2, requests: 0, firstMinute: null, blankLines: 2, topInstances: { ...report.topInstances, approximate: true }, topPaths: { ...report.topPaths, approximate: true }, unparseable: { count: 1, listed: [{ file: 'f', line: 1, text: 'x' }] } })
+  const wide = renderText({ ...report, bucketMinutes: 4, otherSignatures: 3, files: 2, requests: 0, firstMinute: null, blankLines: 2, topInstances: { ...report.topInstances, approximate: true }, topPaths: { ...report.topPaths, approximate: true }, unparseable: { count: 1, listed: [{ file: 'f', line: 1, text: 'x', truncated: false }] } })
   for (const text of ['Per 4 minutes (UTC)', '3 more error lines', 'in 2 files', '2 blank', '(approximate: many distinct instances)', '(approximate: many distinct paths)', 'Unparseable lines: 1\n', '0%']) t.match(wide, text)
   t.notMatch(renderText({ ...report, signatures: [], keepAlive: null, backendProcessingTime: null, perMinute: [], topInstances: { rows: [], approximate: false }, topPaths: { rows: [], approximate: false } }), /Error signatures|Keep-alive|backend_processing_time over|Per minute/)
   const page = renderHtml({ ...report, firstMinute: null, bucketMinutes: 2, topInstances: { ...report.topInstances, approximate: true }, topPaths: { ...report.topPaths, approximate: true } })
@@ -714,4 +714,28 @@ t.test('--html writes control bytes of log fields visibly, as the text report do
   t.notMatch(page, /[\x00-\x08\x0b-\x1f\x7f]/, 'no raw control byte')
   t.match(page, '<td>/a\\x1b[31m&#60;b&#62;&#38;&#34;\\x07</td>')
   t.match(page, '<td>bell \\x07 here</td>')
+})
+
+t.test('printable Unicode is shown as is; control characters (C0, C1, bidi) and invalid UTF-8 bytes are escaped; the cut mark prints as …', async (t) => {
+  const ts = '2024-01-01T00:00:01.000001Z'
+  const line = (path: string): string => `${ts} lb 1.2.3.4:5 10.0.0.1:80 0.1 0.1 0.1 500 500 0 1 "GET http://h:80${path} HTTP/1.1" "ua" - -`
+  const dir = t.testdir({
+    'a.log': Buffer.concat([
+      Buffer.from(`${line('/café/日本/😀')}\n${line('/c1\u009b31m/bidi\u202eevil\u2066/ls\u2028')}\n`),
+      Buffer.from(line('/bad-'), 'utf8').subarray(0, -20), Buffer.from([0xff, 0xc3, 0x28, 0xef, 0xbf, 0xbd, 0xe2, 0x82]), Buffer.from(' HTTP/1.1" "ua" - -\n'),
+      Buffer.from(`naïve ${'é'.repeat(250)}\n`)
+    ])
+  })
+  const { stdout } = await analyze([join(dir, 'a.log')])
+  t.match(stdout, '  /café/日本/😀\n')
+  t.match(stdout, '  /c1\\x9b31m/bidi\\u{202e}evil\\u{2066}/ls\\u{2028}\n')
+  t.match(stdout, '  /bad\\xff\\xc3(\ufffd\\xe2\\x82\n', 'each invalid byte as \\xHH; a U+FFFD of the log kept')
+  t.match(stdout, `    4: naïve ${'é'.repeat(194)}…\n`)
+  t.notMatch(stdout, '\\u{2026}')
+  t.equal(visible('a\r\n\tb\x1b\x7f\u061c\u200e\u200f\ud800é😀'), 'a\\r\\n\\tb\\x1b\\x7f\\u{61c}\\u{200e}\\u{200f}\\u{d800}é😀')
+  t.notMatch(stdout, '\\xe9')
+  const { stats } = await analyzeFiles((await listInputs([join(dir, 'a.log')])).files, new Sink())
+  stats.addUnparseable('f', 1, `${'a'.repeat(199)}😀${'b'.repeat(10)}`)
+  t.strictSame(stats.unparseableListed[1], { file: 'f', line: 1, text: 'a'.repeat(199), truncated: true }, 'not cut between the halves of a surrogate pair')
+  t.equal(renderText(buildReport(stats, 1)).includes(`\n    1: ${'a'.repeat(199)}…\n`), true)
 })
