@@ -739,3 +739,20 @@ t.test('printable Unicode is shown as is; control characters (C0, C1, bidi) and 
   t.strictSame(stats.unparseableListed[1], { file: 'f', line: 1, text: 'a'.repeat(199), truncated: true }, 'not cut between the halves of a surrogate pair')
   t.equal(renderText(buildReport(stats, 1)).includes(`\n    1: ${'a'.repeat(199)}…\n`), true)
 })
+
+t.test('--html FILE that cannot be written is refused before anything is read, naming it; a write that fails is exit 1 too', async (t) => {
+  const dir = t.testdir({ 'a.log': `${generatedLine(8)}\n`, 'alb.log': 'http 2018-07-02T22:23:00.186641Z app/x 1.2.3.4:5 - 0 0 0 200 200 0 0 "GET / HTTP/1.1"\n' })
+  const unwritable = join(dir, 'missing-dir', 'r.html')
+  // Standard input named, never read: the refusal comes before the input.
+  let read = false
+  const stdin = new Readable({ read () { read = true; this.push(null) } })
+  t.strictSame(await analyze(['-', '--html', unwritable], new Sink(), stdin), { code: 1, stdout: '', stderr: `clb-proxy analyze: cannot write "${unwritable}": no such file or directory\n` })
+  t.equal(read, false, 'nothing was read')
+  // /dev/full: opened, then every write fails with ENOSPC.
+  const full = await analyze([join(dir, 'a.log'), '--html', '/dev/full'])
+  t.equal(full.code, 1)
+  t.equal(full.stderr, 'clb-proxy analyze: cannot write "/dev/full": no space left on device\n')
+  const refused = join(dir, 'refused.html')
+  t.equal((await analyze([join(dir, 'alb.log'), '--html', refused])).code, 2)
+  t.throws(() => readFileSync(refused), { code: 'ENOENT' }, 'no report, no file')
+})
