@@ -175,7 +175,7 @@ export function renderText (report: AnalyzeReport): string {
         file = u.file
         out.push(`  ${visible(file)}:`)
       }
-      out.push(`    ${u.line}: ${visible(u.text)}${u.truncated ? CUT_MARK : ''}`)
+      out.push(`    ${u.line} (${u.reason}): ${visible(u.text)}${u.truncated ? CUT_MARK : ''}`)
     }
     out.push('')
   }
@@ -246,7 +246,7 @@ ${table(['backend:port', 'errors'], report.topInstances.rows.map((r) => [r.insta
 <h2>Paths with the most errors${report.topPaths.approximate ? ' (approximate)' : ''}</h2>
 ${table(['path', 'errors'], report.topPaths.rows.map((r) => [r.path, r.errors]))}
 <h2>Unparseable lines: ${report.unparseable.count}</h2>
-${table(['file:line', 'text'], report.unparseable.listed.map((u) => [`${u.file}:${u.line}`, `${u.text}${u.truncated ? CUT_MARK : ''}`]))}
+${table(['file:line', 'why', 'text'], report.unparseable.listed.map((u) => [`${u.file}:${u.line}`, u.reason, `${u.text}${u.truncated ? CUT_MARK : ''}`]))}
 </body></html>
 `
 }

@@ -19,6 +19,8 @@ import type { AnalyzeStats } from './analyze-stats.js'
 export const MAX_LINE_BYTES = 1 << 20
 const NEWLINE = 10
 const CR = 13
+const SPACE = 32
+const TAB = 9
 
 export interface InputFile {
   /** As named on the command line or found under a directory; `-` for standard input. */
@@ -170,15 +172,18 @@ export async function readInto (file: InputFile, stats: AnalyzeStats, onBytes: (
   const line = (start: number, end: number): void => {
     lineNumber++
     if (end > start && buf[end - 1] === CR) end--
-    if (end === start) { stats.addBlank(); return }
-    if (parseClbLine(buf, start, end, fields)) {
+    // A UTF-8 byte order mark before the first line (an editor's; AWS writes none) is not part of it.
+    if (lineNumber === 1 && end - start >= 3 && buf[start] === 0xef && buf[start + 1] === 0xbb && buf[start + 2] === 0xbf) start += 3
+    if (isBlank(buf, start, end)) { stats.addBlank(); return }
+    const notClb = parseClbLine(buf, start, end, fields)
+    if (notClb === null) {
       if (lastElb.compare(buf, fields.elbStart, fields.elbEnd) !== 0) {
         lastElb = Buffer.from(buf.subarray(fields.elbStart, fields.elbEnd))
         lastElbName = lastElb.toString('utf8')
       }
       stats.add(fields, text, lastElbName)
     }
-    else stats.addUnparseable(file.path, lineNumber, decodeVisibly(buf, start, end))
+    else stats.addUnparseable(file.path, lineNumber, decodeVisibly(buf, start, end), notClb)
   }
 
   for await (const chunk of source) {
@@ -223,7 +228,13 @@ export async function readInto (file: InputFile, stats: AnalyzeStats, onBytes: (
 }
 
 function overlong (stats: AnalyzeStats, path: string, lineNumber: number, head: Buffer): void {
-  stats.addUnparseable(path, lineNumber, `(longer than ${MAX_LINE_BYTES} bytes) ${decodeVisibly(head, 0, 100)}`)
+  stats.addUnparseable(path, lineNumber, decodeVisibly(head, 0, 100), `longer than ${MAX_LINE_BYTES} bytes`)
+}
+
+/** Empty, or only spaces and tabs. */
+function isBlank (buf: Buffer, start: number, end: number): boolean {
+  for (let at = start; at < end; at++) if (buf[at] !== SPACE && buf[at] !== TAB) return false
+  return true
 }
 
 const REPLACEMENT_CHARACTER = '\ufffd'

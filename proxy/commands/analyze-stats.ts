@@ -105,6 +105,8 @@ export interface UnparseableLine {
   readonly text: string
   /** The text was cut: the renderings mark it `…` after escaping it. */
   readonly truncated: boolean
+  /** Why it is not a CLB line: the first field that failed (analyze-parse.ts), or its length. */
+  readonly reason: string
 }
 
 /** The running totals; `add()` is called once per parsed line. */
@@ -154,7 +156,7 @@ export class AnalyzeStats {
     return this.lines - this.blankLines - this.unparseable
   }
 
-  addUnparseable (file: string, line: number, text: string): void {
+  addUnparseable (file: string, line: number, text: string, reason: string): void {
     this.lines++
     this.unparseable++
     if (ALB_LINE_START.test(text)) this.albLines++
@@ -162,7 +164,7 @@ export class AnalyzeStats {
       const truncated = text.length > UNPARSEABLE_TEXT_MAX
       // Not between the two halves of a surrogate pair.
       const cut = truncated && /[\ud800-\udbff]/.test(text[UNPARSEABLE_TEXT_MAX - 1] as string) ? UNPARSEABLE_TEXT_MAX - 1 : UNPARSEABLE_TEXT_MAX
-      this.unparseableListed.push({ file, line, text: truncated ? text.slice(0, cut) : text, truncated })
+      this.unparseableListed.push({ file, line, text: truncated ? text.slice(0, cut) : text, truncated, reason })
     }
   }
 
