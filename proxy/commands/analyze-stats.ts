@@ -31,10 +31,12 @@ export class LatencyHistogram {
   readonly counts = new Float64Array(64 * LatencyHistogram.SUB + 1)
   count = 0
   max = 0
+  min = Number.POSITIVE_INFINITY
 
   add (micros: number): void {
     this.count++
     if (micros > this.max) this.max = micros
+    if (micros < this.min) this.min = micros
     const index = micros < 1 ? 0 : 1 + Math.floor(Math.log2(micros) * LatencyHistogram.SUB)
     this.counts[index] = (this.counts[index] as number) + 1
   }
@@ -43,9 +45,10 @@ export class LatencyHistogram {
     for (let i = 0; i < this.counts.length; i++) this.counts[i] = (this.counts[i] as number) + (other.counts[i] as number)
     this.count += other.count
     if (other.max > this.max) this.max = other.max
+    if (other.min < this.min) this.min = other.min
   }
 
-  /** The value at quantile q, in microseconds: the middle of its bucket, never above the max. */
+  /** The value at quantile q, in microseconds: the middle of its bucket, within [min, max] (exact when every value is the same). */
   quantile (q: number): number {
     if (this.count === 0) return 0
     const rank = Math.max(1, Math.ceil(q * this.count))
@@ -57,7 +60,7 @@ export class LatencyHistogram {
         if (i === 0) return 0
         const low = 2 ** ((i - 1) / LatencyHistogram.SUB)
         const high = 2 ** (i / LatencyHistogram.SUB)
-        return Math.min(this.max, Math.round((low + high) / 2))
+        return Math.max(this.min, Math.min(this.max, Math.round((low + high) / 2)))
       }
     }
     return this.max

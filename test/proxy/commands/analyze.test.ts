@@ -790,3 +790,16 @@ t.test('each unparseable line says why: the first field that failed; blank lines
   t.match(readFileSync(out, 'utf8'), '<th>why</th>')
   t.match(readFileSync(out, 'utf8'), '<td>elb_status_code is not a 3-digit code</td>')
 })
+
+t.test('percentiles stay within the smallest and largest value: every time 0.2 s gives p50 0.2 s', async (t) => {
+  const ts = '2024-01-01T00:00:01.000001Z'
+  const dir = t.testdir({ 'a.log': `${Array(5).fill(`${ts} lb 1.2.3.4:5 10.0.0.1:80 0.1 0.2 0.1 200 200 0 1 "GET http://h:80/x HTTP/1.1" "ua" - -`).join('\n')}\n` })
+  t.strictSame((await analyzeJson([join(dir, 'a.log')])).backendProcessingTime, { count: 5, p50: 0.2, p90: 0.2, p99: 0.2, max: 0.2 })
+  const histogram = new LatencyHistogram()
+  histogram.add(200_000)
+  const other = new LatencyHistogram()
+  other.add(100_000)
+  other.add(100_000)
+  histogram.merge(other)
+  t.equal(histogram.quantile(0.5), 100_000, 'the smallest value of a merged histogram')
+})
