@@ -47,6 +47,9 @@ export function visible (text: string): string {
   return plainFrom === 0 ? text : out + text.slice(plainFrom)
 }
 
+/** Our choice: rows of the per-minute table in the text report, a day of minutes; JSON and HTML have every row. */
+export const MAX_TEXT_TIME_ROWS = 1440
+
 /** The mark of a line cut to UNPARSEABLE_TEXT_MAX characters, added after escaping. */
 const CUT_MARK = '…'
 
@@ -161,9 +164,11 @@ export function renderText (report: AnalyzeReport): string {
   }
   if (report.perMinute.length > 0) {
     out.push(`Per ${bucketLabel(report)} (UTC): requests, errors, error rate; ELB 4XX/5XX, backend 4XX/5XX`)
-    for (const m of report.perMinute) {
+    for (const m of report.perMinute.slice(0, MAX_TEXT_TIME_ROWS)) {
       out.push(`  ${m.minute}  ${String(m.requests).padStart(8)}  ${String(m.errors).padStart(7)}  ${percent(m.errors, m.requests).padStart(7)}   ${m.elb4xx}/${m.elb5xx}  ${m.backend4xx}/${m.backend5xx}`)
     }
+    const left = report.perMinute.length - MAX_TEXT_TIME_ROWS
+    if (left > 0) out.push(`  (${left} more rows, to ${report.lastMinute as string}, left out here: --json and --html have them all)`)
     out.push('')
   }
   if (report.unparseable.count > 0) {

@@ -13,7 +13,7 @@ import { emptyFields, parseClbLine, parseClbLineText } from '../../../proxy/comm
 import { listInputs, MAX_LINE_BYTES, Progress, readFailure } from '../../../proxy/commands/analyze-read.js'
 import { buildReport, type AnalyzeReport } from '../../../proxy/commands/analyze-report.js'
 import { AnalyzeStats, BoundedTop, LatencyHistogram, MAX_ANSWERED_PATHS, MAX_TIME_BUCKETS, MAX_UNPARSEABLE_LISTED, TOP_CAPACITY } from '../../../proxy/commands/analyze-stats.js'
-import { renderHtml, renderText, visible } from '../../../proxy/commands/analyze-output.js'
+import { MAX_TEXT_TIME_ROWS, renderHtml, renderText, visible } from '../../../proxy/commands/analyze-output.js'
 import { formatAccessLogLine } from '../../../proxy/observers/access-log-format.js'
 import { REPO_ROOT } from '../../helpers/repo.js'
 
@@ -802,4 +802,16 @@ t.test('percentiles stay within the smallest and largest value: every time 0.2 s
   other.add(100_000)
   histogram.merge(other)
   t.equal(histogram.quantile(0.5), 100_000, 'the smallest value of a merged histogram')
+})
+
+t.test('the text per-minute table stops at MAX_TEXT_TIME_ROWS rows and says how many were left out; JSON has them all', async (t) => {
+  const dir = t.testdir({})
+  const file = join(dir, 'long.log')
+  // One line a minute (generatedLine makes a minute of 50 lines) over a day and a half.
+  writeFileSync(file, `${Array.from({ length: MAX_TEXT_TIME_ROWS * 1.5 }, (_, i) => generatedLine(i * 50 + 8)).join('\n')}\n`)
+  const { stdout } = await analyze([file])
+  const rows = stdout.split('\n').filter((line) => /^ {2}2024-/.test(line))
+  t.equal(rows.length, MAX_TEXT_TIME_ROWS)
+  t.match(stdout, `\n  (720 more rows, to 2024-01-02T11:59Z, left out here: --json and --html have them all)\n`)
+  t.equal((await analyzeJson([file])).perMinute.length, MAX_TEXT_TIME_ROWS * 1.5)
 })
