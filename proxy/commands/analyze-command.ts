@@ -13,7 +13,7 @@
  * counts every line read); 2 for a bad argument, a PATH that does not exist, a directory with no
  * log file under it, or an input with no CLB access-log line.
  */
-import { writeFile } from 'node:fs/promises'
+import { open, rm, type FileHandle } from 'node:fs/promises'
 import { parseArgs } from 'node:util'
 import { renderAthena } from './analyze-athena.js'
 import { renderHtml, renderText } from './analyze-output.js'
@@ -179,23 +179,46 @@ export async function runAnalyze (argv: string[], _env: NodeJS.ProcessEnv, io: C
     if (error instanceof InputError) return usageError(io, error.message)
     throw error
   }
-  const result = await analyzeFiles(files, io.stderr)
-  if (result.stats.clbLines === 0 && result.stats.unparseable > 0) return refuseNotClb(io, result, files)
-  const report = buildReport(result.stats, result.files, { idleTimeoutSeconds })
-  if (values.json === true) {
-    io.stdout.write(`${JSON.stringify(report, null, 2)}\n`)
-    return reportFailures(io, result)
-  }
-  io.stdout.write(renderText(report))
+  // The HTML file is created before anything is read: a mistyped directory is told at once, not after the whole input.
+  let htmlFile: FileHandle | null = null
   if (values.html !== undefined) {
     try {
-      await writeFile(values.html, renderHtml(report))
+      htmlFile = await open(values.html, 'w')
     } catch (error) {
-      reportFailures(io, result)
-      io.stderr.write(`clb-proxy analyze: cannot write ${quoteValue(values.html)}: ${(error as Error).message}\n`)
-      return EXIT_FAILURE
+      return cannotWrite(io, values.html, error)
     }
-    io.stdout.write(`HTML report written to ${values.html}\n`)
   }
-  return reportFailures(io, result)
+  try {
+    const result = await analyzeFiles(files, io.stderr)
+    if (result.stats.clbLines === 0 && result.stats.unparseable > 0) {
+      // No report: the file created for it goes too.
+      if (htmlFile !== null) await rm(values.html as string, { force: true })
+      return refuseNotClb(io, result, files)
+    }
+    const report = buildReport(result.stats, result.files, { idleTimeoutSeconds })
+    if (values.json === true) {
+      io.stdout.write(`${JSON.stringify(report, null, 2)}\n`)
+      return reportFailures(io, result)
+    }
+    io.stdout.write(renderText(report))
+    if (htmlFile !== null) {
+      try {
+        await htmlFile.writeFile(renderHtml(report))
+      } catch (error) {
+        reportFailures(io, result)
+        return cannotWrite(io, values.html as string, error)
+      }
+      io.stdout.write(`HTML report written to ${values.html as string}\n`)
+    }
+    return reportFailures(io, result)
+  } finally {
+    await htmlFile?.close()
+  }
+}
+
+function cannotWrite (io: CliIo, path: string, error: unknown): number {
+  const reason = readFailure(error)
+  if (reason === null) throw error
+  io.stderr.write(`clb-proxy analyze: cannot write ${quoteValue(path)}: ${reason}\n`)
+  return EXIT_FAILURE
 }

@@ -1,11 +1,57 @@
 /**
  * The text (default) and HTML (`--html FILE`) renderings of an AnalyzeReport. The HTML page is
  * self-contained: inline CSS, an inline SVG bar chart, no script, no external asset. Text from
- * the log (paths, instances, unparseable lines) is foreign: escaped for HTML, and on a terminal
- * every control byte is written `\xHH` (terminalSafe), as the diagnostics do.
+ * the log (paths, instances, unparseable lines) is foreign: its control characters are written
+ * visibly (visible()) on a terminal and in the page, and it is escaped for HTML in the page.
  */
-import { terminalSafe } from '../observers/diagnostics-escape.js'
 import type { AnalyzeReport } from './analyze-report.js'
+
+/**
+ * A control character, written escaped: C0 and DEL, C1 (U+0080 to U+009F: some terminals read
+ * U+009B as CSI), the bidirectional controls (UAX #9: U+061C, U+200E, U+200F, U+202A to U+202E,
+ * U+2066 to U+2069: they reorder the text around them on screen), the line and paragraph
+ * separators (U+2028, U+2029), and a surrogate without its pair. Printable Unicode is shown as is.
+ */
+function isControl (code: number): boolean {
+  return code < 0x20 || (code >= 0x7f && code <= 0x9f) || code === 0x061c || code === 0x200e || code === 0x200f ||
+    (code >= 0x2028 && code <= 0x202e) || (code >= 0x2066 && code <= 0x2069) || (code >= 0xd800 && code <= 0xdfff)
+}
+
+/** The escape of a control character: `\r \n \t`, `\xHH` up to U+00FF, `\u{H...}` above (the diagnostics' escapes). */
+function escapeControl (code: number): string {
+  if (code === 0x0d) return '\\r'
+  if (code === 0x0a) return '\\n'
+  if (code === 0x09) return '\\t'
+  if (code <= 0xff) return `\\x${code.toString(16).padStart(2, '0')}`
+  return `\\u{${code.toString(16)}}`
+}
+
+/**
+ * Foreign text as it may be shown on a terminal or a page: control characters escaped, the rest
+ * as is. Backslashes are kept, as terminalSafe (observers/diagnostics-escape.ts) keeps them:
+ * nothing here can turn into a control character.
+ */
+export function visible (text: string): string {
+  let out = ''
+  let plainFrom = 0
+  for (let index = 0; index < text.length; index++) {
+    const code = text.codePointAt(index) as number
+    if (code > 0xffff) {
+      index++
+      continue
+    }
+    if (!isControl(code)) continue
+    out += text.slice(plainFrom, index) + escapeControl(code)
+    plainFrom = index + 1
+  }
+  return plainFrom === 0 ? text : out + text.slice(plainFrom)
+}
+
+/** Our choice: rows of the per-minute table in the text report, a day of minutes; JSON and HTML have every row. */
+export const MAX_TEXT_TIME_ROWS = 1440
+
+/** The mark of a line cut to UNPARSEABLE_TEXT_MAX characters, added after escaping. */
+const CUT_MARK = '…'
 
 function percent (part: number, whole: number): string {
   return whole === 0 ? '0%' : `${((part / whole) * 100).toFixed(2)}%`
@@ -52,7 +98,7 @@ function keepAliveVerdict (keepAlive: NonNullable<AnalyzeReport['keepAlive']>): 
   if (keepAlive.verdict === 'paths never answered') {
     const never = keepAlive.neverAnsweredPaths
     return [
-      `${never.count} of these ${keepAlive.count} 504s are on paths no instance answered in these lines: ${never.rows.map((row) => `${terminalSafe(row.path)} (${row.errors})`).join(', ')}${never.paths > never.rows.length ? ` and ${never.paths - never.rows.length} more` : ''}.`,
+      `${never.count} of these ${keepAlive.count} 504s are on paths no instance answered in these lines: ${never.rows.map((row) => `${visible(row.path)} (${row.errors})`).join(', ')}${never.paths > never.rows.length ? ` and ${never.paths - never.rows.length} more` : ''}.`,
       'A request that timed out is logged with backend:port - and -1 timings (CLB-LOGS), so no answered line shows how slow',
       `these paths are: they are the likely idle-timeout cause (${KC_504_MOST_COMMON}),`,
       `not the keep-alive race: make them answer within the idle timeout of ${idle} s (--idle-timeout) or raise it.`
@@ -75,7 +121,7 @@ export function renderText (report: AnalyzeReport): string {
   const t = report.totals
   out.push(`clb-proxy analyze: ${report.requests} requests${t.tcp > 0 ? ` and ${t.tcp} TCP/SSL connections` : ''} in ${report.files} file${report.files === 1 ? '' : 's'} (${report.lines} lines, ${report.unparseable.count} unparseable${report.blankLines > 0 ? `, ${report.blankLines} blank` : ''})`)
   if (report.firstMinute !== null) out.push(`from ${report.firstMinute} to ${report.lastMinute}`)
-  out.push(...loadBalancerLines(report).map(terminalSafe))
+  out.push(...loadBalancerLines(report).map(visible))
   out.push('')
   out.push('Errors, by who generated them (elb_status_code vs backend_status_code, KC-502):')
   out.push(`  ELB 4XX      ${String(t.elb4xx).padStart(9)}  ${percent(t.elb4xx, report.requests)}`)
@@ -108,19 +154,21 @@ export function renderText (report: AnalyzeReport): string {
   }
   if (report.topInstances.rows.length > 0) {
     out.push(`Instances with the most errors${report.topInstances.approximate ? ' (approximate: many distinct instances)' : ''}:`)
-    for (const row of report.topInstances.rows) out.push(`  ${String(row.errors).padStart(9)}  ${terminalSafe(row.instance)}`)
+    for (const row of report.topInstances.rows) out.push(`  ${String(row.errors).padStart(9)}  ${visible(row.instance)}`)
     out.push('')
   }
   if (report.topPaths.rows.length > 0) {
     out.push(`Paths with the most errors${report.topPaths.approximate ? ' (approximate: many distinct paths)' : ''}:`)
-    for (const row of report.topPaths.rows) out.push(`  ${String(row.errors).padStart(9)}  ${terminalSafe(row.path)}`)
+    for (const row of report.topPaths.rows) out.push(`  ${String(row.errors).padStart(9)}  ${visible(row.path)}`)
     out.push('')
   }
   if (report.perMinute.length > 0) {
     out.push(`Per ${bucketLabel(report)} (UTC): requests, errors, error rate; ELB 4XX/5XX, backend 4XX/5XX`)
-    for (const m of report.perMinute) {
+    for (const m of report.perMinute.slice(0, MAX_TEXT_TIME_ROWS)) {
       out.push(`  ${m.minute}  ${String(m.requests).padStart(8)}  ${String(m.errors).padStart(7)}  ${percent(m.errors, m.requests).padStart(7)}   ${m.elb4xx}/${m.elb5xx}  ${m.backend4xx}/${m.backend5xx}`)
     }
+    const left = report.perMinute.length - MAX_TEXT_TIME_ROWS
+    if (left > 0) out.push(`  (${left} more rows, to ${report.lastMinute as string}, left out here: --json and --html have them all)`)
     out.push('')
   }
   if (report.unparseable.count > 0) {
@@ -130,9 +178,9 @@ export function renderText (report: AnalyzeReport): string {
     for (const u of report.unparseable.listed) {
       if (u.file !== file) {
         file = u.file
-        out.push(`  ${terminalSafe(file)}:`)
+        out.push(`  ${visible(file)}:`)
       }
-      out.push(`    ${u.line}: ${terminalSafe(u.text)}`)
+      out.push(`    ${u.line} (${u.reason}): ${visible(u.text)}${u.truncated ? CUT_MARK : ''}`)
     }
     out.push('')
   }
@@ -141,7 +189,7 @@ export function renderText (report: AnalyzeReport): string {
 
 /** Text for the page: control bytes written visibly as on a terminal (a page is read, and copied to one), then HTML-escaped. */
 function html (text: string): string {
-  return terminalSafe(text).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`)
+  return visible(text).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`)
 }
 
 /**
@@ -203,7 +251,7 @@ ${table(['backend:port', 'errors'], report.topInstances.rows.map((r) => [r.insta
 <h2>Paths with the most errors${report.topPaths.approximate ? ' (approximate)' : ''}</h2>
 ${table(['path', 'errors'], report.topPaths.rows.map((r) => [r.path, r.errors]))}
 <h2>Unparseable lines: ${report.unparseable.count}</h2>
-${table(['file:line', 'text'], report.unparseable.listed.map((u) => [`${u.file}:${u.line}`, u.text]))}
+${table(['file:line', 'why', 'text'], report.unparseable.listed.map((u) => [`${u.file}:${u.line}`, u.reason, `${u.text}${u.truncated ? CUT_MARK : ''}`]))}
 </body></html>
 `
 }

@@ -149,20 +149,36 @@ function isCount (buf: Uint8Array, start: number, end: number): boolean {
 /** Ends of the 11 space-separated fields before the request; reused, the parser is not reentrant. */
 const ends = new Int32Array(11)
 
+/** The names of the fields before the request (CLB-LOGS), for the reason a line is not a CLB line. */
+const FIELD_NAMES = ['timestamp', 'elb', 'client:port', 'backend:port', 'request_processing_time', 'backend_processing_time', 'response_processing_time', 'elb_status_code', 'backend_status_code', 'received_bytes', 'sent_bytes'] as const
+
+/** Why a line is not a CLB line: the first field that failed, in a few words (made only for such a line). */
+const NOT_CLB = Object.freeze({
+  tooFewFields: 'fewer than 12 fields',
+  emptyField: (field: number) => `${FIELD_NAMES[field] as string} is empty (two spaces)`,
+  timestamp: 'timestamp is not YYYY-MM-DDTHH:MM...',
+  timing: (field: number) => `${FIELD_NAMES[field] as string} is not seconds or -1`,
+  status: (field: number) => `${FIELD_NAMES[field] as string} is not a 3-digit code`,
+  count: (field: number) => `${FIELD_NAMES[field] as string} is not a count`,
+  requestNotQuoted: 'request is not quoted',
+  requestNotClosed: 'request has no closing quote'
+})
+
 /**
- * Reads the line buf[start, end) (no newline, no CR) into `out`. Returns false when it is not a
- * CLB access-log line; `out` then holds garbage.
+ * Reads the line buf[start, end) (no newline, no CR) into `out`. Returns null for a CLB access-log
+ * line, else the reason it is not one (NOT_CLB); `out` then holds garbage.
  */
-export function parseClbLine (buf: Uint8Array, start: number, end: number, out: ClbLineFields): boolean {
+export function parseClbLine (buf: Uint8Array, start: number, end: number, out: ClbLineFields): string | null {
   let at = start
   for (let field = 0; field < 11; field++) {
     while (at < end && buf[at] !== SPACE) at++
-    if (at >= end || at === (field === 0 ? start : ends[field - 1] as number + 1)) return false
+    if (at >= end) return NOT_CLB.tooFewFields
+    if (at === (field === 0 ? start : ends[field - 1] as number + 1)) return NOT_CLB.emptyField(field)
     ends[field] = at
     at++
   }
   const minute = parseMinute(buf, start, ends[0] as number)
-  if (minute < 0) return false
+  if (minute < 0) return NOT_CLB.timestamp
   out.minute = minute
   out.elbStart = (ends[0] as number) + 1
   out.elbEnd = ends[1] as number
@@ -173,20 +189,24 @@ export function parseClbLine (buf: Uint8Array, start: number, end: number, out: 
   out.backendEnd = backendEnd
   out.hasBackend = !(backendEnd - backendStart === 1 && buf[backendStart] === DASH)
   out.requestMicros = parseMicros(buf, backendEnd + 1, ends[4] as number)
+  if (Number.isNaN(out.requestMicros)) return NOT_CLB.timing(4)
   out.backendMicros = parseMicros(buf, (ends[4] as number) + 1, ends[5] as number)
+  if (Number.isNaN(out.backendMicros)) return NOT_CLB.timing(5)
   out.responseMicros = parseMicros(buf, (ends[5] as number) + 1, ends[6] as number)
-  if (Number.isNaN(out.requestMicros) || Number.isNaN(out.backendMicros) || Number.isNaN(out.responseMicros)) return false
+  if (Number.isNaN(out.responseMicros)) return NOT_CLB.timing(6)
   out.elbStatus = parseStatus(buf, (ends[6] as number) + 1, ends[7] as number)
+  if (Number.isNaN(out.elbStatus)) return NOT_CLB.status(7)
   out.backendStatus = parseStatus(buf, (ends[7] as number) + 1, ends[8] as number)
-  if (Number.isNaN(out.elbStatus) || Number.isNaN(out.backendStatus)) return false
-  if (!isCount(buf, (ends[8] as number) + 1, ends[9] as number) || !isCount(buf, (ends[9] as number) + 1, ends[10] as number)) return false
+  if (Number.isNaN(out.backendStatus)) return NOT_CLB.status(8)
+  if (!isCount(buf, (ends[8] as number) + 1, ends[9] as number)) return NOT_CLB.count(9)
+  if (!isCount(buf, (ends[9] as number) + 1, ends[10] as number)) return NOT_CLB.count(10)
   // "request": from the quote after sent_bytes to the quote that ends the line or precedes ` "`.
   const requestStart = at
-  if (buf[requestStart] !== QUOTE) return false
+  if (buf[requestStart] !== QUOTE) return NOT_CLB.requestNotQuoted
   let close = requestStart + 1
   for (;;) {
     while (close < end && buf[close] !== QUOTE) close++
-    if (close >= end) return false
+    if (close >= end) return NOT_CLB.requestNotClosed
     if (close === end - 1 || (buf[close + 1] === SPACE && buf[close + 2] === QUOTE)) break
     close++
   }
@@ -205,7 +225,7 @@ export function parseClbLine (buf: Uint8Array, start: number, end: number, out: 
     out.urlEnd = urlEnd
   }
   out.pathHash = hashPath(buf, out.urlStart, out.urlEnd)
-  return true
+  return null
 }
 
 const SLASH = 47
@@ -235,6 +255,6 @@ function hashPath (buf: Uint8Array, start: number, end: number): number {
 export function parseClbLineText (line: string): (ClbLineFields & { backend: string, url: string }) | null {
   const buf = Buffer.from(line, 'utf8')
   const out = emptyFields()
-  if (!parseClbLine(buf, 0, buf.length, out)) return null
+  if (parseClbLine(buf, 0, buf.length, out) !== null) return null
   return { ...out, backend: buf.toString('utf8', out.backendStart, out.backendEnd), url: buf.toString('utf8', out.urlStart, out.urlEnd) }
 }

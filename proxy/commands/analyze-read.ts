@@ -19,6 +19,8 @@ import type { AnalyzeStats } from './analyze-stats.js'
 export const MAX_LINE_BYTES = 1 << 20
 const NEWLINE = 10
 const CR = 13
+const SPACE = 32
+const TAB = 9
 
 export interface InputFile {
   /** As named on the command line or found under a directory; `-` for standard input. */
@@ -159,7 +161,7 @@ export async function readInto (file: InputFile, stats: AnalyzeStats, onBytes: (
   const fields = emptyFields()
   let lineNumber = 0
   let buf: Buffer = Buffer.alloc(0)
-  const text = (start: number, end: number): string => buf.toString('utf8', start, end)
+  const text = (start: number, end: number): string => decodeVisibly(buf, start, end)
   /** A line longer than MAX_LINE_BYTES: skipping to its end. */
   let skipping = false
   let carry: Buffer | null = null
@@ -170,15 +172,18 @@ export async function readInto (file: InputFile, stats: AnalyzeStats, onBytes: (
   const line = (start: number, end: number): void => {
     lineNumber++
     if (end > start && buf[end - 1] === CR) end--
-    if (end === start) { stats.addBlank(); return }
-    if (parseClbLine(buf, start, end, fields)) {
+    // A UTF-8 byte order mark before the first line (an editor's; AWS writes none) is not part of it.
+    if (lineNumber === 1 && end - start >= 3 && buf[start] === 0xef && buf[start + 1] === 0xbb && buf[start + 2] === 0xbf) start += 3
+    if (isBlank(buf, start, end)) { stats.addBlank(); return }
+    const notClb = parseClbLine(buf, start, end, fields)
+    if (notClb === null) {
       if (lastElb.compare(buf, fields.elbStart, fields.elbEnd) !== 0) {
         lastElb = Buffer.from(buf.subarray(fields.elbStart, fields.elbEnd))
         lastElbName = lastElb.toString('utf8')
       }
       stats.add(fields, text, lastElbName)
     }
-    else stats.addUnparseable(file.path, lineNumber, buf.toString('utf8', start, end))
+    else stats.addUnparseable(file.path, lineNumber, decodeVisibly(buf, start, end), notClb)
   }
 
   for await (const chunk of source) {
@@ -223,7 +228,41 @@ export async function readInto (file: InputFile, stats: AnalyzeStats, onBytes: (
 }
 
 function overlong (stats: AnalyzeStats, path: string, lineNumber: number, head: Buffer): void {
-  stats.addUnparseable(path, lineNumber, `(longer than ${MAX_LINE_BYTES} bytes) ${head.toString('utf8', 0, 100)}`)
+  stats.addUnparseable(path, lineNumber, decodeVisibly(head, 0, 100), `longer than ${MAX_LINE_BYTES} bytes`)
+}
+
+/** Empty, or only spaces and tabs. */
+function isBlank (buf: Buffer, start: number, end: number): boolean {
+  for (let at = start; at < end; at++) if (buf[at] !== SPACE && buf[at] !== TAB) return false
+  return true
+}
+
+const REPLACEMENT_CHARACTER = '\ufffd'
+
+/**
+ * buf[start, end) as UTF-8, each byte that is not part of a valid sequence written `\xHH` rather
+ * than U+FFFD, so that a log's stray byte stays visibly itself. Lines of valid UTF-8 take the
+ * one-call path; a U+FFFD in the log itself (bytes EF BF BD) is kept.
+ */
+export function decodeVisibly (buf: Buffer, start: number, end: number): string {
+  const text = buf.toString('utf8', start, end)
+  if (!text.includes(REPLACEMENT_CHARACTER)) return text
+  let out = ''
+  let at = start
+  while (at < end) {
+    const lead = buf[at] as number
+    // RFC 3629 section 4: the lead bytes of sequences of 1 to 4 bytes.
+    const length = lead < 0x80 ? 1 : lead >= 0xc2 && lead <= 0xdf ? 2 : lead >= 0xe0 && lead <= 0xef ? 3 : lead >= 0xf0 && lead <= 0xf4 ? 4 : 0
+    const piece = length > 0 && at + length <= end ? buf.toString('utf8', at, at + length) : REPLACEMENT_CHARACTER
+    if (!piece.includes(REPLACEMENT_CHARACTER) || (length === 3 && lead === 0xef && buf[at + 1] === 0xbf && buf[at + 2] === 0xbd)) {
+      out += piece
+      at += length
+    } else {
+      out += `\\x${lead.toString(16).padStart(2, '0')}`
+      at++
+    }
+  }
+  return out
 }
 
 /**

@@ -31,10 +31,12 @@ export class LatencyHistogram {
   readonly counts = new Float64Array(64 * LatencyHistogram.SUB + 1)
   count = 0
   max = 0
+  min = Number.POSITIVE_INFINITY
 
   add (micros: number): void {
     this.count++
     if (micros > this.max) this.max = micros
+    if (micros < this.min) this.min = micros
     const index = micros < 1 ? 0 : 1 + Math.floor(Math.log2(micros) * LatencyHistogram.SUB)
     this.counts[index] = (this.counts[index] as number) + 1
   }
@@ -43,9 +45,10 @@ export class LatencyHistogram {
     for (let i = 0; i < this.counts.length; i++) this.counts[i] = (this.counts[i] as number) + (other.counts[i] as number)
     this.count += other.count
     if (other.max > this.max) this.max = other.max
+    if (other.min < this.min) this.min = other.min
   }
 
-  /** The value at quantile q, in microseconds: the middle of its bucket, never above the max. */
+  /** The value at quantile q, in microseconds: the middle of its bucket, within [min, max] (exact when every value is the same). */
   quantile (q: number): number {
     if (this.count === 0) return 0
     const rank = Math.max(1, Math.ceil(q * this.count))
@@ -57,7 +60,7 @@ export class LatencyHistogram {
         if (i === 0) return 0
         const low = 2 ** ((i - 1) / LatencyHistogram.SUB)
         const high = 2 ** (i / LatencyHistogram.SUB)
-        return Math.min(this.max, Math.round((low + high) / 2))
+        return Math.max(this.min, Math.min(this.max, Math.round((low + high) / 2)))
       }
     }
     return this.max
@@ -101,7 +104,12 @@ export interface TimeBucket {
 export interface UnparseableLine {
   readonly file: string
   readonly line: number
+  /** The line's text, cut to UNPARSEABLE_TEXT_MAX characters. */
   readonly text: string
+  /** The text was cut: the renderings mark it `…` after escaping it. */
+  readonly truncated: boolean
+  /** Why it is not a CLB line: the first field that failed (analyze-parse.ts), or its length. */
+  readonly reason: string
 }
 
 /** The running totals; `add()` is called once per parsed line. */
@@ -151,12 +159,15 @@ export class AnalyzeStats {
     return this.lines - this.blankLines - this.unparseable
   }
 
-  addUnparseable (file: string, line: number, text: string): void {
+  addUnparseable (file: string, line: number, text: string, reason: string): void {
     this.lines++
     this.unparseable++
     if (ALB_LINE_START.test(text)) this.albLines++
     if (this.unparseableListed.length < MAX_UNPARSEABLE_LISTED) {
-      this.unparseableListed.push({ file, line, text: text.length > UNPARSEABLE_TEXT_MAX ? `${text.slice(0, UNPARSEABLE_TEXT_MAX)}…` : text })
+      const truncated = text.length > UNPARSEABLE_TEXT_MAX
+      // Not between the two halves of a surrogate pair.
+      const cut = truncated && /[\ud800-\udbff]/.test(text[UNPARSEABLE_TEXT_MAX - 1] as string) ? UNPARSEABLE_TEXT_MAX - 1 : UNPARSEABLE_TEXT_MAX
+      this.unparseableListed.push({ file, line, text: truncated ? text.slice(0, cut) : text, truncated, reason })
     }
   }
 

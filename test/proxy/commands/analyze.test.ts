@@ -13,7 +13,7 @@ import { emptyFields, parseClbLine, parseClbLineText } from '../../../proxy/comm
 import { listInputs, MAX_LINE_BYTES, Progress, readFailure } from '../../../proxy/commands/analyze-read.js'
 import { buildReport, type AnalyzeReport } from '../../../proxy/commands/analyze-report.js'
 import { AnalyzeStats, BoundedTop, LatencyHistogram, MAX_ANSWERED_PATHS, MAX_TIME_BUCKETS, MAX_UNPARSEABLE_LISTED, TOP_CAPACITY } from '../../../proxy/commands/analyze-stats.js'
-import { renderHtml, renderText } from '../../../proxy/commands/analyze-output.js'
+import { MAX_TEXT_TIME_ROWS, renderHtml, renderText, visible } from '../../../proxy/commands/analyze-output.js'
 import { formatAccessLogLine } from '../../../proxy/observers/access-log-format.js'
 import { REPO_ROOT } from '../../helpers/repo.js'
 
@@ -100,9 +100,9 @@ t.test('the report of the spec lines', async (t) => {
   t.equal(report.totals.backend5xx, 1, 'the 503 503')
   const signature = (elb: string, backend: string): unknown => report.signatures.find((s) => s.elbStatus === elb && s.backendStatus === backend)
   t.match(signature('504', '0'), { count: 2, backend: 'none', timings: 'all -1', generatedBy: 'elb', cause: /closed a kept-alive connection .* idle timeout/ })
-  t.match(signature('503', '0'), { count: 3, cause: /no healthy instance.*spillover/ })
+  t.match(signature('503', '0'), { count: 3, cause: '"There are no registered instances", or no healthy instance ("There are no healthy instances", per Availability Zone unless cross-zone load balancing is on), or "The surge queue is full" (spillover), or "Insufficient capacity in the load balancer to handle the request"' })
   t.match(signature('503', '503'), { count: 1, generatedBy: 'backend' })
-  t.match(signature('408', '0'), { cause: /client stopped sending/ })
+  t.match(signature('408', '0'), { cause: 'the client stopped sending its request (head or body) for the idle timeout ("A network interruption or a bad request construction"), or "Connection to the client is closed (load balancer could not send a response)"', source: 'CLB-HTTPERR 408, spec §2.4' })
   t.match(report.keepAlive, { count: 2, advice: /at least 60 seconds/ })
   t.match(report.topInstances.rows, [{ instance: '172.27.19.217:80', errors: 1 }])
   t.equal(report.backendProcessingTime?.count, 3, 'every request with a measured backend_processing_time (a TCP line\'s is the backend connection time)')
@@ -161,12 +161,12 @@ t.test('unparseable lines are counted with file:line, the first 20 listed; blank
   t.equal(report.unparseable.listed.length, MAX_UNPARSEABLE_LISTED)
   t.strictSame(report.unparseable.listed.slice(0, 3).map((u) => `${u.file}:${u.line}: ${u.text}`), [`${file}:2: garbage 1`, `${file}:5: not a line 0`, `${file}:6: not a line 1`])
   const text = await analyze([file])
-  t.match(text.stdout, `Unparseable lines: 32 (the first 20 listed)\n  ${file}:\n    2: garbage 1\n    5: not a line 0\n`)
+  t.match(text.stdout, `Unparseable lines: 32 (the first 20 listed)\n  ${file}:\n    2 (fewer than 12 fields): garbage 1\n    5 (fewer than 12 fields): not a line 0\n`)
   // The file name once as a heading: an S3 name of 120 characters leaves the line's text in view.
   const s3Name = join(dir, '123456789012_elasticloadbalancing_us-east-1_my-loadbalancer-with-a-long-name_20240101T0010Z_10.0.0.9_abcd1234.log')
   writeFileSync(s3Name, 'garbage 2\n')
-  t.match((await analyze([file, s3Name])).stdout, `  ${file}:\n    2: garbage 1\n    5: not a line 0\n`)
-  t.match((await analyze([s3Name, file])).stdout, `Unparseable lines: 33 (the first 20 listed)\n  ${s3Name}:\n    1: garbage 2\n  ${file}:\n    2: garbage 1\n`)
+  t.match((await analyze([file, s3Name])).stdout, `  ${file}:\n    2 (fewer than 12 fields): garbage 1\n    5 (fewer than 12 fields): not a line 0\n`)
+  t.match((await analyze([s3Name, file])).stdout, `Unparseable lines: 33 (the first 20 listed)\n  ${s3Name}:\n    1 (fewer than 12 fields): garbage 2\n  ${file}:\n    2 (fewer than 12 fields): garbage 1\n`)
 })
 
 t.test('field checks: each malformed field makes the line unparseable', async (t) => {
@@ -183,7 +183,7 @@ t.test('field checks: each malformed field makes the line unparseable', async (t
   t.match(parseClbLineText(good.replace(' 200 200 ', '  200 ')), null, 'an empty field between single spaces is refused')
   t.match(parseClbLineText(`${good.split('"')[0]}"GET"`), { url: '', isTcp: false }, 'a request of one word')
   const buf = Buffer.from(`xx${good}yy`)
-  t.ok(parseClbLine(buf, 2, buf.length - 2, emptyFields()), 'offsets inside a larger buffer')
+  t.equal(parseClbLine(buf, 2, buf.length - 2, emptyFields()), null, 'offsets inside a larger buffer')
 })
 
 t.test('--json shape', async (t) => {
@@ -354,7 +354,7 @@ t.test('- reads standard input, plain or gzip; it can be named once', async (t) 
     t.strictSame(JSON.parse(outcome.stdout), expected, name)
   }
   const named = await analyze(['--json', join(dir, 'bad.log'), '-'], new Sink(), Readable.from([Buffer.from('not a line either\n')]))
-  t.strictSame((JSON.parse(named.stdout) as AnalyzeReport).unparseable.listed, [{ file: join(dir, 'bad.log'), line: 1, text: 'not a line' }, { file: '-', line: 1, text: 'not a line either' }], 'standard input is named - in the report')
+  t.strictSame((JSON.parse(named.stdout) as AnalyzeReport).unparseable.listed, [{ file: join(dir, 'bad.log'), line: 1, text: 'not a line', truncated: false, reason: 'fewer than 12 fields' }, { file: '-', line: 1, text: 'not a line either', truncated: false, reason: 'fewer than 12 fields' }], 'standard input is named - in the report')
   t.strictSame(await analyze(['-', '-']), { code: 2, stdout: '', stderr: "clb-proxy analyze: '-' (standard input) can be named only once\nTry 'clb-proxy analyze --help'\n" })
   const stderr = new Sink()
   t.equal(await run(['analyze', '-'], {}, { stdout: new Sink(), stderr }), 2, 'a caller of run() that gives no stdin')
@@ -370,7 +370,8 @@ t.test('lines split across chunks, an unterminated last line, an overlong line',
   t.equal(report.requests, 5)
   t.equal(report.unparseable.count, 2)
   t.strictSame(report.unparseable.listed.map((u) => u.line), [3, 5])
-  t.match(report.unparseable.listed[0]?.text, /^(\(longer than 1048576 bytes\) )?x+…$/)
+  t.match(report.unparseable.listed[0], { text: /^x+$/, truncated: true, reason: /^(longer than 1048576 bytes|fewer than 12 fields)$/ })
+  t.strictSame(report.unparseable.listed[1], { file: join(dir, 'a.log'), line: 5, text: 'y'.repeat(100), truncated: false, reason: 'longer than 1048576 bytes' })
   const tail = t.testdir({ 'b.log': `${line}\n${'z'.repeat(MAX_LINE_BYTES + 5)}` })
   const tailReport = await analyzeJson([join(tail, 'b.log')])
   t.equal(tailReport.lines, 2)
@@ -517,7 +518,7 @@ t.test('every cause, and the text and HTML of rarer cases', async (t) => {
   const report = await analyzeJson([join(dir, 'a.log')])
   const causeOf = (elb: string, backend: string): string => report.signatures.find((s) => s.elbStatus === elb && s.backendStatus === backend)?.cause ?? ''
   t.match(causeOf('504', '-'), /did not answer within the idle timeout/)
-  t.match(causeOf('503', '-'), /answered 503 itself/)
+  t.equal(causeOf('503', '-'), 'the load balancer answered 503 itself: "There are no registered instances", no healthy instance, spillover ("The surge queue is full") or capacity')
   t.match(causeOf('502', '200'), /could not parse/)
   t.match(causeOf('405', '0'), /127 characters/)
   t.match(causeOf('400', '0'), /malformed request/)
@@ -530,7 +531,7 @@ t.test('every cause, and the text and HTML of rarer cases', async (t) => {
   t.match(stdout, 'against an idle timeout of 60 s (--idle-timeout);\n  close to it: requests slower than the idle timeout may cause some or all of these 504s')
   t.match(stdout, '  Fix of the keep-alive race: Set the backend keep-alive timeout greater than the load balancer idle timeout (60 s, the default)')
   t.match(stdout, 'no status sent (elb_status_code -): 1')
-  const wide = renderText({ ...report, bucketMinutes: 4, otherSignatures: 3, files: 2, requests: 0, firstMinute: null, blankLines: 2, topInstances: { ...report.topInstances, approximate: true }, topPaths: { ...report.topPaths, approximate: true }, unparseable: { count: 1, listed: [{ file: 'f', line: 1, text: 'x' }] } })
+  const wide = renderText({ ...report, bucketMinutes: 4, otherSignatures: 3, files: 2, requests: 0, firstMinute: null, blankLines: 2, topInstances: { ...report.topInstances, approximate: true }, topPaths: { ...report.topPaths, approximate: true }, unparseable: { count: 1, listed: [{ file: 'f', line: 1, text: 'x', truncated: false, reason: 'r' }] } })
   for (const text of ['Per 4 minutes (UTC)', '3 more error lines', 'in 2 files', '2 blank', '(approximate: many distinct instances)', '(approximate: many distinct paths)', 'Unparseable lines: 1\n', '0%']) t.match(wide, text)
   t.notMatch(renderText({ ...report, signatures: [], keepAlive: null, backendProcessingTime: null, perMinute: [], topInstances: { rows: [], approximate: false }, topPaths: { rows: [], approximate: false } }), /Error signatures|Keep-alive|backend_processing_time over|Per minute/)
   const page = renderHtml({ ...report, firstMinute: null, bucketMinutes: 2, topInstances: { ...report.topInstances, approximate: true }, topPaths: { ...report.topPaths, approximate: true } })
@@ -714,4 +715,103 @@ t.test('--html writes control bytes of log fields visibly, as the text report do
   t.notMatch(page, /[\x00-\x08\x0b-\x1f\x7f]/, 'no raw control byte')
   t.match(page, '<td>/a\\x1b[31m&#60;b&#62;&#38;&#34;\\x07</td>')
   t.match(page, '<td>bell \\x07 here</td>')
+})
+
+t.test('printable Unicode is shown as is; control characters (C0, C1, bidi) and invalid UTF-8 bytes are escaped; the cut mark prints as …', async (t) => {
+  const ts = '2024-01-01T00:00:01.000001Z'
+  const line = (path: string): string => `${ts} lb 1.2.3.4:5 10.0.0.1:80 0.1 0.1 0.1 500 500 0 1 "GET http://h:80${path} HTTP/1.1" "ua" - -`
+  const dir = t.testdir({
+    'a.log': Buffer.concat([
+      Buffer.from(`${line('/café/日本/😀')}\n${line('/c1\u009b31m/bidi\u202eevil\u2066/ls\u2028')}\n`),
+      Buffer.from(line('/bad-'), 'utf8').subarray(0, -20), Buffer.from([0xff, 0xc3, 0x28, 0xef, 0xbf, 0xbd, 0xe2, 0x82]), Buffer.from(' HTTP/1.1" "ua" - -\n'),
+      Buffer.from(`naïve ${'é'.repeat(250)}\n`)
+    ])
+  })
+  const { stdout } = await analyze([join(dir, 'a.log')])
+  t.match(stdout, '  /café/日本/😀\n')
+  t.match(stdout, '  /c1\\x9b31m/bidi\\u{202e}evil\\u{2066}/ls\\u{2028}\n')
+  t.match(stdout, '  /bad\\xff\\xc3(\ufffd\\xe2\\x82\n', 'each invalid byte as \\xHH; a U+FFFD of the log kept')
+  t.match(stdout, `    4 (fewer than 12 fields): naïve ${'é'.repeat(194)}…\n`)
+  t.notMatch(stdout, '\\u{2026}')
+  t.equal(visible('a\r\n\tb\x1b\x7f\u061c\u200e\u200f\ud800é😀'), 'a\\r\\n\\tb\\x1b\\x7f\\u{61c}\\u{200e}\\u{200f}\\u{d800}é😀')
+  t.notMatch(stdout, '\\xe9')
+  const { stats } = await analyzeFiles((await listInputs([join(dir, 'a.log')])).files, new Sink())
+  stats.addUnparseable('f', 1, `${'a'.repeat(199)}😀${'b'.repeat(10)}`, 'r')
+  t.strictSame(stats.unparseableListed[1], { file: 'f', line: 1, text: 'a'.repeat(199), truncated: true, reason: 'r' }, 'not cut between the halves of a surrogate pair')
+  t.equal(renderText(buildReport(stats, 1)).includes(`\n    1 (r): ${'a'.repeat(199)}…\n`), true)
+})
+
+t.test('--html FILE that cannot be written is refused before anything is read, naming it; a write that fails is exit 1 too', async (t) => {
+  const dir = t.testdir({ 'a.log': `${generatedLine(8)}\n`, 'alb.log': 'http 2018-07-02T22:23:00.186641Z app/x 1.2.3.4:5 - 0 0 0 200 200 0 0 "GET / HTTP/1.1"\n' })
+  const unwritable = join(dir, 'missing-dir', 'r.html')
+  // Standard input named, never read: the refusal comes before the input.
+  let read = false
+  const stdin = new Readable({ read () { read = true; this.push(null) } })
+  t.strictSame(await analyze(['-', '--html', unwritable], new Sink(), stdin), { code: 1, stdout: '', stderr: `clb-proxy analyze: cannot write "${unwritable}": no such file or directory\n` })
+  t.equal(read, false, 'nothing was read')
+  // /dev/full: opened, then every write fails with ENOSPC.
+  const full = await analyze([join(dir, 'a.log'), '--html', '/dev/full'])
+  t.equal(full.code, 1)
+  t.equal(full.stderr, 'clb-proxy analyze: cannot write "/dev/full": no space left on device\n')
+  const refused = join(dir, 'refused.html')
+  t.equal((await analyze([join(dir, 'alb.log'), '--html', refused])).code, 2)
+  t.throws(() => readFileSync(refused), { code: 'ENOENT' }, 'no report, no file')
+})
+
+t.test('each unparseable line says why: the first field that failed; blank lines of spaces and tabs; a UTF-8 BOM', async (t) => {
+  const good = generatedLine(9)
+  const replacing = (index: number, value: string): string => good.split(' ').map((field, i) => (i === index ? value : field)).join(' ')
+  const why = (line: string): string | null => {
+    const buf = Buffer.from(line)
+    return parseClbLine(buf, 0, buf.length, emptyFields())
+  }
+  t.equal(why(good), null)
+  const cases: Array<[string, string]> = [
+    ['garbage', 'fewer than 12 fields'],
+    [replacing(1, ''), 'elb is empty (two spaces)'],
+    [replacing(0, 'short'), 'timestamp is not YYYY-MM-DDTHH:MM...'],
+    [replacing(4, 'x'), 'request_processing_time is not seconds or -1'],
+    [replacing(5, '1.x'), 'backend_processing_time is not seconds or -1'],
+    [replacing(6, '1..'), 'response_processing_time is not seconds or -1'],
+    [replacing(7, '2000'), 'elb_status_code is not a 3-digit code'],
+    [replacing(8, 'x'), 'backend_status_code is not a 3-digit code'],
+    [replacing(9, 'x'), 'received_bytes is not a count'],
+    [replacing(10, 'x'), 'sent_bytes is not a count'],
+    [good.replace('"GET', 'GET'), 'request is not quoted'],
+    [good.replace(/" "curl.*$/, ' HTTP/1.1'), 'request has no closing quote']
+  ]
+  for (const [line, reason] of cases) t.equal(why(line), reason, reason)
+  const dir = t.testdir({ 'a.log': Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(`${good}\n  \t \n\t\n${replacing(7, '2x0')}\n`)]) })
+  const report = await analyzeJson([join(dir, 'a.log')])
+  t.match(report, { requests: 1, blankLines: 2, unparseable: { count: 1 } })
+  t.match((await analyze([join(dir, 'a.log')])).stdout, `  ${join(dir, 'a.log')}:\n    4 (elb_status_code is not a 3-digit code): ${replacing(7, '2x0')}\n`)
+  const out = join(dir, 'r.html')
+  await analyze([join(dir, 'a.log'), '--html', out])
+  t.match(readFileSync(out, 'utf8'), '<th>why</th>')
+  t.match(readFileSync(out, 'utf8'), '<td>elb_status_code is not a 3-digit code</td>')
+})
+
+t.test('percentiles stay within the smallest and largest value: every time 0.2 s gives p50 0.2 s', async (t) => {
+  const ts = '2024-01-01T00:00:01.000001Z'
+  const dir = t.testdir({ 'a.log': `${Array(5).fill(`${ts} lb 1.2.3.4:5 10.0.0.1:80 0.1 0.2 0.1 200 200 0 1 "GET http://h:80/x HTTP/1.1" "ua" - -`).join('\n')}\n` })
+  t.strictSame((await analyzeJson([join(dir, 'a.log')])).backendProcessingTime, { count: 5, p50: 0.2, p90: 0.2, p99: 0.2, max: 0.2 })
+  const histogram = new LatencyHistogram()
+  histogram.add(200_000)
+  const other = new LatencyHistogram()
+  other.add(100_000)
+  other.add(100_000)
+  histogram.merge(other)
+  t.equal(histogram.quantile(0.5), 100_000, 'the smallest value of a merged histogram')
+})
+
+t.test('the text per-minute table stops at MAX_TEXT_TIME_ROWS rows and says how many were left out; JSON has them all', async (t) => {
+  const dir = t.testdir({})
+  const file = join(dir, 'long.log')
+  // One line a minute (generatedLine makes a minute of 50 lines) over a day and a half.
+  writeFileSync(file, `${Array.from({ length: MAX_TEXT_TIME_ROWS * 1.5 }, (_, i) => generatedLine(i * 50 + 8)).join('\n')}\n`)
+  const { stdout } = await analyze([file])
+  const rows = stdout.split('\n').filter((line) => /^ {2}2024-/.test(line))
+  t.equal(rows.length, MAX_TEXT_TIME_ROWS)
+  t.match(stdout, `\n  (720 more rows, to 2024-01-02T11:59Z, left out here: --json and --html have them all)\n`)
+  t.equal((await analyzeJson([file])).perMinute.length, MAX_TEXT_TIME_ROWS * 1.5)
 })
