@@ -2,50 +2,11 @@
  * The text (default) and HTML (`--html FILE`) renderings of an AnalyzeReport. The HTML page is
  * self-contained: inline CSS, an inline SVG bar chart, no script, no external asset. Text from
  * the log (paths, instances, unparseable lines) is foreign: its control characters are written
- * visibly (visible()) on a terminal and in the page, and it is escaped for HTML in the page.
+ * visibly (unicodeTerminalSafe, as the diagnostics write foreign bytes) on a terminal and in the
+ * page, and it is escaped for HTML in the page.
  */
+import { unicodeTerminalSafe as visible } from '../observers/diagnostics-escape.js'
 import type { AnalyzeReport } from './analyze-report.js'
-
-/**
- * A control character, written escaped: C0 and DEL, C1 (U+0080 to U+009F: some terminals read
- * U+009B as CSI), the bidirectional controls (UAX #9: U+061C, U+200E, U+200F, U+202A to U+202E,
- * U+2066 to U+2069: they reorder the text around them on screen), the line and paragraph
- * separators (U+2028, U+2029), and a surrogate without its pair. Printable Unicode is shown as is.
- */
-function isControl (code: number): boolean {
-  return code < 0x20 || (code >= 0x7f && code <= 0x9f) || code === 0x061c || code === 0x200e || code === 0x200f ||
-    (code >= 0x2028 && code <= 0x202e) || (code >= 0x2066 && code <= 0x2069) || (code >= 0xd800 && code <= 0xdfff)
-}
-
-/** The escape of a control character: `\r \n \t`, `\xHH` up to U+00FF, `\u{H...}` above (the diagnostics' escapes). */
-function escapeControl (code: number): string {
-  if (code === 0x0d) return '\\r'
-  if (code === 0x0a) return '\\n'
-  if (code === 0x09) return '\\t'
-  if (code <= 0xff) return `\\x${code.toString(16).padStart(2, '0')}`
-  return `\\u{${code.toString(16)}}`
-}
-
-/**
- * Foreign text as it may be shown on a terminal or a page: control characters escaped, the rest
- * as is. Backslashes are kept, as terminalSafe (observers/diagnostics-escape.ts) keeps them:
- * nothing here can turn into a control character.
- */
-export function visible (text: string): string {
-  let out = ''
-  let plainFrom = 0
-  for (let index = 0; index < text.length; index++) {
-    const code = text.codePointAt(index) as number
-    if (code > 0xffff) {
-      index++
-      continue
-    }
-    if (!isControl(code)) continue
-    out += text.slice(plainFrom, index) + escapeControl(code)
-    plainFrom = index + 1
-  }
-  return plainFrom === 0 ? text : out + text.slice(plainFrom)
-}
 
 /** Our choice: rows of the per-minute table in the text report, a day of minutes; JSON and HTML have every row. */
 export const MAX_TEXT_TIME_ROWS = 1440

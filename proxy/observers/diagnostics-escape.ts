@@ -66,6 +66,39 @@ export function terminalSafe (text: string): string {
   return plainFrom === 0 ? text : out + text.slice(plainFrom)
 }
 
+/**
+ * A control character of Unicode text: C0 and DEL, C1 (U+0080 to U+009F: some terminals read
+ * U+009B as CSI), the bidirectional controls (UAX #9: U+061C, U+200E, U+200F, U+202A to U+202E,
+ * U+2066 to U+2069: they reorder the text around them on screen), the line and paragraph
+ * separators (U+2028, U+2029), and a surrogate without its pair.
+ */
+function isUnicodeControl (code: number): boolean {
+  return code < FIRST_PRINTABLE || (code >= 0x7f && code <= 0x9f) || code === 0x061c || code === 0x200e || code === 0x200f ||
+    (code >= 0x2028 && code <= 0x202e) || (code >= 0x2066 && code <= 0x2069) || (code >= 0xd800 && code <= 0xdfff)
+}
+
+/**
+ * terminalSafe for text that was decoded as UTF-8 (an access log read by `analyze`), not as latin1
+ * bytes: only control characters are escaped, the same way; printable Unicode (`café`, `日本`) is
+ * shown as it is. Backslashes are kept, as terminalSafe keeps them.
+ */
+export function unicodeTerminalSafe (text: string): string {
+  let out = ''
+  let plainFrom = 0
+  for (let index = 0; index < text.length; index++) {
+    const code = text.codePointAt(index) as number
+    if (code > 0xffff) {
+      // A pair of UTF-16 units: a printable character above U+FFFF.
+      index++
+      continue
+    }
+    if (!isUnicodeControl(code)) continue
+    out += text.slice(plainFrom, index) + escapeCodePoint(code)
+    plainFrom = index + 1
+  }
+  return plainFrom === 0 ? text : out + text.slice(plainFrom)
+}
+
 /** Characters a POSIX shell reads as a plain word, unquoted. */
 const SHELL_PLAIN_WORD = /^[A-Za-z0-9_/.:=@%+,-]+$/
 

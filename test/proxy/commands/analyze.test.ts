@@ -13,7 +13,8 @@ import { emptyFields, parseClbLine, parseClbLineText } from '../../../proxy/comm
 import { listInputs, MAX_LINE_BYTES, Progress, readFailure } from '../../../proxy/commands/analyze-read.js'
 import { buildReport, type AnalyzeReport } from '../../../proxy/commands/analyze-report.js'
 import { AnalyzeStats, BoundedTop, LatencyHistogram, MAX_ANSWERED_PATHS, MAX_TIME_BUCKETS, MAX_UNPARSEABLE_LISTED, TOP_CAPACITY } from '../../../proxy/commands/analyze-stats.js'
-import { MAX_TEXT_TIME_ROWS, renderHtml, renderText, visible } from '../../../proxy/commands/analyze-output.js'
+import { MAX_TEXT_TIME_ROWS, renderHtml, renderText } from '../../../proxy/commands/analyze-output.js'
+import { unicodeTerminalSafe as visible } from '../../../proxy/observers/diagnostics-escape.js'
 import { formatAccessLogLine } from '../../../proxy/observers/access-log-format.js'
 import { REPO_ROOT } from '../../helpers/repo.js'
 
