@@ -12,7 +12,7 @@
  *   GET /captures         the capture files kept now, newest first
  *   GET /captures/:name   one capture file's text; only names /captures lists (no paths)
  *   GET /instances        the registered instances: { InstanceStates: [...] } (DescribeInstanceHealth's shape)
- *   POST /instances       register { "url": "http://HOST:PORT" }: 201 with the instance
+ *   POST /instances       register { "url": "http://HOST:PORT" }: 201 with the instance (200 if already registered)
  *   DELETE /instances/:id deregister (connection draining): 202 with the instance's state, 404 if not registered, 400 if not an instance id
  *   GET /                 the dashboard (dashboard-assets.ts), live through GET /events (server-sent events)
  *   GET /captures/:name/bytes  a capture's response bytes (base64), its defects and replay command, for the dashboard
@@ -350,11 +350,15 @@ export function buildAdminApp (sources: AdminSources): FastifyInstance {
   app.post<{ Body: { url: string } }>('/instances', {
     schema: {
       body: { type: 'object', properties: { url: { type: 'string', minLength: 1 } }, required: ['url'], additionalProperties: false },
-      response: { 201: INSTANCE_SCHEMA, 400: ERROR_SCHEMA }
+      response: { 200: INSTANCE_SCHEMA, 201: INSTANCE_SCHEMA, 400: ERROR_SCHEMA }
     }
   }, async (request, reply) => {
     try {
-      return await reply.code(201).send(sources.register(request.body.url))
+      const known = new Set(sources.instances().map((instance) => instance.InstanceId))
+      const registered = sources.register(request.body.url)
+      // RFC 9110 section 15.3.2: 201 Created when "one or more new resources" were created; an
+      // instance already registered is answered 200 with its description, nothing new.
+      return await reply.code(known.has(registered.InstanceId) ? 200 : 201).send(registered)
     } catch (error) {
       if (error instanceof OptionError) return await reply.code(400).send({ error: error.describeAs('url') })
       throw error

@@ -105,12 +105,15 @@ export async function serve(options: ClbProxyOptions, resolved: ResolvedOptions,
         io.stderr.write(`clb-proxy: cannot start the demo backend on 127.0.0.1: ${describeSystemError(error)}\n`)
         return EXIT_FAILURE
       }
-      backends = demo.instances.map((instance) => ({ host: instance.host, port: instance.port }))
-      // A TCP or SSL listener routes to tcp/ssl instances only (CLB-LISTEN): the demo instances are
-      // registered once more as tcp instances, so the bytes of such a listener reach them too.
-      if (resolved.listeners.some((listener) => !isLayer7(listener.protocol))) {
-        backends = [...backends, ...demo.instances.map((instance) => ({ host: instance.host, port: instance.port, protocol: 'tcp' as const }))]
-      }
+      // CLB-LISTEN pairs HTTP/HTTPS listeners with http instances and TCP/SSL listeners with tcp
+      // ones: the demo instances are registered for each kind of listener given (as http, as tcp,
+      // or both), and never as an instance no listener routes to.
+      const http = resolved.listeners.some((listener) => isLayer7(listener.protocol))
+      const tcp = resolved.listeners.some((listener) => !isLayer7(listener.protocol))
+      backends = [
+        ...(http ? demo.instances.map((instance) => ({ host: instance.host, port: instance.port })) : []),
+        ...(tcp ? demo.instances.map((instance) => ({ host: instance.host, port: instance.port, protocol: 'tcp' as const })) : [])
+      ]
       // Through startClbProxy, so the demo's values pass the same resolveOptions as the user's.
       proxyOptions = withDemoHealthCheck(options)
     }

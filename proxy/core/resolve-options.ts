@@ -12,6 +12,7 @@ import {
   SECURITY_POLICY_NAMES,
   listenerPairsWith,
   instanceProtocolOf,
+  isLayer7,
   type BackendAddress,
   type ClbProxyOptions,
   type InstanceProtocol,
@@ -291,6 +292,12 @@ export function resolveOptions(input: ClbProxyOptions, settings: ResolveOptionsS
         rule: `has no instance it may route to: ${listener.protocol === 'tcp' ? 'a' : 'an'} ${listener.protocol.toUpperCase()} listener routes to ${listener.protocol === 'http' || listener.protocol === 'https' ? 'HTTP or HTTPS' : 'TCP or SSL'} instances only (CLB's listener pairing), so give ${wanted} --backend`
       })
     }
+    // The mirror case: an instance no listener routes to would be health-checked and counted in
+    // HealthyHostCount while no request or connection could ever reach it.
+    for (const [index, backend] of resolved.backends.entries()) {
+      const unpaired = instanceWithoutListener(backend, listeners.map((listener) => listener.protocol))
+      if (unpaired !== null) throw new OptionError({ field: 'backends', label: `backends[${index}]`, value: input.backends?.[index] ?? backend, rule: unpaired })
+    }
   }
   // API-HC HealthCheck.Timeout: "This value must be less than the Interval value." Checked when a
   // health check runs: without one neither value is used (the CLI says so), and an interval of 5 s,
@@ -498,6 +505,17 @@ function resolveBackends(value: ReadonlyArray<BackendAddress | string>, requireB
 }
 
 /** One instance address, as `backends` takes it (`http://HOST:PORT` or `{ host, port }`); throws OptionError. */
+/**
+ * Why no listener of these protocols routes to `instance` (CLB-LISTEN: "HTTP/HTTPS front ↔
+ * HTTP/HTTPS back; TCP/SSL front ↔ TCP/SSL back"), as an OptionError rule; null when one does.
+ */
+export function instanceWithoutListener(instance: BackendAddress, listenerProtocols: readonly ListenerProtocol[]): string | null {
+  const protocol = instanceProtocolOf(instance)
+  if (listenerProtocols.some((listener) => listenerPairsWith(listener, protocol))) return null
+  const layer7 = isLayer7(protocol)
+  return `is ${protocol === 'tcp' ? 'a' : 'an'} ${protocol}:// instance, which only ${layer7 ? 'HTTP or HTTPS' : 'TCP or SSL'} listeners route to (CLB's listener pairing), and no listener is one: add ${layer7 ? 'an HTTP or HTTPS' : 'a TCP or SSL'} listener, or leave the instance out`
+}
+
 export function resolveBackendAddress(value: unknown, label = 'url'): BackendAddress {
   return Object.freeze(resolveBackend(value, label))
 }

@@ -20,7 +20,7 @@ import { DEFAULT_MAX_RECORDED_ENTRIES, Recorder, WaitForError, subscribeRecorder
 import { defaultLogger, silentLogger, subscribeDiagnostics } from '../observers/diagnostics.js'
 import { ClbProxyEvents, type ClbProxyEventMap, type InstanceState, type InstanceStateName } from '../core/events.js'
 import type { BackendAddress, ClbProxyOptions, ListenerProtocol, ResolvedOptions } from '../core/options.js'
-import { OptionError, resolveBackendAddress, resolveOptions } from '../core/resolve-options.js'
+import { OptionError, instanceWithoutListener, resolveBackendAddress, resolveOptions } from '../core/resolve-options.js'
 import { readFileSync } from 'node:fs'
 import { X509Certificate } from 'node:crypto'
 
@@ -188,6 +188,13 @@ export async function startClbProxy (input: ClbProxyOptions, hooks: ClbProxyHook
         }
   }
   const pool = new BackendPool(options.backends, balancerSettings)
+  /** An instance to register at run time (library, admin API): refused, as at start, when no listener routes to it. */
+  const routableAddress = (url: string | BackendAddress): BackendAddress => {
+    const address = resolveBackendAddress(url)
+    const unpaired = instanceWithoutListener(address, options.listeners.map((listener) => listener.protocol))
+    if (unpaired !== null) throw new OptionError({ field: 'backends', label: 'url', value: url, rule: unpaired })
+    return address
+  }
   const stickiness = options.stickyDurationSeconds !== null
     ? new StickinessPolicy({ kind: 'duration', expirationSeconds: options.stickyDurationSeconds, loadBalancerName: options.name }, () => pool.instances)
     : options.stickyAppCookie !== null
@@ -394,7 +401,7 @@ export async function startClbProxy (input: ClbProxyOptions, hooks: ClbProxyHook
         captures: () => captures.list(),
         capturesSettled: () => captures.settled(),
         instances: () => pool.instances.map(describeInstance),
-        register: (url) => describeInstance(pool.register(resolveBackendAddress(url))),
+        register: (url) => describeInstance(pool.register(routableAddress(url))),
         deregister: (id) => pool.deregister(id),
         onEntry: (listener) => {
           recorder.on('entry', listener)
@@ -441,7 +448,7 @@ export async function startClbProxy (input: ClbProxyOptions, hooks: ClbProxyHook
     metricStatistics: (metric, query) => metrics.statistics(metric, query),
     openSockets: () => ({ clients: connections.size, backends: pool.openConnections }),
     instances: () => pool.instances.map(describeInstance),
-    register: (url) => describeInstance(pool.register(resolveBackendAddress(url))),
+    register: (url) => describeInstance(pool.register(routableAddress(url))),
     deregister: (id) => pool.deregister(id),
     waitForInstanceState,
     reopenAccessLog: () => {

@@ -235,6 +235,13 @@ t.test('register and deregister through the admin API and the library; GET /inst
   const bState = await created.json() as { InstanceId: string, State: string, Description: string }
   t.match(bState, { State: 'OutOfService', Description: 'Instance registration is still in progress.' }, 'registered, waiting for its first check')
   await f.proxy.waitForInstanceState(bState.InstanceId, 'InService')
+  const again = await fetch(`${admin}/instances`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ url: b.url }) })
+  t.equal(again.status, 200, 'an instance registered again: 200, nothing created')
+  t.match(await again.json(), { InstanceId: bState.InstanceId, State: 'InService' })
+  const unpaired = await fetch(`${admin}/instances`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ url: `tcp://127.0.0.1:${b.port}` }) })
+  t.equal(unpaired.status, 400, 'no listener routes to a tcp:// instance here')
+  t.strictSame(await unpaired.json(), { error: `url is a tcp:// instance, which only TCP or SSL listeners route to (CLB's listener pairing), and no listener is one: add a TCP or SSL listener, or leave the instance out, got "tcp://127.0.0.1:${b.port}"` })
+  t.throws(() => f.proxy.register(`ssl://127.0.0.1:${b.port}`), { code: 'CLB_INVALID_OPTION', message: /^url is an ssl:\/\/ instance, which only TCP or SSL listeners route to/ })
 
   const bad = await fetch(`${admin}/instances`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ url: 'ftp://x' }) })
   t.equal(bad.status, 400)

@@ -254,8 +254,7 @@ t.test('backends', async (t) => {
     [['http://web_1:65535'], [{ host: 'web_1', port: 65535 }]],
     [['https://a'], [{ host: 'a', port: 443, protocol: 'https' }]],
     [['HTTPS://a:8443'], [{ host: 'a', port: 8443, protocol: 'https' }]],
-    [['http://a:1', 'tcp://a:5000', 'ssl://a:5001'], [{ host: 'a', port: 1 }, { host: 'a', port: 5000, protocol: 'tcp' }, { host: 'a', port: 5001, protocol: 'ssl' }]],
-    [[{ host: 'a', port: 1, protocol: 'http' }, { host: 'a', port: 2, protocol: 'tcp' }], [{ host: 'a', port: 1 }, { host: 'a', port: 2, protocol: 'tcp' }]],
+    [[{ host: 'a', port: 1, protocol: 'http' }, { host: 'a', port: 2, protocol: 'https' }], [{ host: 'a', port: 1 }, { host: 'a', port: 2, protocol: 'https' }]],
     [
       [{ host: '10.0.0.1', port: 8080 }, 'http://10.0.0.2:8080'],
       [
@@ -264,6 +263,18 @@ t.test('backends', async (t) => {
       ]
     ]
   ])
+  // tcp and ssl instances, with a listener that routes to them (CLB-LISTEN pairing).
+  const layer4 = { listeners: ['http://127.0.0.1:0', 'tcp://127.0.0.1:0'] }
+  t.strictSame(resolveOptions({ ...layer4, backends: ['http://a:1', 'tcp://a:5000', 'ssl://a:5001'] }).backends,
+    [{ host: 'a', port: 1 }, { host: 'a', port: 5000, protocol: 'tcp' }, { host: 'a', port: 5001, protocol: 'ssl' }])
+  t.strictSame(resolveOptions({ ...layer4, backends: [{ host: 'a', port: 1, protocol: 'http' }, { host: 'a', port: 2, protocol: 'tcp' }] }).backends,
+    [{ host: 'a', port: 1 }, { host: 'a', port: 2, protocol: 'tcp' }])
+  // An instance no listener routes to is refused, as a listener with no instance is.
+  assertRejected(t, { backends: ['http://a:1', 'tcp://a:5000'] }, {
+    input: 'tcp://a:5000',
+    field: 'backends',
+    message: 'backends[1] is a tcp:// instance, which only TCP or SSL listeners route to (CLB\'s listener pairing), and no listener is one: add a TCP or SSL listener, or leave the instance out, got "tcp://a:5000"'
+  })
   const entryCases: ReadonlyArray<readonly [unknown, string]> = [
     ['tcp://a', 'backends[1] must name a port: tcp:// has no default port, got "tcp://a"'],
     ['ssl://a:1/x', 'backends[1] must be ssl://HOST:PORT without a path, query or fragment (the request path is forwarded as the client sent it), got "ssl://a:1/x"'],
