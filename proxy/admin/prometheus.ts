@@ -62,7 +62,10 @@ export function prometheusRegistry (snapshot: () => MetricsSnapshot): Registry {
   counter('aws_elb_Latency_seconds_sum', 'Latency: seconds from sending a request to an instance until its response began, summed', (s) => s.Metrics.Latency.Sum)
   counter('aws_elb_Latency_seconds_count', 'Latency: samples (requests an instance answered)', (s) => s.Metrics.Latency.SampleCount)
   gauge('aws_elb_Latency_seconds_max', 'Latency: the largest sample since start (0 before the first)', (s) => s.Metrics.Latency.Maximum ?? 0)
-  gauge('aws_elb_SurgeQueueLength', 'SurgeQueueLength: the longest the surge queue has been since start', (s) => s.Metrics.SurgeQueueLength.Maximum)
+  // The length now: a gauge that only grew would keep an alert on it firing forever; Prometheus's
+  // max_over_time() gives CloudWatch's Maximum per period (CLB-CW: Maximum is the useful statistic).
+  gauge('aws_elb_SurgeQueueLength', 'SurgeQueueLength: requests waiting in the surge queue now', (s) => s.Metrics.SurgeQueueLength.Current)
+  gauge('aws_elb_SurgeQueueLength_max', 'SurgeQueueLength: the longest the surge queue has been since start', (s) => s.Metrics.SurgeQueueLength.Maximum)
   gauge('aws_elb_HealthyHostCount', 'HealthyHostCount: registered instances InService now', (s) => s.Metrics.HealthyHostCount.Maximum)
   gauge('aws_elb_UnHealthyHostCount', 'UnHealthyHostCount: registered instances OutOfService now', (s) => s.Metrics.UnHealthyHostCount.Maximum)
   counter('clb_proxy_KeepaliveEarlyCloseCount', 'Kept-alive connections an instance closed before the idle timeout (clb-proxy\'s own)', (s) => s.ClbProxy.KeepaliveEarlyCloseCount.Sum)

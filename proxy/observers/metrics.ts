@@ -42,7 +42,10 @@ export interface LatencyMetric {
 /** SurgeQueueLength: Maximum is the useful statistic (CLB-CW: "Sum is not useful"). */
 export interface QueueLengthMetric {
   readonly Unit: 'Count'
+  /** The longest the queue has been since start. */
   readonly Maximum: number
+  /** Its length now: clb-proxy's own field, not a CloudWatch statistic (a Prometheus gauge reads it). */
+  readonly Current: number
 }
 
 /** Host counts: Average/Maximum (healthy) and Average/Minimum (unhealthy) are the useful statistics. */
@@ -176,6 +179,7 @@ export class ClbMetrics {
   /** Each registered instance's State, from the 'instance-state' events. */
   private readonly instanceStates = new Map<string, InstanceStateName>()
   private surgeQueueMaximum = 0
+  private surgeQueueCurrent = 0
   /** Per-minute statistics, oldest first (Map keeps insertion order), at most KEPT_MINUTES. */
   private readonly minutes = new Map<number, Map<DatapointMetric, Stat>>()
   private currentMinute = -1
@@ -344,6 +348,7 @@ export class ClbMetrics {
   /** CLB-CW SurgeQueueLength: Maximum is the useful statistic. */
   recordSurgeQueueLength (length: number): void {
     if (length > this.surgeQueueMaximum) this.surgeQueueMaximum = length
+    this.surgeQueueCurrent = length
     this.sample('SurgeQueueLength', length)
   }
 
@@ -373,7 +378,7 @@ export class ClbMetrics {
         },
         BackendConnectionErrors: count('BackendConnectionErrors'),
         SpilloverCount: count('SpilloverCount'),
-        SurgeQueueLength: { Unit: 'Count', Maximum: this.surgeQueueMaximum },
+        SurgeQueueLength: { Unit: 'Count', Maximum: this.surgeQueueMaximum, Current: this.surgeQueueCurrent },
         // The current counts (per-period statistics come with the per-minute datapoints).
         HealthyHostCount: hosts(this.countInState('InService')),
         UnHealthyHostCount: hosts(this.countInState('OutOfService')),

@@ -253,6 +253,12 @@ t.test('inject: /metrics in Prometheus text (prom-client) with the CloudWatch na
   t.ok(lines.includes(`aws_elb_HTTPCode_ELB_5XX{LoadBalancerName="clb-proxy"} ${snapshot.HTTPCode_ELB_5XX.Sum}`))
   t.ok(lines.includes(`aws_elb_Latency_seconds_count{LoadBalancerName="clb-proxy"} ${snapshot.Latency.SampleCount}`))
   t.ok(lines.includes('# TYPE aws_elb_HealthyHostCount gauge'))
+  // The surge queue: its length now (a gauge that can fall), and the longest it has been.
+  metrics.recordSurgeQueueLength(4)
+  metrics.recordSurgeQueueLength(1)
+  const queued = (await app.inject('/metrics')).body.split('\n')
+  t.ok(queued.includes('aws_elb_SurgeQueueLength{LoadBalancerName="clb-proxy"} 1'), 'SurgeQueueLength: the length now')
+  t.ok(queued.includes('aws_elb_SurgeQueueLength_max{LoadBalancerName="clb-proxy"} 4'), 'SurgeQueueLength_max: the longest since start')
   t.ok(lines.some((line) => line.startsWith('clb_proxy_DefectCount{LoadBalancerName="clb-proxy",code="CL_DUP_SAME"} ')), 'defects by code')
 
   const datapoints = await app.inject('/metrics.json?metric=RequestCount&period=60')

@@ -38,7 +38,7 @@ t.test('surge queue: one request per instance, a queue of 1, the third request s
   t.equal(bodyOf(secondResponse.bytes), 'app', 'the queued request went out when the slot freed')
   const metrics = f.proxy.metrics().Metrics
   t.strictSame(metrics.SpilloverCount, { Unit: 'Count', Sum: 1 })
-  t.strictSame(metrics.SurgeQueueLength, { Unit: 'Count', Maximum: 1 })
+  t.strictSame(metrics.SurgeQueueLength, { Unit: 'Count', Maximum: 1, Current: 0 }, 'the queue was one long, and is empty now')
   t.match(f.logLines.find((line) => line.includes('/spilled')), new RegExp(`^${FIXED_TIMESTAMP} ${ELB_NAME} 127\\.0\\.0\\.1:\\d+ - -1 -1 -1 503 0 0 0 "GET http://shop:${f.port}/spilled HTTP/1.1" "-" - -$`))
   t.match(f.diagnostics.find((d) => d.outcome === 'spillover')?.msg, /spillover: every instance in service was serving as many requests at once as it may \(1\) and the surge queue was full \(1\)/)
   first.end()

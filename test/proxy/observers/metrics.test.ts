@@ -72,7 +72,7 @@ const EMPTY: MetricsSnapshot = {
     Latency: { Unit: 'Seconds', SampleCount: 0, Sum: 0, Average: null, Minimum: null, Maximum: null },
     BackendConnectionErrors: { Unit: 'Count', Sum: 0 },
     SpilloverCount: { Unit: 'Count', Sum: 0 },
-    SurgeQueueLength: { Unit: 'Count', Maximum: 0 },
+    SurgeQueueLength: { Unit: 'Count', Maximum: 0, Current: 0 },
     HealthyHostCount: { Unit: 'Count', Average: 0, Minimum: 0, Maximum: 0 },
     UnHealthyHostCount: { Unit: 'Count', Average: 0, Minimum: 0, Maximum: 0 },
     DesyncMitigationMode_NonCompliant_Request_Count: { Unit: 'Count', Sum: 0 }
@@ -214,8 +214,10 @@ t.test('HealthyHostCount and UnHealthyHostCount follow the instance-state events
   m = metrics.snapshot().Metrics
   t.strictSame(m.HealthyHostCount.Maximum, 1, 'a deregistered instance is no longer counted')
   t.strictSame(m.UnHealthyHostCount.Maximum, 0)
-  for (const length of [1, 2, 5, 3, 0]) metrics.recordSurgeQueueLength(length)
-  t.strictSame(metrics.snapshot().Metrics.SurgeQueueLength, { Unit: 'Count', Maximum: 5 })
+  for (const length of [1, 2, 5, 3]) metrics.recordSurgeQueueLength(length)
+  t.strictSame(metrics.snapshot().Metrics.SurgeQueueLength, { Unit: 'Count', Maximum: 5, Current: 3 })
+  metrics.recordSurgeQueueLength(0)
+  t.strictSame(metrics.snapshot().Metrics.SurgeQueueLength, { Unit: 'Count', Maximum: 5, Current: 0 }, 'the queue emptied: Current falls, Maximum stays')
 })
 
 t.test('per-minute datapoints like get-metric-statistics: SampleCount, Sum, Average, Minimum, Maximum per period', async (t) => {
