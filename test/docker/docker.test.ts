@@ -204,6 +204,7 @@ interface ComposeService {
   environment?: Record<string, string | number | boolean | null> | string[]
   ports?: Array<string | number | { target?: number; published?: number | string }>
   depends_on?: string[] | Record<string, unknown>
+  healthcheck?: { test?: string[] | string, interval?: string, timeout?: string, retries?: number }
 }
 
 const COMPOSE = parseYaml(COMPOSE_TEXT) as { services?: Record<string, ComposeService> }
@@ -256,7 +257,8 @@ t.test('docker/compose.yaml: an app and clb-proxy in front of it, with real vari
   t.same(clb.ports, ['8080:8080'], 'host port 8080 to container port 8080')
   t.equal(environment.CLB_LISTEN, undefined, 'compose keeps the image\'s CLB_LISTEN')
   t.equal(portOfListen(RUNTIME_ENV.CLB_LISTEN ?? ''), 8080, 'the image listens on the container port compose publishes')
-  t.same(clb.depends_on, ['app'], 'clb starts after app')
+  t.same(clb.depends_on, { app: { condition: 'service_healthy' } }, 'clb starts once app answers its health check')
+  t.match(app.healthcheck, { test: ['CMD', 'node', '-e'], interval: '2s', timeout: '2s' }, 'the app has an exec-form health check with node, which its image has')
 
   t.equal(app.image, 'node:20-bookworm-slim', 'the example app runs on the same Node image')
   t.equal(app.ports, undefined, 'the app publishes no port: requests reach it only through clb')
@@ -492,6 +494,14 @@ t.test('the runtime stage\'s command, from a clean production install, in front 
   if (!Array.isArray(appCommand) || appCommand[0] !== 'node') throw new Error('the compose app command is not an exec-form node command')
   const backend = watch(t, process.execPath, appCommand.slice(1), { cwd: root, env: { PATH: process.env.PATH, PORT: '0' } })
   const backendPort = Number((await backend.waitFor('stdout', /app listening on port (\d+)\n/))[1])
+
+  // The app's health check, as compose runs it: healthy while the app answers, not when nothing listens.
+  const appHealth = composeService('app').healthcheck?.test
+  if (!Array.isArray(appHealth) || appHealth[0] !== 'CMD' || appHealth[1] !== 'node') throw new Error('the compose app health check is not an exec-form node command')
+  const appHealthy = await runToEnd(process.execPath, appHealth.slice(2), { cwd: root, env: { PATH: process.env.PATH, PORT: String(backendPort) } })
+  t.same({ code: appHealthy.code, stderr: appHealthy.stderr }, { code: 0, stderr: '' }, 'the app\'s health check passes while it answers')
+  const appDown = await runToEnd(process.execPath, appHealth.slice(2), { cwd: root, env: { PATH: process.env.PATH, PORT: String(await closedPort()) } })
+  t.equal(appDown.code, 1, 'and fails when nothing listens')
 
   // The container: the image's ENV, then compose's environment, as Docker layers them. Two
   // overrides for a shared machine: loopback and a free port instead of 0.0.0.0:8080, and the app
