@@ -24,6 +24,15 @@ import { formatTimestamp } from './access-log-format.js'
 import type { ClbProxyEventMap, ClbProxyEvents, ExchangeRecord, InstanceStateChange, InstanceStateName } from '../core/events.js'
 
 /** A CloudWatch counter: its useful statistic is Sum (CLB-CW). */
+/**
+ * A sum of Latency samples, each a whole number of microseconds in seconds (secondsBetween):
+ * adding them as doubles leaves binary noise (0.31148699999999996); the sum is a whole number of
+ * microseconds too, and is given as one.
+ */
+function toWholeMicroseconds (seconds: number): number {
+  return Math.round(seconds * 1e6) / 1e6
+}
+
 export interface CountMetric {
   readonly Unit: 'Count'
   readonly Sum: number
@@ -263,7 +272,7 @@ export class ClbMetrics {
       Datapoints: [...periods].map(([period, stat]) => ({
         Timestamp: formatTimestamp(period),
         SampleCount: stat.sampleCount,
-        Sum: stat.sum,
+        Sum: unit === 'Seconds' ? toWholeMicroseconds(stat.sum) : stat.sum,
         Average: stat.sum / stat.sampleCount,
         Minimum: stat.minimum,
         Maximum: stat.maximum,
@@ -371,7 +380,7 @@ export class ClbMetrics {
         Latency: {
           Unit: 'Seconds',
           SampleCount: this.latencySamples,
-          Sum: this.latencySum,
+          Sum: toWholeMicroseconds(this.latencySum),
           Average: sampled ? this.latencySum / this.latencySamples : null,
           Minimum: sampled ? this.latencyMin : null,
           Maximum: sampled ? this.latencyMax : null

@@ -87,6 +87,14 @@ function newMetrics (): ClbMetrics {
   return new ClbMetrics({ loadBalancerName: 'orders', sinceMicros: SINCE_MICROS })
 }
 
+t.test('Latency\'s Sum is a whole number of microseconds, without the noise of adding doubles', async (t) => {
+  const metrics = newMetrics()
+  // As doubles, 0.1 + 0.2 + 0.011487 is 0.31148700000000007.
+  for (const latency of [0.1, 0.2, 0.011487]) metrics.recordExchange(relayed(200, latency))
+  t.equal(metrics.snapshot().Metrics.Latency.Sum, 0.311487)
+  t.strictSame(metrics.statistics('Latency').Datapoints.map((datapoint) => datapoint.Sum), [0.311487], 'in the per-minute datapoints too')
+})
+
 t.test('before any request or instance: every counter is 0, no hosts, Latency has no sample', async (t) => {
   t.strictSame(newMetrics().snapshot(), EMPTY)
 })
