@@ -186,6 +186,11 @@ export interface AdminCaptureSummary extends CaptureSummary {
   readonly name: string
   /** e.g. '/captures/2026-11-25T08-30-40.212590Z-502-CL_NOT_INTEGER-7.capture' */
   readonly path: string
+  /**
+   * The capture's request came before this proxy started: a file an earlier run (or another
+   * proxy sharing the folder) left there, listed so that it can still be read (docs/captures.md).
+   */
+  readonly earlierRun: boolean
 }
 
 export interface AdminServer {
@@ -295,7 +300,9 @@ export function buildAdminApp (sources: AdminSources): FastifyInstance {
 
   app.get('/captures', async () => {
     await sources.capturesSettled?.()
-    return { captures: sources.captures().map(captureAsJson) }
+    // Both times are access-log timestamps (formatTimestamp): compared as text, they order as times.
+    const since = sources.metrics().Since
+    return { captures: sources.captures().map((summary) => captureAsJson(summary, since)) }
   })
 
   /** A capture listed now, by file name, and its text; a 404 answer when there is none. */
@@ -414,7 +421,7 @@ function entryAsJson (entry: AccessLogEntry): Record<string, unknown> {
   }
 }
 
-function captureAsJson (summary: CaptureSummary): AdminCaptureSummary {
+function captureAsJson (summary: CaptureSummary, proxyStarted: string): AdminCaptureSummary {
   const name = basename(summary.file)
-  return { ...summary, name, path: `/captures/${encodeURIComponent(name)}` }
+  return { ...summary, name, path: `/captures/${encodeURIComponent(name)}`, earlierRun: summary.time !== null && summary.time < proxyStarted }
 }

@@ -177,7 +177,8 @@ async function loadCaptures () {
   for (const capture of captures) {
     const item = document.createElement('li')
     item.dataset.name = capture.name
-    item.appendChild(text((capture.elbStatus || '') + ' ' + (capture.request || '') + ' ' + (capture.primaryDefect || '')))
+    item.appendChild(text((capture.elbStatus || '') + ' ' + (capture.request || '') + ' ' + (capture.primaryDefect || '') +
+      (capture.earlierRun ? ' (an earlier run)' : '')))
     item.addEventListener('click', () => showCapture(capture.name).catch(showError))
     list.appendChild(item)
   }

@@ -87,6 +87,19 @@ async function fixtureSources (t: { teardown (fn: () => unknown): void }): Promi
   return { sources, captureDir, metrics }
 }
 
+t.test('inject: /captures says which captures an earlier run left (their request came before this proxy started)', async (t) => {
+  const { sources } = await fixtureSources(t)
+  const [capture] = sources.captures()
+  // The same capture, seen by a proxy started a second after its request.
+  const laterStart = new ClbMetrics({ loadBalancerName: 'clb-proxy', sinceMicros: MICROS + 1_000_000 })
+  const later = buildAdminApp({ ...sources, metrics: () => laterStart.snapshot() })
+  const now = buildAdminApp(sources)
+  t.teardown(() => Promise.all([later.close(), now.close()]))
+  t.equal(capture?.time, '2026-11-25T08:00:00.000000Z')
+  t.match((await later.inject('/captures')).json(), { captures: [{ time: '2026-11-25T08:00:00.000000Z', earlierRun: true }] })
+  t.match((await now.inject('/captures')).json(), { captures: [{ time: '2026-11-25T08:00:00.000000Z', earlierRun: false }] }, 'a request at the very start is this run\'s')
+})
+
 t.test('inject: /healthz, /metrics and /entries', async (t) => {
   const { sources, metrics } = await fixtureSources(t)
   const app = buildAdminApp(sources)
@@ -136,7 +149,7 @@ t.test('inject: /captures lists the store; /captures/:name serves only listed na
   const name = basename(summary.file)
   const list = await app.inject('/captures')
   t.equal(list.statusCode, 200)
-  t.strictSame(list.json(), { captures: [{ ...JSON.parse(JSON.stringify(summary)), name, path: `/captures/${name}` }] })
+  t.strictSame(list.json(), { captures: [{ ...JSON.parse(JSON.stringify(summary)), name, path: `/captures/${name}`, earlierRun: false }] })
   t.match(list.json().captures[0], { outcome: 'rejected', elbStatus: 502, primaryDefect: 'CL_NOT_INTEGER' })
 
   const text = await app.inject(`/captures/${name}`)
