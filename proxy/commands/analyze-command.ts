@@ -13,7 +13,7 @@
  * counts every line read); 2 for a bad argument, a PATH that does not exist, a directory with no
  * log file under it, or an input with no CLB access-log line.
  */
-import { open, rm, type FileHandle } from 'node:fs/promises'
+import { open, realpath, rm, writeFile } from 'node:fs/promises'
 import { parseArgs } from 'node:util'
 import { renderAthena } from './analyze-athena.js'
 import { renderHtml, renderText } from './analyze-output.js'
@@ -179,41 +179,49 @@ export async function runAnalyze (argv: string[], _env: NodeJS.ProcessEnv, io: C
     if (error instanceof InputError) return usageError(io, error.message)
     throw error
   }
-  // The HTML file is created before anything is read: a mistyped directory is told at once, not after the whole input.
-  let htmlFile: FileHandle | null = null
+  // The HTML file is checked before anything is read, so that a mistyped directory is told at
+  // once, not after the whole input; it is opened for appending, which empties nothing: a file
+  // is only replaced by the report, once there is one. An input named as FILE is refused.
+  let createdHtmlFile = false
+  if (values.html !== undefined) {
+    const htmlPath = values.html
+    const existing = await realpath(htmlPath).catch(() => null)
+    if (existing !== null) {
+      for (const file of files) {
+        if (file.path !== STDIN_PATH && await realpath(file.path).catch(() => null) === existing) {
+          return usageError(io, `--html ${quoteValue(htmlPath)} is one of the inputs: the report would overwrite the log it reads`)
+        }
+      }
+    }
+    try {
+      await (await open(htmlPath, 'a')).close()
+    } catch (error) {
+      return cannotWrite(io, htmlPath, error)
+    }
+    createdHtmlFile = existing === null
+  }
+  const result = await analyzeFiles(files, io.stderr)
+  if (result.stats.clbLines === 0 && result.stats.unparseable > 0) {
+    // No report: a file made for it goes too (one that was there before is left as it was).
+    if (createdHtmlFile) await rm(values.html as string, { force: true })
+    return refuseNotClb(io, result, files)
+  }
+  const report = buildReport(result.stats, result.files, { idleTimeoutSeconds })
+  if (values.json === true) {
+    io.stdout.write(`${JSON.stringify(report, null, 2)}\n`)
+    return reportFailures(io, result)
+  }
+  io.stdout.write(renderText(report))
   if (values.html !== undefined) {
     try {
-      htmlFile = await open(values.html, 'w')
+      await writeFile(values.html, renderHtml(report))
     } catch (error) {
+      reportFailures(io, result)
       return cannotWrite(io, values.html, error)
     }
+    io.stdout.write(`HTML report written to ${values.html}\n`)
   }
-  try {
-    const result = await analyzeFiles(files, io.stderr)
-    if (result.stats.clbLines === 0 && result.stats.unparseable > 0) {
-      // No report: the file created for it goes too.
-      if (htmlFile !== null) await rm(values.html as string, { force: true })
-      return refuseNotClb(io, result, files)
-    }
-    const report = buildReport(result.stats, result.files, { idleTimeoutSeconds })
-    if (values.json === true) {
-      io.stdout.write(`${JSON.stringify(report, null, 2)}\n`)
-      return reportFailures(io, result)
-    }
-    io.stdout.write(renderText(report))
-    if (htmlFile !== null) {
-      try {
-        await htmlFile.writeFile(renderHtml(report))
-      } catch (error) {
-        reportFailures(io, result)
-        return cannotWrite(io, values.html as string, error)
-      }
-      io.stdout.write(`HTML report written to ${values.html as string}\n`)
-    }
-    return reportFailures(io, result)
-  } finally {
-    await htmlFile?.close()
-  }
+  return reportFailures(io, result)
 }
 
 function cannotWrite (io: CliIo, path: string, error: unknown): number {

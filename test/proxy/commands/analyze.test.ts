@@ -757,6 +757,16 @@ t.test('--html FILE that cannot be written is refused before anything is read, n
   const refused = join(dir, 'refused.html')
   t.equal((await analyze([join(dir, 'alb.log'), '--html', refused])).code, 2)
   t.throws(() => readFileSync(refused), { code: 'ENOENT' }, 'no report, no file')
+  // A FILE that was there before: left as it was when there is no report, never emptied first.
+  const kept = join(dir, 'kept.html')
+  writeFileSync(kept, 'an earlier report')
+  t.equal((await analyze([join(dir, 'alb.log'), '--html', kept])).code, 2)
+  t.equal(readFileSync(kept, 'utf8'), 'an earlier report', 'a file that was there before is left as it was')
+  // An input named as FILE: refused before anything is written, the log unchanged.
+  const log = join(dir, 'a.log')
+  const before = readFileSync(log, 'utf8')
+  t.strictSame(await analyze([log, '--html', log]), { code: 2, stdout: '', stderr: `clb-proxy analyze: --html "${log}" is one of the inputs: the report would overwrite the log it reads\n${"Try 'clb-proxy analyze --help'"}\n` })
+  t.equal(readFileSync(log, 'utf8'), before, 'the log is intact')
 })
 
 t.test('each unparseable line says why: the first field that failed; blank lines of spaces and tabs; a UTF-8 BOM', async (t) => {
