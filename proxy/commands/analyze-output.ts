@@ -62,7 +62,8 @@ function keepAliveVerdict (keepAlive: NonNullable<AnalyzeReport['keepAlive']>): 
       `${never.count} of these ${keepAlive.count} 504s are on paths no instance answered in these lines: ${never.rows.map((row) => `${visible(row.path)} (${row.errors})`).join(', ')}${never.paths > never.rows.length ? ` and ${never.paths - never.rows.length} more` : ''}.`,
       'A request that timed out is logged with backend:port - and -1 timings (CLB-LOGS), so no answered line shows how slow',
       `these paths are: they are the likely idle-timeout cause (${KC_504_MOST_COMMON}),`,
-      `not the keep-alive race: make them answer within the idle timeout of ${idle} s (--idle-timeout) or raise it.`
+      `not the keep-alive race: make them answer within the idle timeout of ${idle} s (--idle-timeout) or raise it.`,
+      ...(keepAlive.count > never.count ? [`The other ${keepAlive.count - never.count} may still be the keep-alive race, whose fix follows.`] : [])
     ]
   }
   const share = keepAlive.slowestAnsweredSeconds / idle

@@ -504,7 +504,6 @@ function resolveBackends(value: ReadonlyArray<BackendAddress | string>, requireB
   return value.map((backend: unknown, index) => resolveBackend(backend, `backends[${index}]`))
 }
 
-/** One instance address, as `backends` takes it (`http://HOST:PORT` or `{ host, port }`); throws OptionError. */
 /**
  * Why no listener of these protocols routes to `instance` (CLB-LISTEN: "HTTP/HTTPS front ↔
  * HTTP/HTTPS back; TCP/SSL front ↔ TCP/SSL back"), as an OptionError rule; null when one does.
@@ -516,6 +515,7 @@ export function instanceWithoutListener(instance: BackendAddress, listenerProtoc
   return `is ${protocol === 'tcp' ? 'a' : 'an'} ${protocol}:// instance, which only ${layer7 ? 'HTTP or HTTPS' : 'TCP or SSL'} listeners route to (CLB's listener pairing), and no listener is one: add ${layer7 ? 'an HTTP or HTTPS' : 'a TCP or SSL'} listener, or leave the instance out`
 }
 
+/** One instance address, as `backends` takes it (`http://HOST:PORT` or `{ host, port }`); throws OptionError. */
 export function resolveBackendAddress(value: unknown, label = 'url'): BackendAddress {
   return Object.freeze(resolveBackend(value, label))
 }

@@ -23,16 +23,16 @@ import type { DefectCode } from '../../validators/defects.js'
 import { formatTimestamp } from './access-log-format.js'
 import type { ClbProxyEventMap, ClbProxyEvents, ExchangeRecord, InstanceStateChange, InstanceStateName } from '../core/events.js'
 
-/** A CloudWatch counter: its useful statistic is Sum (CLB-CW). */
 /**
  * A sum of Latency samples, each a whole number of microseconds in seconds (secondsBetween):
- * adding them as doubles leaves binary noise (0.31148699999999996); the sum is a whole number of
+ * adding them as doubles leaves binary noise (0.31148699999999996 seen in /metrics.json); the sum is a whole number of
  * microseconds too, and is given as one.
  */
 function toWholeMicroseconds (seconds: number): number {
   return Math.round(seconds * 1e6) / 1e6
 }
 
+/** A CloudWatch counter: its useful statistic is Sum (CLB-CW). */
 export interface CountMetric {
   readonly Unit: 'Count'
   readonly Sum: number
