@@ -415,7 +415,11 @@ function demoHealthBlock(proxy: ClbProxy, demo: DemoRun, userOptions: ClbProxyOp
   const passSeconds = settings.healthyThreshold * settings.healthIntervalSeconds
   lines.push(
     '',
-    `  Requests go to both (least outstanding requests, ties take turns); curl -i shows which one`,
+    // CLB-LISTEN: HTTP/HTTPS listeners route each request to the least busy instance; TCP/SSL
+    // listeners each connection to the next instance in turn.
+    settings.listeners.some((listener) => isLayer7(listener.protocol))
+      ? `  Requests go to both (least outstanding requests, ties take turns); curl -i shows which one`
+      : `  Connections go to both in turn (round robin, as TCP/SSL listeners route); curl -i shows which one`,
     `  answered in its ${DEMO_INSTANCE_HEADER} header, and the access log names its port.`,
     '',
     `  Make ${first.name} fail its health check. Ask ${first.name} directly: through the proxy the request`,

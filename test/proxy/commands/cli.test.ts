@@ -441,6 +441,9 @@ t.test('a demo behind TCP listeners only: no table of 502s, since bytes pass thr
   t.notMatch(stderr.text, /BAD_GATEWAY/)
   // Registered as tcp:// instances only: an http:// one would be an instance no listener routes to.
   t.notMatch(stderr.text, /registered twice/)
+  // A TCP listener routes connections in turn, not requests by load (CLB-LISTEN).
+  t.match(stderr.text, /Connections go to both in turn \(round robin, as TCP\/SSL listeners route\)/)
+  t.notMatch(stderr.text, /Requests go to both/)
   signals.emit('SIGTERM')
   t.equal(await exited, 0)
 })
