@@ -170,10 +170,12 @@ export async function runAnalyze (argv: string[], _env: NodeJS.ProcessEnv, io: C
   }
 
   let files: InputFile[]
+  let inputRealPaths: ReadonlySet<string>
   try {
     // io.stdin is a getter that opens standard input: touched only when `-` is named.
     const listed = await listInputs(positionals, positionals.includes(STDIN_PATH) ? io.stdin : undefined)
     files = listed.files
+    inputRealPaths = listed.realPaths
     if (listed.alreadyListed.length > 0) io.stderr.write(`clb-proxy analyze: read once, skipped as already read: ${namedFiles(listed.alreadyListed)}\n`)
   } catch (error) {
     if (error instanceof InputError) return usageError(io, error.message)
@@ -186,12 +188,8 @@ export async function runAnalyze (argv: string[], _env: NodeJS.ProcessEnv, io: C
   if (values.html !== undefined) {
     const htmlPath = values.html
     const existing = await realpath(htmlPath).catch(() => null)
-    if (existing !== null) {
-      for (const file of files) {
-        if (file.path !== STDIN_PATH && await realpath(file.path).catch(() => null) === existing) {
-          return usageError(io, `--html ${quoteValue(htmlPath)} is one of the inputs: the report would overwrite the log it reads`)
-        }
-      }
+    if (existing !== null && inputRealPaths.has(existing)) {
+      return usageError(io, `--html ${quoteValue(htmlPath)} is one of the inputs: the report would overwrite the log it reads`)
     }
     try {
       await (await open(htmlPath, 'a')).close()

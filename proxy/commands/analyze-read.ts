@@ -58,11 +58,12 @@ export function readFailure (error: unknown): string | null {
 /**
  * The files to read, in order: each PATH as given; a directory's files (recursively, sorted by
  * name, which for the S3 layout is date order) ending in `.log` or `.gz`; a file (by its real
- * path) listed before is not listed again, and its path is returned in `alreadyListed`. ELB's
+ * path, `realPaths` holds them all) listed before is not listed again, and its path is returned in
+ * `alreadyListed`. ELB's
  * `ELBAccessLogTestFile` ("not an actual access log file", CLB-LOGS-EN) has neither ending. A
  * directory with none of them under it is an InputError, as a PATH that does not exist is.
  */
-export async function listInputs (paths: readonly string[], stdin?: NodeJS.ReadableStream): Promise<{ files: InputFile[], alreadyListed: string[] }> {
+export async function listInputs (paths: readonly string[], stdin?: NodeJS.ReadableStream): Promise<{ files: InputFile[], alreadyListed: string[], realPaths: ReadonlySet<string> }> {
   const files: InputFile[] = []
   /** Paths skipped because their file was listed before: named twice, or under two PATHs (a directory and its subdirectory). */
   const alreadyListed: string[] = []
@@ -95,7 +96,7 @@ export async function listInputs (paths: readonly string[], stdin?: NodeJS.Reada
       await add(path, info.isFile() ? info.size : null)
     }
   }
-  return { files, alreadyListed }
+  return { files, alreadyListed, realPaths }
 }
 
 /** A folder or file of the tree that cannot be listed or looked at is an InputError naming it, as a PATH that cannot be read is. */

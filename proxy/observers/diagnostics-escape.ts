@@ -53,13 +53,21 @@ export function escapeForeign (text: string, maxChars = Number.POSITIVE_INFINITY
  * into a control character.
  */
 export function terminalSafe (text: string): string {
+  return escapeWhere(text, (code) => !isPrintableAscii(code))
+}
+
+/** `text` with each code point for which `escaped(code)` holds written as escapeCodePoint writes it. */
+function escapeWhere (text: string, escaped: (code: number) => boolean): string {
   let out = ''
   let plainFrom = 0
   for (let index = 0; index < text.length; index++) {
     const code = text.codePointAt(index) as number
-    if (isPrintableAscii(code)) continue
+    if (!escaped(code)) {
+      // A code point above U+FFFF takes two UTF-16 units.
+      if (code > 0xffff) index++
+      continue
+    }
     out += text.slice(plainFrom, index) + escapeCodePoint(code)
-    // A code point above U+FFFF takes two UTF-16 units.
     if (code > 0xffff) index++
     plainFrom = index + 1
   }
@@ -83,20 +91,7 @@ function isUnicodeControl (code: number): boolean {
  * shown as it is. Backslashes are kept, as terminalSafe keeps them.
  */
 export function unicodeTerminalSafe (text: string): string {
-  let out = ''
-  let plainFrom = 0
-  for (let index = 0; index < text.length; index++) {
-    const code = text.codePointAt(index) as number
-    if (code > 0xffff) {
-      // A pair of UTF-16 units: a printable character above U+FFFF.
-      index++
-      continue
-    }
-    if (!isUnicodeControl(code)) continue
-    out += text.slice(plainFrom, index) + escapeCodePoint(code)
-    plainFrom = index + 1
-  }
-  return plainFrom === 0 ? text : out + text.slice(plainFrom)
+  return escapeWhere(text, isUnicodeControl)
 }
 
 /** Characters a POSIX shell reads as a plain word, unquoted. */
