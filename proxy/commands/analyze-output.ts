@@ -22,6 +22,17 @@ function secs (value: number): string {
   return `${Number(value.toFixed(6))} s`
 }
 
+/** `1 line`, `2 lines`: a count with its noun. */
+function counted (count: number, noun: string): string {
+  return `${count} ${noun}${count === 1 ? '' : 's'}`
+}
+
+/** What the lines hold: requests, and TCP/SSL connections when there are some. */
+function linesHold (report: AnalyzeReport): string {
+  const tcp = report.totals.tcp
+  return `${counted(report.requests, 'request')}${tcp > 0 ? ` and ${counted(tcp, 'TCP/SSL connection')}` : ''}`
+}
+
 function bucketLabel (report: AnalyzeReport): string {
   return report.bucketMinutes === 1 ? 'minute' : `${report.bucketMinutes} minutes`
 }
@@ -81,7 +92,7 @@ function keepAliveVerdict (keepAlive: NonNullable<AnalyzeReport['keepAlive']>): 
 export function renderText (report: AnalyzeReport): string {
   const out: string[] = []
   const t = report.totals
-  out.push(`clb-proxy analyze: ${report.requests} requests${t.tcp > 0 ? ` and ${t.tcp} TCP/SSL connections` : ''} in ${report.files} file${report.files === 1 ? '' : 's'} (${report.lines} lines, ${report.unparseable.count} unparseable${report.blankLines > 0 ? `, ${report.blankLines} blank` : ''})`)
+  out.push(`clb-proxy analyze: ${linesHold(report)} in ${counted(report.files, 'file')} (${counted(report.lines, 'line')}, ${report.unparseable.count} unparseable${report.blankLines > 0 ? `, ${report.blankLines} blank` : ''})`)
   if (report.firstMinute !== null) out.push(`from ${report.firstMinute} to ${report.lastMinute}`)
   out.push(...loadBalancerLines(report).map(visible))
   out.push('')
@@ -91,7 +102,7 @@ export function renderText (report: AnalyzeReport): string {
   out.push(`  backend 4XX  ${String(t.backend4xx).padStart(9)}  ${percent(t.backend4xx, report.requests)}`)
   out.push(`  backend 5XX  ${String(t.backend5xx).padStart(9)}  ${percent(t.backend5xx, report.requests)}`)
   out.push(`  502 502      ${String(t.both502).padStart(9)}  (both codes 502: the backend's own 502s)`)
-  if (t.tcp > 0) out.push(`  (over HTTP/HTTPS requests; the ${t.tcp} TCP/SSL listener connections, "- - - " with elb_status_code -, have no status)`)
+  if (t.tcp > 0) out.push(`  (over HTTP/HTTPS requests; ${t.tcp === 1 ? 'the TCP/SSL listener connection' : `the ${t.tcp} TCP/SSL listener connections`}, "- - - " with elb_status_code -, ${t.tcp === 1 ? 'has' : 'have'} no status)`)
   if (t.noStatus > 0) out.push(`  no status sent (elb_status_code -): ${t.noStatus}`)
   out.push('')
   if (report.signatures.length > 0) {
@@ -111,7 +122,7 @@ export function renderText (report: AnalyzeReport): string {
   }
   const latency = report.backendProcessingTime
   if (latency !== null) {
-    out.push(`backend_processing_time over ${latency.count} requests: p50 ${secs(latency.p50)}, p90 ${secs(latency.p90)}, p99 ${secs(latency.p99)}, max ${secs(latency.max)}`)
+    out.push(`backend_processing_time over ${counted(latency.count, 'request')}: p50 ${secs(latency.p50)}, p90 ${secs(latency.p90)}, p99 ${secs(latency.p99)}, max ${secs(latency.max)}`)
     out.push('')
   }
   if (report.topInstances.rows.length > 0) {
@@ -125,9 +136,11 @@ export function renderText (report: AnalyzeReport): string {
     out.push('')
   }
   if (report.perMinute.length > 0) {
-    out.push(`Per ${bucketLabel(report)} (UTC): requests, errors, error rate; ELB 4XX/5XX, backend 4XX/5XX`)
+    // TCP/SSL connections get a column of their own when the lines hold some: a TCP-only log has no request in any row.
+    const connections = t.tcp > 0
+    out.push(`Per ${bucketLabel(report)} (UTC): requests, ${connections ? 'TCP/SSL connections, ' : ''}errors, error rate; ELB 4XX/5XX, backend 4XX/5XX`)
     for (const m of report.perMinute.slice(0, MAX_TEXT_TIME_ROWS)) {
-      out.push(`  ${m.minute}  ${String(m.requests).padStart(8)}  ${String(m.errors).padStart(7)}  ${percent(m.errors, m.requests).padStart(7)}   ${m.elb4xx}/${m.elb5xx}  ${m.backend4xx}/${m.backend5xx}`)
+      out.push(`  ${m.minute}  ${String(m.requests).padStart(8)}  ${connections ? `${String(m.connections).padStart(8)}  ` : ''}${String(m.errors).padStart(7)}  ${percent(m.errors, m.requests).padStart(7)}   ${m.elb4xx}/${m.elb5xx}  ${m.backend4xx}/${m.backend5xx}`)
     }
     const left = report.perMinute.length - MAX_TEXT_TIME_ROWS
     if (left > 0) out.push(`  (${left} more rows, to ${report.lastMinute as string}, left out here: --json and --html have them all)`)
@@ -176,7 +189,8 @@ function chart (report: AnalyzeReport): string {
     const w = Math.max(barWidth - 1, 1).toFixed(2)
     const h = ((r.requests / max) * height).toFixed(2)
     const eh = ((r.errors / max) * height).toFixed(2)
-    return `<g><title>${html(r.minute)}: ${r.requests} requests, ${r.errors} errors</title>` +
+    const connections = r.connections > 0 ? `, ${counted(r.connections, 'TCP/SSL connection')}` : ''
+    return `<g><title>${html(r.minute)}: ${counted(r.requests, 'request')}, ${counted(r.errors, 'error')}${connections}</title>` +
       `<rect x="${x}" y="${(height - Number(h)).toFixed(2)}" width="${w}" height="${h}" class="req"/>` +
       `<rect x="${x}" y="${(height - Number(eh)).toFixed(2)}" width="${w}" height="${eh}" class="err"/></g>`
   }).join('')
@@ -197,7 +211,7 @@ table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;p
 .req{fill:#9aa}.err{fill:#c33}svg text{font-size:11px;fill:#555}code{background:#f4f4f4}
 </style></head><body>
 <h1>CLB access-log triage</h1>
-<p>${report.requests} requests${t.tcp > 0 ? ` and ${t.tcp} TCP/SSL connections` : ''} in ${report.files} file(s), ${report.lines} lines, ${report.unparseable.count} unparseable${report.firstMinute !== null ? `, from ${html(report.firstMinute)} to ${html(report.lastMinute ?? '')}` : ''}.</p>
+<p>${linesHold(report)} in ${counted(report.files, 'file')}, ${counted(report.lines, 'line')}, ${report.unparseable.count} unparseable${report.firstMinute !== null ? `, from ${html(report.firstMinute)} to ${html(report.lastMinute ?? '')}` : ''}.</p>
 ${loadBalancerLines(report).map((line) => `<p>${html(line)}</p>`).join('\n')}
 <h2>Requests and errors per ${html(bucketLabel(report))}</h2>
 ${chart(report)}

@@ -17,6 +17,8 @@ import { emptyFields, parseClbLine } from './analyze-parse.js'
 import type { AnalyzeStats } from './analyze-stats.js'
 
 export const MAX_LINE_BYTES = 1 << 20
+/** The bytes of an over-long line decoded for the listing: more than it shows (UNPARSEABLE_TEXT_MAX characters), however they decode. */
+const OVERLONG_TEXT_BYTES = 1024
 const NEWLINE = 10
 const CR = 13
 const SPACE = 32
@@ -175,6 +177,8 @@ export async function readInto (file: InputFile, stats: AnalyzeStats, onBytes: (
     if (end > start && buf[end - 1] === CR) end--
     // A UTF-8 byte order mark before the first line (an editor's; AWS writes none) is not part of it.
     if (lineNumber === 1 && end - start >= 3 && buf[start] === 0xef && buf[start + 1] === 0xbb && buf[start + 2] === 0xbf) start += 3
+    // A line whose newline came in the chunk after the one that made it too long, or in a chunk bigger than the limit.
+    if (end - start > MAX_LINE_BYTES) { overlong(stats, file.path, lineNumber, buf.subarray(start, end)); return }
     if (isBlank(buf, start, end)) { stats.addBlank(); return }
     const notClb = parseClbLine(buf, start, end, fields)
     if (notClb === null) {
@@ -229,7 +233,8 @@ export async function readInto (file: InputFile, stats: AnalyzeStats, onBytes: (
 }
 
 function overlong (stats: AnalyzeStats, path: string, lineNumber: number, head: Buffer): void {
-  stats.addUnparseable(path, lineNumber, decodeVisibly(head, 0, 100), `longer than ${MAX_LINE_BYTES} bytes`)
+  // Only its start is decoded: enough for the listing, which shows UNPARSEABLE_TEXT_MAX characters and marks the cut.
+  stats.addUnparseable(path, lineNumber, decodeVisibly(head, 0, Math.min(head.length, OVERLONG_TEXT_BYTES)), `longer than ${MAX_LINE_BYTES} bytes`, true)
 }
 
 /** Empty, or only spaces and tabs. */

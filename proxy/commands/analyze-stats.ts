@@ -159,12 +159,13 @@ export class AnalyzeStats {
     return this.lines - this.blankLines - this.unparseable
   }
 
-  addUnparseable (file: string, line: number, text: string, reason: string): void {
+  /** `startOnly`: `text` is only the start of the line (an over-long line), so the listing marks it cut whatever its length. */
+  addUnparseable (file: string, line: number, text: string, reason: string, startOnly = false): void {
     this.lines++
     this.unparseable++
     if (ALB_LINE_START.test(text)) this.albLines++
     if (this.unparseableListed.length < MAX_UNPARSEABLE_LISTED) {
-      const truncated = text.length > UNPARSEABLE_TEXT_MAX
+      const truncated = startOnly || text.length > UNPARSEABLE_TEXT_MAX
       // Not between the two halves of a surrogate pair.
       const cut = truncated && /[\ud800-\udbff]/.test(text[UNPARSEABLE_TEXT_MAX - 1] as string) ? UNPARSEABLE_TEXT_MAX - 1 : UNPARSEABLE_TEXT_MAX
       this.unparseableListed.push({ file, line, text: truncated ? text.slice(0, cut) : text, truncated, reason })
