@@ -180,17 +180,15 @@ const INSTANCE_ID_PARAMS = {
 /** /entries without ?limit= (our choice: a page a person can read). */
 export const ADMIN_ENTRIES_DEFAULT_LIMIT = 100
 
-/** A capture as /captures lists it: the summary plus the name and path to fetch its text. */
+/**
+ * A capture as /captures lists it: the summary (with `earlierRun`, a file found at startup, listed
+ * so that it can still be read: docs/captures.md) plus the name and path to fetch its text.
+ */
 export interface AdminCaptureSummary extends CaptureSummary {
   /** The file name: the `:name` of GET /captures/:name. */
   readonly name: string
   /** e.g. '/captures/2026-11-25T08-30-40.212590Z-502-CL_NOT_INTEGER-7.capture' */
   readonly path: string
-  /**
-   * The capture's request came before this proxy started: a file an earlier run (or another
-   * proxy sharing the folder) left there, listed so that it can still be read (docs/captures.md).
-   */
-  readonly earlierRun: boolean
 }
 
 export interface AdminServer {
@@ -300,9 +298,7 @@ export function buildAdminApp (sources: AdminSources): FastifyInstance {
 
   app.get('/captures', async () => {
     await sources.capturesSettled?.()
-    // Both times are access-log timestamps (formatTimestamp): compared as text, they order as times.
-    const since = sources.metrics().Since
-    return { captures: sources.captures().map((summary) => captureAsJson(summary, since)) }
+    return { captures: sources.captures().map(captureAsJson) }
   })
 
   /** A capture listed now, by file name, and its text; a 404 answer when there is none. */
@@ -421,7 +417,7 @@ function entryAsJson (entry: AccessLogEntry): Record<string, unknown> {
   }
 }
 
-function captureAsJson (summary: CaptureSummary, proxyStarted: string): AdminCaptureSummary {
+function captureAsJson (summary: CaptureSummary): AdminCaptureSummary {
   const name = basename(summary.file)
-  return { ...summary, name, path: `/captures/${encodeURIComponent(name)}`, earlierRun: summary.time !== null && summary.time < proxyStarted }
+  return { ...summary, name, path: `/captures/${encodeURIComponent(name)}` }
 }

@@ -53,6 +53,11 @@ export interface CaptureSummary {
   readonly primaryDefect: string | null
   /** Response bytes kept in the file. */
   readonly responseBytes: number | null
+  /**
+   * The file was in the capture directory when this proxy started: an earlier run (or another
+   * proxy sharing the directory) left it. Known from where the file came from, not from its time.
+   */
+  readonly earlierRun: boolean
 }
 
 /** What parseCapture reads back from a capture file. */
@@ -404,8 +409,8 @@ function afterResponseFor (outcome: ExchangeOutcome): AfterResponse {
   return outcome === 'backend-timeout' ? 'hold' : 'close'
 }
 
-/** What list() reports, from a parsed header (a file of ours or one found at startup). */
-export function summarizeCapture (file: string, fields: ReadonlyMap<string, readonly string[]>): CaptureSummary {
+/** What list() reports, from a parsed header: a file of ours, or (`earlierRun`) one found at startup. */
+export function summarizeCapture (file: string, fields: ReadonlyMap<string, readonly string[]>, earlierRun: boolean): CaptureSummary {
   const field = (name: string): string | null => fields.get(name)?.at(-1) ?? null
   const orNull = (value: string | null): string | null => value === null || value === '-' ? null : value
   const status = Number(field('elb-status'))
@@ -419,7 +424,8 @@ export function summarizeCapture (file: string, fields: ReadonlyMap<string, read
     backend: orNull(field('backend')),
     defects: parseDefectFields(fields.get('defect') ?? []),
     primaryDefect: orNull(field('primary-defect')?.split(' ')[0] ?? null),
-    responseBytes: responseBytes === null ? null : Number(responseBytes[0])
+    responseBytes: responseBytes === null ? null : Number(responseBytes[0]),
+    earlierRun
   }
 }
 

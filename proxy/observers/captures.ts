@@ -137,7 +137,7 @@ export function subscribeCaptures (events: ClbProxyEvents, options: CaptureOptio
       logger.warn({ notice: 'capture-renamed', file, announced: queued.file },
         `capture written as ${file}: the name announced, ${queued.file}, was taken (another proxy writing to the same directory?)`)
     }
-    kept.push({ file, summary: summarizeCapture(file, parseHeaderFields(text)) })
+    kept.push({ file, summary: summarizeCapture(file, parseHeaderFields(text), false) })
     while (kept.length > options.maxCaptures) {
       const oldest = kept.shift() as KeptCapture
       try {
@@ -268,7 +268,7 @@ async function summarizeExisting (directory: string, names: readonly FoundCaptur
   const kept: KeptCapture[] = []
   for (const { name } of names) {
     const file = join(directory, name)
-    kept.push({ file, summary: summarizeCapture(file, parseHeaderFields(await readHead(file))) })
+    kept.push({ file, summary: summarizeCapture(file, parseHeaderFields(await readHead(file)), true) })
   }
   return kept
 }

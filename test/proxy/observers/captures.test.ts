@@ -296,7 +296,8 @@ t.test('a rejected response becomes one capture file with its header, its defect
     backend: `127.0.0.1:${backend.port}`,
     defects: [{ code: 'CL_NOT_INTEGER', offset: 33, message: (record as ExchangeRecord).defects[0]?.message }],
     primaryDefect: 'CL_NOT_INTEGER',
-    responseBytes: 45
+    responseBytes: 45,
+    earlierRun: false
   }], 'the handle lists the capture')
   t.strictSame(proxy.openSockets(), { clients: 0, backends: 0 })
   t.equal(await connectionCount(backend.server), 0)
@@ -405,9 +406,11 @@ t.test('capture files found at startup count as the oldest; other files are neve
     backend: '127.0.0.1:8081',
     defects: [{ code: 'CL_NOT_INTEGER', offset: 33, message: 'Content-Length "abc" is not an integer' }],
     primaryDefect: 'CL_NOT_INTEGER',
-    responseBytes: 45
+    responseBytes: 45,
+    earlierRun: false
   })
   t.strictSame(listed[2]?.time, '2026-11-25T08:30:38.212590Z', 'a file found at startup is summarized from its header')
+  t.strictSame(listed.map((summary) => summary.earlierRun), [false, true, true], 'the files found at startup are an earlier run\'s')
   t.equal(events.listenerCount('exchange'), 0, 'close() unsubscribed')
 })
 
