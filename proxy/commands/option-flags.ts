@@ -227,7 +227,7 @@ export const OPTION_FLAGS: readonly OptionFlag[] = Object.freeze([
     valueName: 'PATH',
     multiple: false,
     summary: 'Directory where each rejected response is captured, one file each (see clb-proxy replay).',
-    defaultText: '<os temp dir>/clb-proxy-captures',
+    defaultText: '<os temp dir>/clb-proxy-captures-<uid>',
     fromText: asIs
   },
   {

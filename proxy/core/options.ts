@@ -258,8 +258,10 @@ export const CLB_DEFAULTS = Object.freeze({
   profile: 'clb' as Profile,
   // Our choice: CLB's connection-draining default is 300 s, too long for a developer's Ctrl-C.
   drainTimeoutSeconds: 5,
-  // Our choice: captures go under the OS temp dir, bounded in count and size (after HAProxy's `show errors`).
-  captureDir: join(tmpdir(), 'clb-proxy-captures') as string | null,
+  // Our choice: captures go under the OS temp dir, bounded in count and size (after HAProxy's `show errors`),
+  // in a folder per user (its name ends in the uid where there is one, as tmux names its socket folder):
+  // the temp dir is shared, and captures hold request heads with cookies.
+  captureDir: join(tmpdir(), process.getuid === undefined ? 'clb-proxy-captures' : `clb-proxy-captures-${process.getuid()}`) as string | null,
   maxCaptures: 100,
   captureBytes: 64 * 1024,
   // Our choice: detect and warn; emulating the race is opt-in because it adds 504s on purpose.

@@ -5,11 +5,12 @@
  * queues the record and writes later with fs/promises, so nothing here blocks or throws into the
  * data path; a file that cannot be written is reported to the logger.
  */
-import { readdirSync, type Dirent } from 'node:fs'
-import { mkdir, open, unlink } from 'node:fs/promises'
+import { lstatSync, readdirSync, type Dirent, type Stats } from 'node:fs'
+import { lstat, mkdir, open, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
 import type { ClbProxyEvents, ExchangeRecord } from '../core/events.js'
+import { CLB_DEFAULTS } from '../core/options.js'
 import { CAPTURED_OUTCOMES, CAPTURE_FILE_NAME, captureFileName, formatCapture, parseHeaderFields, summarizeCapture, type CaptureOptions, type CaptureSummary } from './capture-format.js'
 
 // --- the writer: a subscriber of 'exchange' ----------------------------------------------------
@@ -109,8 +110,12 @@ export function subscribeCaptures (events: ClbProxyEvents, options: CaptureOptio
     notWritten = 0
   }
 
-  const scan = scanDirectory(directory)
-  if (scan.error !== null) reportFailure(scan.error, 0, 'capture directory not readable')
+  // The default folder's name can be guessed, and it is in the shared temp dir: it is used only while it is ours alone.
+  const checkOwnership = directory === CLB_DEFAULTS.captureDir
+  const unsafeAtStart = checkOwnership ? unsafeDefaultDirectory(statOrNull(directory)) : null
+  // Files in a folder somebody else controls are not adopted: they would be listed, and replayed, as captures.
+  const scan = unsafeAtStart === null ? scanDirectory(directory) : { names: [], largestCounter: 0, error: unsafeAtStart }
+  if (scan.error !== null) reportFailure(scan.error, 0, unsafeAtStart === null ? 'capture directory not readable' : 'capture directory not used')
   let base = scan.largestCounter
   // Never rejects: a header that cannot be read is summarized from nothing.
   const adopted = summarizeExisting(directory, scan.names).then((found) => { kept.unshift(...found) })
@@ -118,6 +123,11 @@ export function subscribeCaptures (events: ClbProxyEvents, options: CaptureOptio
   const writeOne = async (queued: QueuedCapture): Promise<void> => {
     // The directory first: one that cannot be used costs no formatting.
     await mkdir(directory, { recursive: true, mode: 0o700 })
+    if (checkOwnership) {
+      // Again at each write: another user may have made the folder since startup (mkdir accepts a folder that exists).
+      const unsafe = unsafeDefaultDirectory(await lstat(directory))
+      if (unsafe !== null) throw unsafe
+    }
     const text = formatCapture(queued.record, options)
     let file: string | null = null
     let candidate = queued.file
@@ -233,6 +243,37 @@ export function subscribeCaptures (events: ClbProxyEvents, options: CaptureOptio
     },
     fileFor: plan
   }
+}
+
+function statOrNull (path: string): Stats | null {
+  try {
+    return lstatSync(path)
+  } catch {
+    // Missing (created with the first capture, mode 0700) or unreadable (reported when it is used).
+    return null
+  }
+}
+
+/**
+ * Why the default capture folder must not be used, or null: it must be a real folder (not a
+ * symbolic link) of this user's that no other user can write. Anybody can create a folder of that
+ * name in the shared temp dir before the proxy does, and then delete or replace the captures,
+ * which `clb-proxy replay` serves and the admin API lists. A folder the user names is their choice
+ * and is not checked (a container's mounted volume, say). Owners and mode bits are POSIX's:
+ * Windows has no uid, and there only a link or a file is refused.
+ */
+function unsafeDefaultDirectory (stats: Stats | null): Error | null {
+  if (stats === null) return null
+  if (!stats.isDirectory()) return unsafe('not a folder but a symbolic link or a file')
+  const uid = process.getuid?.()
+  if (uid === undefined) return null
+  if (stats.uid !== uid) return unsafe(`owned by uid ${stats.uid}, not by this user's uid ${uid}`)
+  if ((stats.mode & 0o022) !== 0) return unsafe(`writable by other users, mode ${(stats.mode & 0o777).toString(8).padStart(4, '0')}`)
+  return null
+}
+
+function unsafe (problem: string): Error {
+  return new Error(`${problem}: no capture is written there; remove it or give --capture-dir`)
 }
 
 interface FoundCapture {

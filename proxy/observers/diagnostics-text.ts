@@ -10,8 +10,8 @@ import { terminalSafe } from './diagnostics-escape.js'
  *   09:30:40 502 GET /orders from 127.0.0.1:3000: CL_NOT_INTEGER at byte 60 (aws-documented)
  *            Content-Length value "5x" is not an integer
  *            bytes 20-: tent-Type: text/plain\r\nContent-Length: 5x\r\n\r\nhello
- *            capture: /tmp/clb-proxy-captures/2026-11-25T09-30-40.212590Z-502-CL_NOT_INTEGER-1.capture
- *            replay: clb-proxy replay /tmp/clb-proxy-captures/2026-11-25T09-30-40.212590Z-502-CL_NOT_INTEGER-1.capture
+ *            capture: /tmp/clb-proxy-captures-1000/2026-11-25T09-30-40.212590Z-502-CL_NOT_INTEGER-1.capture
+ *            replay: clb-proxy replay /tmp/clb-proxy-captures-1000/2026-11-25T09-30-40.212590Z-502-CL_NOT_INTEGER-1.capture
  *
  * Every string printed goes through terminalSafe(): a request target, a header value quoted in a
  * message or an error message can carry ESC, a bare CR or 8-bit bytes from a client, a backend or

@@ -326,7 +326,8 @@ t.test('docker/Dockerfile: a build stage and a lean, non-root runtime stage', as
       NODE_ENV: 'production',
       CLB_LISTEN: '0.0.0.0:8080',
       CLB_ACCESS_LOG: '-',
-      CLB_DRAIN_TIMEOUT: '5'
+      CLB_DRAIN_TIMEOUT: '5',
+      CLB_CAPTURE_DIR: '/tmp/clb-proxy-captures'
     }, 'the image\'s environment')
     for (const [name, text] of Object.entries(RUNTIME_ENV).filter(([name]) => name.startsWith('CLB_'))) {
       t.ok(KNOWN_ENV_NAMES.has(name), `${name} is an environment variable of OPTION_FLAGS`)

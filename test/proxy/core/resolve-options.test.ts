@@ -72,7 +72,7 @@ t.test('defaults fill every field', async (t) => {
     maxHeadBytes: 65536,
     profile: 'clb',
     drainTimeoutSeconds: 5,
-    captureDir: join(tmpdir(), 'clb-proxy-captures'),
+    captureDir: join(tmpdir(), `clb-proxy-captures-${process.getuid?.() ?? ''}`.replace(/-$/, '')),
     maxCaptures: 100,
     captureBytes: 65536,
     keepaliveRace: 'detect',

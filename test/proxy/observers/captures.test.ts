@@ -8,31 +8,26 @@ import { once } from 'node:events'
 import { readdir, readFile, stat, writeFile } from 'node:fs/promises'
 import net from 'node:net'
 import { join } from 'node:path'
-import { Writable } from 'node:stream'
 import fc from 'fast-check'
 import { pino } from 'pino'
 import t, { type Test } from 'tap'
 import { rawExchange } from '../../helpers/raw-client.js'
+import { CL_NOT_INTEGER_RESPONSE, FROZEN_MICROS, recordingLogger, rejectedRecord, writerOptions } from '../../helpers/capture-records.js'
 import {
   CaptureFormatError,
   captureFileName,
   formatCapture,
   formatDump,
-  parseCapture,
-  type CaptureOptions
+  parseCapture
 } from '../../../proxy/observers/capture-format.js'
 import { subscribeCaptures } from '../../../proxy/observers/captures.js'
 import { formatAccessLogLine } from '../../../proxy/observers/access-log-format.js'
 import { startClbProxy } from '../../../proxy/library/clb-proxy.js'
 import { ClbProxyEvents, type ExchangeRecord } from '../../../proxy/core/events.js'
-import { CLB_DEFAULTS } from '../../../proxy/core/options.js'
 import { SYNTHETIC_RESPONSES } from '../../../proxy/data-path/synthetic-responses.js'
 
-const CL_NOT_INTEGER_RESPONSE = Buffer.from('HTTP/1.1 200 OK\r\nContent-Length: abc\r\n\r\nhello', 'latin1')
 const VALID_RESPONSE = Buffer.from('HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello', 'latin1')
 const REQUEST = 'GET /cap?x=1 HTTP/1.1\r\nHost: capture.test\r\nUser-Agent: capture-test\r\n\r\n'
-// 2026-11-25T08:30:40.212590Z, the frozen time of every request in these tests.
-const FROZEN_MICROS = Date.UTC(2026, 10, 25, 8, 30, 40) * 1000 + 212590
 const frozenClock = { nowMicros: () => FROZEN_MICROS }
 const silent = pino({ level: 'silent' })
 
@@ -61,71 +56,6 @@ async function startRawBackend (t: Test, response: (request: number) => Buffer):
 
 async function connectionCount (server: net.Server): Promise<number> {
   return new Promise((resolve, reject) => server.getConnections((error, count) => (error ? reject(error) : resolve(count))))
-}
-
-/** A pino logger whose JSON lines are kept in `lines`. */
-function recordingLogger (): { logger: pino.Logger, lines: Array<Record<string, unknown>> } {
-  const lines: Array<Record<string, unknown>> = []
-  const sink = new Writable({
-    write (chunk: Buffer, _encoding, callback) {
-      for (const line of chunk.toString().split('\n')) if (line !== '') lines.push(JSON.parse(line) as Record<string, unknown>)
-      callback()
-    }
-  })
-  return { logger: pino({ level: 'info' }, sink), lines }
-}
-
-/** A 'rejected' record as the proxy emits it, for the writer tests that need no sockets. */
-function rejectedRecord (overrides: { micros?: number, response?: Buffer } = {}): ExchangeRecord {
-  const defect = { code: 'CL_NOT_INTEGER' as const, offset: 33, message: 'Content-Length "abc" is not an integer' }
-  return {
-    outcome: 'rejected', cutReason: null,
-    elbGenerated: true,
-    log: {
-      receivedAtMicros: overrides.micros ?? FROZEN_MICROS,
-      elbName: 'capture-test',
-      clientAddress: '127.0.0.1',
-      clientPort: 50000,
-      backend: { address: '127.0.0.1', port: 8081 },
-      requestProcessingSeconds: 0.00001,
-      backendProcessingSeconds: 0.0002,
-      responseProcessingSeconds: 0.00003,
-      elbStatusCode: 502,
-      backendStatusCode: 'rejected',
-      receivedBytes: 0,
-      sentBytes: 0,
-      method: 'GET',
-      scheme: 'http',
-      host: 'capture.test',
-      listenerPort: 8080,
-      target: '/cap',
-      httpVersion: 'HTTP/1.1',
-      userAgent: 'capture-test',
-      sslCipher: null,
-      sslProtocol: null
-    },
-    defects: [defect],
-    defectCounts: { [defect.code]: 1 },
-    instance: '127.0.0.1:3000',
-    instanceId: 'i-0a1b2c3d4e5f60718',
-    backendError: null,
-    primaryDefect: defect,
-    responseBytes: overrides.response ?? CL_NOT_INTEGER_RESPONSE,
-    requestHead: Buffer.from('GET /cap HTTP/1.1\r\nHost: capture.test\r\n\r\n', 'latin1')
-  }
-}
-
-function writerOptions (captureDir: string | null, maxCaptures: number): CaptureOptions {
-  return {
-    captureDir,
-    maxCaptures,
-    captureBytes: CLB_DEFAULTS.captureBytes,
-    profile: CLB_DEFAULTS.profile,
-    idleTimeoutSeconds: CLB_DEFAULTS.idleTimeoutSeconds,
-    maxHeadBytes: CLB_DEFAULTS.maxHeadBytes,
-    responseBufferBytes: CLB_DEFAULTS.responseBufferBytes,
-    responseHoldMs: CLB_DEFAULTS.responseHoldMs
-  }
 }
 
 // --- the dump format --------------------------------------------------------------------------
