@@ -167,6 +167,14 @@ function healthcheckProbe(args: string): string[] | undefined {
   return command === undefined ? undefined : execForm(command)
 }
 
+/** What the build stage's `npm run build -- FLAGS` passes on to tsc (none for a plain `npm run build`). */
+const BUILD_COMPILE_FLAGS = ((): string[] => {
+  const build = BUILD_STAGE.instructions.find((instruction) => instruction.keyword === 'RUN' && instruction.args.startsWith('npm run build'))
+  if (build === undefined) throw new Error('the build stage does not run npm run build')
+  const flags = build.args.split(/\s+--\s+/)[1]
+  return flags === undefined ? [] : flags.trim().split(/\s+/)
+})()
+
 /** The whole npm ci command of the runtime stage's RUN, before any `&&` clean-up. */
 function runtimeInstallCommand(): string[] {
   const run = RUNTIME_STAGE?.instructions.find((instruction) => instruction.keyword === 'RUN')
@@ -278,8 +286,9 @@ t.test('docker/Dockerfile: a build stage and a lean, non-root runtime stage', as
   t.test('build stage: npm ci, then exactly what tsconfig.build.json compiles, then npm run build', async (t) => {
     t.same(only(BUILD_STAGE, 'RUN').map((instruction) => instruction.args), [
       'npm ci --ignore-scripts --no-audit --no-fund',
-      'npm run build'
+      `npm run build -- ${BUILD_COMPILE_FLAGS.join(' ')}`
     ])
+    t.same(BUILD_COMPILE_FLAGS, ['--sourceMap', 'false', '--declaration', 'false'], 'the image gets no source map and no type declaration')
     const copied = only(BUILD_STAGE, 'COPY').flatMap((instruction) => parseCopy(instruction.args).sources)
     const buildConfig = JSON.parse(readFileSync(join(REPO, 'tsconfig.build.json'), 'utf8')) as { include: string[]; extends?: string }
     // "bin/**/*.ts" needs the bin folder; "index.ts" needs the file.
@@ -477,9 +486,12 @@ t.test('the runtime stage\'s command, from a clean production install, in front 
   t.teardown(() => rm(root, { recursive: true, force: true }))
   const app = join(root, 'app') // the image's WORKDIR /app
 
-  // Build stage: `npm run build` is `tsc -p tsconfig.build.json`; here into the temp /app/dist.
-  const build = await runToEnd(process.execPath, [join(REPO, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json', '--outDir', join(app, 'dist')], { cwd: REPO, env: toolEnvironment() })
+  // Build stage: `npm run build -- FLAGS` is `tsc -p tsconfig.build.json FLAGS`; here into the temp /app/dist.
+  const build = await runToEnd(process.execPath, [join(REPO, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json', ...BUILD_COMPILE_FLAGS, '--outDir', join(app, 'dist')], { cwd: REPO, env: toolEnvironment() })
   t.equal(build.code, 0, `the build stage's compile succeeds${build.code === 0 ? '' : `:\n${build.stdout}${build.stderr}`}`)
+  const compiled = await readdir(join(app, 'dist'), { recursive: true })
+  t.same(compiled.filter((name) => name.endsWith('.map') || name.endsWith('.d.ts')), [], 'dist/ has no source map and no type declaration')
+  t.ok(compiled.includes(join('bin', 'clb-proxy.js')), 'dist/ has the CLI')
 
   // Runtime stage: COPY package.json package-lock.json ./, then its npm ci, then dist/ from the build.
   for (const file of ['package.json', 'package-lock.json']) await copyFile(join(REPO, file), join(app, file))
