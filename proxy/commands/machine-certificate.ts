@@ -9,6 +9,7 @@ import fs from 'node:fs'
 import { tmpdir, userInfo } from 'node:os'
 import path from 'node:path'
 import { generateSelfSignedCertificate, loadServerCertificate, type ServerCertificate } from '../data-path/server-certificate.js'
+import { makeFolderSync } from '../core/make-folder.js'
 
 /** Our choice: a certificate that ends within a day is made again. */
 const RENEW_BEFORE_MS = 24 * 60 * 60 * 1000
@@ -34,7 +35,7 @@ export function machineCertificate (now = new Date(), dir = machineCertificateDi
   const certFile = path.join(dir, 'self-signed.pem')
   const keyFile = path.join(dir, 'self-signed-key.pem')
   try {
-    fs.mkdirSync(dir, { recursive: true, mode: 0o700 })
+    makeFolderSync(dir, 0o700)
     const stat = fs.statSync(dir)
     const uid = process.getuid?.()
     // Another user's folder, or one others may write to, could hand us their key: not used.

@@ -29,6 +29,7 @@ import path from 'node:path'
 import type { AccessLogRecord } from '../core/access-log-record.js'
 import type { Clock } from '../core/clock.js'
 import type { EmitIntervalMinutes } from '../core/options.js'
+import { makeFolderSync } from '../core/make-folder.js'
 import {
   AccessLogWriterClosedError,
   createAccessLogWriter,
@@ -132,7 +133,7 @@ interface OpenFile {
  * listens, like createAccessLogWriter; files are opened later, on their interval's first line.
  */
 export function createAccessLogDirWriter (options: AccessLogDirWriterOptions): AccessLogWriter {
-  fs.mkdirSync(options.dir, { recursive: true })
+  makeFolderSync(options.dir)
   fs.accessSync(options.dir, fs.constants.W_OK)
   const { clock, emitIntervalMinutes } = options
   const timers = options.timers ?? defaultTimers

@@ -19,6 +19,7 @@ import path from 'node:path'
 import pino from 'pino'
 import { formatAccessLogLine, writeAccessLogLine } from './access-log-format.js'
 import type { AccessLogRecord } from '../core/access-log-record.js'
+import { makeFolderSync } from '../core/make-folder.js'
 
 export type AccessLogWriterOptions = (
   /** A file path (opened at once for appending; missing directories are created) or '-' for stdout. */
@@ -471,7 +472,7 @@ function isDestroyed(sonic: SonicBoom): boolean {
  * created, as pino.destination's `mkdir: true` would; existing files are appended to.
  */
 function openForAppend(file: string): number {
-  fs.mkdirSync(path.dirname(file), { recursive: true })
+  makeFolderSync(path.dirname(file))
   return fs.openSync(file, 'a')
 }
 

@@ -6,10 +6,11 @@
  * data path; a file that cannot be written is reported to the logger.
  */
 import { lstatSync, readdirSync, type Dirent, type Stats } from 'node:fs'
-import { lstat, mkdir, open, unlink } from 'node:fs/promises'
+import { lstat, open, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
 import type { ClbProxyEvents, ExchangeRecord } from '../core/events.js'
+import { makeFolder } from '../core/make-folder.js'
 import { CLB_DEFAULTS } from '../core/options.js'
 import { CAPTURED_OUTCOMES, CAPTURE_FILE_NAME, captureFileName, formatCapture, parseHeaderFields, summarizeCapture, type CaptureOptions, type CaptureSummary } from './capture-format.js'
 
@@ -122,7 +123,7 @@ export function subscribeCaptures (events: ClbProxyEvents, options: CaptureOptio
 
   const writeOne = async (queued: QueuedCapture): Promise<void> => {
     // The directory first: one that cannot be used costs no formatting.
-    await mkdir(directory, { recursive: true, mode: 0o700 })
+    await makeFolder(directory, 0o700)
     if (checkOwnership) {
       // Again at each write: another user may have made the folder since startup (mkdir accepts a folder that exists).
       const unsafe = unsafeDefaultDirectory(await lstat(directory))

@@ -1,6 +1,6 @@
 import { execFileSync, spawn } from 'node:child_process'
 import { EventEmitter, once } from 'node:events'
-import { readFileSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { open, readFile, rename } from 'node:fs/promises'
 import net from 'node:net'
 import { join } from 'node:path'
@@ -555,6 +555,14 @@ t.test('a folder an option needs that cannot be created exits 1 with one line na
     stdout: '',
     stderr: `clb-proxy: cannot create the folder ${inTheWay} for --access-log-dir: a file of that name is in the way (EEXIST)\n`
   })
+  if (existsSync('/proc/self/stat')) {
+    // mkdir under /proc answers ENOENT although /proc exists: Node's recursive mkdir never returned.
+    t.strictSame(await runCli(['--listen', '127.0.0.1:0', '--backend', 'http://127.0.0.1:1', '--access-log-dir', '/proc/clb-proxy-cli-test']), {
+      code: 1,
+      stdout: '',
+      stderr: 'clb-proxy: cannot create the folder /proc/clb-proxy-cli-test for --access-log-dir: no such file or directory (ENOENT)\n'
+    })
+  }
   t.equal(listenCalls.args().length, 0, 'no server called listen()')
 })
 

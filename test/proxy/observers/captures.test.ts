@@ -5,6 +5,7 @@
  * and nothing is captured for a valid response.
  */
 import { once } from 'node:events'
+import { existsSync } from 'node:fs'
 import { readdir, readFile, stat, writeFile } from 'node:fs/promises'
 import net from 'node:net'
 import { join } from 'node:path'
@@ -373,6 +374,20 @@ t.test('a directory that cannot be created is reported once, not per capture; no
     [40, `3 capture(s) were not written to ${captureDir}`, undefined]
   ])
   t.strictSame(captures.list(), [])
+})
+
+t.test('a directory mkdir cannot make although its parent exists (/proc) is reported, and close() still resolves', { skip: !existsSync('/proc/self/stat') && 'no /proc here' }, async (t) => {
+  // Node's recursive mkdir never returned here: the capture worker, and shutdown with it, waited forever.
+  const captureDir = '/proc/clb-proxy-capture-test'
+  const { logger, lines } = recordingLogger()
+  const events = new ClbProxyEvents()
+  const captures = subscribeCaptures(events, writerOptions(captureDir, 5), logger)
+  events.emit('exchange', rejectedRecord())
+  await captures.close()
+  t.strictSame(lines.map((line) => [line.level, line.msg]), [
+    [50, `capture not written: ${captureDir} (ENOENT); the proxy keeps serving, and this is reported once per kind of error until a capture is written again`],
+    [40, `1 capture(s) were not written to ${captureDir}`]
+  ])
 })
 
 t.test('when more rejections wait than maxCaptures, the older waiting ones are skipped, not written then deleted', async (t) => {
