@@ -167,6 +167,11 @@ function html (text: string): string {
   return visible(text).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`)
 }
 
+/** What the chart draws: requests and errors, or a TCP/SSL-only log's connections. */
+function chartTitle (report: AnalyzeReport): string {
+  return `${report.requests === 0 && report.totals.tcp > 0 ? 'TCP/SSL connections' : 'Requests and errors'} per ${bucketLabel(report)}`
+}
+
 /**
  * An inline SVG bar chart: requests (grey) and errors (red) per bucket, each bar where its time
  * falls between the first bucket and the end of the last: a bucket without a line has no row, and
@@ -183,18 +188,20 @@ function chart (report: AnalyzeReport): string {
   const span = (starts[starts.length - 1] as number) - first + bucketMs
   // At least 2 units wide: a bucket of a long span stays visible.
   const barWidth = Math.max((bucketMs / span) * width, 2)
-  const max = Math.max(...rows.map((r) => r.requests), 1)
+  // A log of TCP/SSL listeners only has no request to draw: its bars are its connections.
+  const drawn = report.requests === 0 && report.totals.tcp > 0 ? (r: typeof rows[number]) => r.connections : (r: typeof rows[number]) => r.requests
+  const max = Math.max(...rows.map(drawn), 1)
   const bars = rows.map((r, i) => {
     const x = Math.min((((starts[i] as number) - first) / span) * width, width - barWidth).toFixed(2)
     const w = Math.max(barWidth - 1, 1).toFixed(2)
-    const h = ((r.requests / max) * height).toFixed(2)
+    const h = ((drawn(r) / max) * height).toFixed(2)
     const eh = ((r.errors / max) * height).toFixed(2)
     const connections = r.connections > 0 ? `, ${counted(r.connections, 'TCP/SSL connection')}` : ''
     return `<g><title>${html(r.minute)}: ${counted(r.requests, 'request')}, ${counted(r.errors, 'error')}${connections}</title>` +
       `<rect x="${x}" y="${(height - Number(h)).toFixed(2)}" width="${w}" height="${h}" class="req"/>` +
       `<rect x="${x}" y="${(height - Number(eh)).toFixed(2)}" width="${w}" height="${eh}" class="err"/></g>`
   }).join('')
-  return `<svg viewBox="0 0 ${width} ${height + 20}" width="100%" role="img" aria-label="requests and errors per ${bucketLabel(report)}">${bars}` +
+  return `<svg viewBox="0 0 ${width} ${height + 20}" width="100%" role="img" aria-label="${html(chartTitle(report))}">${bars}` +
     `<text x="0" y="${height + 15}">${html(rows[0]?.minute ?? '')}</text><text x="${width}" y="${height + 15}" text-anchor="end">${html(rows[rows.length - 1]?.minute ?? '')}</text></svg>`
 }
 
@@ -213,7 +220,7 @@ table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;p
 <h1>CLB access-log triage</h1>
 <p>${linesHold(report)} in ${counted(report.files, 'file')}, ${counted(report.lines, 'line')}, ${report.unparseable.count} unparseable${report.firstMinute !== null ? `, from ${html(report.firstMinute)} to ${html(report.lastMinute ?? '')}` : ''}.</p>
 ${loadBalancerLines(report).map((line) => `<p>${html(line)}</p>`).join('\n')}
-<h2>Requests and errors per ${html(bucketLabel(report))}</h2>
+<h2>${html(chartTitle(report))}</h2>
 ${chart(report)}
 <h2>Errors by who generated them</h2>
 ${table(['kind', 'count'], [['ELB 4XX', t.elb4xx], ['ELB 5XX', t.elb5xx], ['backend 4XX', t.backend4xx], ['backend 5XX', t.backend5xx], ['502 502 (the backend\'s own 502s)', t.both502], ['TCP/SSL listener connections (not requests)', t.tcp]])}

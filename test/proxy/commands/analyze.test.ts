@@ -717,7 +717,8 @@ t.test('TCP/SSL listener lines are connections, apart from requests: rates are o
   t.match(onlyTcpText, '  2024-01-01T00:00Z         0         1        0       0%   0/0  0/0\n', 'a TCP-only log shows its connections per minute')
   const onlyTcpPage = renderHtml(onlyTcp)
   t.match(onlyTcpPage, '<p>0 requests and 1 TCP/SSL connection in 1 file, 1 line, 0 unparseable')
-  t.match(onlyTcpPage, '<title>2024-01-01T00:00Z: 0 requests, 0 errors, 1 TCP/SSL connection</title>')
+  t.match(onlyTcpPage, '<h2>TCP/SSL connections per minute</h2>\n<svg viewBox="0 0 900 220" width="100%" role="img" aria-label="TCP/SSL connections per minute"><g><title>2024-01-01T00:00Z: 0 requests, 0 errors, 1 TCP/SSL connection</title><rect x="0.00" y="0.00" width="899.00" height="200.00" class="req"/>', 'its connections are drawn')
+  t.match(renderHtml(report), '<h2>Requests and errors per minute</h2>', 'with requests, the chart draws them')
 })
 
 t.test('--html writes control bytes of log fields visibly, as the text report does, and still HTML-escapes', async (t) => {
