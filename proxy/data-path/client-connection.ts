@@ -113,10 +113,17 @@ export class ClientConnection implements ClientSide {
     if (this.idle) this.lingerAndClose()
   }
 
-  /** The drain deadline: an in-flight exchange gets CLB's 504 (or is cut); then the connection goes. */
+  /**
+   * The drain deadline: an in-flight exchange gets CLB's 504 (or is cut), a request still arriving
+   * gets the 408; then the connection goes.
+   */
   closeAtDrainDeadline (): void {
     const exchange = this.exchange
     if (exchange === null || this.closed) {
+      // Part of a request head, no instance involved yet: the proxy stops waiting for the rest and
+      // says so (CLB-HTTPERR 408: the client "failed to send a full request"). Closing without it
+      // logged, at the close, a 408 the client never got, as a client that had left.
+      if (!this.closed && this.requestStartedAtMicros !== null && this.parser.state !== 'complete') this.respondWithoutBackend(408, 'drain-timeout', [])
       flushNow(this.socket)
       this.socket.destroy()
       return

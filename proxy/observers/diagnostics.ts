@@ -335,7 +335,9 @@ function describeOutcome (record: ExchangeRecord, options: DiagnosticsOptions): 
       `(${options.maxInstanceConnections ?? 'the maximum'}) and the surge queue was full (${options.surgeQueueSize ?? 'its maximum'})`
     case 'instance-deregistered': return `the instance${instance === null ? '' : ` ${instance}`} was deregistered, or failed its health checks, ` +
       'before it answered (connection draining disabled or its timeout passed; CLB-DRAIN: in-flight requests "are not completed")'
-    case 'drain-timeout': return `the proxy was stopping and the drain timeout passed before the instance${instance === null ? '' : ` ${instance}`} answered`
+    case 'drain-timeout': return record.log.elbStatusCode === 408
+      ? 'the proxy was stopping and the drain timeout passed before the client finished sending its request'
+      : `the proxy was stopping and the drain timeout passed before the instance${instance === null ? '' : ` ${instance}`} answered`
     case 'client-timeout': return 'the client did not finish its request within the idle timeout'
     case 'client-closed': return 'the client closed the connection before the response'
     case 'bad-request': return 'the request was malformed'

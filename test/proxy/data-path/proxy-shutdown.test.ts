@@ -97,3 +97,20 @@ t.test('close() cuts an in-flight exchange that does not finish by the drain dea
     await f.close(t)
   })
 })
+
+t.test('close() with part of a request head at the drain deadline: CLB\'s 408 reaches the client, and one line says so', async (t) => {
+  const f = await startProxyFixture(t, { proxy: { drainTimeoutSeconds: 0.2 } })
+  const client = await f.connect()
+  const partialHead = 'GET /drain HTTP/1.1\r\nHost: example.test\r\n'
+  client.write(partialHead)
+  await f.until(() => client.proxyBytesRead() >= partialHead.length)
+  await f.proxy.close()
+  const response = await client.response()
+  t.strictSame([response.bytes.toString('latin1'), response.closedByProxy],
+    ['HTTP/1.1 408 REQUEST_TIMEOUT\r\nContent-Length:0\r\nConnection: Close\r\n\r\n', true], 'the 408 the line shows is one the client got')
+  t.strictSame(f.logLines, [`${FIXED_TIMESTAMP} ${ELB_NAME} 127.0.0.1:${client.port} - -1 -1 -1 408 0 0 0 "GET http://127.0.0.1:${f.port}/drain HTTP/1.1" "-" - -`])
+  t.strictSame(f.records.map((record) => record.outcome), ['drain-timeout'], 'not a client that closed: the proxy stopped waiting')
+  t.match(f.diagnostics.find((entry) => entry.outcome === 'drain-timeout')?.msg,
+    /^408 from the load balancer: the proxy was stopping and the drain timeout passed before the client finished sending its request/)
+  await f.close(t)
+})
