@@ -342,10 +342,21 @@ if (required !== undefined) {
 }
 `
 
-const TYPED_USE = `import { startClbProxy, CLB_DEFAULTS, SYNTHETIC_RESPONSES, type ClbProxy, type ClbProxyOptions, type AccessLogRecord } from 'clb-proxy'
+const TYPED_USE = `import { startClbProxy, CLB_DEFAULTS, SYNTHETIC_RESPONSES, type ClbProxy, type ClbProxyOptions, type AccessLogRecord, type DiagnosticsLogger } from 'clb-proxy'
+import { pino } from 'pino'
 
 const options: ClbProxyOptions = { listen: '127.0.0.1:0', backends: ['http://127.0.0.1:3000'], idleTimeoutSeconds: 5 }
 export const starting: Promise<ClbProxy> = startClbProxy(options)
+// The diagnostics logger: pino's, or any object with info, warn and error (docs/library.md).
+const seen: string[] = []
+const plainLogger = {
+  info: (details: object, message?: string) => { seen.push(message ?? '') },
+  warn: (details: object, message?: string) => { seen.push(message ?? '') },
+  error: (details: object, message?: string) => { seen.push(message ?? '') }
+}
+export const withPlainLogger: Promise<ClbProxy> = startClbProxy(options, { logger: plainLogger })
+export const withPino: Promise<ClbProxy> = startClbProxy(options, { logger: pino() })
+export const typed: DiagnosticsLogger = plainLogger
 export const defaultPort: number = CLB_DEFAULTS.listen.port
 export const statuses: string[] = Object.keys(SYNTHETIC_RESPONSES)
 export function elbOf(record: AccessLogRecord): string {

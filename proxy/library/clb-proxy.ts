@@ -1,7 +1,7 @@
 import net from 'node:net'
 import tls from 'node:tls'
 import { once } from 'node:events'
-import type { Logger } from 'pino'
+import type { DiagnosticsLogger } from '../core/diagnostics-logger.js'
 import { createAccessLogWriter, type AccessLogWriter } from '../observers/access-log-writer.js'
 import { createAccessLogDirWriter } from '../observers/access-log-dir.js'
 import { BackendPool, type BalancerSettings } from '../balancer/backend-pool.js'
@@ -29,7 +29,7 @@ export interface ClbProxyHooks {
    * Diagnostics destination (default: pino JSON on stderr); null for none. Any pino-like logger:
    * an object with `info`, `warn` and `error` methods taking (fields, message).
    */
-  readonly logger?: Logger | null
+  readonly logger?: DiagnosticsLogger | null
   /** Time source (default: the system clock); tests freeze it to assert exact log lines. */
   readonly clock?: Clock
   /** Access-log stream instead of `options.accessLog` (tests read lines from it). */
@@ -158,8 +158,8 @@ export async function startClbProxy (input: ClbProxyOptions, hooks: ClbProxyHook
   // Checked now, like the options: a wrong logger would otherwise throw at the first diagnostic, from inside an exchange.
   const logger = hooks.logger === null ? silentLogger() : hooks.logger ?? defaultLogger()
   for (const method of ['info', 'warn', 'error'] as const) {
-    if (typeof (logger as Partial<Logger> | null)?.[method] !== 'function') {
-      throw new TypeError(`hooks.logger must be a pino logger (an object with info, warn and error methods) or null for none; its ${method} is ${typeof (logger as Partial<Logger> | null)?.[method]}`)
+    if (typeof (logger as Partial<DiagnosticsLogger> | null)?.[method] !== 'function') {
+      throw new TypeError(`hooks.logger must be a pino logger (an object with info, warn and error methods) or null for none; its ${method} is ${typeof (logger as Partial<DiagnosticsLogger> | null)?.[method]}`)
     }
   }
   const timeScale = hooks.timeScale ?? 1

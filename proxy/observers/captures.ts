@@ -8,7 +8,7 @@
 import { lstatSync, readdirSync, type Dirent, type Stats } from 'node:fs'
 import { lstat, open, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
-import type { Logger } from 'pino'
+import type { DiagnosticsLogger } from '../core/diagnostics-logger.js'
 import type { ClbProxyEvents, ExchangeRecord } from '../core/events.js'
 import { makeFolder } from '../core/make-folder.js'
 import { CLB_DEFAULTS } from '../core/options.js'
@@ -75,7 +75,7 @@ export function isCaptured (record: ExchangeRecord): boolean {
  * arrives. A directory that cannot be created, listed or written is reported once per kind of
  * error (the system error code), not once per capture, and again only after it worked in between.
  */
-export function subscribeCaptures (events: ClbProxyEvents, options: CaptureOptions, logger: Logger): CaptureStore {
+export function subscribeCaptures (events: ClbProxyEvents, options: CaptureOptions, logger: DiagnosticsLogger): CaptureStore {
   const directory = options.captureDir
   if (directory === null) return { close: async () => undefined, list: () => [], settled: async () => undefined, fileFor: () => null }
   const kept: KeptCapture[] = []

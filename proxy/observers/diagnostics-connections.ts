@@ -12,7 +12,7 @@
  * since it was last said (with the count since), so a dead instance is not a line per request.
  * When the proxy stops (unsubscribe), one line per instance gives the failures not said.
  */
-import type { Logger } from 'pino'
+import type { DiagnosticsLogger } from '../core/diagnostics-logger.js'
 import type { ClbProxyEventMap, ClbProxyEvents } from '../core/events.js'
 import { escapeForeign } from './diagnostics-escape.js'
 
@@ -39,7 +39,7 @@ interface Said {
   total: number
 }
 
-export function subscribeConnectionDiagnostics (events: ClbProxyEvents, logger: Logger, options: ConnectionDiagnosticsOptions): () => void {
+export function subscribeConnectionDiagnostics (events: ClbProxyEvents, logger: DiagnosticsLogger, options: ConnectionDiagnosticsOptions): () => void {
   const nowMs = options.nowMs ?? Date.now
   // One entry per instance that failed: registered instances, a bounded set.
   const said = new Map<string, Said>()

@@ -4,7 +4,7 @@
  * last health check's result), and what the 503 of "no instance in service" needs to say why
  * (each registered instance's state and last check).
  */
-import type { Logger } from 'pino'
+import type { DiagnosticsLogger } from '../core/diagnostics-logger.js'
 import type { ClbProxyEvents, HealthCheckResult, InstanceState, InstanceStateChange } from '../core/events.js'
 import { escapeForeign } from './diagnostics-escape.js'
 
@@ -36,7 +36,7 @@ function stateText (state: InstanceState): string {
   return `${state.State} (${state.ReasonCode}: ${state.Description})`
 }
 
-export function subscribeInstanceDiagnostics (events: ClbProxyEvents, logger: Logger): InstanceDiagnostics {
+export function subscribeInstanceDiagnostics (events: ClbProxyEvents, logger: DiagnosticsLogger): InstanceDiagnostics {
   const known = new Map<string, Known>()
   // A new instance's failing checks change no state until the unhealthy threshold: its first
   // failure is said at once, so a wrong health path does not stay silent for a whole interval.

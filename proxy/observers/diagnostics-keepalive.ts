@@ -22,7 +22,7 @@
  * - extra bytes: when the number of bytes differs from the last printed one.
  * When the proxy stops (unsubscribe), one line per instance gives the totals of what was not printed.
  */
-import type { Logger } from 'pino'
+import type { DiagnosticsLogger } from '../core/diagnostics-logger.js'
 import type { ClbProxyEventMap, ClbProxyEvents } from '../core/events.js'
 import type { ResolvedOptions } from '../core/options.js'
 
@@ -76,7 +76,7 @@ function times (count: number): string {
   return count === 1 ? '1 time' : `${count} times`
 }
 
-export function subscribeKeepaliveDiagnostics (events: ClbProxyEvents, logger: Logger, options: KeepaliveDiagnosticsOptions): () => void {
+export function subscribeKeepaliveDiagnostics (events: ClbProxyEvents, logger: DiagnosticsLogger, options: KeepaliveDiagnosticsOptions): () => void {
   // One entry per instance: the configured backends, a bounded set.
   const instances = new Map<string, InstanceState>()
   const stateOf = (backend: string): InstanceState => {

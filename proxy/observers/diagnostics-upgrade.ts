@@ -12,7 +12,7 @@
  * same path only increase its count, and the counts are printed when the proxy stops. At most
  * MAX_UPGRADE_PATHS paths are remembered: a client that varies the path cannot grow the memory.
  */
-import type { Logger } from 'pino'
+import type { DiagnosticsLogger } from '../core/diagnostics-logger.js'
 import { escapeForeign } from './diagnostics-escape.js'
 import type { ClbProxyEventMap, ClbProxyEvents } from '../core/events.js'
 
@@ -35,7 +35,7 @@ export function upgradePath (method: string, target: string): string {
   return escapeForeign(`${method} ${end === -1 ? target : target.slice(0, end)}`, MAX_PATH_CHARS)
 }
 
-export function subscribeUpgradeDiagnostics (events: ClbProxyEvents, logger: Logger): () => void {
+export function subscribeUpgradeDiagnostics (events: ClbProxyEvents, logger: DiagnosticsLogger): () => void {
   const counts = new Map<string, number>()
   let requestsOnOtherPaths = 0
 

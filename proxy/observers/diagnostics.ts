@@ -11,6 +11,7 @@
  * count and their first offsets, for at most MAX_CODES_LISTED codes.
  */
 import { pino, type Logger } from 'pino'
+import type { DiagnosticsLogger } from '../core/diagnostics-logger.js'
 import { escapeBytes } from '../../validators/bytes.js'
 import { DEFECTS, type Defect, type DefectCode } from '../../validators/defects.js'
 import { judge } from '../../validators/verdict.js'
@@ -118,7 +119,7 @@ export interface DiagnosticsOptions extends Pick<ResolvedOptions, 'idleTimeoutSe
  * Subscribes every diagnostic: exchanges, kept-alive connections, dropped upgrades. The returned
  * function unsubscribes them and prints the totals the once-per-cause notices did not show.
  */
-export function subscribeDiagnostics (events: ClbProxyEvents, logger: Logger, options: DiagnosticsOptions): () => void {
+export function subscribeDiagnostics (events: ClbProxyEvents, logger: DiagnosticsLogger, options: DiagnosticsOptions): () => void {
   const instances = subscribeInstanceDiagnostics(events, logger)
   const unsubscribers = [
     () => instances.unsubscribe(),
@@ -133,7 +134,7 @@ export function subscribeDiagnostics (events: ClbProxyEvents, logger: Logger, op
 /**
  * Each ELB-generated answer says why; each relayed (or cut) response with defects lists them.
  */
-export function subscribeExchangeDiagnostics (events: ClbProxyEvents, logger: Logger, options: DiagnosticsOptions): () => void {
+export function subscribeExchangeDiagnostics (events: ClbProxyEvents, logger: DiagnosticsLogger, options: DiagnosticsOptions): () => void {
   const onExchange = (record: ExchangeRecord): void => {
     // CLB-DESYNC: a request that is not Compliant but was routed (monitor mode, Acceptable or
     // Ambiguous in defensive) still says its tier and reason; a blocked one says it in its 400 below.
@@ -204,7 +205,7 @@ export function subscribeExchangeDiagnostics (events: ClbProxyEvents, logger: Lo
   return () => { events.off('exchange', onExchange) }
 }
 
-function describeRoutedDesync (record: ExchangeRecord, desync: NonNullable<ExchangeRecord['desync']>, logger: Logger, options: DiagnosticsOptions): void {
+function describeRoutedDesync (record: ExchangeRecord, desync: NonNullable<ExchangeRecord['desync']>, logger: DiagnosticsLogger, options: DiagnosticsOptions): void {
   const mode = options.desyncMode ?? 'defensive'
   const closed = mode === 'defensive' && desync.tier === 'Ambiguous' ? '; both connections are closed after the response' : ''
   logger.info({
@@ -218,7 +219,7 @@ function describeRoutedDesync (record: ExchangeRecord, desync: NonNullable<Excha
 }
 
 /** A TCP/SSL listener's connection: said only when it could not be joined to an instance, or was cut. */
-function describePassthrough (record: ExchangeRecord, logger: Logger, options: DiagnosticsOptions): void {
+function describePassthrough (record: ExchangeRecord, logger: DiagnosticsLogger, options: DiagnosticsOptions): void {
   const client = `${record.log.clientAddress}:${record.log.clientPort}`
   const listener = `${record.log.scheme} listener port ${record.log.listenerPort}`
   if (record.outcome === 'passthrough-refused') {
