@@ -233,6 +233,22 @@ t.test('npm pack of a clean copy, then install the tarball and use the bin, both
       error: { code: 'ERR_REQUIRE_ESM', message: esmOnlyMessage(process.version), causeCode: 'ERR_REQUIRE_ESM' },
       imported: 'function'
     }, 'without require(esm): ERR_REQUIRE_ESM with the way to import it, and await import() works')
+
+    // A module loader of its own (Jest's runtime) that cannot load an ES module, on a Node.js that can.
+    await writeFile(join(consumer, 'own-loader.cjs'), OWN_LOADER_SCRIPT)
+    const ownLoader = await runToEnd(process.execPath, ['--require', './own-loader.cjs', 'requires.cjs'], consumer)
+    t.equal(ownLoader.code, 0, `the script runs${ownLoader.code === 0 ? '' : `:\n${ownLoader.stderr}`}`)
+    t.same(JSON.parse(ownLoader.stdout).error, canRequireEsm
+      ? {
+          code: 'ERR_REQUIRE_ESM',
+          message: "clb-proxy is an ES module package: import { startClbProxy } from 'clb-proxy' in an ES module, " +
+            "or const { startClbProxy } = await import('clb-proxy') from CommonJS. " +
+            `Node.js ${process.version} can require() it, but the module loader that ran this require() cannot ` +
+            "(Jest's, for one: run Jest with NODE_OPTIONS=--experimental-vm-modules and import clb-proxy).",
+          causeCode: 'ERR_REQUIRE_ESM'
+        }
+      : { code: 'ERR_REQUIRE_ESM', message: esmOnlyMessage(process.version), causeCode: 'ERR_REQUIRE_ESM' },
+    'the message does not blame a Node.js that can require() ES modules')
   })
 
   t.test('every relative link of the shipped Markdown files resolves inside the installed package', async (t) => {
@@ -339,6 +355,16 @@ if (required !== undefined) {
   import('clb-proxy').then((imported) => {
     process.stdout.write(JSON.stringify({ required: typeof required.startClbProxy, sameAsImport: imported === required }))
   })
+}
+`
+
+/** A preloaded stand-in for a loader that cannot load ES modules (as Jest's runtime): it refuses the package's dist/index.js. */
+const OWN_LOADER_SCRIPT = `'use strict'
+const Module = require('node:module')
+const nodeRequire = Module.prototype.require
+Module.prototype.require = function (id) {
+  if (/dist[\\\\/]index\\.js$/.test(id)) throw Object.assign(new Error('Must use import to load ES Module: ' + id), { code: 'ERR_REQUIRE_ESM' })
+  return nodeRequire.call(this, id)
 }
 `
 
