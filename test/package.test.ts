@@ -1,7 +1,7 @@
 /**
  * The npm package as a user gets it: a clean copy of the repository (what a fresh clone holds: the
  * files git tracks, plus the working changes not yet committed, and no dist/), `npm pack` in it (its
- * prepack script builds dist/), the tarball's file list, then the tarball installed into an empty
+ * prepare script builds dist/), the tarball's file list, then the tarball installed into an empty
  * project on this Node.js, where the `clb-proxy` bin, the ESM entry, the CommonJS entry, the type
  * declarations and the README's links are each used as a user would.
  *
@@ -140,14 +140,14 @@ t.test('npm pack of a clean copy, then install the tarball and use the bin, both
   const source = join(root, 'source')
   const copied = await copyAsCloned(source)
   t.ok(copied.includes('package.json') && copied.includes('index.ts'), `the clean copy holds the repository (${copied.length} files)`)
-  t.notOk(existsSync(join(source, 'dist')), 'and no dist/: only the prepack build can put it there')
+  t.notOk(existsSync(join(source, 'dist')), 'and no dist/: only the prepare build can put it there')
   // A fresh clone runs `npm ci` before packing; the repo's own install is that install.
   await symlink(join(REPO, 'node_modules'), join(source, 'node_modules'), 'dir')
 
   const packed = await runToEnd('npm', ['pack', '--json', '--pack-destination', root], source)
   t.equal(packed.code, 0, `npm pack succeeds${packed.code === 0 ? '' : `:\n${packed.stdout}${packed.stderr}`}`)
-  // npm prints each lifecycle script it runs ("> clb-proxy@0.1.0 prepack") on stderr when --json is given.
-  t.match(packed.stderr, /^> clb-proxy@\S+ prepack\n> npm run build$/m, 'npm pack ran the prepack script')
+  // npm prints each lifecycle script it runs ("> clb-proxy@0.1.0 prepare") on stderr when --json is given.
+  t.match(packed.stderr, /^> clb-proxy@\S+ prepare\n> npm run build$/m, 'npm pack ran the prepare script')
   const built = existsSync(join(source, 'dist')) ? await filesUnder(join(source, 'dist'), source) : []
   t.ok(built.includes('dist/index.js'), 'which built dist/ in the clean copy')
   t.notOk(built.some((path) => path.startsWith('dist/test/')), 'tsconfig.build.json compiles no test')
