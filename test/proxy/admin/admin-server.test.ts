@@ -106,6 +106,44 @@ t.test('inject: /captures says which captures an earlier run left (files found a
 })
 
 
+t.test('inject: /healthz, /metrics and /entries', async (t) => {
+  const { sources, metrics } = await fixtureSources(t)
+  const app = buildAdminApp(sources)
+  t.teardown(() => app.close())
+
+  const health = await app.inject('/healthz')
+  t.equal(health.statusCode, 200)
+  t.equal(health.headers['content-type'], 'application/json; charset=utf-8')
+  t.strictSame(health.json(), { status: 'ok' })
+
+  const metricsResponse = await app.inject('/metrics.json')
+  t.equal(metricsResponse.statusCode, 200)
+  t.strictSame(metricsResponse.json(), metrics.snapshot())
+  t.match(metricsResponse.json(), { Namespace: 'AWS/ELB', Metrics: { RequestCount: { Unit: 'Count', Sum: 3 }, HTTPCode_ELB_5XX: { Sum: 1 }, Latency: { Unit: 'Seconds' } } })
+
+  const all = await app.inject('/entries')
+  t.equal(all.statusCode, 200)
+  const expected = RECORDS.map(toAccessLogEntry).map((entry) => ({
+    line: entry.line,
+    outcome: entry.outcome,
+    elbGenerated: entry.elbGenerated,
+    primaryDefect: entry.primaryDefect,
+    defects: entry.defects,
+    record: entry.record
+  }))
+  t.strictSame(all.json(), { count: 3, entries: JSON.parse(JSON.stringify(expected)) })
+  t.equal(all.json().entries[2].line, '2026-11-25T08:00:00.000000Z clb-proxy 127.0.0.1:50000 127.0.0.1:3000 0.00001 0.25 0.00001 502 - 0 0 "GET http://app:8080/three HTTP/1.1" "curl/8.5.0" - -')
+
+  const lastTwo = await app.inject('/entries?limit=2')
+  t.strictSame(lastTwo.json().entries.map((entry: { record: { target: string } }) => entry.record.target), ['/two', '/three'])
+  for (const limit of ['0', '-1', 'x', '1.5', '10001']) {
+    const bad = await app.inject(`/entries?limit=${limit}`)
+    t.equal(bad.statusCode, 400, `limit=${limit} is refused`)
+  }
+  t.equal((await app.inject('/nowhere')).statusCode, 404)
+  t.equal((await app.inject({ method: 'POST', url: '/healthz' })).statusCode, 404, 'the admin API is read-only')
+})
+
 t.test('inject: /captures lists the store; /captures/:name serves only listed names', async (t) => {
   const { sources, captureDir } = await fixtureSources(t)
   const app = buildAdminApp(sources)
