@@ -368,7 +368,7 @@ Module.prototype.require = function (id) {
 }
 `
 
-const TYPED_USE = `import { startClbProxy, assertRelayed, findEntry, CLB_DEFAULTS, SYNTHETIC_RESPONSES, type ClbProxy, type ClbProxyOptions, type AccessLogRecord, type DiagnosticsLogger } from 'clb-proxy'
+const TYPED_USE = `import { startClbProxy, CLB_DEFAULTS, SYNTHETIC_RESPONSES, type ClbProxy, type ClbProxyOptions, type AccessLogRecord, type DiagnosticsLogger } from 'clb-proxy'
 import { pino } from 'pino'
 
 const options: ClbProxyOptions = { listen: '127.0.0.1:0', backends: ['http://127.0.0.1:3000'], idleTimeoutSeconds: 5 }
@@ -383,12 +383,6 @@ const plainLogger = {
 export const withPlainLogger: Promise<ClbProxy> = startClbProxy(options, { logger: plainLogger })
 export const withPino: Promise<ClbProxy> = startClbProxy(options, { logger: pino() })
 export const typed: DiagnosticsLogger = plainLogger
-// The assertion helpers narrow: after one, the entry findEntry may not have found is there.
-export function relayedStatus(proxy: ClbProxy): number | null {
-  const entry = findEntry(proxy, (candidate) => candidate.record.target === '/')
-  assertRelayed(entry, { status: 200 })
-  return entry.record.elbStatusCode
-}
 export const defaultPort: number = CLB_DEFAULTS.listen.port
 export const statuses: string[] = Object.keys(SYNTHETIC_RESPONSES)
 export function elbOf(record: AccessLogRecord): string {

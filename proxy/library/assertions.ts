@@ -23,7 +23,7 @@ export interface RelayedExpectation {
  * Asserts the load balancer answered this request itself (HTTPCode_ELB_*: 502 for a rejected
  * response, 503, 504, 400, 405, 408), with `status` and decided by `defect` when given.
  */
-export function assertElbGenerated (entry: AccessLogEntry | undefined, expected: ElbGeneratedExpectation = {}): asserts entry is AccessLogEntry {
+export function assertElbGenerated (entry: AccessLogEntry | undefined, expected: ElbGeneratedExpectation = {}): void {
   checkExpectation(expected, ['status', 'defect'], assertElbGenerated)
   const wanted = `an ELB-generated ${expected.status ?? 'response'}${expected.defect === undefined ? '' : ` decided by ${expected.defect}`}`
   if (entry === undefined) noEntry(wanted, { elbGenerated: true, ...expected }, assertElbGenerated)
@@ -40,7 +40,7 @@ export function assertElbGenerated (entry: AccessLogEntry | undefined, expected:
 }
 
 /** Asserts the instance's response went to the client unchanged (outcome 'relayed'), with `status` when given. */
-export function assertRelayed (entry: AccessLogEntry | undefined, expected: RelayedExpectation = {}): asserts entry is AccessLogEntry {
+export function assertRelayed (entry: AccessLogEntry | undefined, expected: RelayedExpectation = {}): void {
   checkExpectation(expected, ['status'], assertRelayed)
   if (entry === undefined) noEntry(`a relayed ${expected.status ?? 'response'}`, { outcome: 'relayed', ...expected }, assertRelayed)
   const problems: string[] = []
