@@ -18,7 +18,7 @@ try {
 } catch (error) {
   if (error === null || typeof error !== 'object' || (error.code !== 'ERR_REQUIRE_ESM' && error.code !== 'ERR_REQUIRE_ASYNC_MODULE')) throw error
   // Node.js itself can require() an ES module here: the require() that failed is another loader's.
-  const nodeCanRequireEsm = process.features.require_module === true
+  const nodeCanRequireEsm = process.features.require_module === true && error.code === 'ERR_REQUIRE_ESM'
   const esmOnly = new Error(
     nodeCanRequireEsm
       ? `${HOW_TO_IMPORT}. Node.js ${process.version} can require() it, but the module loader that ran this require() cannot ` +

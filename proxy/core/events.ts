@@ -24,7 +24,8 @@ import type { DesyncTier } from '../../validators/desync-classifier.js'
  *   full; 503, counted in SpilloverCount (CLB-CW);
  * - 'instance-deregistered': the instance was deregistered (draining disabled, or its draining
  *   timeout passed) before it answered; 504, as observed (O-CTB);
- * - 'drain-timeout': close() reached drainTimeoutSeconds with the response not yet committed; 504;
+ * - 'drain-timeout': close() reached drainTimeoutSeconds with the response not yet committed (504), or
+ *   with a request head still arriving (408, CLB-HTTPERR 408);
  * - 'bad-request': the client's request was malformed; 400 or 405;
  * - 'desync-blocked': desync mitigation blocked the request (its tier is blocked by desyncMode); 400
  *   and the client connection is closed (CLB-DESYNC);

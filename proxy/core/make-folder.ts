@@ -48,9 +48,13 @@ function needsParent (folder: string, error: unknown): boolean {
   return (error as NodeJS.ErrnoException).code === 'ENOENT' && path.dirname(folder) !== folder
 }
 
-/** The mkdir failed because `folder` exists: made meanwhile, or there already. A file of that name is an error. */
+/**
+ * The mkdir failed, but `folder` is a folder: made meanwhile, or there already, whatever the error
+ * said (EEXIST; EISDIR for / on macOS; EACCES or EROFS on some file systems), as Node's recursive
+ * mkdir accepts. A file of that name is an error.
+ */
 function existsAsFolderSync (folder: string, error: unknown): boolean {
-  if ((error as NodeJS.ErrnoException).code !== 'EEXIST') return false
+  if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false
   try {
     return fs.statSync(folder).isDirectory()
   } catch {
@@ -59,7 +63,7 @@ function existsAsFolderSync (folder: string, error: unknown): boolean {
 }
 
 async function existsAsFolder (folder: string, error: unknown): Promise<boolean> {
-  if ((error as NodeJS.ErrnoException).code !== 'EEXIST') return false
+  if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false
   try {
     return (await stat(folder)).isDirectory()
   } catch {

@@ -123,7 +123,12 @@ export class ClientConnection implements ClientSide {
       // Part of a request head, no instance involved yet: the proxy stops waiting for the rest and
       // says so (CLB-HTTPERR 408: the client "failed to send a full request"). Closing without it
       // logged, at the close, a 408 the client never got, as a client that had left.
-      if (!this.closed && this.requestStartedAtMicros !== null && this.parser.state !== 'complete') this.respondWithoutBackend(408, 'drain-timeout', [])
+      if (!this.closed && this.requestStartedAtMicros !== null && this.parser.state !== 'complete') {
+        this.respondWithoutBackend(408, 'drain-timeout', [])
+        // As for the 504 below: destroyed once the 408 has left, not before (a slow reader still gets it).
+        if (!this.socket.destroyed) this.socket.end(() => this.socket.destroy())
+        return
+      }
       flushNow(this.socket)
       this.socket.destroy()
       return

@@ -4,7 +4,7 @@
  */
 import { existsSync } from 'node:fs'
 import { stat, writeFile } from 'node:fs/promises'
-import { join } from 'node:path'
+import { join, parse } from 'node:path'
 import t from 'tap'
 import { makeFolder, makeFolderSync } from '../../../proxy/core/make-folder.js'
 
@@ -26,6 +26,8 @@ for (const [name, make] of [
     }
     await make(deep, 0o755)
     t.equal((await stat(deep)).mode & 0o777, 0o700, 'a folder that exists is left as it is')
+    // mkdir of the root fails (EEXIST here, EISDIR on macOS), and the root is a folder: nothing to make.
+    await t.resolves(make(parse(root).root), 'the root')
   })
 
   t.test(`${name}: a file in the way, or as a parent, is an error`, async (t) => {
