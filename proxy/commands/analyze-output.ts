@@ -41,7 +41,7 @@ function bucketLabel (report: AnalyzeReport): string {
 function loadBalancerLines (report: AnalyzeReport): string[] {
   const balancers = report.loadBalancers
   if (balancers.count === 0) return []
-  const named = balancers.rows.map((row) => `${row.name} (${row.lines} line${row.lines === 1 ? '' : 's'})`).join(', ')
+  const named = balancers.rows.map((row) => `${row.name} (${counted(row.lines, 'line')})`).join(', ')
   const more = balancers.count > balancers.rows.length ? ` and ${balancers.count - balancers.rows.length} more` : ''
   if (balancers.count === 1) return [`load balancer: ${named}`]
   return [
@@ -167,9 +167,13 @@ function html (text: string): string {
   return visible(text).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`)
 }
 
-/** What the chart draws: requests and errors, or a TCP/SSL-only log's connections. */
+/** The chart of a log of TCP/SSL listeners only draws its connections: it has no request. */
+function drawsConnections (report: AnalyzeReport): boolean {
+  return report.requests === 0 && report.totals.tcp > 0
+}
+
 function chartTitle (report: AnalyzeReport): string {
-  return `${report.requests === 0 && report.totals.tcp > 0 ? 'TCP/SSL connections' : 'Requests and errors'} per ${bucketLabel(report)}`
+  return `${drawsConnections(report) ? 'TCP/SSL connections' : 'Requests and errors'} per ${bucketLabel(report)}`
 }
 
 /**
@@ -189,7 +193,8 @@ function chart (report: AnalyzeReport): string {
   // At least 2 units wide: a bucket of a long span stays visible.
   const barWidth = Math.max((bucketMs / span) * width, 2)
   // A log of TCP/SSL listeners only has no request to draw: its bars are its connections.
-  const drawn = report.requests === 0 && report.totals.tcp > 0 ? (r: typeof rows[number]) => r.connections : (r: typeof rows[number]) => r.requests
+  const connectionsOnly = drawsConnections(report)
+  const drawn = (row: typeof rows[number]): number => connectionsOnly ? row.connections : row.requests
   const max = Math.max(...rows.map(drawn), 1)
   const bars = rows.map((r, i) => {
     const x = Math.min((((starts[i] as number) - first) / span) * width, width - barWidth).toFixed(2)

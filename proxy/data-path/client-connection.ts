@@ -118,24 +118,20 @@ export class ClientConnection implements ClientSide {
    * gets the 408; then the connection goes.
    */
   closeAtDrainDeadline (): void {
-    const exchange = this.exchange
-    if (exchange === null || this.closed) {
+    if (!this.closed && this.exchange !== null) {
+      this.exchange.drainTimedOut()
+    } else if (!this.closed && this.requestStartedAtMicros !== null && this.parser.state !== 'complete') {
       // Part of a request head, no instance involved yet: the proxy stops waiting for the rest and
       // says so (CLB-HTTPERR 408: the client "failed to send a full request"). Closing without it
       // logged, at the close, a 408 the client never got, as a client that had left.
-      if (!this.closed && this.requestStartedAtMicros !== null && this.parser.state !== 'complete') {
-        this.respondWithoutBackend(408, 'drain-timeout', [])
-        // As for the 504 below: destroyed once the 408 has left, not before (a slow reader still gets it).
-        if (!this.socket.destroyed) this.socket.end(() => this.socket.destroy())
-        return
-      }
+      this.respondWithoutBackend(408, 'drain-timeout', [])
+    } else {
       flushNow(this.socket)
       this.socket.destroy()
       return
     }
-    // exchangeDone() ends the socket after the 504; destroy once it is flushed, so a client that
-    // never closes its side (allowHalfOpen) cannot hold the shutdown.
-    exchange.drainTimedOut()
+    // The answer ends the socket; destroy once it is flushed (a slow reader still gets it), so a
+    // client that never closes its side (allowHalfOpen) cannot hold the shutdown.
     if (!this.socket.destroyed) this.socket.end(() => this.socket.destroy())
   }
 
